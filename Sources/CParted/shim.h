@@ -1,0 +1,1 @@
+#include <parted/parted.h>

@@ -1,0 +1,2 @@
+#include <rfb/rfbclient.h>
+#include <rfb/rfb.h>

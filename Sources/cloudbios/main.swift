@@ -1,0 +1,38 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One multi-call executable. `/init` (or any argv[0] named `init`) runs PID 1;
+/// otherwise the first argument names the command.
+struct CloudBIOS: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cloudbios",
+        abstract: "CloudBIOS: a dual-running cloud bootloader and PE appliance.",
+        version: CloudBIOSVersion.string,
+        subcommands: [
+            InitCommand.self, DaemonCommand.self, VMCommand.self, ConfigCommand.self,
+            DisksCommand.self, InstallCommand.self, PasswdCommand.self, ViewerCommand.self,
+        ]
+    )
+}
+
+enum CloudBIOSVersion {
+    static let string = "0.1.0"
+}
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+let invokedAs = CommandLine.arguments.first.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? "cloudbios"
+if invokedAs == "init" {
+    arguments = ["init"] + arguments.filter { !$0.hasPrefix("-") || $0.contains("=") == false }
+}
+do {
+    var command = try await CloudBIOS.asyncParseAsRoot(arguments)
+    if var asyncCommand = command as? AsyncParsableCommand {
+        try await asyncCommand.run()
+    } else {
+        try command.run()
+    }
+} catch {
+    CloudBIOS.exit(withError: error)
+}

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs the Debian packages CloudBIOS builds and tests with, if missing.
+# Usage: scripts/lib/deps.sh [build|test]
+set -eu
+BUILD_PKGS="qemu-system-x86 qemu-utils ovmf seabios grub-pc-bin grub-efi-amd64-bin grub-common
+xorriso mtools linux-image-amd64 busybox-static libblkid-dev libparted-dev libmicrohttpd-dev
+libvncserver-dev libgnutls28-dev nettle-dev libcrypt-dev novnc zstd cpio e2fsprogs dosfstools parted kmod
+fdisk util-linux iproute2 dnsmasq-base curl python3 openssl"
+TEST_PKGS="chromium chromium-driver wrk nginx-light python3-pytest python3-selenium python3-websocket imagemagick"
+want="$BUILD_PKGS"
+[ "${1:-build}" = test ] && want="$BUILD_PKGS $TEST_PKGS"
+missing=""
+for p in $want; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "deps: installing$missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing >/dev/null
+fi

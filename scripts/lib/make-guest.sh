@@ -1,0 +1,65 @@
+#!/bin/sh
+# Builds the tiny demo/test guest from Debian packages: the host's Debian
+# kernel and an initramfs of busybox-static plus the bochs display driver.
+# The guest prints CLOUDBIOS-GUEST-READY on its serial console, paints its
+# screen a known colour (#1E90FF, "dodger blue") and echoes every line typed
+# on its keyboard to the serial console as "typed: LINE".
+# Usage: scripts/lib/make-guest.sh OUTDIR   -> OUTDIR/vmlinuz OUTDIR/initrd.img
+set -eu
+out=$1
+kver=$(ls /lib/modules | sort -V | tail -1)
+kernel=/boot/vmlinuz-$kver
+[ -r "$kernel" ] || { echo "make-guest: no kernel at $kernel (install linux-image-amd64)" >&2; exit 1; }
+mkdir -p "$out"
+if [ -s "$out/initrd.img" ] && [ "$out/initrd.img" -nt "$0" ] && [ "$out/vmlinuz" -nt "$kernel" ]; then exit 0; fi
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root/bin" "$root/tmp" "$root/dev" "$root/proc" "$root/sys" "$root/lib/modules/$kver"
+cp /bin/busybox "$root/bin/busybox"
+for a in sh mount modprobe insmod cat echo dd sleep poweroff reboot seq head tr mv rm cp; do ln -s busybox "$root/bin/$a"; done
+# bochs DRM (with fbdev emulation) and its dependencies
+mods=$(modprobe -S "$kver" --show-depends bochs 2>/dev/null | awk '$1=="insmod"{print $2}')
+for m in $mods; do
+    rel=${m#/lib/modules/$kver/}
+    mkdir -p "$root/lib/modules/$kver/$(dirname "$rel")"
+    case "$m" in
+        *.xz) xz -dc "$m" > "$root/lib/modules/$kver/${rel%.xz}" ;;
+        *.zst) zstd -qdc "$m" > "$root/lib/modules/$kver/${rel%.zst}" ;;
+        *) cp "$m" "$root/lib/modules/$kver/$rel" ;;
+    esac
+done
+printf '%s\n' $mods | sed "s|/lib/modules/$kver/||; s/\.xz$//; s/\.zst$//" > "$root/modules.order"
+cat > "$root/init" <<'INIT'
+#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /modules.order); do insmod /lib/modules/*/$m 2>/dev/null; done
+echo "CLOUDBIOS-GUEST-READY" > /dev/ttyS0
+i=0
+while [ ! -e /dev/fb0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+if [ -e /dev/fb0 ]; then
+    echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
+    # 32 bpp: bytes B G R X of #1E90FF
+    size=$(cat /sys/class/graphics/fb0/virtual_size | tr , ' ')
+    set -- $size
+    stride=$(cat /sys/class/graphics/fb0/stride)
+    n=$(( stride * $2 / 4 ))
+    # double the pattern until it covers the screen, then write it once
+    printf '\377\220\036\000' > /tmp/p1; c=1
+    while [ $c -lt $n ]; do cat /tmp/p1 /tmp/p1 > /tmp/p2; mv /tmp/p2 /tmp/p1; c=$((c*2)); done
+    dd if=/tmp/p1 of=/dev/fb0 bs=$stride count=$2 2>/dev/null
+    rm -f /tmp/p1
+    echo "CLOUDBIOS-GUEST-PAINTED ${1}x${2}" > /dev/ttyS0
+fi
+# echo keyboard lines to the serial console
+while true; do
+    while read -r line; do echo "typed: $line" > /dev/ttyS0; done < /dev/tty1
+    sleep 1
+done
+INIT
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd.img.tmp"
+mv "$out/initrd.img.tmp" "$out/initrd.img"
+cp "$kernel" "$out/vmlinuz"
+echo "make-guest: $out/vmlinuz $out/initrd.img ($(du -k "$out/initrd.img" | cut -f1) KiB)" >&2
