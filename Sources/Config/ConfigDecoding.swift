@@ -268,6 +268,7 @@ extension StrictDecoder {
 
     mutating func vm(_ node: Node, _ path: String, nameOverride: String?) -> VMSpec? {
         guard var m = map(node, path.isEmpty ? "the VM" : path) else { return nil }
+        m.path = path
         defer { finish(m) }
         let p = path.isEmpty ? "" : path + "."
         var name: String?
@@ -346,7 +347,7 @@ extension StrictDecoder {
                     if let c = Self.sizeConstraint(s) { sel.size = c } else { error(x, "\(p)disk.size must be a comparison like \">= 8G\"") }
                 }
                 finish(dm)
-                if sel.isEmpty { error(n, "\(p)disk needs at least one of path, by_id, serial, model, size, ssd") }
+                if dm.pairs.isEmpty { error(n, "\(p)disk needs at least one of path, by_id, serial, model, size, ssd") }
                 cfg.disk = sel
             }
         } else {

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Config
 import Platform
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct ConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -60,7 +63,7 @@ struct ConfigCommand: ParsableCommand {
 }
 
 func printErr(_ s: String) {
-    Log.fd = 2
+    fflush(nil)
     let line = s + "\n"
     _ = line.utf8CString.withUnsafeBufferPointer { p in writeStderr(p.baseAddress!, p.count - 1) }
 }
