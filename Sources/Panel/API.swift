@@ -94,17 +94,14 @@ public final class PanelAPI: Sendable {
             return run { .json(.array(await backend.listVMs().map(\.json))) }
         case .createVM:
             return jsonBody(head) { body in
-                let spec = try PanelAPI.decodeSpec(body)
+                let spec = try PanelAPI.decodeSpec(body, name: nil)
                 return .json(try await backend.createVM(spec).json, status: 201)
             }
         case .getVM(let name):
             return run { .json(try await backend.vm(name).json) }
         case .updateVM(let name):
             return jsonBody(head) { body in
-                let spec = try PanelAPI.decodeSpec(body)
-                guard spec.name == name else {
-                    throw APIError.badRequest("name in the body ('\(Names.clip(spec.name))') differs from the URL ('\(name)')")
-                }
+                let spec = try PanelAPI.decodeSpec(body, name: name)
                 return .json(try await backend.updateVM(name, spec).json)
             }
         case .deleteVM(let name):
@@ -150,6 +147,7 @@ public final class PanelAPI: Sendable {
                 let v: JSONValue
                 do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw APIError.badRequest(PanelAPI.bodyMessage(error)) }
                 guard case .object = v else { throw APIError.badRequest("body must be a JSON object") }
+                _ = try InstallConfig.decode(json: body, file: "body")
                 return .json(try await backend.startInstall(v).json, status: 202)
             }
         case .listTasks:
@@ -219,10 +217,15 @@ public final class PanelAPI: Sendable {
 
     static func bodyMessage(_ e: ConfigError) -> String { "body:\(e.mark.line):\(e.mark.column): \(e.message)" }
 
-    static func decodeSpec(_ body: [UInt8]) throws -> VMSpec {
-        // Syntax first (400), then the strict decoder (422).
-        do throws(ConfigError) { _ = try JSONValue.parse(body) } catch { throw APIError.badRequest(bodyMessage(error)) }
-        return try VMSpec.decode(body)
+    /// Syntax first (400), then the strict decoder (422). For PUT, the URL
+    /// names the VM; a different name in the body is refused.
+    static func decodeSpec(_ body: [UInt8], name: String?) throws -> VMSpec {
+        let v: JSONValue
+        do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw APIError.badRequest(bodyMessage(error)) }
+        if let name, let given = v["name"]?.stringValue, given != name {
+            throw APIError.badRequest("name in the body ('\(Names.clip(given))') differs from the URL ('\(name)')")
+        }
+        return try VMSpec.decode(json: body, file: "body", name: name)
     }
 
     // MARK: - login

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// `cloudbios passwd`: prints a crypt(3) hash for `panel.users[].password_hash`.
-struct PasswdCommand: AsyncParsableCommand {
+struct PasswdCommand: Command {
     static let configuration = CommandConfiguration(
         commandName: "passwd",
         abstract: "Print a crypt(3) password hash for panel.users in cloudbios.yaml.",
@@ -20,7 +20,7 @@ struct PasswdCommand: AsyncParsableCommand {
     @Option(help: "Hash method: sha512 (sha512-crypt, $6$) or yescrypt ($y$).")
     var method: Method = .sha512
 
-    mutating func run() async throws {
+    mutating func execute() async throws {
         let password: String
         if isatty(0) == 1 {
             guard let first = Self.readHidden("Password: ") else { throw CLIError("no password read") }

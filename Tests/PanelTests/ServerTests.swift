@@ -279,11 +279,11 @@ final class TestServer {
         #expect(png.status == 200 && png.headers["content-type"] == "image/png" && Array(png.body.prefix(4)) == [0x89, 0x50, 0x4e, 0x47])
 
         let host = try await s.http.request("GET", "/api/v1/host", headers: auth)
-        #expect(host.json?["accel"]?.stringValue == "tcg" && host.json?["cpus"]?.intValue == 2)
+        #expect(host.json?["accel"]?["mode"]?.stringValue == "tcg" && host.json?["cpu"]?["count"]?.intValue == 2)
         let tasks = try await s.http.request("GET", "/api/v1/tasks", headers: auth)
         #expect(tasks.json?[0]?["id"]?.stringValue == "t1")
         #expect(try await s.http.request("GET", "/api/v1/tasks/t1", headers: auth).json?["progress"]?.intValue == 50)
-        let inst = try await s.http.json("POST", "/api/v1/install", #"{"dry_run":true}"#, headers: auth)
+        let inst = try await s.http.json("POST", "/api/v1/install", #"{"dry_run":true,"disk":{"serial":"TARGET*"}}"#, headers: auth)
         #expect(inst.status == 202 && inst.json?["result"]?["dry_run"] == .bool(true))
         #expect(try await s.http.request("GET", "/api/v1/disks", headers: auth).json?[0]?["path"]?.stringValue == "/dev/vda")
 
