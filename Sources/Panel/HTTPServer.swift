@@ -215,7 +215,7 @@ final class HTTPServer: @unchecked Sendable {
         }
         guard let resp else { return cb_mhd_no() }
         for (k, v) in r.headers { MHD_add_response_header(resp, k, v) }
-        for (k, v) in api.securityHeaders() { MHD_add_response_header(resp, k, v) }
+        for (k, v) in api.securityHeaderList { MHD_add_response_header(resp, k, v) }
         let ret = MHD_queue_response(conn, UInt32(r.status), resp)
         MHD_destroy_response(resp)
         return ret

@@ -89,8 +89,14 @@ final class TestServer {
 
         // Cookie auth: reading is fine, changing needs X-CSRF-Token.
         let c = ["Cookie": "cloudbios_session=\(token)"]
-        #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).status == 200)
+        #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).json == .array([]))
+        // A change made through the API shows at once; one made behind it within the cache time.
+        let made = try await s.http.json("POST", "/api/v1/vms", #"{"name":"made"}"#, headers: ["Authorization": "Bearer \(token)"])
+        #expect(made.status == 201)
+        #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).json?.arrayValue?.count == 1)
         await s.backend.addVM("tiny")
+        try await Task.sleep(nanoseconds: 300_000_000)
+        #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).json?.arrayValue?.count == 2)
         let noToken = try await s.http.request("POST", "/api/v1/vms/tiny/start", headers: c)
         #expect(noToken.status == 403 && noToken.error?.contains("X-CSRF-Token") == true)
         let wrong = try await s.http.request("POST", "/api/v1/vms/tiny/start", headers: c.merging(["X-CSRF-Token": "x"]) { a, _ in a })
