@@ -86,6 +86,20 @@ public actor VMManager {
         }
     }
 
+    deinit {
+        for rt in runtimes.values { rt.qmp?.close() }
+    }
+
+    /// Lets go of every VM without stopping it (the daemon exiting): QMP
+    /// connections close, QEMU keeps running, a later manager reattaches.
+    public func detach() {
+        for (name, rt) in runtimes {
+            runtimes[name]?.generation = -1
+            rt.qmp?.close()
+        }
+        runtimes = [:]
+    }
+
     public nonisolated func paths(_ name: String) -> VMPaths { VMPaths(stateDir: stateDir, name: name) }
 
     // MARK: - startup

@@ -93,6 +93,7 @@ import Glibc
             _ = try await first.create(Guest.tinySpec("keep"))
             pid = try #require(try await first.start("keep").pid)
             _ = try await first.perform(.pause, on: "keep")
+            await first.detach()   // as a daemon that exits (kill -9 closes the socket the same way)
         }
         // a new manager (a restarted daemon) finds the VM still running, in its state
         let second = try manager(dir)
