@@ -76,7 +76,7 @@ public actor VMManager {
         for f in Files.list("\(options.stateDir)/vms") where f.hasSuffix(".json") {
             let path = "\(options.stateDir)/vms/\(f)"
             do {
-                let spec = try VMSpec(definition: JSONValue.parse(Files.read(path)))
+                let spec = try VMSpec.decode(json: Files.read(path), file: path)
                 try spec.validate()
                 guard "\(spec.name).json" == f else { throw APIError.unprocessable("name does not match the file name") }
                 specs[spec.name] = spec
@@ -241,7 +241,7 @@ public actor VMManager {
 
     private func save(_ spec: VMSpec) throws(APIError) {
         do {
-            try Files.writeAtomically(paths(spec.name).definition, spec.definitionJSON.serialized(pretty: true) + "\n")
+            try Files.writeAtomically(paths(spec.name).definition, spec.json.serialized(pretty: true) + "\n")
         } catch {
             throw APIError(507, "cannot save VM '\(spec.name)': \(error)")
         }
