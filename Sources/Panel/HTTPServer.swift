@@ -13,7 +13,8 @@ final class HTTPServer: @unchecked Sendable {
     private var daemon: OpaquePointer?
     let api: PanelAPI
     private let inFlight = Lock()
-    private var pending = 0
+    /// Suspended connections waiting for an async answer.
+    private var suspended: [ObjectIdentifier: (Context, ConnectionRef)] = [:]
 
     init(api: PanelAPI) { self.api = api }
 
@@ -31,13 +32,22 @@ final class HTTPServer: @unchecked Sendable {
         daemon = d
     }
 
-    /// Waits (bounded) for suspended requests, then stops the daemon.
+    /// Waits (bounded) for suspended requests, answers those still waiting
+    /// with 503, then stops the daemon.
     func stop() {
         guard let d = daemon else { return }
-        for _ in 0..<500 {
-            if inFlight.withLock({ pending }) == 0 { break }
+        for _ in 0..<300 {
+            if inFlight.withLock({ suspended.isEmpty }) { break }
             usleep(10_000)
         }
+        let left = inFlight.withLock { () -> [(Context, ConnectionRef)] in
+            let l = Array(suspended.values)
+            suspended.removeAll()
+            for (ctx, _) in l { ctx.ready = .error(503, "the server is shutting down") }
+            return l
+        }
+        for (_, ref) in left { MHD_resume_connection(ref.c) }
+        if !left.isEmpty { usleep(200_000) }
         daemon = nil
         MHD_stop_daemon(d)
     }
@@ -186,14 +196,19 @@ final class HTTPServer: @unchecked Sendable {
 
     /// Suspends the connection, runs `f`, and resumes with its answer.
     private func runAsync(_ conn: OpaquePointer, _ ctx: Context, _ f: @escaping @Sendable () async -> HTTPResponse) {
-        MHD_suspend_connection(conn)
-        inFlight.withLock { pending += 1 }
         let ref = ConnectionRef(c: conn)
+        let id = ObjectIdentifier(ctx)
+        inFlight.withLock { suspended[id] = (ctx, ref) }
+        MHD_suspend_connection(conn)
         Task {
             let r = await f()
-            ctx.ready = r
-            self.inFlight.withLock { self.pending -= 1 }
-            MHD_resume_connection(ref.c)
+            // Exactly one of this task and `stop` resumes the connection.
+            let mine = self.inFlight.withLock { () -> Bool in
+                guard self.suspended.removeValue(forKey: id) != nil else { return false }
+                ctx.ready = r
+                return true
+            }
+            if mine { MHD_resume_connection(ref.c) }
         }
     }
 

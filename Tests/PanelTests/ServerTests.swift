@@ -258,6 +258,23 @@ final class TestServer {
         #expect(snap.aborted && !snap.finished)
         let (refused, _) = try await s.http.upload("/api/v1/images/forbidden", headers: ["Authorization": "Bearer \(token)"], total: 1 << 20)
         #expect(refused.status == 409)
+        // A client that goes away mid-body: the upload is aborted, not kept.
+        let http = s.http
+        try await offPool {
+            let fd = try http.connect()
+            TestHTTP.send(fd, http.head("PUT", "/api/v1/images/halfway", ["Authorization": "Bearer \(token)"], contentLength: 8 << 20))
+            TestHTTP.send(fd, [UInt8](repeating: 7, count: 1 << 20))
+            usleep(200_000)
+            close(fd)
+        }
+        var half: FakeUpload.Snapshot? = nil
+        for _ in 0..<50 {
+            half = await s.backend.lastUpload()?.snapshot
+            if half?.aborted == true { break }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(half?.aborted == true && half?.finished == false && (half?.bytes ?? 0) > 0, "\(String(describing: half))")
+        #expect(await s.backend.listImages().contains { $0.name == "halfway" } == false)
         // Unauthenticated uploads are refused before the body is read.
         let (anon, _) = try await s.http.upload("/api/v1/images/x", headers: [:], total: 1 << 20)
         #expect(anon.status == 401)
@@ -298,6 +315,20 @@ final class TestServer {
         #expect(m.text.contains("cloudbios_vms 1"))
         #expect(m.text.contains(#"cloudbios_http_requests_total{route="GET /api/v1/vms/{name}/serial",status="200"} 3"#), "\(m.text)")
         #expect(m.text.contains("cloudbios_http_request_duration_seconds_bucket{le=\"+Inf\"}"))
+    }
+
+    @Test func stopAnswersWaitingRequests() async throws {
+        let s = try TestServer()
+        let (token, _) = try await s.login()
+        await s.backend.addVM("hang")
+        let http = s.http
+        async let waiting = http.request("GET", "/api/v1/vms/hang/screenshot", headers: ["Authorization": "Bearer \(token)"])
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let t0 = monotonicNow()
+        s.server.stop()
+        let r = try await waiting
+        #expect(r.status == 503, "\(r.text)")
+        #expect(monotonicNow() - t0 < 6)
     }
 
     @Test func staticFilesWithValidators() async throws {
