@@ -317,6 +317,20 @@ final class TestServer {
         #expect(m.text.contains("cloudbios_http_request_duration_seconds_bucket{le=\"+Inf\"}"))
     }
 
+    @Test func curlUploadWithExpectContinue() async throws {
+        let s = try TestServer()
+        let (token, _) = try await s.login()
+        let file = s.dir + "/blob"
+        try Files.writeAtomically(file, [UInt8](repeating: 0x5a, count: 3 << 20))
+        // curl sends `Expect: 100-continue` for bodies over 1 MiB.
+        let r = try await curl(["-s", "-w", "\n%{http_code}", "--max-time", "20", "-H", "Authorization: Bearer \(token)",
+                                "-T", file, s.server.url + "/api/v1/images/blob.img"])
+        #expect(r.output.hasSuffix("\n201"), "\(r.output)")
+        #expect(await s.backend.lastUpload()?.snapshot.bytes == 3 << 20)
+        let anon = try await curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", "-T", file, s.server.url + "/api/v1/images/blob2.img"])
+        #expect(anon.output == "401")
+    }
+
     @Test func stopAnswersWaitingRequests() async throws {
         let s = try TestServer()
         let (token, _) = try await s.login()
