@@ -331,13 +331,32 @@ final class TestServer {
         #expect(anon.output == "401")
     }
 
+    @Test func listensOnIPv6() async throws {
+        let dir = makeTempDir("v6")
+        defer { Files.removeTree(dir) }
+        var cfg = PanelConfig()
+        cfg.listen = "[::1]:0"
+        cfg.tls = .off
+        let server = try PanelServer(config: cfg, stateDir: dir, webRoot: dir, backend: FakeBackend(dir: dir))
+        try server.start()
+        defer { server.stop() }
+        #expect(server.url == "http://[::1]:\(server.port)")
+        let r = try await curl(["-gs", "--max-time", "10", server.url + "/api/v1/health"])
+        #expect(r.output.contains("\"status\":\"ok\""), "\(r.output)")
+        // A listen address that is not an IP is a clear error, not a crash.
+        cfg.listen = "example.com:80"
+        let bad = try PanelServer(config: cfg, stateDir: dir, webRoot: dir, backend: FakeBackend(dir: dir))
+        #expect(throws: SystemError.self) { try bad.start() }
+    }
+
     @Test func stopAnswersWaitingRequests() async throws {
         let s = try TestServer()
         let (token, _) = try await s.login()
         await s.backend.addVM("hang")
         let http = s.http
         async let waiting = http.request("GET", "/api/v1/vms/hang/screenshot", headers: ["Authorization": "Bearer \(token)"])
-        try await Task.sleep(nanoseconds: 300_000_000)
+        for _ in 0..<100 where await s.backend.hanging == 0 { try await Task.sleep(nanoseconds: 20_000_000) }
+        #expect(await s.backend.hanging == 1)
         let t0 = monotonicNow()
         s.server.stop()
         let r = try await waiting
