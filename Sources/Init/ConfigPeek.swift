@@ -15,6 +15,8 @@ public struct ConfigPeek: Equatable, Sendable {
         var section = ""
         var vmName: String?
         var vmDisplay = false
+        var vmItemIndent: Int?
+        var vmKeyIndent = -1
         func endVM() {
             if let n = vmName { vmNames.append(n); if vmDisplay && displayVM == nil { displayVM = n } }
             vmName = nil; vmDisplay = false
@@ -32,11 +34,20 @@ public struct ConfigPeek: Equatable, Sendable {
                 continue
             }
             if section == "vms" {
+                // an item starts at the list's own indent; its keys sit two
+                // columns further in; deeper lines (disks: …) are not the VM's
+                var keyIndent = indent
                 if body.hasPrefix("- ") || body == "-" {
+                    if vmItemIndent == nil { vmItemIndent = indent }
+                    guard indent == vmItemIndent else { continue }
                     endVM()
-                    body = body.dropFirst(body == "-" ? 1 : 2).drop { $0 == " " }
+                    body = body.dropFirst(body == "-" ? 1 : 2)
+                    let pad = body.prefix { $0 == " " }.count
+                    body = body.dropFirst(pad)
+                    keyIndent = indent + 2 + pad
+                    vmKeyIndent = keyIndent
                 }
-                // keys of the VM itself, not of nested lists such as disks
+                guard keyIndent == vmKeyIndent else { continue }
                 if let (k, v) = Self.keyValue(body) {
                     if k == "name", vmName == nil { vmName = v }
                     if k == "display" { vmDisplay = ["true", "yes", "on"].contains(v.lowercased()) }

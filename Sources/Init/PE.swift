@@ -34,9 +34,8 @@ public final class PE: @unchecked Sendable {
 
     var ueventFD: Int32 = -1
     var signalFD: Int32 = -1
-    var outputRead: Int32 = -1
-    var outputWrite: Int32 = -1
-    var outputBuffer: [UInt8] = []
+    /// Read ends of the services' stdout/stderr pipes: fd -> (service, pending bytes).
+    var outputs: [Int32: (name: String, buffer: [UInt8])] = [:]
     var inputFDs: [Int32: String] = [:]
     var dhcpInterfaces: Set<String> = []
     var lastStatus: StatusInfo?
@@ -393,14 +392,22 @@ public final class PE: @unchecked Sendable {
         if onTarget { supervisor.tick() }
     }
 
+    /// Starts a service with its output on a pipe PID 1 forwards, line by
+    /// line and prefixed with the service's name, to the log.
     func spawn(_ s: Service) throws -> pid_t {
-        if outputWrite < 0 {
-            var fds: [Int32] = [0, 0]
-            if cb_init_pipe(&fds) == 0 { outputRead = fds[0]; outputWrite = fds[1]; _ = fcntl(outputRead, F_SETFL, O_NONBLOCK) }
-        }
+        var fds: [Int32] = [-1, -1]
+        if cb_init_pipe(&fds) == 0 { _ = fcntl(fds[0], F_SETFL, O_NONBLOCK) }
+        defer { if fds[1] >= 0 { close(fds[1]) } }
         var env = Launcher.defaultEnvironment + ["HOME=/root", "TERM=linux"]
         if s.name.hasPrefix("shell-") { env.append("PS1=cloudbios-rescue# ") }
-        return try Launcher(s.path, s.arguments, environment: env).spawn(stdout: outputWrite, stderr: outputWrite)
+        do {
+            let pid = try Launcher(s.path, s.arguments, environment: env).spawn(stdout: fds[1], stderr: fds[1])
+            if fds[0] >= 0 { outputs[fds[0]] = (s.name, []) }
+            return pid
+        } catch {
+            if fds[0] >= 0 { close(fds[0]) }
+            throw error
+        }
     }
 
     // MARK: status
@@ -444,7 +451,7 @@ public final class PE: @unchecked Sendable {
         while true {
             if let kind = shutdownRequested { shutdown(kind) }
             var fds: [pollfd] = []
-            for fd in [signalFD, ueventFD, outputRead] + Array(inputFDs.keys) where fd >= 0 {
+            for fd in [signalFD, ueventFD] + Array(outputs.keys) + Array(inputFDs.keys) where fd >= 0 {
                 fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
             }
             let wait = min(supervisor.nextDeadline() ?? 2, 2)
@@ -452,7 +459,7 @@ public final class PE: @unchecked Sendable {
             for p in fds where p.revents != 0 {
                 if p.fd == signalFD { handleSignals() }
                 else if p.fd == ueventFD { handleUevents() }
-                else if p.fd == outputRead { forwardOutput() }
+                else if outputs[p.fd] != nil { forwardOutput(p.fd) }
                 else if inputFDs[p.fd] != nil { handleInput(p.fd) }
             }
             reap()
@@ -496,18 +503,26 @@ public final class PE: @unchecked Sendable {
         }
     }
 
-    func forwardOutput() {
+    func forwardOutput(_ fd: Int32) {
+        guard var (name, pending) = outputs[fd] else { return }
         var buf = [UInt8](repeating: 0, count: 16384)
+        var eof = false
         while true {
-            let n = buf.withUnsafeMutableBytes { read(outputRead, $0.baseAddress, $0.count) }
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n == 0 { eof = true }
             if n <= 0 { break }
-            outputBuffer += buf[..<n]
+            pending += buf[..<n]
         }
-        while let nl = outputBuffer.firstIndex(of: 10) {
-            console.forward(String(decoding: outputBuffer[..<nl], as: UTF8.self))
-            outputBuffer.removeSubrange(...nl)
+        while let nl = pending.firstIndex(of: 10) {
+            console.forward("\(name): " + String(decoding: pending[..<nl], as: UTF8.self))
+            pending.removeSubrange(...nl)
         }
-        if outputBuffer.count > 65536 { console.forward(String(decoding: outputBuffer, as: UTF8.self)); outputBuffer = [] }
+        if eof || pending.count > 65536 {
+            if !pending.isEmpty { console.forward("\(name): " + String(decoding: pending, as: UTF8.self)) }
+            pending = []
+        }
+        if eof { close(fd); outputs[fd] = nil } else { outputs[fd] = (name, pending) }
+        _ = name
     }
 
     func shutdown(_ kind: ShutdownKind) -> Never {
