@@ -1,5 +1,6 @@
 import ArgumentParser
 import Init
+import Platform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,6 +18,9 @@ struct InitCommand: ParsableCommand {
     @Flag(help: "Print the boot phases and exit.")
     var phases = false
 
+    @Flag(name: .customLong("kvm-probe"), help: "Check whether KVM runs a test guest; exit 0 when usable.")
+    var kvmProbe = false
+
     /// Arguments the kernel passes on to init.
     @Argument(parsing: .allUnrecognized)
     var kernelArguments: [String] = []
@@ -24,6 +28,12 @@ struct InitCommand: ParsableCommand {
     func run() throws {
         if phases {
             for p in BootSequence.phases { print("\(p.name)\t\(p.hardware ? "hardware" : "logic")\t\(p.summary)") }
+            return
+        }
+        if kvmProbe {
+            let p = KVM.probe()
+            print("\(p.usable ? "kvm" : "tcg"): \(p.reason)")
+            if !p.usable { throw ExitCode(1) }
             return
         }
         if let root {

@@ -13,5 +13,6 @@ int cb_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[
              int stdin_fd, int stdout_fd, int stderr_fd, int new_session);
 
 #include "cb_init.h"
+#include "cb_kvmprobe.h"
 
 #endif
