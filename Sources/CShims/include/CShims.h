@@ -22,5 +22,6 @@ int cb_kvm_probe(const char *device, int timeout_ms, char *reason, size_t reason
 /// SHA-256 of a file (nettle), as 64 lowercase hex digits plus NUL into
 /// `hex` (65 bytes). Returns 0 or an errno value.
 int cb_sha256_file(const char *path, char *hex);
+#include "cb_init.h"
 
 #endif
