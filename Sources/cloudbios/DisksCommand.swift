@@ -2,7 +2,7 @@ import ArgumentParser
 import Config
 import Disks
 
-struct DisksCommand: AsyncParsableCommand {
+struct DisksCommand: Command {
     static let configuration = CommandConfiguration(
         commandName: "disks",
         abstract: "List block devices: size, model, serial, partitions, filesystems.")
@@ -13,11 +13,7 @@ struct DisksCommand: AsyncParsableCommand {
     @Argument(help: "Disk image files or device nodes to show instead of every disk.")
     var paths: [String] = []
 
-    mutating func run() async throws { try runSync() }
-    // Also the synchronous entry, so dispatch works however the root calls it.
-    mutating func run() throws { try runSync() }
-
-    func runSync() throws {
+    mutating func execute() async throws {
         var disks: [DiskInfo]
         if paths.isEmpty {
             disks = Disks.list()
