@@ -79,6 +79,15 @@ public struct DiskInfo: Sendable, Equatable {
     /// Every mount point on the disk and its partitions.
     public var allMountpoints: [String] { mountpoints + partitions.flatMap(\.mountpoints) }
 
+    /// A CloudBIOS install that stopped before its last step: only
+    /// `cloudbios-*` GPT partitions and no CB-SYSTEM filesystem (the commit
+    /// record). Installing again may overwrite it without `wipe`.
+    public var isInterruptedInstall: Bool {
+        partitionTable == "gpt" && !partitions.isEmpty && filesystem == nil
+            && partitions.allSatisfy { ($0.name ?? "").hasPrefix("cloudbios-") }
+            && !partitions.contains { $0.filesystem?.label == "CB-SYSTEM" }
+    }
+
     /// One line per thing a wipe would destroy, for plans and refusals.
     public var contentsSummary: [String] {
         var out: [String] = []

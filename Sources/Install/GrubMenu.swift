@@ -105,34 +105,3 @@ extension Substring {
     }
 }
 
-/// The config file as it goes to the config partition: the same text with
-/// the top-level `install:` section removed (comments and layout kept).
-public enum ConfigText {
-    public static func removingInstall(_ yaml: String) -> String {
-        var out: [Substring] = []
-        var skipping = false
-        for line in yaml.split(separator: "\n", omittingEmptySubsequences: false) {
-            let topLevel = !line.isEmpty && line.first != " " && line.first != "\t" && line.first != "#"
-            if topLevel {
-                let key = line.split(separator: ":", maxSplits: 1).first.map { $0.trimmingCharacters() } ?? ""
-                skipping = key == "install" || key == "\"install\"" || key == "'install'"
-                if skipping { continue }
-            }
-            if skipping && (line.isEmpty || line.first == " " || line.first == "\t" || line.first == "#") {
-                if line.first == "#" { skipping = false; out.append(line) }
-                continue
-            }
-            out.append(line)
-        }
-        return out.joined(separator: "\n")
-    }
-}
-
-extension Substring {
-    func trimmingCharacters() -> String {
-        var s = self
-        while s.first == " " { s.removeFirst() }
-        while s.last == " " { s.removeLast() }
-        return String(s)
-    }
-}

@@ -24,8 +24,15 @@ final class PartedDevice {
         lastPartedMessage = ""
         guard let d = ped_device_get(target.path) else { throw InstallError.parted("cannot open \(target.path): \(lastPartedMessage)") }
         dev = d
+        guard ped_device_open(dev) != 0 else {
+            ped_device_destroy(dev)
+            throw InstallError.parted("cannot open \(target.path): \(lastPartedMessage)")
+        }
     }
-    deinit { ped_device_destroy(dev) }
+    deinit {
+        _ = ped_device_close(dev)
+        ped_device_destroy(dev)
+    }
     var sectorSize: Int64 { Int64(dev.pointee.sector_size) }
 }
 

@@ -174,7 +174,7 @@ public enum Planner {
         guard let parts = Layout.partitions(diskSize: chosen.size) else {
             throw .tooSmall(disk: chosen.label, size: chosen.size)
         }
-        if chosen.holdsData && !wipe { throw .notEmpty(disk: chosen.label, contents: chosen.contentsSummary) }
+        if chosen.holdsData && !wipe && !chosen.isInterruptedInstall { throw .notEmpty(disk: chosen.label, contents: chosen.contentsSummary) }
         return InstallPlan(target: PlannedTarget(chosen), disk: chosen, reasons: reasons, destroys: chosen.contentsSummary,
                            excluded: excluded, partitions: parts, phases: InstallPhase.sequence, wipe: wipe,
                            selector: target != nil ? "--target \(chosen.path)" : sel.summary)
