@@ -59,26 +59,41 @@ public struct ImageWriter {
         return stats
     }
 
+    /// Copies a data extent. The source is mapped, not read: the writes go
+    /// straight from its page cache (one memory copy fewer than read+write).
     static func copy(_ src: Int32, from: Int64, count: Int64, to t: TargetDevice, at: Int64,
                      buf: UnsafeMutableRawPointer, stats: inout Stats) throws {
         var done: Int64 = 0
         while done < count {
             let want = Int(min(Int64(chunk), count - done))
-            var got = 0
-            while got < want {
-                let n = try syscall("read image") { pread(src, buf + got, want - got, off_t(from + done + Int64(got))) }
-                if n == 0 { break }
-                got += n
-            }
-            if got == 0 { throw SystemError("read image: unexpected end", errno: EIO) }
-            if isZero(buf, got) {
-                try t.zero(at + done, Int64(got))
-                stats.zeroedBytes += Int64(got)
+            let off = from + done
+            let pageOff = off & ~Int64(4095)
+            let lead = Int(off - pageOff)
+            var p: UnsafeMutableRawPointer = buf
+            var mapped: UnsafeMutableRawPointer? = nil
+            if let m = mmap(nil, want + lead, PROT_READ, MAP_SHARED | MAP_POPULATE, src, off_t(pageOff)), m != MAP_FAILED {
+                _ = madvise(m, want + lead, MADV_SEQUENTIAL | MADV_WILLNEED)
+                mapped = m
+                p = m + lead
             } else {
-                try writeChunk(t, buf, got, at: at + done)
-                stats.dataBytes += Int64(got)
+                var got = 0
+                while got < want {
+                    let n = try syscall("read image") { pread(src, buf + got, want - got, off_t(off + Int64(got))) }
+                    if n == 0 { throw SystemError("read image: unexpected end", errno: EIO) }
+                    got += n
+                }
             }
-            done += Int64(got)
+            defer { if let m = mapped { munmap(m, want + lead) } }
+            if isZero(p, want) {
+                try t.zero(at + done, Int64(want))
+                stats.zeroedBytes += Int64(want)
+            } else {
+                // O_DIRECT wants an aligned source address too.
+                if lead != 0 && t.directFD >= 0 { memcpy(buf, p, want); p = buf }
+                try writeChunk(t, p, want, at: at + done)
+                stats.dataBytes += Int64(want)
+            }
+            done += Int64(want)
         }
     }
 
@@ -94,16 +109,20 @@ public struct ImageWriter {
         }
     }
 
+    /// 64 KiB of zeros to compare against (memcmp is fast in any build).
+    nonisolated(unsafe) static let zeroPage: UnsafeMutableRawPointer = {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 4096)
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: 65536)
+        return p
+    }()
+
     static func isZero(_ p: UnsafeMutableRawPointer, _ n: Int) -> Bool {
-        let words = n / 8
-        let w = p.assumingMemoryBound(to: UInt64.self)
-        var i = 0
-        while i < words {
-            if w[i] != 0 { return false }
-            i += 1
+        var off = 0
+        while off < n {
+            let len = min(65536, n - off)
+            if memcmp(p + off, zeroPage, len) != 0 { return false }
+            off += len
         }
-        let b = p.assumingMemoryBound(to: UInt8.self)
-        for j in (words * 8)..<n where b[j] != 0 { return false }
         return true
     }
 }

@@ -131,7 +131,10 @@ public enum Planner {
     ///   - target: `--target PATH` — chosen explicitly instead of by the
     ///     selector; every other check still applies.
     ///   - wipe: overrides `install.wipe` when given (API body).
-    public static func plan(_ install: InstallConfig, disks: [DiskInfo], target: DiskInfo? = nil, wipe: Bool? = nil) throws(PlanError) -> InstallPlan {
+    ///   - rawImageSize: plan writing a raw image of this size instead of the
+    ///     CloudBIOS layout (`--write-image`); the same safety checks apply.
+    public static func plan(_ install: InstallConfig, disks: [DiskInfo], target: DiskInfo? = nil, wipe: Bool? = nil,
+                            rawImageSize: Int64? = nil) throws(PlanError) -> InstallPlan {
         let wipe = wipe ?? install.wipe
         let sel = install.disk
         var chosen: DiskInfo
@@ -171,12 +174,17 @@ public enum Planner {
         if chosen.readOnly { throw .readOnly(chosen.label) }
         let mounted = chosen.allMountpoints
         if !mounted.isEmpty { throw .inUse(disk: chosen.label, mountpoints: mounted) }
-        guard let parts = Layout.partitions(diskSize: chosen.size) else {
-            throw .tooSmall(disk: chosen.label, size: chosen.size)
+        let parts: [PlannedPartition]
+        if let raw = rawImageSize {
+            guard raw <= chosen.size else { throw .tooSmall(disk: chosen.label, size: chosen.size) }
+            parts = []
+        } else {
+            guard let p = Layout.partitions(diskSize: chosen.size) else { throw .tooSmall(disk: chosen.label, size: chosen.size) }
+            parts = p
         }
         if chosen.holdsData && !wipe && !chosen.isInterruptedInstall { throw .notEmpty(disk: chosen.label, contents: chosen.contentsSummary) }
         return InstallPlan(target: PlannedTarget(chosen), disk: chosen, reasons: reasons, destroys: chosen.contentsSummary,
-                           excluded: excluded, partitions: parts, phases: InstallPhase.sequence, wipe: wipe,
+                           excluded: excluded, partitions: parts, phases: rawImageSize == nil ? InstallPhase.sequence : [], wipe: wipe,
                            selector: target != nil ? "--target \(chosen.path)" : sel.summary)
     }
 

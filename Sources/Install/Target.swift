@@ -19,10 +19,9 @@ public final class TargetDevice {
         var st = stat()
         try syscall("stat \(target.path)") { stat(target.path, &st) }
         isBlockDevice = (st.st_mode & S_IFMT) == S_IFBLK
-        // O_EXCL on a block device fails while anything has it mounted or
-        // claimed (a mounted partition, a RAID, LVM).
-        let flags = O_RDWR | O_CLOEXEC | (isBlockDevice ? O_EXCL : 0)
-        fd = try syscall("open \(target.path) for writing") { open(target.path, flags) }
+        // Not O_EXCL: mke2fs and debugfs open the disk exclusively while we
+        // hold it. The check phase proves nothing else claims it.
+        fd = try syscall("open \(target.path) for writing") { open(target.path, O_RDWR | O_CLOEXEC) }
         if isBlockDevice {
             directFD = open(target.path, O_RDWR | O_CLOEXEC | cb_disks_o_direct)
         } else {
@@ -109,6 +108,8 @@ public final class TargetDevice {
         var tries = 0
         while cb_disks_reread_partitions(fd) != 0 {
             let e = currentErrno()
+            // Loop devices without partition scanning have no table to re-read.
+            if e == EINVAL { Log.info("\(target.path) does not scan partitions; nothing to re-read"); return }
             tries += 1
             if e != EBUSY || tries > 10 { throw SystemError("re-read the partition table of \(target.path)", errno: e) }
             usleep(200_000)

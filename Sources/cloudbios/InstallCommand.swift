@@ -16,7 +16,10 @@ struct InstallCommand: Command {
         """)
 
     @Option(name: .long, help: "The config file (cloudbios.yaml).")
-    var config: String
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("Write this raw disk image to --target instead of installing (sparse-aware; the same safety checks).", valueName: "IMAGE"))
+    var writeImage: String?
 
     @Flag(name: .long, help: "Print the plan (which disk, why, what is destroyed) and change nothing.")
     var dryRun = false
@@ -43,6 +46,8 @@ struct InstallCommand: Command {
     var json = false
 
     mutating func execute() async throws {
+        if let image = writeImage { return try writeRaw(image) }
+        guard let config else { throw CLIError("install: give --config FILE", code: 2) }
         let text: String
         do { text = try Files.readString(config) } catch { throw CLIError("\(config): cannot read: \(error)", code: 2) }
         var cfg: CloudBIOSConfig
@@ -78,5 +83,25 @@ struct InstallCommand: Command {
             Log.info(line)
         }
         if !ok { throw ExitCode(1) }
+    }
+
+    /// `--write-image IMAGE --target PATH`: the image writer on its own
+    /// (benchmarks, writing a prepared disk image).
+    func writeRaw(_ image: String) throws {
+        guard let target else { throw CLIError("--write-image needs --target", code: 2) }
+        let info: DiskInfo
+        do { info = try Disks.inspect(path: target) } catch { throw CLIError("\(error)", code: 2) }
+        var sel = InstallConfig()
+        sel.wipe = wipe
+        guard let size = Files.size(image) else { throw CLIError("\(image) does not exist", code: 2) }
+        let plan: InstallPlan
+        do { plan = try Planner.plan(sel, disks: Disks.list(), target: info, rawImageSize: size) } catch {
+            printErr("install: REFUSED: \(error)")
+            throw ExitCode(2)
+        }
+        let t = try TargetDevice(plan.target)
+        let stats = try ImageWriter.write(image, to: t, at: 0)
+        try t.rereadPartitions()
+        Log.info("wrote \(image) to \(target): \(Sizes.human(stats.dataBytes)) data, \(Sizes.human(stats.zeroedBytes)) zeroed without writing")
     }
 }
