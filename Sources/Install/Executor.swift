@@ -33,6 +33,7 @@ public struct InstallSources: Sendable, Equatable {
     /// else a repository build (`images/out`).
     public static let kernelCandidates = [
         ("/run/cloudbios/boot-medium/boot/vmlinuz", "/run/cloudbios/boot-medium/boot/initramfs.img"),
+        ("/run/cloudbios/media/CLOUDBIOS/boot/vmlinuz", "/run/cloudbios/media/CLOUDBIOS/boot/initramfs.img"),
         ("/run/cloudbios/boot-medium/vmlinuz", "/run/cloudbios/boot-medium/initramfs.img"),
         ("images/out/vmlinuz", "images/out/initramfs.img"),
     ]
@@ -41,6 +42,14 @@ public struct InstallSources: Sendable, Equatable {
         if let k = kernel, let i = initramfs { return InstallSources(kernel: k, initramfs: i) }
         for (k, i) in kernelCandidates where Files.exists(kernel ?? k) && Files.exists(initramfs ?? i) {
             return InstallSources(kernel: kernel ?? k, initramfs: initramfs ?? i)
+        }
+        // In the PE the boot medium may not be mounted (the config came from
+        // elsewhere): mount it read-only where the candidates look first.
+        if kernel == nil || initramfs == nil, BootMedium.mount() {
+            let (k, i) = kernelCandidates[0]
+            if Files.exists(kernel ?? k) && Files.exists(initramfs ?? i) {
+                return InstallSources(kernel: kernel ?? k, initramfs: initramfs ?? i)
+            }
         }
         throw .missingSource("cannot find the CloudBIOS kernel and initramfs (looked in /run/cloudbios/boot-medium/boot and images/out); pass --kernel and --initramfs")
     }
@@ -52,6 +61,31 @@ public struct InstallSources: Sendable, Equatable {
             let p = f.hasPrefix("/") ? f : config.baseDirectory + "/" + f
             return ConfigImage(name: img.name, path: p)
         }
+    }
+}
+
+/// The medium the PE booted from, mounted read-only on demand.
+public enum BootMedium {
+    public static let mountPoint = "/run/cloudbios/boot-medium"
+
+    /// Mounts the boot medium's filesystem at `mountPoint` unless something
+    /// is mounted there already. True when mounted.
+    @discardableResult
+    public static func mount() -> Bool {
+        if Files.exists(mountPoint + "/boot") { return true }
+        for d in Disks.list() where d.isBootMedium {
+            var sources: [(String, String)] = []
+            if let fs = d.filesystem { sources.append((d.path, fs.type)) }
+            for p in d.partitions { if let fs = p.filesystem, fs.label == Disks.bootVolumeLabel, let path = p.path { sources.append((path, fs.type)) } }
+            for (dev, type) in sources {
+                try? Files.makeDirectories(mountPoint)
+                if Glibc.mount(dev, mountPoint, type, UInt(MS_RDONLY | MS_NOSUID | MS_NODEV), nil) == 0 {
+                    Log.info("install: boot medium \(dev) mounted at \(mountPoint)")
+                    return true
+                }
+            }
+        }
+        return false
     }
 }
 
@@ -180,8 +214,11 @@ public final class InstallExecutor {
         for f in [src.kernel, src.initramfs] where !Files.exists(f) {
             throw InstallError.missingSource("\(f) does not exist")
         }
-        for d in ["i386-pc", "x86_64-efi"] where !Files.exists(src.grubDir + "/\(d)/linux.mod") {
-            throw InstallError.missingSource("GRUB modules missing: \(src.grubDir)/\(d)")
+        for (d, mods) in [("i386-pc", ["boot.img", "biosdisk.mod", "part_gpt.mod", "ext2.mod", "search_fs_uuid.mod", "normal.mod", "linux.mod", "configfile.mod"]),
+                          ("x86_64-efi", ["part_gpt.mod", "ext2.mod", "search_fs_uuid.mod", "normal.mod", "linux.mod", "configfile.mod"])] {
+            for m in mods where !Files.exists("\(src.grubDir)/\(d)/\(m)") {
+                throw InstallError.missingSource("GRUB is incomplete: \(src.grubDir)/\(d)/\(m) is missing")
+            }
         }
         // GRUB images.
         let grub = try GrubImages.build(grubDir: src.grubDir, systemUUID: systemUUID, into: stage)

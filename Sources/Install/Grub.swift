@@ -16,10 +16,18 @@ public enum GrubImages {
         let early = dir + "/early.cfg"
         try Files.writeAtomically(early, GrubMenu.early(systemUUID: systemUUID))
         let core = dir + "/core.img", efi = dir + "/BOOTX64.EFI"
-        try Tool.run("grub-mkimage", ["-O", "i386-pc", "-d", grubDir + "/i386-pc", "-c", early, "-p", "/boot/grub", "-o", core] + biosModules)
-        try Tool.run("grub-mkimage", ["-O", "x86_64-efi", "-d", grubDir + "/x86_64-efi", "-c", early, "-p", "/boot/grub", "-o", efi] + efiModules)
+        try Tool.run("grub-mkimage", ["-O", "i386-pc", "-d", grubDir + "/i386-pc", "-c", early, "-p", "/boot/grub", "-o", core]
+                     + available(biosModules, in: grubDir + "/i386-pc"))
+        try Tool.run("grub-mkimage", ["-O", "x86_64-efi", "-d", grubDir + "/x86_64-efi", "-c", early, "-p", "/boot/grub", "-o", efi]
+                     + available(efiModules, in: grubDir + "/x86_64-efi"))
         return (core, efi)
     }
+}
+
+/// The modules of `wanted` present in `dir` (a PE may carry a subset; the
+/// essential ones are checked before).
+func available(_ wanted: [String], in dir: String) -> [String] {
+    wanted.filter { Files.exists("\(dir)/\($0).mod") }
 }
 
 /// What grub-bios-setup does for a GPT disk with a BIOS boot partition:
