@@ -138,8 +138,11 @@ extension PartitionInfo: JSONRepresentable {
             "size": .int64(size),
             "type": type.map(JSONValue.string) ?? .null,
             "name": name.map(JSONValue.string) ?? .null,
-            "filesystem": filesystem?.json ?? .null,
+            "filesystem": filesystem.map { JSONValue.string($0.type) } ?? .null,
+            "label": filesystem?.label.map(JSONValue.string) ?? .null,
+            "uuid": filesystem?.uuid.map(JSONValue.string) ?? .null,
             "mountpoints": .array(mountpoints.map(JSONValue.string)),
+            "mountpoint": mountpoints.first.map(JSONValue.string) ?? .null,
         ])
     }
 }
@@ -162,6 +165,7 @@ extension DiskInfo: JSONRepresentable {
             "partition_table": partitionTable.map(JSONValue.string) ?? .null,
             "partitions": .array(partitions.map(\.json)),
             "filesystem": filesystem?.json ?? .null,
+            "filesystems": .array(filesystem.map { [$0.json] } ?? []),
             "boot_medium": .bool(isBootMedium),
             "boot_medium_reason": bootMedium.map(JSONValue.string) ?? .null,
             "mountpoints": .array(mountpoints.map(JSONValue.string)),
@@ -172,5 +176,6 @@ extension DiskInfo: JSONRepresentable {
 }
 
 extension Array where Element == DiskInfo {
-    public var json: JSONValue { .object(["disks": .array(map(\.json))]) }
+    /// `GET /api/v1/disks`: an array of disks.
+    public var json: JSONValue { .array(map(\.json)) }
 }

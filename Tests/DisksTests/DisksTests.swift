@@ -50,9 +50,12 @@ func scratch(_ tag: String) throws -> String {
         #expect(info.contentsSummary.contains { $0.contains("DATA1") })
         // JSON as GET /api/v1/disks shows it.
         let j = [info].json
-        #expect(j["disks"]?[0]?["partitions"]?[0]?["filesystem"]?["label"]?.stringValue == "DATA1")
-        #expect(j["disks"]?[0]?["partition_table"]?.stringValue == "gpt")
-        #expect(j["disks"]?[0]?["boot_medium"]?.boolValue == false)
+        #expect(j[0]?["partitions"]?[0]?["filesystem"]?.stringValue == "ext4")
+        #expect(j[0]?["partitions"]?[0]?["label"]?.stringValue == "DATA1")
+        #expect(j[0]?["partitions"]?[0]?["name"]?.stringValue == "alpha")
+        #expect(j[0]?["partition_table"]?.stringValue == "gpt")
+        #expect(j[0]?["size"]?.int64Value == 64 << 20)
+        #expect(j[0]?["boot_medium"]?.boolValue == false)
     }
 
     @Test func isoLabelledCloudBIOSIsTheBootMedium() throws {
