@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "cb_disks.h"
 
 /// The calling thread's errno (errno is a macro).
 int cb_errno(void);
