@@ -12,4 +12,5 @@ int cb_errno(void);
 int cb_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
              int stdin_fd, int stdout_fd, int stderr_fd, int new_session);
 
+#include "cb_viewer.h"
 #endif
