@@ -29,6 +29,9 @@ public final class Viewer {
         public var useTerminal = true
         /// Export the local screen over VNC at this address ("127.0.0.1:5900").
         public var exportConsole: String?
+        /// Keys to type once the guest is shown (see `Viewer.keyEvents(typing:)`);
+        /// for scripted demos and tests on machines without a keyboard.
+        public var typeText: String?
         public init(socketPath: String) { self.socketPath = socketPath }
     }
 
@@ -53,6 +56,7 @@ public final class Viewer {
     private var dumpPending = false
     private var console: HostConsoleServer?
     private var lastMirror: Double = 0
+    private var typed = false
     /// Frames drawn (for tests and the benchmark).
     public private(set) var framesDrawn = 0
 
@@ -123,11 +127,15 @@ public final class Viewer {
                     do { try c.process() } catch { disconnected("\(error)") }
                 } else if let input {
                     let (dev, events) = input.read(p.fd)
-                    if let dev { handle(events, from: dev) }
+                    if let dev { handle(events, absX: dev.absX, absY: dev.absY) }
                 }
             }
         }
         flushDirty()
+        if !typed, let text = options.typeText, framesDrawn > 0 {
+            typed = true
+            inject(Viewer.keyEvents(typing: text))
+        }
         serviceConsole()
         dumpIfDue()
     }
@@ -203,13 +211,47 @@ public final class Viewer {
 
     // MARK: input
 
-    private func handle(_ events: [InputEvent], from dev: InputDevices.Device) {
+    /// Handles events as if they came from a local keyboard or mouse.
+    public func inject(_ events: [InputEvent]) {
+        handle(events, absX: 0...32767, absY: 0...32767)
+    }
+
+    /// Evdev key events that type `text`: characters of a US keyboard,
+    /// `{enter}`, and `{hotkey}` for Ctrl+Alt+F12. A newline is Enter.
+    public static func keyEvents(typing text: String) -> [InputEvent] {
+        var out: [InputEvent] = []
+        func tap(_ code: UInt16, shift: Bool = false) {
+            if shift { out.append(InputEvent(type: 1, code: Keymap.keyLeftShift, value: 1)) }
+            out.append(InputEvent(type: 1, code: code, value: 1))
+            out.append(InputEvent(type: 1, code: code, value: 0))
+            if shift { out.append(InputEvent(type: 1, code: Keymap.keyLeftShift, value: 0)) }
+        }
+        var rest = Substring(text)
+        while let c = rest.first {
+            if rest.hasPrefix("{enter}") { tap(28); rest = rest.dropFirst(7); continue }
+            if rest.hasPrefix("{hotkey}") {
+                for (code, v) in [(Keymap.keyLeftCtrl, 1), (Keymap.keyLeftAlt, 1), (Keymap.keyF12, 1), (Keymap.keyF12, 0),
+                                  (Keymap.keyLeftAlt, 0), (Keymap.keyLeftCtrl, 0)] as [(UInt16, Int32)] {
+                    out.append(InputEvent(type: 1, code: code, value: v))
+                }
+                rest = rest.dropFirst(8); continue
+            }
+            rest = rest.dropFirst()
+            if c == "\n" { tap(28); continue }
+            if let sym = c.unicodeScalars.first?.value, c.unicodeScalars.count == 1, let k = Keymap.keycodes[sym] {
+                tap(k.code, shift: k.shift)
+            }
+        }
+        return out
+    }
+
+    private func handle(_ events: [InputEvent], absX: ClosedRange<Int32>, absY: ClosedRange<Int32>) {
         for e in events {
             if e.type == InputEvent.keyType && e.code < 0x100 {
                 key(e.code, e.value)
             } else if mode == .guest {
                 let s = display.surface
-                if let p = pointer.feed(e, absX: dev.absX, absY: dev.absY, screenWidth: s.width, screenHeight: s.height) {
+                if let p = pointer.feed(e, absX: absX, absY: absY, screenWidth: s.width, screenHeight: s.height) {
                     sendPointer(p.x, p.y, p.buttons, wheel: p.wheel)
                 }
             }
@@ -263,6 +305,7 @@ public final class Viewer {
         input?.setGrab(false)
         display.release()
         terminal?.setGraphics(false)
+        dumpPending = true
         Log.info("viewer: host console shown (Ctrl+Alt+F12 returns to the guest)")
     }
 

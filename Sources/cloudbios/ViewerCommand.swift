@@ -36,6 +36,9 @@ struct ViewerCommand: ParsableCommand {
     @Option(help: "Also export the local screen over VNC at HOST:PORT (e.g. 127.0.0.1:5900); without --vm, export only the text console.")
     var exportConsole: String?
 
+    @Option(help: ArgumentHelp("Type this once the guest is shown ({enter}, {hotkey} = Ctrl+Alt+F12); for demos and tests.", visibility: .hidden))
+    var type: String?
+
     @Flag(help: "Do not read keyboards and mice.")
     var noInput = false
 
@@ -80,6 +83,7 @@ struct ViewerCommand: ParsableCommand {
         options.useInput = !noInput
         options.useTerminal = !noVt
         options.exportConsole = exportConsole
+        options.typeText = type
         let viewer: Viewer
         do {
             viewer = try Viewer(options: options)
