@@ -7,7 +7,7 @@ import Viewer
 /// Shows the VM's screen (its VNC socket `<state-dir>/run/<name>/vnc.sock`)
 /// scaled to the local screen, and gives it every local keyboard and mouse.
 /// Ctrl+Alt+F12 switches between the guest and the host console and back.
-struct ViewerCommand: ParsableCommand {
+struct ViewerCommand: Command {
     static let configuration = CommandConfiguration(
         commandName: "viewer",
         abstract: "Show a VM on the local screen (Ctrl+Alt+F12: host console).",
@@ -66,7 +66,7 @@ struct ViewerCommand: ParsableCommand {
         return ok(f) && s.utf8.allSatisfy { ok($0) || $0 == 0x2D }
     }
 
-    func run() throws {
+    mutating func execute() async throws {
         Log.component = "cloudbios-viewer"
         Log.verbose = verbose
         let path = socket ?? vm.map { "\(stateDir)/run/\($0)/vnc.sock" }
