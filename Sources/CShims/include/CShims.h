@@ -25,4 +25,5 @@ int cb_kvm_probe(const char *device, int timeout_ms, char *reason, size_t reason
 int cb_sha256_file(const char *path, char *hex);
 #include "cb_init.h"
 
+#include "cb_viewer.h"
 #endif
