@@ -1,9 +1,9 @@
 import ArgumentParser
 
-struct DaemonCommand: AsyncParsableCommand {
+struct DaemonCommand: Command {
     static let configuration = CommandConfiguration(commandName: "daemon", abstract: "Not yet available.")
 
-    mutating func run() async throws {
+    mutating func execute() async throws {
         throw CleanExit.message("'daemon' is not available in this build")
     }
 }

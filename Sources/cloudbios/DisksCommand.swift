@@ -1,9 +1,9 @@
 import ArgumentParser
 
-struct DisksCommand: AsyncParsableCommand {
+struct DisksCommand: Command {
     static let configuration = CommandConfiguration(commandName: "disks", abstract: "Not yet available.")
 
-    mutating func run() async throws {
+    mutating func execute() async throws {
         throw CleanExit.message("'disks' is not available in this build")
     }
 }

@@ -1,9 +1,9 @@
 import ArgumentParser
 
-struct InitCommand: AsyncParsableCommand {
+struct InitCommand: Command {
     static let configuration = CommandConfiguration(commandName: "init", abstract: "Not yet available.")
 
-    mutating func run() async throws {
+    mutating func execute() async throws {
         throw CleanExit.message("'init' is not available in this build")
     }
 }

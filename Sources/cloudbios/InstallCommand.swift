@@ -1,9 +1,9 @@
 import ArgumentParser
 
-struct InstallCommand: AsyncParsableCommand {
+struct InstallCommand: Command {
     static let configuration = CommandConfiguration(commandName: "install", abstract: "Not yet available.")
 
-    mutating func run() async throws {
+    mutating func execute() async throws {
         throw CleanExit.message("'install' is not available in this build")
     }
 }

@@ -1,9 +1,9 @@
 import ArgumentParser
 
-struct PasswdCommand: AsyncParsableCommand {
+struct PasswdCommand: Command {
     static let configuration = CommandConfiguration(commandName: "passwd", abstract: "Not yet available.")
 
-    mutating func run() async throws {
+    mutating func execute() async throws {
         throw CleanExit.message("'passwd' is not available in this build")
     }
 }

@@ -1,9 +1,9 @@
 import ArgumentParser
 
-struct VMCommand: AsyncParsableCommand {
+struct VMCommand: Command {
     static let configuration = CommandConfiguration(commandName: "vm", abstract: "Not yet available.")
 
-    mutating func run() async throws {
+    mutating func execute() async throws {
         throw CleanExit.message("'vm' is not available in this build")
     }
 }

@@ -1,9 +1,9 @@
 import ArgumentParser
 
-struct ViewerCommand: AsyncParsableCommand {
+struct ViewerCommand: Command {
     static let configuration = CommandConfiguration(commandName: "viewer", abstract: "Not yet available.")
 
-    mutating func run() async throws {
+    mutating func execute() async throws {
         throw CleanExit.message("'viewer' is not available in this build")
     }
 }
