@@ -209,10 +209,6 @@ export function vmForm(main, editName) {
             spec.order = o;
         }
         spec.display = f.display.checked;
-        // keep keys of the VM this form does not show
-        for (const [k, v] of Object.entries(original)) {
-            if (!(k in spec) && !FIELDS.includes(k) && !["state", "cpu_percent", "memory_used_mib"].includes(k)) spec[k] = v;
-        }
         return { spec, errors: e };
     };
 
