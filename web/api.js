@@ -37,7 +37,7 @@ async function errorFrom(res) {
     return new APIError(res.status, message, body);
 }
 
-// request(method, path, {json, body, text, quiet}) -> parsed JSON, text, or null
+// request(method, path, {json, body, text, raw}) -> parsed JSON, text, or null
 export async function request(method, path, opts = {}) {
     const headers = { "Accept": "application/json" };
     let body;
@@ -64,6 +64,7 @@ export async function request(method, path, opts = {}) {
         throw new APIError(401, "session expired");
     }
     if (!res.ok) throw await errorFrom(res);
+    if (opts.raw) return res;
     if (opts.text) return res.text();
     if (res.status === 204) return null;
     const type = res.headers.get("Content-Type") || "";

@@ -297,13 +297,20 @@ export function vmDetail(main, name) {
     live.listeners.add(render);
     render();
 
-    let lastLen = -1;
+    // Follow the log: ?offset=N returns what was appended since N, and
+    // X-Log-Offset the size to ask from next time.
+    let offset = 0;
+    let buffered = "";
     const stopSerial = poller(async () => {
-        const text = await api.get("/vms/" + enc(name) + "/serial", { text: true });
-        if (text.length === lastLen) return;
-        lastLen = text.length;
+        const res = await api.get("/vms/" + enc(name) + "/serial?offset=" + offset, { raw: true });
+        const text = await res.text();
+        const next = Number(res.headers.get("X-Log-Offset"));
+        if (!Number.isFinite(next) || next < offset) { buffered = text; offset = Number.isFinite(next) ? next : 0; }
+        else { buffered += text; offset = next; }
+        if (text === "" && log.textContent.length === buffered.length) return;
+        if (buffered.length > 262144) buffered = buffered.slice(-262144);
         const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-        log.textContent = text.length > 262144 ? text.slice(-262144) : text;
+        log.textContent = buffered;
         if (follow.checked || atEnd) log.scrollTop = log.scrollHeight;
     }, 1000);
     const stopShot = poller(async () => {
