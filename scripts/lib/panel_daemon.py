@@ -140,7 +140,8 @@ class PanelDaemon:
     def stop(self):
         if self.proc and self.proc.poll() is None and self.token:
             try:
-                for vm in self.api("GET", "/api/v1/vms", timeout=5).json():
+                vms = self.api("GET", "/api/v1/vms", timeout=5).json()
+                for vm in vms if isinstance(vms, list) else []:
                     if vm.get("state") in ("running", "paused", "starting"):
                         self.api("POST", "/api/v1/vms/%s/stop" % vm["name"], json={}, timeout=10)
             except (requests.RequestException, ValueError):
