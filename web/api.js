@@ -37,7 +37,7 @@ async function errorFrom(res) {
     return new APIError(res.status, message, body);
 }
 
-// request(method, path, {json, body, text, raw}) -> parsed JSON, text, or null
+// request(method, path, {json, body, text, raw, quiet: no expiry handling}) -> parsed JSON, text, or null
 export async function request(method, path, opts = {}) {
     const headers = { "Accept": "application/json" };
     let body;
@@ -58,7 +58,7 @@ export async function request(method, path, opts = {}) {
     } catch (e) {
         throw new APIError(0, "the daemon cannot be reached (" + e.message + ")");
     }
-    if (res.status === 401 && path !== "/login" && path !== "/session") {
+    if (res.status === 401 && !opts.quiet && path !== "/login" && path !== "/session") {
         forget();
         onExpired();
         throw new APIError(401, "session expired");

@@ -40,10 +40,7 @@ async function poll(gen) {
     try {
         const [vms, host] = await Promise.all([api.get("/vms"), api.get("/host")]);
         if (gen !== pollGen) return;
-        live.vms = Array.isArray(vms) ? vms : (vms.vms || []);
-        live.host = host;
-        live.loaded = true;
-        record(live.vms);
+        accept(vms, host);
         for (const fn of live.listeners) fn();
     } catch (e) {
         if (e.status === 401) return;
@@ -57,10 +54,21 @@ export function refreshNow() {
     poll(pollGen);
 }
 
-function startPolling() {
+function startPolling(delay) {
     pollGen++;
     clearTimeout(pollTimer);
-    poll(pollGen);
+    const gen = pollGen;
+    if (delay) pollTimer = setTimeout(() => poll(gen), delay);
+    else poll(gen);
+}
+
+// The first answers, fetched with the session check so that the dashboard
+// paints after one round trip.
+function accept(vms, host) {
+    live.vms = Array.isArray(vms) ? vms : [];
+    live.host = host;
+    live.loaded = true;
+    record(live.vms);
 }
 
 function stopPolling() {
@@ -80,11 +88,11 @@ function showLogin(message) {
     ($("login-user").value ? $("login-password") : $("login-user")).focus();
 }
 
-function showShell() {
+function showShell(prefetched) {
     $("login").hidden = true;
     $("shell").hidden = false;
     $("whoami").textContent = api.currentSession().user || "";
-    startPolling();
+    if (prefetched) { accept(...prefetched); startPolling(POLL_MS); } else startPolling();
     route();
 }
 
@@ -343,8 +351,10 @@ window.addEventListener("hashchange", route);
 
 (async () => {
     try {
-        const s = await api.restore();
-        if (s) showShell(); else showLogin("");
+        const quiet = (p) => api.get(p, { quiet: true }).catch(() => null);
+        const [s, vms, host] = await Promise.all([api.restore(), quiet("/vms"), quiet("/host")]);
+        if (!s) showLogin("");
+        else showShell(Array.isArray(vms) && host ? [vms, host] : null);
     } catch (e) {
         showLogin(e.message);
     }
