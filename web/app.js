@@ -296,11 +296,17 @@ function dashboard(main) {
         const seen = new Set();
         const sorted = [...live.vms].sort((a, b) => (a.order ?? 1e9) - (b.order ?? 1e9) || a.name.localeCompare(b.name));
         let prev = null;
+        // The first frame lays out only the rows a screen shows; the rest
+        // follow in the next one, so a long list does not delay first paint.
+        const limit = painted ? Infinity : 40;
+        let shown = 0;
         for (const vm of sorted) {
             seen.add(vm.name);
             let tr = rows.get(vm.name);
             if (!tr) { tr = vmRow(vm); rows.set(vm.name, tr); } else tr.update(vm);
-            tr.hidden = q !== "" && !vm.name.includes(q);
+            const match = q === "" || vm.name.includes(q);
+            tr.hidden = !match || shown >= limit;
+            if (match) shown++;
             const want = prev ? prev.nextSibling : tbody.firstChild;
             if (want !== tr) tbody.insertBefore(tr, want);
             prev = tr;
@@ -312,7 +318,10 @@ function dashboard(main) {
         if (!painted) {
             painted = true;
             performance.mark("cloudbios-vms-rendered");
-            requestAnimationFrame(() => performance.mark("cloudbios-vms-painted"));
+            requestAnimationFrame(() => {
+                performance.mark("cloudbios-vms-painted");
+                if (shown > limit) setTimeout(render, 0);
+            });
         }
     };
     filter.addEventListener("input", render);
