@@ -243,3 +243,40 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     assert not c.failures, "answers that do not match web/openapi.yaml:\n" + "\n".join(c.failures)
     assert not unexercised, "operations of the spec the test did not exercise: " + ", ".join(unexercised)
     print("openapi: %d operations, %d answers checked" % (len(c.ops), sum(len(v) for v in c.seen.values())))
+
+
+SCHEMATHESIS = "schemathesis==3.39.16"
+
+
+def test_schemathesis_fuzzes_the_read_routes(daemon):
+    """schemathesis generates requests from the spec (read-only operations
+    and the login: nothing it sends can start, install or delete anything)
+    and checks: no 5xx, documented status codes, content types and schemas."""
+    import subprocess
+    try:
+        import schemathesis  # noqa: F401
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", SCHEMATHESIS], check=True, timeout=600)
+    if not daemon.token:
+        daemon.login()
+    env = dict(os.environ, SCHEMATHESIS_HOOKS="", PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, "-m", "schemathesis.cli", "run", SPEC_PATH,
+           "--base-url", daemon.url, "--request-tls-verify", "false",
+           "-H", "Authorization: Bearer " + daemon.token,
+           "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+           "--include-method", "GET", "--exclude-path-regex", "/console$",
+           "--hypothesis-max-examples", "25", "--hypothesis-deadline", "5000",
+           "--hypothesis-derandomize", "--hypothesis-suppress-health-check", "all",
+           "--no-color"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    out = r.stdout + r.stderr
+    print(out[-4000:])
+    assert r.returncode == 0, "schemathesis found answers that do not match web/openapi.yaml:\n" + out[-6000:]
+    # and the login, with generated bodies
+    cmd2 = [a for a in cmd if a != "GET"]
+    i = cmd2.index("--include-method")
+    cmd2[i:i + 1] = ["--include-path-regex", "/api/v1/login$"]
+    r = subprocess.run(cmd2, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    out = r.stdout + r.stderr
+    print(out[-2000:])
+    assert r.returncode == 0, "schemathesis on /api/v1/login:\n" + out[-6000:]
