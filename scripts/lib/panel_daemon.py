@@ -70,7 +70,8 @@ class PanelDaemon:
         log = open(self.log_path, "wb")
         env = dict(os.environ)
         self.proc = subprocess.Popen(
-            [binary(), "daemon", "--config", self.config, "--state-dir", os.path.join(self.state, "s")],
+            [binary(), "daemon", "--config", self.config, "--state-dir", os.path.join(self.state, "s"),
+             "--web-root", os.path.join(REPO, "web")],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             start_new_session=True)
         deadline = time.time() + timeout
