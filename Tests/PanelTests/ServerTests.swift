@@ -461,6 +461,23 @@ final class TestServer {
         var cfg = PanelConfig(); cfg.listen = "127.0.0.1:0"; cfg.tls = .selfSigned
         let again = try PanelServer(config: cfg, stateDir: s.dir + "/state", webRoot: nil, backend: s.backend, hostname: "box1")
         #expect(again.tlsFingerprint == fp)
+        // Given files: used as they are, fingerprint written for the console.
+        try Files.writeAtomically(s.dir + "/c.pem", try Files.readString(state + "/cert.pem"))
+        try Files.writeAtomically(s.dir + "/k.pem", try Files.readString(state + "/key.pem"))
+        Files.remove(state + "/fingerprint")
+        cfg.tls = .files(cert: s.dir + "/c.pem", key: s.dir + "/k.pem")
+        let given = try PanelServer(config: cfg, stateDir: s.dir + "/state", webRoot: nil, backend: s.backend)
+        #expect(given.tlsFingerprint == fp && Files.readTrimmed(state + "/fingerprint") == fp)
+        // A key that does not match: a clear error.
+        let other = try TLSMaterial.generate(hostname: "x", addresses: [])
+        try Files.writeAtomically(s.dir + "/k.pem", other.keyPEM)
+        #expect(throws: TLSMaterial.Failure.self) {
+            _ = try PanelServer(config: cfg, stateDir: s.dir + "/state", webRoot: nil, backend: s.backend)
+        }
+        // Off: no fingerprint left behind.
+        cfg.tls = .off
+        _ = try PanelServer(config: cfg, stateDir: s.dir + "/state", webRoot: nil, backend: s.backend)
+        #expect(!Files.exists(state + "/fingerprint"))
     }
 }
 
