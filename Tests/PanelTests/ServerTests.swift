@@ -95,8 +95,15 @@ final class TestServer {
         #expect(made.status == 201)
         #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).json?.arrayValue?.count == 1)
         await s.backend.addVM("tiny")
+        // Within 2 × 0.25 s: a stale list may be served once while it is re-read…
         try await Task.sleep(nanoseconds: 300_000_000)
+        _ = try await s.http.request("GET", "/api/v1/vms", headers: c)
+        try await Task.sleep(nanoseconds: 50_000_000)
         #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).json?.arrayValue?.count == 2)
+        // …and never older than that.
+        await s.backend.addVM("tiny2")
+        try await Task.sleep(nanoseconds: 550_000_000)
+        #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).json?.arrayValue?.count == 3)
         let noToken = try await s.http.request("POST", "/api/v1/vms/tiny/start", headers: c)
         #expect(noToken.status == 403 && noToken.error?.contains("X-CSRF-Token") == true)
         let wrong = try await s.http.request("POST", "/api/v1/vms/tiny/start", headers: c.merging(["X-CSRF-Token": "x"]) { a, _ in a })
