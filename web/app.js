@@ -225,7 +225,9 @@ export function hostSummary() {
         const cpus = cpu.count ?? host.cpus;
         const pct = cpu.percent ?? host.cpu_percent;
         f.cpu.textContent = (cpus ?? "–") + " CPUs" + (typeof pct === "number" ? " · " + fmtPercent(pct) : "");
-        f.cpu_model.textContent = cpu.model || host.cpu_model || "";
+        const load = Array.isArray(host.load_average) && host.load_average.length
+            ? " · load " + host.load_average.map((x) => Number(x).toFixed(2)).join(" ") : "";
+        f.cpu_model.textContent = (cpu.model || host.cpu_model || "") + load;
         const total = mem.total_mib ?? host.memory_total_mib;
         const used = mem.used_mib ?? host.memory_used_mib ??
             (total !== undefined && (mem.available_mib ?? host.memory_available_mib) !== undefined

@@ -85,13 +85,13 @@ class Checker:
         key, op = match[0]
         self.seen.setdefault(key, set()).add(r.status_code)
         if expect is not None and r.status_code not in (expect if isinstance(expect, tuple) else (expect,)):
-            self.failures.append("%s: expected %s; body %s" % (where, expect, r.text[:300]))
+            self.failures.append("%s: expected %s; body %s" % (where, expect, r.text[:300].strip()))
         if r.status_code >= 500:
-            self.failures.append(where + ": a 5xx answer; body " + r.text[:300])
+            self.failures.append(where + ": a 5xx answer; body " + r.text[:300].strip())
         resp = op["responses"].get(str(r.status_code)) or op["responses"].get("default")
         if resp is None:
             self.failures.append("%s: status not documented (documented: %s); body %s"
-                                 % (where, ", ".join(op["responses"]), r.text[:300]))
+                                 % (where, ", ".join(op["responses"]), r.text[:300].strip()))
             return r
         content = resp.get("content")
         ctype = (r.headers.get("Content-Type") or "").split(";")[0].strip()
