@@ -67,6 +67,16 @@ class PanelDaemon:
         self.token = None
 
     def start(self, timeout=30):
+        try:
+            return self._start(timeout)
+        except BaseException:
+            log = self.log()
+            self.stop()
+            if log:
+                print("daemon log:\n" + log)
+            raise
+
+    def _start(self, timeout):
         log = open(self.log_path, "wb")
         env = dict(os.environ)
         self.proc = subprocess.Popen(
