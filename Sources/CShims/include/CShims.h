@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "cb_disks.h"
 
 /// The calling thread's errno (errno is a macro).
 int cb_errno(void);
@@ -13,14 +14,8 @@ int cb_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[
              int stdin_fd, int stdout_fd, int stderr_fd, int new_session);
 
 #include "cb_panel.h"
-/// Probes KVM on `device` (normally /dev/kvm): in a forked child, creates a VM
-/// and a vCPU and runs a few real-mode instructions to HLT. The parent waits
-/// at most `timeout_ms` and kills the child on timeout. Returns 1 when KVM
-/// works, 0 otherwise; `reason` says why either way.
-int cb_kvm_probe(const char *device, int timeout_ms, char *reason, size_t reason_len);
+#include "cb_init.h"
+#include "cb_vm.h"
 
-/// SHA-256 of a file (nettle), as 64 lowercase hex digits plus NUL into
-/// `hex` (65 bytes). Returns 0 or an errno value.
-int cb_sha256_file(const char *path, char *hex);
-
+#include "cb_viewer.h"
 #endif
