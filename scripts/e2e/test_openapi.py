@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from panel_daemon import REPO, PanelDaemon, cookie_session, make_guest  # noqa: E402
+from panel_daemon import GUEST_APPEND, REPO, PanelDaemon, cookie_session, make_guest  # noqa: E402
 
 try:
     from openapi_schema_validator import OAS30Validator, validate as oas_validate
@@ -195,7 +195,7 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
 
     # a VM through its life
     spec = {"name": "spec-vm", "memory": 256, "cpus": 1, "kernel": "tiny-kernel", "initrd": "tiny-initrd",
-            "append": "console=ttyS0 console=tty1", "network": "none", "accel": "tcg"}
+            "append": GUEST_APPEND, "network": "none", "accel": "tcg"}
     api("POST", "/api/v1/vms", (200, 201), json=spec)
     api("POST", "/api/v1/vms", 409, json=spec)
     got = api("GET", "/api/v1/vms/spec-vm", 200).json()

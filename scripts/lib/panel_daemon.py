@@ -21,6 +21,8 @@ urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 USER = "admin"
 PASSWORD = "panel-test-pw"
+# vga=0x344: the kernel's VESA framebuffer, on which the guest paints #1E90FF
+GUEST_APPEND = "console=ttyS0 console=tty1 vga=0x344"
 
 
 def binary():
@@ -127,7 +129,7 @@ class PanelDaemon:
 
     def create_tiny_vm(self, name, kernel="tiny-kernel", initrd="tiny-initrd", start=True):
         spec = {"name": name, "memory": 256, "cpus": 1, "kernel": kernel, "initrd": initrd,
-                "append": "console=ttyS0 console=tty1", "network": "none", "accel": "tcg"}
+                "append": GUEST_APPEND, "network": "none", "accel": "tcg"}
         r = self.api("POST", "/api/v1/vms", json=spec)
         assert r.status_code in (200, 201), r.text
         if start:
