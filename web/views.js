@@ -1,8 +1,8 @@
 // The panel's pages besides the dashboard: VM form, VM detail (charts,
 // serial log), image store, disks, tasks.
 import * as api from "/api.js";
-import { h, clear, fmtBytes, fmtMiB, fmtPercent, memoryMiB, parseSize, sparkline, ask, flash } from "/ui.js";
-import { live, actionButtons, stateBadge, vmDelete, refreshNow } from "/app.js";
+import { h, clear, fmtBytes, fmtDuration, fmtMiB, fmtPercent, memoryMiB, parseSize, sparkline, ask, flash } from "/ui.js";
+import { live, actionButtons, stateBadge, refreshNow } from "/app.js";
 
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const enc = encodeURIComponent;
@@ -271,10 +271,10 @@ export function vmDetail(main, name) {
         }
         missing = false;
         state.update(vm.state);
-        if (!actionsEl) { actionsEl = actionButtons(vm); actions.append(actionsEl); } else actionsEl.update(vm);
-        for (const b of actionsEl.querySelectorAll("[data-action=delete]")) {
-            b.onclick = async (ev) => { ev.stopImmediatePropagation(); if (await vmDelete(name)) location.hash = "#/"; };
-        }
+        if (!actionsEl) {
+            actionsEl = actionButtons(vm, () => { location.hash = "#/"; });
+            actions.append(actionsEl);
+        } else actionsEl.update(vm);
         const up = vm.state === "running" || vm.state === "paused";
         const mem = memoryMiB(vm.memory);
         const hst = live.history.get(name) || { cpu: [], mem: [] };
@@ -284,13 +284,16 @@ export function vmDetail(main, name) {
         memSpark.update(hst.mem, mem || 1, "Memory");
         const rows = [
             ["Memory", fmtMiB(mem)], ["CPUs", vm.cpus ?? 1], ["Firmware", vm.firmware || "bios"],
-            ["Acceleration", vm.accel || "auto"], ["Network", vm.network || "nat"],
+            ["Acceleration", (vm.accel || "auto") + (up && vm.accel_in_use ? " (using " + vm.accel_in_use.toUpperCase() + ")" : "")],
+            ["Network", vm.network || "nat"],
             ["Disks", (vm.disks || []).map((d) => d.image ? "image " + d.image : d.size).join(", ") || "none"],
             ["CD-ROM", vm.cdrom || "none"], ["Kernel", vm.kernel || "–"], ["Initrd", vm.initrd || "–"],
             ["Command line", vm.append || "–"],
             ["Autostart", vm.autostart ? "yes" + (vm.order !== undefined ? ", order " + vm.order : "") : "no"],
             ["Local display", vm.display ? "yes" : "no"],
         ];
+        if (up && typeof vm.uptime_seconds === "number") rows.unshift(["Up", fmtDuration(vm.uptime_seconds)]);
+        if (vm.message) rows.unshift([vm.state === "crashed" ? "Crashed" : "Note", vm.message]);
         clear(info, rows.map(([k, v]) => [h("dt", k), h("dd", String(v))]));
         shot.hidden = !up;
     };

@@ -311,9 +311,15 @@ def test_delete_with_confirmation(daemon, browser):
     el(browser, "dialog[open] button[value=cancel]").click()
     time.sleep(0.5)
     assert daemon.api("GET", "/api/v1/vms/form-vm").status_code == 200, "cancel keeps the VM"
-    el(browser, row + " [data-action=delete]").click()
+    # delete from the VM's own page: one question, then back to the list
+    browser.get(daemon.url + "/#/vms/form-vm")
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".actions [data-action=delete]"), what="delete on the VM page")
+    el(browser, ".actions [data-action=delete]").click()
     wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "dialog[open] [data-confirm]"), what="confirmation")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "dialog[open]")) == 1, "one question"
     el(browser, "dialog[open] [data-confirm]").click()
+    wait(browser, lambda b: b.current_url.endswith("#/") and b.find_elements(By.CSS_SELECTOR, "tr[data-vm='%s']" % VM),
+         what="back on the dashboard")
     wait(browser, lambda b: not b.find_elements(By.CSS_SELECTOR, row), what="row removed")
     assert daemon.api("GET", "/api/v1/vms/form-vm").status_code == 404
 
