@@ -421,15 +421,18 @@ export function disksPage(main) {
                 const fss = d.filesystems || [];
                 return h("article.disk", { "data-disk": d.path || d.name },
                     h("h3", d.path || d.name, " ", h("span.muted", fmtBytes(d.size))),
-                    h("p.muted", [d.model, d.serial ? "serial " + d.serial : null, d.transport, d.rotational === false || d.ssd ? "SSD" : null,
-                        d.removable ? "removable" : null, d.boot_medium || d.is_boot ? "boot medium" : null].filter(Boolean).join(" · ")),
+                    h("p.muted", [d.model, d.serial ? "serial " + d.serial : null, d.transport, d.ssd ? "SSD" : null,
+                        d.removable ? "removable" : null, d.read_only ? "read-only" : null, d.partition_table,
+                        d.boot_medium ? "boot medium" : null, d.cloudbios_installed ? "CloudBIOS installed" : null,
+                        d.backing_file ? "file " + d.backing_file : null].filter(Boolean).join(" · ")),
+                    d.by_id ? h("p.muted.hash", d.by_id) : null,
                     fss.length ? h("p", "Filesystem: ", fss.map((x) => typeof x === "string" ? x : [x.type || x.fstype, x.label, x.uuid].filter(Boolean).join(" ")).join(", ")) : null,
                     parts.length ? h("table.parts",
                         h("thead", h("tr", h("th", "Partition"), h("th", "Size"), h("th", "Type"), h("th", "Filesystem"), h("th", "Label"), h("th", "Mounted"))),
                         h("tbody", parts.map((p) => h("tr",
                             cell("Partition", p.path || p.name || p.number), cell("Size", fmtBytes(p.size)),
                             cell("Type", p.type || p.part_type || p.name_gpt), cell("Filesystem", p.filesystem || p.fstype),
-                            cell("Label", p.label || p.fslabel), cell("Mounted", p.mountpoint || p.mounted))))) : h("p.muted", "no partitions"));
+                            cell("Label", p.label || p.name), cell("Mounted", (p.mountpoints || []).join(", ") || p.mountpoint))))) : h("p.muted", "no partitions"));
             }));
         } catch (e) {
             clear(box, h("p.msg", e.message));
