@@ -406,6 +406,14 @@ export function imagesPage(main) {
 
 // ---------------------------------------------------------------- disks
 
+const GPT_TYPES = {
+    "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": "EFI system", "21686148-6449-6e6f-744e-656564454649": "BIOS boot",
+    "0fc63daf-8483-4772-8e79-3d69d8477de4": "Linux filesystem", "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7": "Basic data",
+    "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f": "Linux swap", "e6d6d379-f507-44c2-a23c-238f2a3df928": "Linux LVM",
+    "a19d880f-05fc-4d3b-a006-743f0f84911e": "Linux RAID", "4f68bce3-e8cd-4db1-96e7-fbcaf984b709": "Linux root (x86-64)",
+};
+const partType = (t) => t ? GPT_TYPES[String(t).toLowerCase()] || t : null;
+
 function cell(label, v) { return h("td", { "data-label": label }, v === undefined || v === null || v === "" ? "–" : String(v)); }
 
 export function disksPage(main) {
@@ -424,14 +432,15 @@ export function disksPage(main) {
                     h("p.muted", [d.model, d.serial ? "serial " + d.serial : null, d.transport, d.ssd ? "SSD" : null,
                         d.removable ? "removable" : null, d.read_only ? "read-only" : null, d.partition_table,
                         d.boot_medium ? "boot medium" : null, d.cloudbios_installed ? "CloudBIOS installed" : null,
-                        d.backing_file ? "file " + d.backing_file : null].filter(Boolean).join(" · ")),
+                        d.backing_file ? "file " + d.backing_file : null,
+                        (d.mountpoints || []).length ? "mounted at " + d.mountpoints.join(", ") : null].filter(Boolean).join(" · ")),
                     d.by_id ? h("p.muted.hash", d.by_id) : null,
                     fss.length ? h("p", "Filesystem: ", fss.map((x) => typeof x === "string" ? x : [x.type || x.fstype, x.label, x.uuid].filter(Boolean).join(" ")).join(", ")) : null,
                     parts.length ? h("table.parts",
                         h("thead", h("tr", h("th", "Partition"), h("th", "Size"), h("th", "Type"), h("th", "Filesystem"), h("th", "Label"), h("th", "Mounted"))),
                         h("tbody", parts.map((p) => h("tr",
-                            cell("Partition", p.path || p.name || p.number), cell("Size", fmtBytes(p.size)),
-                            cell("Type", p.type || p.part_type || p.name_gpt), cell("Filesystem", p.filesystem || p.fstype),
+                            cell("Partition", p.path || "#" + p.number), cell("Size", fmtBytes(p.size)),
+                            cell("Type", partType(p.type)), cell("Filesystem", p.filesystem || p.fstype),
                             cell("Label", p.label || p.name), cell("Mounted", (p.mountpoints || []).join(", ") || p.mountpoint))))) : h("p.muted", "no partitions"));
             }));
         } catch (e) {
