@@ -274,6 +274,12 @@ def test_type_into_the_guest_through_the_console(daemon, browser):
     el(browser, "#paste-type").click()
     wait(browser, lambda b: "typed" in el(b, "#status").text, what="typing done")
     daemon.wait_serial(VM, "typed: " + line, timeout=30)
+    # and typing on the keyboard into the canvas reaches the guest too
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    canvas = el(browser, "#screen canvas")
+    ActionChains(browser).click(canvas).send_keys("keys 42").send_keys(Keys.ENTER).perform()
+    daemon.wait_serial(VM, "typed: keys 42", timeout=30)
     # the combos and buttons exist
     labels = [o.text for o in Select(el(browser, "#keys")).options]
     assert "Ctrl-Alt-F1" in labels and "Ctrl-Alt-F7" in labels, labels
