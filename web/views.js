@@ -34,12 +34,13 @@ const FIELDS = ["name", "memory", "cpus", "firmware", "disks", "cdrom", "kernel"
 
 // The field an API error message is about: {"field": …} when the daemon
 // names it, else the first known key the message starts with or quotes.
-export function errorField(err) {
-    if (err.body && typeof err.body.field === "string") {
+export function errorField(err, message) {
+    if (err.body && typeof err.body.field === "string" && message === undefined) {
         const f = err.body.field.replace(/^vms(\[\d+\])?\./, "").split(/[.[]/)[0];
         if (FIELDS.includes(f)) return f;
     }
-    const msg = err.message || "";
+    const msg = message ?? err.message ?? "";
+    if (/\bVM name\b|^(?:[^:\s]*:\d+:\d+:\s*)?VM '[^']*' already exists/.test(msg)) return "name";
     const m = /^(?:[^:\s]*:\d+:\d+:\s*)?(?:vms(?:\[\d+\])?\.)?([a-z_]+)/.exec(msg);
     if (m && FIELDS.includes(m[1])) return m[1];
     for (const f of FIELDS) {
@@ -226,9 +227,17 @@ export function vmForm(main, editName) {
             refreshNow();
             location.hash = "#/vms/" + enc(spec.name);
         } catch (e) {
-            const k = errorField(e);
-            if (k && errs[k]) showErrors({ [k]: e.message }, "The daemon refused the VM: " + e.message);
-            else showErrors({}, e.message);
+            // each problem next to its field (the daemon lists them in "errors")
+            const list = Array.isArray(e.body && e.body.errors) && e.body.errors.length ? e.body.errors : [e.message];
+            const map = {};
+            const rest = [];
+            for (const m of list) {
+                const k = errorField(e, list.length === 1 ? undefined : m);
+                const text = String(m).replace(/^[^:\s]*:\d+:\d+:\s*/, "");
+                if (k && errs[k]) map[k] = map[k] ? map[k] + "; " + text : text;
+                else rest.push(text);
+            }
+            showErrors(map, "The daemon refused the VM: " + (rest.length ? rest.join("; ") : "see the fields marked below."));
         } finally {
             btn.disabled = false;
         }

@@ -159,7 +159,8 @@ def test_create_vm_through_the_form(daemon, browser):
     el(browser, "#vm-submit").click()
     wait(browser, lambda b: visible_text(b, "#form-error") != "" and "correct" not in visible_text(b, "#form-error"),
          what="the daemon's error")
-    assert VM in el(browser, "#form-error").text or VM in el(browser, "#err-name").text
+    assert VM in el(browser, "#err-name").text or VM in el(browser, "#form-error").text
+    screenshot(browser, "03-form-daemon-error")
     # now a good one
     el(browser, "#f-name").clear()
     el(browser, "#f-name").send_keys("form-vm")
