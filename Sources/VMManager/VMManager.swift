@@ -52,6 +52,7 @@ public actor VMManager {
     private var hostFacts: HostFacts?
     private var natNote: String?
     private var generation = 0
+    private var cpuInfo: (model: String, count: Int)?
 
     struct Runtime {
         var pid: Int32
@@ -475,7 +476,8 @@ public actor VMManager {
     public func host(hostname: String? = nil) async -> HostInfo {
         let f = await facts()
         let mem = ProcStats.meminfo()
-        let cpu = ProcStats.cpu()
+        if cpuInfo == nil { cpuInfo = ProcStats.cpu() }
+        let cpu = cpuInfo!
         var h = HostInfo(hostname: hostname ?? ProcStats.hostname(), version: options.version, cpuModel: cpu.model, cpus: cpu.count,
                          memoryTotalMiB: (mem["MemTotal"] ?? 0) / 1024, memoryAvailableMiB: (mem["MemAvailable"] ?? 0) / 1024,
                          accel: f.kvmUsable ? "kvm" : "tcg",
@@ -567,7 +569,7 @@ public actor VMManager {
             break
         }
         if Files.exists("/sys/class/net/vmbr0/bridge") { f.physicalBridge = "vmbr0" }
-        f.nat = await NATNetwork.backend(mode: options.nat)
+        f.nat = await NATNetwork.backend(mode: options.nat, stateDir: stateDir)
         if case .user(let why) = f.nat {
             natNote = "network nat: QEMU user networking (\(why))"
         }

@@ -12,6 +12,7 @@ import Glibc
         var o = VMManagerOptions(stateDir: dir)
         o.nat = .user
         o.kvmProbeTimeout = 1
+        o.shutdownTimeout = 3
         return try VMManager(options: o)
     }
 
@@ -78,9 +79,17 @@ import Glibc
         #expect(metrics.contains("cloudbios_vm_state{vm=\"tiny\",state=\"running\"} 1"))
         #expect(metrics.contains("cloudbios_vm_memory_rss_bytes{vm=\"tiny\"}"))
 
-        let stopped = try await m.perform(.stop, on: "tiny")
-        #expect(stopped.state == .stopped)
+        // ACPI shutdown: this guest has no ACPI daemon, so it is powered off after the timeout
+        #expect(try await m.perform(.shutdown, on: "tiny").state == .running)
+        var stoppedState = VMState.running
+        for _ in 0..<100 {
+            stoppedState = try await m.vm("tiny").state
+            if stoppedState == .stopped { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(stoppedState == .stopped)
         #expect(!processAlive(pid))
+        await #expect(throws: APIError.conflict("VM 'tiny' is not running")) { try await m.perform(.stop, on: "tiny") }
         #expect(!Files.exists("\(dir)/run/tiny/qmp.sock"))
         #expect(Files.exists("\(dir)/run/tiny/serial.log"))   // kept for reading after stop
 
