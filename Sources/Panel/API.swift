@@ -30,6 +30,9 @@ public final class PanelAPI: Sendable {
     let version: String
     let statics: StaticFiles
     let metrics = HTTPMetrics()
+    /// `GET /api/v1/vms`, rendered, for a short time (see `ResponseCache`).
+    let vmListCache: ResponseCache
+    let securityHeaderList: [(String, String)]
 
     /// A well-formed hash of a random password: unknown users cost the same
     /// time as known ones.
@@ -38,8 +41,10 @@ public final class PanelAPI: Sendable {
     public init(backend: any PanelBackend, users: [PanelUser], tls: Bool, version: String,
                 webRoot: String, novncRoot: String = "/usr/share/novnc",
                 sessions: SessionStore = SessionStore(), ipLimiter: RateLimiter = RateLimiter(),
-                userLimiter: RateLimiter = RateLimiter()) {
+                userLimiter: RateLimiter = RateLimiter(), listCacheSeconds: Double = 0.25) {
         self.backend = backend
+        self.vmListCache = ResponseCache(ttl: listCacheSeconds)
+        self.securityHeaderList = PanelAPI.securityHeaders(tls: tls)
         var u: [String: String] = [:]
         for user in users { u[user.name] = user.passwordHash }
         self.users = u
@@ -67,7 +72,17 @@ public final class PanelAPI: Sendable {
         case .denied(let status, let message): return (route.label, .respond(.error(status, message)))
         case .allowed(let c): credential = c
         }
-        return (route.label, plan(route, head, credential))
+        let p = plan(route, head, credential)
+        guard AuthPolicy.isStateChanging(head.method) else { return (route.label, p) }
+        // A change through the API is visible to the next read.
+        let cache = vmListCache
+        cache.invalidate()
+        switch p {
+        case .respond: return (route.label, p)
+        case .run(let f): return (route.label, .run { let r = await f(); cache.invalidate(); return r })
+        case .body(let l, let f): return (route.label, .body(limit: l) { let r = await f($0); cache.invalidate(); return r })
+        case .upload(let b, let f): return (route.label, .upload(begin: b) { let r = await f($0); cache.invalidate(); return r })
+        }
     }
 
     func plan(_ route: Route, _ head: RequestHead, _ credential: Credential?) -> Plan {
@@ -91,7 +106,14 @@ public final class PanelAPI: Sendable {
         case .host:
             return run { .json(await backend.host().json) }
         case .listVMs:
-            return run { .json(.array(await backend.listVMs().map(\.json))) }
+            let cache = vmListCache
+            if let bytes = cache.get() { return .respond(HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: .bytes(bytes))) }
+            return run {
+                let generation = cache.generation
+                let r = HTTPResponse.json(.array(await backend.listVMs().map(\.json)))
+                cache.put(r.bodyBytes, generation: generation)
+                return r
+            }
         case .createVM:
             return jsonBody(head) { body in
                 let spec = try PanelAPI.decodeSpec(body, name: nil)
@@ -331,7 +353,9 @@ public final class PanelAPI: Sendable {
 
     // MARK: - headers on every response
 
-    func securityHeaders() -> [(String, String)] {
+    var securityHeaders: [(String, String)] { securityHeaderList }
+
+    static func securityHeaders(tls: Bool) -> [(String, String)] {
         var h = [
             ("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
             ("X-Content-Type-Options", "nosniff"),
@@ -360,7 +384,39 @@ public final class PanelAPI: Sendable {
                 r = PanelAPI.errorResponse(error)
             }
         }
-        r.headers += securityHeaders()
+        r.headers += securityHeaders
         return r
     }
+}
+
+/// One rendered response, reused for `ttl` seconds so that frequent polling
+/// of a list costs no backend round trip. Any state-changing API request
+/// invalidates it (before and after it runs); a render that started before
+/// an invalidation is not stored.
+final class ResponseCache: @unchecked Sendable {
+    let ttl: Double
+    private let lock = Lock()
+    private var bytes: [UInt8]?
+    private var stored = 0.0
+    private var gen = 0
+
+    init(ttl: Double) { self.ttl = ttl }
+
+    var generation: Int { lock.withLock { gen } }
+
+    func get() -> [UInt8]? {
+        guard ttl > 0 else { return nil }
+        let now = monotonicNow()
+        return lock.withLock { bytes != nil && now - stored < ttl ? bytes : nil }
+    }
+
+    func put(_ b: [UInt8], generation: Int) {
+        guard ttl > 0 else { return }
+        let now = monotonicNow()
+        lock.withLock {
+            if gen == generation { bytes = b; stored = now }
+        }
+    }
+
+    func invalidate() { lock.withLock { gen += 1; bytes = nil } }
 }

@@ -64,6 +64,7 @@ func constantTimeEqual(_ a: String, _ b: String) -> Bool {
 
 /// A logged-in user's session.
 public struct Session: Sendable, Equatable {
+    /// The bearer token (known in memory only while a request carries it).
     public var token: String
     public var csrf: String
     public var user: String
@@ -97,11 +98,15 @@ public final class SessionStore: @unchecked Sendable {
 
     public func create(user: String) -> Session {
         let now = clock()
-        let s = Session(token: Random.token(), csrf: Random.token(16), user: user, created: now, lastUsed: now)
+        var s = Session(token: Random.token(), csrf: Random.token(16), user: user, created: now, lastUsed: now)
+        let key = SessionStore.key(s.token)
+        let token = s.token
+        s.token = ""
         lock.withLock {
             purgeLocked(now)
-            sessions[s.token] = s
+            sessions[key] = s
         }
+        s.token = token
         save()
         return s
     }
@@ -110,20 +115,26 @@ public final class SessionStore: @unchecked Sendable {
     public func lookup(_ token: String) -> Session? {
         guard token.utf8.count == 64 else { return nil }
         let now = clock()
+        let key = SessionStore.key(token)
         return lock.withLock {
-            guard var s = sessions[token] else { return nil }
+            guard var s = sessions[key] else { return nil }
             if s.expires(idle: idleTimeout, absolute: absoluteTimeout) <= now {
-                sessions[token] = nil
+                sessions[key] = nil
                 return nil
             }
             s.lastUsed = now
-            sessions[token] = s
+            sessions[key] = s
+            s.token = token
             return s
         }
     }
 
+    /// Sessions are keyed (and persisted) by the SHA-256 of their token.
+    static func key(_ token: String) -> String { hex(sha256(Array(token.utf8))) }
+
     public func remove(_ token: String) {
-        lock.withLock { sessions[token] = nil }
+        let key = SessionStore.key(token)
+        lock.withLock { sessions[key] = nil }
         save()
     }
 
@@ -140,12 +151,12 @@ public final class SessionStore: @unchecked Sendable {
         sessions = sessions.filter { $0.value.expires(idle: idleTimeout, absolute: absoluteTimeout) > now }
     }
 
-    // Persistence: one line per session, "token csrf user created lastUsed".
-    // The file is 0600 in the state dir.
+    // Persistence: one line per session, "sha256(token) csrf user created
+    // lastUsed"; the file is 0600 in the state dir.
     private func save() {
         guard let persistPath else { return }
         let text = lock.withLock {
-            sessions.values.map { "\($0.token) \($0.csrf) \($0.user) \(Int($0.created)) \(Int($0.lastUsed))\n" }.joined()
+            sessions.map { "\($0.key) \($0.value.csrf) \($0.value.user) \(Int($0.value.created)) \(Int($0.value.lastUsed))\n" }.joined()
         }
         try? Files.writeAtomically(persistPath, text, mode: 0o600)
     }
@@ -157,8 +168,8 @@ public final class SessionStore: @unchecked Sendable {
             let f = line.split(separator: " ").map(String.init)
             guard f.count == 5, f[0].utf8.count == 64, Names.checkUser(f[2]) == nil,
                   let c = Double(f[3]), let l = Double(f[4]) else { continue }
-            let s = Session(token: f[0], csrf: f[1], user: f[2], created: c, lastUsed: l)
-            if s.expires(idle: idleTimeout, absolute: absoluteTimeout) > now { sessions[s.token] = s }
+            let s = Session(token: "", csrf: f[1], user: f[2], created: c, lastUsed: l)
+            if s.expires(idle: idleTimeout, absolute: absoluteTimeout) > now { sessions[f[0]] = s }
         }
     }
 }

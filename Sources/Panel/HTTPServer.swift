@@ -97,7 +97,9 @@ final class HTTPServer: @unchecked Sendable {
                         _ data: UnsafePointer<CChar>?, _ size: UnsafeMutablePointer<Int>,
                         _ conCls: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> MHD_Result {
         guard let raw = conCls.pointee else {
-            // First call: headers are in.
+            // First call: headers are in. Answers are queued on the final
+            // call, once the request is complete, so the connection stays
+            // alive; an early answer (413, 401 before an upload) closes it.
             let ctx = Context()
             conCls.pointee = Unmanaged.passRetained(ctx).toOpaque()
             let head = requestHead(conn, url, method)
@@ -106,36 +108,31 @@ final class HTTPServer: @unchecked Sendable {
             let (label, plan) = api.plan(head)
             ctx.label = label
             ctx.plan = plan
+            let hasBody = (head.contentLength ?? 0) > 0 || head.header("transfer-encoding") != nil
             switch plan {
             case .respond(let r):
-                return queue(conn, ctx, r)
-            case .run(let f):
-                ctx.phase = .waiting
-                runAsync(conn, ctx, f)
-                return cb_mhd_yes()
+                if hasBody { return queue(conn, ctx, r) }
+                ctx.ready = r
+            case .run:
+                ctx.limit = 0
             case .body(let limit, _):
                 ctx.limit = limit
                 if let n = head.contentLength, n > Int64(limit) {
                     return queue(conn, ctx, PanelAPI.tooLarge)
                 }
-                return cb_mhd_yes()
             case .upload(let begin, _):
                 switch runBlocking(begin) {
                 case .success(let u): ctx.upload = u
                 case .failure(let e): return queue(conn, ctx, PanelAPI.errorResponse(e))
                 }
-                return cb_mhd_yes()
             }
+            return cb_mhd_yes()
         }
         let ctx = Unmanaged<Context>.fromOpaque(raw).takeUnretainedValue()
-        if let r = ctx.ready {
-            ctx.ready = nil
-            return queue(conn, ctx, r)
-        }
         if size.pointee > 0 {
             let n = size.pointee
             size.pointee = 0
-            guard ctx.phase == .body else { return cb_mhd_yes() }
+            guard ctx.phase == .body, ctx.ready == nil else { return cb_mhd_yes() }
             let chunk = UnsafeRawBufferPointer(start: data, count: n)
             if let u = ctx.upload {
                 guard ctx.uploadError == nil else { return cb_mhd_yes() }
@@ -157,10 +154,16 @@ final class HTTPServer: @unchecked Sendable {
             }
             return cb_mhd_yes()
         }
+        if let r = ctx.ready {
+            ctx.ready = nil
+            return queue(conn, ctx, r)
+        }
         // Final call: the whole body is in.
         guard ctx.phase == .body else { return cb_mhd_yes() }
         ctx.phase = .waiting
         switch ctx.plan {
+        case .run(let f):
+            runAsync(conn, ctx, f)
         case .body(_, let f):
             if ctx.tooLarge { return queue(conn, ctx, PanelAPI.tooLarge) }
             let body = ctx.body
@@ -175,8 +178,8 @@ final class HTTPServer: @unchecked Sendable {
                 ctx.uploadFinished = true
                 return r
             }
-        default:
-            return queue(conn, ctx, .error(500, "unexpected request state"))
+        case .respond(let r):
+            return queue(conn, ctx, r)
         }
         return cb_mhd_yes()
     }
@@ -212,7 +215,7 @@ final class HTTPServer: @unchecked Sendable {
         }
         guard let resp else { return cb_mhd_no() }
         for (k, v) in r.headers { MHD_add_response_header(resp, k, v) }
-        for (k, v) in api.securityHeaders() { MHD_add_response_header(resp, k, v) }
+        for (k, v) in api.securityHeaderList { MHD_add_response_header(resp, k, v) }
         let ret = MHD_queue_response(conn, UInt32(r.status), resp)
         MHD_destroy_response(resp)
         return ret

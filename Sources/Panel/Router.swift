@@ -152,6 +152,10 @@ public enum Router {
                 return only(method, ["GET"], .task(id))
             default: return .failure(notFound(path))
             }
+        case 3 where rest[0] == "tasks" || rest[0] == "images":
+            let e = rest[0] == "tasks" ? checkTaskID(rest[1]) : Names.checkImage(rest[1..<3].joined(separator: "/"))
+            if let e { return .failure(RouteError(400, e)) }
+            return .failure(notFound(path))
         case 3 where rest[0] == "vms":
             let name = rest[1]
             if let e = Names.checkVM(name) { return .failure(RouteError(400, e)) }
@@ -168,6 +172,9 @@ public enum Router {
             if rest.first == "vms", rest.count > 3 {
                 let name = rest[1]
                 if let e = Names.checkVM(name) { return .failure(RouteError(400, e)) }
+            }
+            if rest.first == "tasks", rest.count > 2, let e = checkTaskID(rest[1]) {
+                return .failure(RouteError(400, e))
             }
             if rest.first == "images", rest.count > 2 {
                 let name = rest[1...].joined(separator: "/")

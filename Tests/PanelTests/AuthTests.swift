@@ -1,4 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Config
+import Platform
 import Testing
 @testable import Panel
 
@@ -83,6 +87,12 @@ final class FakeClock: @unchecked Sendable {
         let s = a.create(user: "admin")
         let b = SessionStore(persistPath: dir + "/sessions")
         #expect(b.lookup(s.token)?.csrf == s.csrf)
+        // Only digests of tokens reach the disk, 0600.
+        let text = (try? Files.readString(dir + "/sessions")) ?? ""
+        #expect(!text.contains(s.token) && text.contains(SessionStore.key(s.token)))
+        var st = stat()
+        stat(dir + "/sessions", &st)
+        #expect(st.st_mode & 0o777 == 0o600)
         b.remove(s.token)
         #expect(SessionStore(persistPath: dir + "/sessions").lookup(s.token) == nil)
     }

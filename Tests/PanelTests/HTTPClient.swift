@@ -45,10 +45,22 @@ struct TestHTTP {
         return true
     }
 
+    /// Reads one response: to the end of its Content-Length, else to EOF.
     static func readAll(_ fd: Int32) -> [UInt8] {
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
+        var want: Int? = nil
         while true {
+            if want == nil, let end = out.indices.first(where: { i in i + 3 < out.count && out[i] == 13 && out[i + 1] == 10 && out[i + 2] == 13 && out[i + 3] == 10 }) {
+                let head = String(decoding: out[0..<end], as: UTF8.self).lowercased()
+                if let l = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+                   let n = Int(l.dropFirst("content-length:".count).testTrimmed) {
+                    want = end + 4 + n
+                } else {
+                    want = Int.max
+                }
+            }
+            if let want, out.count >= want { break }
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 && currentErrno() == EINTR { continue }
             if n <= 0 { break }

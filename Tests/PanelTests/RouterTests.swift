@@ -76,7 +76,7 @@ import Testing
         "/api/v1/vms/a%00b", "/api/v1/vms/a b/start", "/api/v1/vms/..%2f..%2fetc/start",
         "/api/v1/images/..", "/api/v1/images/../etc/passwd", "/api/v1/images/a,b", "/api/v1/images/-drive",
         "/api/v1/images/%2e%2e%2fshadow", "/api/v1/images/x..y", "/api/v1/images/" + String(repeating: "i", count: 200),
-        "/api/v1/images/a%2Cfile=%2Fetc%2Fpasswd", "/api/v1/tasks/..",
+        "/api/v1/images/a%2Cfile=%2Fetc%2Fpasswd", "/api/v1/tasks/..", "/api/v1/tasks/..%2F..", "/api/v1/images/a%2Fb",
     ])
     func hostileNamesAre400(_ raw: String) {
         let path = percentDecode(raw)

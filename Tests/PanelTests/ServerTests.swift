@@ -89,8 +89,14 @@ final class TestServer {
 
         // Cookie auth: reading is fine, changing needs X-CSRF-Token.
         let c = ["Cookie": "cloudbios_session=\(token)"]
-        #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).status == 200)
+        #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).json == .array([]))
+        // A change made through the API shows at once; one made behind it within the cache time.
+        let made = try await s.http.json("POST", "/api/v1/vms", #"{"name":"made"}"#, headers: ["Authorization": "Bearer \(token)"])
+        #expect(made.status == 201)
+        #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).json?.arrayValue?.count == 1)
         await s.backend.addVM("tiny")
+        try await Task.sleep(nanoseconds: 300_000_000)
+        #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).json?.arrayValue?.count == 2)
         let noToken = try await s.http.request("POST", "/api/v1/vms/tiny/start", headers: c)
         #expect(noToken.status == 403 && noToken.error?.contains("X-CSRF-Token") == true)
         let wrong = try await s.http.request("POST", "/api/v1/vms/tiny/start", headers: c.merging(["X-CSRF-Token": "x"]) { a, _ in a })
@@ -457,4 +463,56 @@ final class EchoServer: @unchecked Sendable {
 
 func curl(_ args: [String]) async throws -> (status: Int32, output: String) {
     try await offPool { try Launcher("/usr/bin/curl", args).run() }
+}
+
+/// A WebSocket client over TLS (Python's ssl), as a browser reaches the
+/// console through the default self-signed certificate.
+let wssClient = #"""
+import socket, ssl, sys, os, struct
+port, token = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+s.sendall(("GET /api/v1/vms/tiny/console?token=%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+           "Sec-WebSocket-Protocol: binary\r\n\r\n" % (token, port)).encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+assert head.startswith(b"HTTP/1.1 101"), head
+payload = os.urandom(100000)
+mask = os.urandom(4)
+masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+s.sendall(bytes([0x82, 0xFF]) + struct.pack(">Q", len(payload)) + mask + masked)
+buf, got = b"", b""
+while len(got) < len(payload):
+    buf += s.recv(65536)
+    while len(buf) >= 2:
+        n, off = buf[1] & 0x7F, 2
+        if (n == 126 and len(buf) < 4) or (n == 127 and len(buf) < 10): break
+        if n == 126: n, off = struct.unpack(">H", buf[2:4])[0], 4
+        elif n == 127: n, off = struct.unpack(">Q", buf[2:10])[0], 10
+        if len(buf) < off + n: break
+        assert buf[0] == 0x82, buf[:2]
+        got += buf[off:off + n]; buf = buf[off + n:]
+assert got == payload, "payload differs"
+print("wss ok", len(got))
+"""#
+
+extension ServerTests {
+    @Test func webSocketConsoleOverTLS() async throws {
+        let s = try TestServer(tls: .selfSigned, tag: "wss")
+        await s.backend.addVM("tiny")
+        let sock = s.dir + "/vnc.sock"
+        let echo = try EchoServer(path: sock)
+        defer { echo.stop() }
+        await s.backend.setVNCPath(sock)
+        let login = try await curl(["-sk", "--max-time", "10", "-H", "Content-Type: application/json",
+                                    "--data", #"{"user":"admin","password":"correct horse"}"#, s.server.url + "/api/v1/login"])
+        let token = try #require((try? JSONValue.parse(login.output))?["token"]?.stringValue)
+        try Files.writeAtomically(s.dir + "/wss.py", wssClient)
+        let port = s.server.port
+        let script = s.dir + "/wss.py"
+        let r = try await offPool { try Launcher("/usr/bin/python3", [script, String(port), token]).run() }
+        #expect(r.status == 0 && r.output.contains("wss ok 100000"), "\(r.output)")
+    }
 }
