@@ -62,7 +62,7 @@ import Glibc
         #expect(Array(png.prefix(8)) == [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
         let ppm = try await m.screenshot("tiny", format: "ppm")
         let share = try #require(ppmShare(ppm, r: 0x1e, g: 0x90, bl: 0xff))
-        #expect(share.width == 1280 && share.height == 800)
+        #expect(share.width == 1024 && share.height == 768)
 
         // in use: no delete/update of the VM, no delete of its images
         await #expect(throws: APIError.self) { try await m.delete("tiny") }

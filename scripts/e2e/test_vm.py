@@ -38,7 +38,7 @@ def test_vm_lifecycle_over_api_survives_daemon_kill(daemon):
     assert names == ["tiny-initrd", "tiny-kernel"]
 
     spec = {"name": "tiny", "memory": 256, "kernel": "tiny-kernel", "initrd": "tiny-initrd",
-            "append": "console=ttyS0 quiet", "network": "nat"}
+            "append": "console=ttyS0 vga=0x344 quiet", "network": "nat"}
     st, body, _ = daemon.request("POST", "/api/v1/vms", spec)
     assert st in (200, 201), body
     assert state(daemon, "tiny") == "stopped"
@@ -68,7 +68,7 @@ def test_vm_lifecycle_over_api_survives_daemon_kill(daemon):
         if share > 0.9:
             break
         time.sleep(1)
-    assert size == (1280, 800)   # the guest's mode (it prints it when painting)
+    assert size == (1024, 768)   # the VESA mode the guest asks for (vga=0x344)
 
     assert daemon.json("POST", "/api/v1/vms/tiny/pause")["state"] == "paused"
     assert state(daemon, "tiny") == "paused"
