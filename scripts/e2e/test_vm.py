@@ -3,6 +3,7 @@ create and start it under TCG, see its serial output and its screen,
 pause/resume, kill -9 the daemon and find the VM running and reattached,
 stop, delete. Bounded: each test well under 3 minutes."""
 import os
+import shutil
 import sys
 import time
 
@@ -160,3 +161,29 @@ vms:
         assert "KVM" in log   # the accelerator decision is visible
     finally:
         d.teardown()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("dnsmasq"),
+                    reason="needs root, unshare and dnsmasq")
+def test_nat_bridge_in_a_private_network_namespace():
+    """`--nat bridge` builds cbnat0 with DHCP and puts each nat VM's tap on it;
+    without it, nat falls back to QEMU user networking and the VM says so.
+    Runs in namespaces of its own: the host's network is never touched."""
+    import subprocess
+    import tempfile
+    from cbdaemon import binary, password_hash
+    kernel, _ = guest()
+    d = tempfile.mkdtemp(prefix="cbnat-", dir="/tmp")
+    try:
+        r = subprocess.run(["unshare", "-nm", "sh", os.path.join(os.path.dirname(__file__), "vm_nat_netns.sh"),
+                            binary(), d, os.path.dirname(kernel), password_hash("pw")],
+                           capture_output=True, text=True, timeout=120)
+        facts = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
+        assert "QEMUusernetworking" in facts.get("AUTO_STATUS", ""), r.stdout + r.stderr
+        assert facts.get("BRIDGE_ADDR") == "10.213.0.1/24", r.stdout + r.stderr
+        assert facts.get("TAP", "").startswith("cbt") and facts.get("TAP_MASTER") == "cbnat0"
+        assert facts.get("DHCP_ALIVE") == "yes"
+        assert '"state":"running"' in facts.get("BRIDGE_STATUS", "") and "usernetworking" not in facts["BRIDGE_STATUS"]
+        assert facts.get("TAP_AFTER_STOP") == "0"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
