@@ -149,12 +149,41 @@ public actor VMManager {
         for src in sources {
             do {
                 if let p = Names.checkImage(src.name) { throw APIError.unprocessable(p) }
-                guard let file = src.file else {
-                    throw APIError.unprocessable("image '\(src.name)': url sources are not supported yet; use file")
+                let store = self.store
+                if src.file == nil, let url = src.url {
+                    // downloads are idempotent by name and hash: skip when the stored image matches
+                    if store.exists(src.name), let want = src.sha256, (try? await blocking { try store.hash(src.name) }) == want { continue }
+                    if store.exists(src.name), src.sha256 == nil { continue }
+                    if !referencingVMs(src.name).filter({ runtimes[$0] != nil }).isEmpty {
+                        throw APIError.conflict("image '\(src.name)' is in use by a running VM; not replaced")
+                    }
+                    let limit = options.maxImageSize
+                    _ = try await blocking { () -> String in
+                        let (tmp, fd) = try store.createTemp(for: src.name)
+                        var open = true
+                        do {
+                            _ = try Download.fetch(url, into: fd, limit: limit)
+                            try syscall("fsync \(tmp)") { fsync(fd) }
+                            close(fd)
+                            open = false
+                            let h = try sha256File(tmp)
+                            if let want = src.sha256, want != h {
+                                throw APIError.unprocessable("image '\(src.name)': sha256 of \(url) is \(h), expected \(want)")
+                            }
+                            try store.install(temp: tmp, as: src.name, sha256: h)
+                            return h
+                        } catch {
+                            if open { close(fd) }
+                            Files.remove(tmp)
+                            throw error
+                        }
+                    }
+                    Log.info("downloaded image \(src.name) from \(url)")
+                    continue
                 }
+                guard let file = src.file else { throw APIError.unprocessable("image '\(src.name)' needs file or url") }
                 let path = file.hasPrefix("/") ? file : "\(baseDirectory)/\(file)"
                 guard Files.exists(path) else { throw APIError.notFound("image '\(src.name)': \(path) does not exist") }
-                let store = self.store
                 let sourceHash = try await blocking { try sha256File(path) }
                 if let expected = src.sha256, expected != sourceHash {
                     throw APIError.unprocessable("image '\(src.name)': sha256 of \(path) is \(sourceHash), expected \(expected)")

@@ -219,3 +219,43 @@ import Glibc
         #expect(!Files.exists("\(dir)/images/b"))
     }
 }
+
+@Suite struct DownloadTests {
+    @Test(.timeLimit(.minutes(1))) func urlImagesDownloadVerifyAndSkipWhenPresent() async throws {
+        let dir = Guest.stateDir()
+        defer { Files.removeTree(dir) }
+        let www = "\(dir)/www"
+        try Files.makeDirectories(www)
+        let payload = [UInt8]((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        try Files.writeAtomically("\(www)/blob.img", payload)
+        let port = 20000 + Int(getpid() % 20000)
+        let server = try Launcher("/usr/bin/python3", ["-m", "http.server", "--bind", "127.0.0.1", "--directory", www, "\(port)"]).spawn()
+        defer { kill(server, SIGKILL); _ = Launcher.wait(server) }
+        var o = VMManagerOptions(stateDir: dir)
+        o.nat = .user
+        let m = try VMManager(options: o)
+        var src = ImageSource(name: "blob")
+        src.url = "http://127.0.0.1:\(port)/blob.img"
+        src.sha256 = try sha256File("\(www)/blob.img")
+        var failures: [String] = ["not tried"]
+        for _ in 0..<50 {   // the server needs a moment to listen
+            failures = await m.importImages([src], baseDirectory: dir)
+            if failures.isEmpty { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(failures.isEmpty, "\(failures)")
+        #expect(try Files.read("\(dir)/images/blob") == payload)
+        var wrong = src
+        wrong.name = "wrong"
+        wrong.sha256 = String(repeating: "a", count: 64)
+        let f = await m.importImages([wrong], baseDirectory: dir)
+        #expect(f.count == 1 && f[0].contains("sha256"))
+        #expect(!Files.exists("\(dir)/images/wrong"))
+        var missing = src
+        missing.name = "missing"
+        missing.url = "http://127.0.0.1:\(port)/nope.img"
+        missing.sha256 = nil
+        #expect(await m.importImages([missing], baseDirectory: dir).first?.contains("404") == true)
+        #expect(Files.list("\(dir)/images/.incoming").isEmpty)
+    }
+}
