@@ -124,6 +124,12 @@ public actor VMManager {
                     Log.warning("VM \(name) runs (pid \(pid)) but its QMP socket does not answer: \(error)")
                 }
             } else if Self.livePID(p) == nil {
+                // QEMU removes its pidfile when it exits cleanly (guest
+                // poweroff, quit); one left behind means it died.
+                if Files.exists(p.pidFile), specs[name] != nil {
+                    crashes[name] = "QEMU exited while the daemon was not running"
+                    Log.warning("VM \(name): \(crashes[name]!)")
+                }
                 cleanRunDir(p)
             }
         }

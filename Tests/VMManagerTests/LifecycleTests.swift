@@ -138,13 +138,19 @@ import Glibc
         #expect(try await second.vm("keep").message?.contains("unexpectedly") == true)
         #expect(!Files.exists("\(dir)/run/keep/qemu.pid"))
 
-        // stale run dirs are cleaned by the next manager
+        // a QEMU that died while no manager ran leaves its pidfile: crashed,
+        // and the stale run dir is cleaned
         try Files.makeDirectories("\(dir)/run/keep")
         try Files.writeAtomically("\(dir)/run/keep/qemu.pid", "999999\n")
         let third = try manager(dir)
         await third.reattach()
-        #expect(try await third.vm("keep").state == .stopped)
+        #expect(try await third.vm("keep").state == .crashed)
+        #expect(try await third.vm("keep").message == "QEMU exited while the daemon was not running")
         #expect(!Files.exists("\(dir)/run/keep/qemu.pid"))
+        // a clean exit (no pidfile left) is simply stopped
+        let fourth = try manager(dir)
+        await fourth.reattach()
+        #expect(try await fourth.vm("keep").state == .stopped)
     }
 
     @Test func hostileSpecsAndImageNames() async throws {
