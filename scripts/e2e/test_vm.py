@@ -187,3 +187,44 @@ def test_nat_bridge_in_a_private_network_namespace():
         assert facts.get("TAP_AFTER_STOP") == "0"
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_vm_cli_over_tls(daemon):
+    """`cloudbios vm …` is a client of the daemon: TLS with the daemon's own
+    certificate, a login with --user, readable tables and --json."""
+    import json
+    import subprocess
+    from cbdaemon import PASSWORD, binary
+    kernel, initrd = guest()
+    daemon.start()
+    daemon.login()
+    daemon.upload("tiny-kernel", kernel)
+    daemon.upload("tiny-initrd", initrd)
+    env = dict(os.environ, CLOUDBIOS_PASSWORD=PASSWORD)
+    env.pop("CLOUDBIOS_TOKEN", None)
+
+    def cli(*args, ok=True):
+        r = subprocess.run([binary(), "vm", *args, "--url", daemon.url, "--state-dir", daemon.state, "--user", "admin"],
+                           capture_output=True, text=True, env=env, timeout=60)
+        assert (r.returncode == 0) == ok, r.stdout + r.stderr
+        return r.stdout + r.stderr
+
+    assert "cli-vm: stopped" in cli("create", "cli-vm", "--memory", "128", "--kernel", "tiny-kernel",
+                                    "--initrd", "tiny-initrd", "--network", "none")
+    table = cli("list").splitlines()
+    assert table[0].split()[:3] == ["NAME", "STATE", "MEMORY"]
+    assert table[1].split()[:3] == ["cli-vm", "stopped", "128M"]
+    assert "cli-vm: running" in cli("start", "cli-vm")
+    listed = json.loads(cli("list", "--json"))
+    assert listed[0]["name"] == "cli-vm" and listed[0]["state"] == "running"
+    assert "already running" in cli("start", "cli-vm", ok=False)
+    assert "cli-vm: paused" in cli("pause", "cli-vm")
+    assert "cli-vm: running" in cli("resume", "cli-vm")
+    assert "cli-vm: stopped" in cli("stop", "cli-vm")
+    assert "cli-vm: deleted" in cli("delete", "cli-vm")
+    assert "no VM named" in cli("start", "cli-vm", ok=False)
+    assert "VM name" in cli("start", "../x", ok=False)
+    # without the daemon's certificate and without --insecure, TLS is refused
+    r = subprocess.run([binary(), "vm", "list", "--url", daemon.url, "--state-dir", "/nonexistent", "--user", "admin"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode != 0 and "TLS" in r.stderr
