@@ -13,7 +13,7 @@ enum NATNetwork {
     static let address = "10.213.0.1/24"
     static let subnet = "10.213.0.0/24"
 
-    static func backend(mode: NATMode) async -> HostFacts.NATBackend {
+    static func backend(mode: NATMode, stateDir: String) async -> HostFacts.NATBackend {
         switch mode {
         case .user:
             return .user(reason: "--nat user")
@@ -22,7 +22,7 @@ enum NATNetwork {
             return .user(reason: "no \(bridge) bridge on this host; start the daemon with --nat bridge to create it")
         case .bridge:
             do {
-                try await setUp()
+                try await setUp(dir: "\(stateDir)/nat")
                 return .bridge(bridge)
             } catch {
                 Log.warning("NAT bridge unavailable, using QEMU user networking: \(error)")
@@ -31,7 +31,9 @@ enum NATNetwork {
         }
     }
 
-    static func setUp() async throws {
+    /// Creates the bridge, DHCP server and masquerading (idempotent). The DHCP
+    /// server's pid, config and leases live in `dir`.
+    static func setUp(dir: String) async throws {
         guard geteuid() == 0 else { throw ManagerError.tool("creating \(bridge) needs root") }
         guard Files.exists("/dev/net/tun") else { throw ManagerError.tool("/dev/net/tun is missing (tun module)") }
         if !Files.exists("/sys/class/net/\(bridge)") {
@@ -41,15 +43,17 @@ enum NATNetwork {
         try await runTool(["ip", "link", "set", bridge, "up"])
         try? Files.writeAtomically("/proc/sys/net/ipv4/ip_forward", "1\n")
         // DHCP for guests
-        let pidFile = "/run/cloudbios-nat-dhcp.pid"
+        try Files.makeDirectories(dir)
+        let pidFile = "\(dir)/dhcp.pid"
         if let t = Files.readTrimmed(pidFile), let pid = Int32(t), processAlive(pid) {
             // already serving
         } else if Launcher.which("dnsmasq") != nil {
             try await runTool(["dnsmasq", "--conf-file=/dev/null", "--interface=\(bridge)", "--bind-interfaces",
                                "--except-interface=lo", "--dhcp-range=10.213.0.100,10.213.0.250,12h",
-                               "--dhcp-option=option:router,10.213.0.1", "--pid-file=\(pidFile)"])
+                               "--dhcp-option=option:router,10.213.0.1", "--pid-file=\(pidFile)",
+                               "--dhcp-leasefile=\(dir)/dnsmasq.leases"])
         } else if Launcher.which("busybox") != nil {
-            let conf = "/run/cloudbios-udhcpd.conf"
+            let conf = "\(dir)/udhcpd.conf"
             try Files.writeAtomically(conf, """
                 interface \(bridge)
                 start 10.213.0.100
@@ -58,7 +62,7 @@ enum NATNetwork {
                 option dns 10.213.0.1
                 option subnet 255.255.255.0
                 pidfile \(pidFile)
-                lease_file /run/cloudbios-udhcpd.leases
+                lease_file \(dir)/udhcpd.leases
 
                 """)
             try await runTool(["busybox", "udhcpd", conf])

@@ -52,6 +52,7 @@ public actor VMManager {
     private var hostFacts: HostFacts?
     private var natNote: String?
     private var generation = 0
+    private var cpuInfo: (model: String, count: Int)?
 
     struct Runtime {
         var pid: Int32
@@ -123,6 +124,12 @@ public actor VMManager {
                     Log.warning("VM \(name) runs (pid \(pid)) but its QMP socket does not answer: \(error)")
                 }
             } else if Self.livePID(p) == nil {
+                // QEMU removes its pidfile when it exits cleanly (guest
+                // poweroff, quit); one left behind means it died.
+                if Files.exists(p.pidFile), specs[name] != nil {
+                    crashes[name] = "QEMU exited while the daemon was not running"
+                    Log.warning("VM \(name): \(crashes[name]!)")
+                }
                 cleanRunDir(p)
             }
         }
@@ -148,12 +155,41 @@ public actor VMManager {
         for src in sources {
             do {
                 if let p = Names.checkImage(src.name) { throw APIError.unprocessable(p) }
-                guard let file = src.file else {
-                    throw APIError.unprocessable("image '\(src.name)': url sources are not supported yet; use file")
+                let store = self.store
+                if src.file == nil, let url = src.url {
+                    // downloads are idempotent by name and hash: skip when the stored image matches
+                    if store.exists(src.name), let want = src.sha256, (try? await blocking { try store.hash(src.name) }) == want { continue }
+                    if store.exists(src.name), src.sha256 == nil { continue }
+                    if !referencingVMs(src.name).filter({ runtimes[$0] != nil }).isEmpty {
+                        throw APIError.conflict("image '\(src.name)' is in use by a running VM; not replaced")
+                    }
+                    let limit = options.maxImageSize
+                    _ = try await blocking { () -> String in
+                        let (tmp, fd) = try store.createTemp(for: src.name)
+                        var open = true
+                        do {
+                            _ = try Download.fetch(url, into: fd, limit: limit)
+                            try syscall("fsync \(tmp)") { fsync(fd) }
+                            close(fd)
+                            open = false
+                            let h = try sha256File(tmp)
+                            if let want = src.sha256, want != h {
+                                throw APIError.unprocessable("image '\(src.name)': sha256 of \(url) is \(h), expected \(want)")
+                            }
+                            try store.install(temp: tmp, as: src.name, sha256: h)
+                            return h
+                        } catch {
+                            if open { close(fd) }
+                            Files.remove(tmp)
+                            throw error
+                        }
+                    }
+                    Log.info("downloaded image \(src.name) from \(url)")
+                    continue
                 }
+                guard let file = src.file else { throw APIError.unprocessable("image '\(src.name)' needs file or url") }
                 let path = file.hasPrefix("/") ? file : "\(baseDirectory)/\(file)"
                 guard Files.exists(path) else { throw APIError.notFound("image '\(src.name)': \(path) does not exist") }
-                let store = self.store
                 let sourceHash = try await blocking { try sha256File(path) }
                 if let expected = src.sha256, expected != sourceHash {
                     throw APIError.unprocessable("image '\(src.name)': sha256 of \(path) is \(sourceHash), expected \(expected)")
@@ -475,7 +511,8 @@ public actor VMManager {
     public func host(hostname: String? = nil) async -> HostInfo {
         let f = await facts()
         let mem = ProcStats.meminfo()
-        let cpu = ProcStats.cpu()
+        if cpuInfo == nil { cpuInfo = ProcStats.cpu() }
+        let cpu = cpuInfo!
         var h = HostInfo(hostname: hostname ?? ProcStats.hostname(), version: options.version, cpuModel: cpu.model, cpus: cpu.count,
                          memoryTotalMiB: (mem["MemTotal"] ?? 0) / 1024, memoryAvailableMiB: (mem["MemAvailable"] ?? 0) / 1024,
                          accel: f.kvmUsable ? "kvm" : "tcg",
@@ -567,7 +604,7 @@ public actor VMManager {
             break
         }
         if Files.exists("/sys/class/net/vmbr0/bridge") { f.physicalBridge = "vmbr0" }
-        f.nat = await NATNetwork.backend(mode: options.nat)
+        f.nat = await NATNetwork.backend(mode: options.nat, stateDir: stateDir)
         if case .user(let why) = f.nat {
             natNote = "network nat: QEMU user networking (\(why))"
         }
