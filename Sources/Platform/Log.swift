@@ -26,3 +26,7 @@ public enum Log {
     public static func error(_ m: String) { write(.error, m) }
     public static func debug(_ m: String) { write(.debug, m) }
 }
+
+/// Writes raw bytes to stderr.
+@discardableResult
+public func writeStderr(_ p: UnsafePointer<CChar>, _ n: Int) -> Int { Glibc.write(2, p, n) }

@@ -31,7 +31,7 @@ struct InitCommand: ParsableCommand {
             return
         }
         if kvmProbe {
-            let p = KVM.probe()
+            let p = KVMProbe.probe()
             print("\(p.usable ? "kvm" : "tcg"): \(p.reason)")
             if !p.usable { throw ExitCode(1) }
             return

@@ -1,9 +1,95 @@
 import ArgumentParser
+import Platform
+import Viewer
 
-struct ViewerCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "viewer", abstract: "Not yet available.")
+/// `cloudbios viewer --vm NAME`: the thin client on the local display.
+///
+/// Shows the VM's screen (its VNC socket `<state-dir>/run/<name>/vnc.sock`)
+/// scaled to the local screen, and gives it every local keyboard and mouse.
+/// Ctrl+Alt+F12 switches between the guest and the host console and back.
+struct ViewerCommand: Command {
+    static let configuration = CommandConfiguration(
+        commandName: "viewer",
+        abstract: "Show a VM on the local screen (Ctrl+Alt+F12: host console).",
+        discussion: """
+        The guest fills the local display (DRM, else fbdev) keeping its aspect \
+        ratio and takes every keyboard and mouse under /dev/input. Ctrl+Alt+F12 \
+        switches to the host's status console and back; the guest never sees it. \
+        The viewer reconnects by itself when the VM reboots or restarts.
+        """)
 
-    mutating func run() async throws {
-        throw CleanExit.message("'viewer' is not available in this build")
+    @Option(help: "The VM to show.")
+    var vm: String?
+
+    @Option(help: "The daemon's state directory.")
+    var stateDir: String = "/var/lib/cloudbios"
+
+    @Option(help: "Connect to this VNC socket instead of the VM's (a path, or HOST:PORT).")
+    var socket: String?
+
+    @Option(help: "auto, drm[:PATH], fbdev[:PATH] or memory:WxH.")
+    var display: String = "auto"
+
+    @Option(help: "Write the local screen as a PPM file after changes (debugging).")
+    var dump: String?
+
+    @Option(help: "Also export the local screen over VNC at HOST:PORT (e.g. 127.0.0.1:5900); without --vm, export only the text console.")
+    var exportConsole: String?
+
+    @Option(help: ArgumentHelp("Type this once the guest is shown ({enter}, {hotkey} = Ctrl+Alt+F12); for demos and tests.", visibility: .hidden))
+    var type: String?
+
+    @Flag(help: "Do not read keyboards and mice.")
+    var noInput = false
+
+    @Flag(help: "Do not switch the virtual terminal to graphics mode.")
+    var noVt = false
+
+    @Flag(name: .shortAndLong, help: "Log debugging details.")
+    var verbose = false
+
+    func validate() throws {
+        if vm == nil && socket == nil && exportConsole == nil {
+            throw ValidationError("give --vm NAME (or --export-console ADDR)")
+        }
+        if let vm, !ViewerCommand.validName(vm) {
+            throw ValidationError("'\(vm)' is not a VM name ([a-z0-9][a-z0-9-]{0,62})")
+        }
+        if DisplayChoice(argument: display) == nil {
+            throw ValidationError("--display must be auto, drm[:PATH], fbdev[:PATH] or memory:WxH")
+        }
+    }
+
+    static func validName(_ s: String) -> Bool {
+        guard let f = s.utf8.first, s.utf8.count <= 63 else { return false }
+        let ok = { (c: UInt8) in (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
+        return ok(f) && s.utf8.allSatisfy { ok($0) || $0 == 0x2D }
+    }
+
+    mutating func execute() async throws {
+        Log.component = "cloudbios-viewer"
+        Log.verbose = verbose
+        let path = socket ?? vm.map { "\(stateDir)/run/\($0)/vnc.sock" }
+        guard let path else {
+            // console export only
+            let server = try HostConsoleServer(listen: exportConsole!)
+            Log.info("console: exported over VNC on \(exportConsole!)")
+            server.runStandalone()
+            return
+        }
+        var options = Viewer.Options(socketPath: path)
+        options.display = DisplayChoice(argument: display)!
+        options.dumpPath = dump
+        options.useInput = !noInput
+        options.useTerminal = !noVt
+        options.exportConsole = exportConsole
+        options.typeText = type
+        let viewer: Viewer
+        do {
+            viewer = try Viewer(options: options)
+        } catch {
+            throw CLIError("viewer: \(error)")
+        }
+        viewer.run()
     }
 }

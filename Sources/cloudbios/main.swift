@@ -5,7 +5,7 @@ import Glibc
 
 /// One multi-call executable. `/init` (or any argv[0] named `init`) runs PID 1;
 /// otherwise the first argument names the command.
-struct CloudBIOS: AsyncParsableCommand {
+struct CloudBIOS: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cloudbios",
         abstract: "CloudBIOS: a dual-running cloud bootloader and PE appliance.",
@@ -15,6 +15,12 @@ struct CloudBIOS: AsyncParsableCommand {
             DisksCommand.self, InstallCommand.self, PasswdCommand.self, ViewerCommand.self,
         ]
     )
+}
+
+/// A subcommand. `execute` is async; ArgumentParser's own `run` is never
+/// called for these (its async/sync overloads are ambiguous on an existential).
+protocol Command: ParsableCommand {
+    mutating func execute() async throws
 }
 
 enum CloudBIOSVersion {
@@ -28,11 +34,11 @@ if invokedAs == "init" {
     arguments = ["init"] + arguments.filter { !$0.hasPrefix("-") || $0.contains("=") == false }
 }
 do {
-    var command = try await CloudBIOS.asyncParseAsRoot(arguments)
-    if var asyncCommand = command as? AsyncParsableCommand {
-        try await asyncCommand.run()
+    var command = try CloudBIOS.parseAsRoot(arguments)
+    if var c = command as? Command {
+        try await c.execute()
     } else {
-        try command.run()
+        try command.run()   // help, version
     }
 } catch {
     CloudBIOS.exit(withError: error)

@@ -4,6 +4,10 @@
 # The guest prints CLOUDBIOS-GUEST-READY on its serial console, paints its
 # screen a known colour (#1E90FF, "dodger blue") and echoes every line typed
 # on its keyboard to the serial console as "typed: LINE".
+# Boot it with "vga=0x344" on the kernel command line (VESA 1024x768x32, the
+# kernel's vesafb): writes to its /dev/fb0 reach the screen directly. Without
+# it the guest falls back to the bochs DRM driver, whose fbdev emulation (a
+# shadow buffer) does not always show what is written to /dev/fb0.
 # Usage: scripts/lib/make-guest.sh OUTDIR   -> OUTDIR/vmlinuz OUTDIR/initrd.img
 set -eu
 out=$1
@@ -16,7 +20,7 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/bin" "$root/tmp" "$root/dev" "$root/proc" "$root/sys" "$root/lib/modules/$kver"
 cp /bin/busybox "$root/bin/busybox"
-for a in sh mount modprobe insmod cat echo dd sleep poweroff reboot seq head tr mv rm cp; do ln -s busybox "$root/bin/$a"; done
+for a in sh mount modprobe insmod cat echo dd sleep poweroff reboot seq head tr mv rm cp dmesg; do ln -s busybox "$root/bin/$a"; done
 # bochs DRM (with fbdev emulation) and its dependencies
 mods=$(modprobe -S "$kver" --show-depends bochs 2>/dev/null | awk '$1=="insmod"{print $2}')
 for m in $mods; do
@@ -34,23 +38,38 @@ cat > "$root/init" <<'INIT'
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-for m in $(cat /modules.order); do insmod /lib/modules/*/$m 2>/dev/null; done
+# keep kernel messages off the screen
+dmesg -n 1 2>/dev/null
+# vesafb (vga=) is there from boot; otherwise load the bochs DRM driver
+if [ ! -e /dev/fb0 ]; then
+    for m in $(cat /modules.order); do insmod /lib/modules/*/$m 2>/dev/null; done
+    i=0
+    while [ ! -e /dev/fb0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+    # the text console takes the new framebuffer over and redraws it
+    sleep 1
+fi
 echo "CLOUDBIOS-GUEST-READY" > /dev/ttyS0
-i=0
-while [ ! -e /dev/fb0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 if [ -e /dev/fb0 ]; then
     echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
-    # 32 bpp: bytes B G R X of #1E90FF
+    # clear the text console and hide its cursor, so that it has nothing to
+    # redraw over the colour: typed lines then only touch the top rows
+    printf '\033[2J\033[H\033[?25l' > /dev/tty1
     size=$(cat /sys/class/graphics/fb0/virtual_size | tr , ' ')
     set -- $size
     stride=$(cat /sys/class/graphics/fb0/stride)
-    n=$(( stride * $2 / 4 ))
+    bpp=$(cat /sys/class/graphics/fb0/bits_per_pixel)
+    # #1E90FF as little-endian pixels: B G R (X)
+    case $bpp in
+        32) printf '\377\220\036\000' > /tmp/p1; px=4 ;;
+        24) printf '\377\220\036' > /tmp/p1; px=3 ;;
+        *) printf '\237\034' > /tmp/p1; px=2 ;;
+    esac
+    n=$(( stride * $2 / px )); c=1
     # double the pattern until it covers the screen, then write it once
-    printf '\377\220\036\000' > /tmp/p1; c=1
     while [ $c -lt $n ]; do cat /tmp/p1 /tmp/p1 > /tmp/p2; mv /tmp/p2 /tmp/p1; c=$((c*2)); done
     dd if=/tmp/p1 of=/dev/fb0 bs=$stride count=$2 2>/dev/null
     rm -f /tmp/p1
-    echo "CLOUDBIOS-GUEST-PAINTED ${1}x${2}" > /dev/ttyS0
+    echo "CLOUDBIOS-GUEST-PAINTED ${1}x${2}x${bpp}" > /dev/ttyS0
 fi
 # echo keyboard lines to the serial console
 while true; do

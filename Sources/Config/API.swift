@@ -1,0 +1,79 @@
+/// Types the REST API returns, shared by the daemon, the panel and the CLI.
+
+public enum VMState: String, Sendable, Equatable, Codable, CaseIterable {
+    case stopped, starting, running, paused, crashed
+}
+
+public enum VMAction: String, Sendable, Equatable, CaseIterable {
+    case start, stop, shutdown, reboot, pause, resume
+}
+
+/// A VM as the API shows it: its spec plus live state.
+public struct VMStatus: Sendable, Equatable {
+    public var spec: VMSpec
+    public var state: VMState
+    public var pid: Int32?
+    /// Why it crashed or failed to start, when it did.
+    public var message: String?
+    public var accel: String?
+    public var cpuPercent: Double?
+    public var memoryUsedMiB: Int?
+    public var uptimeSeconds: Int?
+    public init(spec: VMSpec, state: VMState) { self.spec = spec; self.state = state }
+}
+
+public struct ImageInfo: Sendable, Equatable {
+    public var name: String
+    public var size: Int64
+    public var sha256: String?
+    public var inUseBy: [String] = []
+    public init(name: String, size: Int64) { self.name = name; self.size = size }
+}
+
+public struct HostInfo: Sendable, Equatable {
+    public var hostname: String
+    public var version: String
+    public var cpuModel: String
+    public var cpus: Int
+    public var memoryTotalMiB: Int
+    public var memoryAvailableMiB: Int
+    public var accel: String          // "kvm" or "tcg"
+    public var accelReason: String    // why
+    public var uptimeSeconds: Int
+    public var loadAverage: [Double] = []
+    public init(hostname: String, version: String, cpuModel: String, cpus: Int, memoryTotalMiB: Int,
+                memoryAvailableMiB: Int, accel: String, accelReason: String, uptimeSeconds: Int) {
+        self.hostname = hostname; self.version = version; self.cpuModel = cpuModel; self.cpus = cpus
+        self.memoryTotalMiB = memoryTotalMiB; self.memoryAvailableMiB = memoryAvailableMiB
+        self.accel = accel; self.accelReason = accelReason; self.uptimeSeconds = uptimeSeconds
+    }
+}
+
+public struct TaskInfo: Sendable, Equatable {
+    public enum State: String, Sendable, Codable { case pending, running, succeeded, failed }
+    public var id: String
+    public var kind: String
+    public var state: State
+    /// 0…100
+    public var progress: Int
+    public var message: String
+    /// Free-form result (the install plan for a dry run), JSON-encodable text.
+    public var resultJSON: String?
+    public init(id: String, kind: String, state: State, progress: Int = 0, message: String = "") {
+        self.id = id; self.kind = kind; self.state = state; self.progress = progress; self.message = message
+    }
+}
+
+/// An error the API reports as `{"error": message}` with `status` (4xx for
+/// anything the caller can fix).
+public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var status: Int
+    public var message: String
+    public init(_ status: Int, _ message: String) { self.status = status; self.message = message }
+    public var description: String { message }
+
+    public static func badRequest(_ m: String) -> APIError { .init(400, m) }
+    public static func notFound(_ m: String) -> APIError { .init(404, m) }
+    public static func conflict(_ m: String) -> APIError { .init(409, m) }
+    public static func unprocessable(_ m: String) -> APIError { .init(422, m) }
+}

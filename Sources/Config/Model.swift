@@ -1,0 +1,190 @@
+/// The model shared by the config file (`cloudbios.yaml`) and the REST API.
+/// One type per concept: the API's `POST /api/v1/vms` body is a `VMSpec`, the
+/// same as an entry of `vms:` in the file.
+
+/// The whole `cloudbios.yaml`.
+public struct CloudBIOSConfig: Sendable, Equatable {
+    public var version: Int = 1
+    public var hostname: String?
+    public var panel = PanelConfig()
+    public var network = NetworkConfig()
+    public var images: [ImageSource] = []
+    public var vms: [VMSpec] = []
+    public var install: InstallConfig?
+    public var console = ConsoleConfig()
+    /// Directory of the config file: relative `file:` paths resolve against it.
+    public var baseDirectory: String = "."
+
+    public init() {}
+
+    /// The VM the local thin client shows: the first with `display: true`.
+    public var displayVM: VMSpec? { vms.first { $0.display } }
+}
+
+public struct PanelConfig: Sendable, Equatable {
+    public var listen: String = "0.0.0.0:8443"
+    public var tls: TLSMode = .selfSigned
+    public var users: [PanelUser] = []
+    public init() {}
+
+    /// `listen` split into host and port (validated by the decoder).
+    public var host: String { HostPort.parse(listen)?.host ?? "0.0.0.0" }
+    public var port: Int { HostPort.parse(listen)?.port ?? 8443 }
+}
+
+public enum TLSMode: Sendable, Equatable {
+    case off
+    case selfSigned
+    case files(cert: String, key: String)
+}
+
+public struct PanelUser: Sendable, Equatable {
+    public var name: String
+    /// crypt(3) hash: `$6$…` (sha512-crypt) or `$y$…` (yescrypt).
+    public var passwordHash: String
+    public init(name: String, passwordHash: String) { self.name = name; self.passwordHash = passwordHash }
+}
+
+public struct NetworkConfig: Sendable, Equatable {
+    public enum Interfaces: Sendable, Equatable {
+        /// DHCP on every wired NIC.
+        case dhcp
+        /// Explicit per-interface settings; NICs not listed are left down.
+        case list([InterfaceConfig])
+    }
+    public var interfaces: Interfaces = .dhcp
+    /// The physical NIC that `network: bridge` VMs are bridged onto (`vmbr0`);
+    /// nil = the first wired NIC with a carrier.
+    public var bridgePort: String?
+    public init() {}
+}
+
+/// One NIC: `{match: "eth0" | "52:54:00:*", dhcp: true}` or a static address.
+public struct InterfaceConfig: Sendable, Equatable {
+    /// Interface name glob (`en*`) or MAC address glob (`52:54:00:*`).
+    public var match: String
+    public var dhcp: Bool = true
+    /// CIDR, e.g. `192.0.2.10/24` (static when set).
+    public var address: String?
+    public var gateway: String?
+    public var dns: [String] = []
+    public init(match: String) { self.match = match }
+}
+
+/// An image imported into the store at boot.
+public struct ImageSource: Sendable, Equatable {
+    public var name: String
+    /// Path, relative to the config file's directory unless absolute.
+    public var file: String?
+    public var url: String?
+    /// Lowercase hex SHA-256; a mismatch is an error.
+    public var sha256: String?
+    public init(name: String) { self.name = name }
+}
+
+/// The host console exported over VNC (like an IPMI KVM). Off by default.
+public struct ConsoleConfig: Sendable, Equatable {
+    /// `host:port` to listen on, nil = off.
+    public var vnc: String?
+    public init() {}
+}
+
+public enum Firmware: String, Sendable, Equatable, CaseIterable { case bios, uefi }
+public enum NetworkMode: String, Sendable, Equatable, CaseIterable { case nat, bridge, none }
+public enum Accel: String, Sendable, Equatable, CaseIterable { case auto, kvm, tcg }
+
+/// One VM ("VPS"): an entry of `vms:` and the body of `POST /api/v1/vms`.
+public struct VMSpec: Sendable, Equatable {
+    public var name: String
+    /// MiB.
+    public var memory: Int = 512
+    public var cpus: Int = 1
+    /// Image-store names for direct kernel boot.
+    public var kernel: String?
+    public var initrd: String?
+    public var append: String?
+    /// Image-store name of an ISO.
+    public var cdrom: String?
+    public var disks: [DiskSpec] = []
+    public var firmware: Firmware = .bios
+    public var network: NetworkMode = .nat
+    public var accel: Accel = .auto
+    public var autostart: Bool = false
+    public var order: Int = 0
+    public var display: Bool = false
+
+    public init(name: String) { self.name = name }
+}
+
+/// A VM disk: a new qcow2 of `size` bytes, or a copy-on-write overlay of a
+/// store image.
+public enum DiskSpec: Sendable, Equatable {
+    case blank(size: Int64)
+    case image(String)
+}
+
+// MARK: - install
+
+public struct InstallConfig: Sendable, Equatable {
+    public var disk = DiskSelector()
+    public var wipe = false
+    public var after: AfterInstall = .reboot
+    public var webhook: String?
+    public init() {}
+}
+
+public enum AfterInstall: String, Sendable, Equatable, CaseIterable { case reboot, poweroff, none }
+
+/// Which disk to install to. Every given criterion must hold; globs use
+/// `*`, `?` and `[…]` as in the shell.
+public struct DiskSelector: Sendable, Equatable {
+    public var path: String?
+    public var byID: String?
+    public var serial: String?
+    public var model: String?
+    public var size: SizeConstraint?
+    public var ssd: Bool?
+    public init() {}
+    public var isEmpty: Bool { path == nil && byID == nil && serial == nil && model == nil && size == nil && ssd == nil }
+}
+
+public struct SizeConstraint: Sendable, Equatable, CustomStringConvertible {
+    public enum Op: String, Sendable, CaseIterable { case ge = ">=", le = "<=", gt = ">", lt = "<", eq = "==" }
+    public var op: Op
+    public var bytes: Int64
+    public init(op: Op, bytes: Int64) { self.op = op; self.bytes = bytes }
+    public func matches(_ size: Int64) -> Bool {
+        switch op {
+        case .ge: size >= bytes
+        case .le: size <= bytes
+        case .gt: size > bytes
+        case .lt: size < bytes
+        case .eq: size == bytes
+        }
+    }
+    public var description: String { "\(op.rawValue) \(Sizes.format(bytes))" }
+}
+
+public struct HostPort: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    /// `0.0.0.0:8443`, `[::]:8443`, `127.0.0.1:0`.
+    public static func parse(_ s: String) -> HostPort? {
+        var host: Substring
+        var portPart: Substring
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]") else { return nil }
+            host = s[s.index(after: s.startIndex)..<close]
+            let rest = s[s.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            portPart = rest.dropFirst()
+        } else {
+            guard let colon = s.lastIndex(of: ":") else { return nil }
+            host = s[..<colon]
+            portPart = s[s.index(after: colon)...]
+        }
+        guard let port = Int(portPart), (0...65535).contains(port), !host.isEmpty else { return nil }
+        guard host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".:-".contains($0)) }) else { return nil }
+        return HostPort(host: String(host), port: port)
+    }
+}

@@ -1,0 +1,68 @@
+/// Validation of every user-chosen name that reaches a path or a QEMU option.
+/// Names are checked here once; nothing else in the system accepts a name
+/// that did not pass.
+public enum Names {
+    /// VM names: `[a-z0-9][a-z0-9-]{0,62}`.
+    public static func checkVM(_ name: String) -> String? {
+        let u = Array(name.utf8)
+        guard !u.isEmpty else { return "VM name is empty" }
+        guard u.count <= 63 else { return "VM name '\(clip(name))' is longer than 63 characters" }
+        guard isLowerAlnum(u[0]) else { return "VM name '\(clip(name))' must start with a lowercase letter or digit" }
+        guard u.allSatisfy({ isLowerAlnum($0) || $0 == UInt8(ascii: "-") }) else {
+            return "VM name '\(clip(name))' may contain only a-z, 0-9 and '-'"
+        }
+        return nil
+    }
+
+    /// Image names: `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`, no `..`. Safe as a file
+    /// name and inside a QEMU option string (no commas, no slashes).
+    public static func checkImage(_ name: String) -> String? {
+        let u = Array(name.utf8)
+        guard !u.isEmpty else { return "image name is empty" }
+        guard u.count <= 128 else { return "image name '\(clip(name))' is longer than 128 characters" }
+        guard isAlnum(u[0]) else { return "image name '\(clip(name))' must start with a letter or digit" }
+        guard u.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }) else {
+            return "image name '\(clip(name))' may contain only letters, digits, '.', '_' and '-'"
+        }
+        guard !name.contains("..") else { return "image name '\(clip(name))' must not contain '..'" }
+        return nil
+    }
+
+    /// Panel user names: `[A-Za-z0-9_][A-Za-z0-9._-]{0,31}`.
+    public static func checkUser(_ name: String) -> String? {
+        let u = Array(name.utf8)
+        guard !u.isEmpty, u.count <= 32 else { return "user name must be 1 to 32 characters" }
+        guard u.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }),
+              u[0] != UInt8(ascii: "."), u[0] != UInt8(ascii: "-") else {
+            return "user name '\(clip(name))' may contain only letters, digits, '.', '_' and '-'"
+        }
+        return nil
+    }
+
+    /// Lowercase hex SHA-256.
+    public static func checkSHA256(_ s: String) -> String? {
+        let u = Array(s.utf8)
+        guard u.count == 64, u.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else {
+            return "sha256 must be 64 lowercase hex digits"
+        }
+        return nil
+    }
+
+    /// Kernel command lines for guests: printable, no newlines, bounded.
+    public static func checkAppend(_ s: String) -> String? {
+        guard s.utf8.count <= 4096 else { return "append is longer than 4096 bytes" }
+        guard s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7f }) else {
+            return "append must not contain control characters"
+        }
+        return nil
+    }
+
+    static func isLowerAlnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) }
+    static func isAlnum(_ c: UInt8) -> Bool { isLowerAlnum(c) || (c >= 0x41 && c <= 0x5a) }
+
+    /// Names in messages are clipped and made printable.
+    public static func clip(_ s: String) -> String {
+        let printable = String(String.UnicodeScalarView(s.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "?" : $0 }))
+        return printable.count > 40 ? String(printable.prefix(40)) + "…" : printable
+    }
+}

@@ -1,0 +1,43 @@
+import Config
+
+/// What the HTTP layer asks of the rest of the system. The server only parses
+/// HTTP into these calls and renders their answers; one owner (the VM
+/// manager) holds all state. Errors the caller can fix are `APIError`s.
+public protocol PanelBackend: Sendable {
+    func host() async -> HostInfo
+    func listVMs() async -> [VMStatus]
+    func vm(_ name: String) async throws -> VMStatus
+    func createVM(_ spec: VMSpec) async throws -> VMStatus
+    func updateVM(_ name: String, _ spec: VMSpec) async throws -> VMStatus
+    func deleteVM(_ name: String) async throws
+    func perform(_ action: VMAction, on name: String) async throws -> VMStatus
+    /// Path of the VM's serial log file (the server streams it).
+    func serialLogPath(_ name: String) async throws -> String
+    /// The display as PNG bytes.
+    func screenshot(_ name: String) async throws -> [UInt8]
+    /// Path of the VM's VNC Unix socket (the console WebSocket bridges to it).
+    func vncSocketPath(_ name: String) async throws -> String
+
+    func listImages() async -> [ImageInfo]
+    /// Starts an upload; the server writes the body to it chunk by chunk.
+    func beginImageUpload(_ name: String, expectedSize: Int64?) async throws -> any ImageUpload
+    func deleteImage(_ name: String) async throws
+
+    /// Block devices as JSON (`GET /api/v1/disks`).
+    func disks() async throws -> JSONValue
+    /// Starts an install (or a dry run, which returns a finished task with the plan).
+    func startInstall(_ body: JSONValue) async throws -> TaskInfo
+    func task(_ id: String) async throws -> TaskInfo
+    func tasks() async -> [TaskInfo]
+
+    /// Prometheus text exposition of the VM manager's metrics.
+    func metrics() async -> String
+}
+
+/// A streaming upload into the image store: the body goes to a temporary file
+/// and becomes visible under its name only on `finish`.
+public protocol ImageUpload: AnyObject, Sendable {
+    func write(_ chunk: UnsafeRawBufferPointer) throws
+    func finish() async throws -> ImageInfo
+    func abort()
+}

@@ -1,0 +1,496 @@
+"""Dual running: a guest OS on the local screen next to the CloudBIOS host.
+
+Two layers:
+- the thin client on this machine, against a tiny guest in QEMU (TCG) with a
+  VNC Unix socket: it draws the guest (in-memory display, PPM dump), types
+  into it, switches to the host console and back with Ctrl+Alt+F12,
+  reconnects when the VM restarts, and exports the screen over VNC;
+- the whole appliance: the ISO booted under TCG with a CBCONFIG volume whose
+  display VM is the tiny guest; the outer machine's own screen (QMP
+  screendump) must show the guest's blue, keys typed on the outer keyboard
+  (QMP send-key) must reach the guest (its serial log, read through the panel
+  API), and the hotkey must switch to the host console and back.
+
+Environment: CLOUDBIOS_BIN (default .build-release/release/cloudbios),
+CLOUDBIOS_ISO (default images/out/cloudbios.iso).
+"""
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("CLOUDBIOS_BIN", os.path.join(ROOT, ".build-release", "release", "cloudbios"))
+ISO = os.environ.get("CLOUDBIOS_ISO", os.path.join(ROOT, "images", "out", "cloudbios.iso"))
+BLUE = (0x1E, 0x90, 0xFF)
+GUEST_APPEND = "vga=0x344 console=tty1 console=ttyS0"
+
+
+# ---------------------------------------------------------------- helpers
+
+def wait_for(what, predicate, timeout, interval=0.5):
+    """Polls predicate() until it returns a truthy value; fails with `what`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def read_ppm(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    # P6\nW H\n255\n
+    parts = data.split(b"\n", 3)
+    assert parts[0] == b"P6", f"{path} is not a binary PPM"
+    w, h = map(int, parts[1].split())
+    return w, h, parts[3][: w * h * 3]
+
+
+def colour_fraction(pixels, rgb, tolerance=8):
+    """Fraction of RGB pixels within `tolerance` of rgb (sampled)."""
+    n = len(pixels) // 3
+    step = max(1, n // 20000)
+    hits = total = 0
+    for i in range(0, n, step):
+        r, g, b = pixels[3 * i], pixels[3 * i + 1], pixels[3 * i + 2]
+        total += 1
+        if abs(r - rgb[0]) <= tolerance and abs(g - rgb[1]) <= tolerance and abs(b - rgb[2]) <= tolerance:
+            hits += 1
+    return hits / max(1, total)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class QMP:
+    """A minimal QMP client (one command at a time, events skipped)."""
+
+    def __init__(self, path, timeout=30):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(path)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.file = self.sock.makefile("rw")
+        json.loads(self.file.readline())  # greeting
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, **args):
+        self.file.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+        self.file.flush()
+        while True:
+            reply = json.loads(self.file.readline())
+            if "return" in reply:
+                return reply["return"]
+            if "error" in reply:
+                raise RuntimeError(f"QMP {name}: {reply['error']}")
+
+    def send_keys(self, *qcodes, hold=100):
+        self.cmd("send-key", keys=[{"type": "qcode", "data": q} for q in qcodes], **{"hold-time": hold})
+
+    def type_text(self, text):
+        names = {" ": "spc", "\n": "ret", "-": "minus", ".": "dot", "/": "slash"}
+        for ch in text:
+            self.send_keys(names.get(ch, ch))
+            time.sleep(0.05)
+
+    def close(self):
+        self.sock.close()
+
+
+class Qemu:
+    """A QEMU process with a QMP socket, always killed at the end."""
+
+    def __init__(self, workdir, args, name="vm"):
+        self.qmp_path = os.path.join(workdir, f"{name}-qmp.sock")
+        self.log = open(os.path.join(workdir, f"{name}-qemu.log"), "wb")
+        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-no-user-config",
+               "-qmp", f"unix:{self.qmp_path},server=on,wait=off"] + args
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.qmp = QMP(self.qmp_path)
+
+    def screendump(self, path):
+        self.qmp.cmd("screendump", filename=path)
+        return read_ppm(path)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.qmp.close()
+        self.log.close()
+
+
+def tiny_guest(outdir):
+    subprocess.run([os.path.join(ROOT, "scripts", "lib", "make-guest.sh"), outdir], check=True, timeout=300)
+    return os.path.join(outdir, "vmlinuz"), os.path.join(outdir, "initrd.img")
+
+
+def start_guest(workdir, kernel, initrd, vnc):
+    serial = os.path.join(workdir, "guest-serial.log")
+    q = Qemu(workdir, ["-m", "256", "-vga", "std", "-kernel", kernel, "-initrd", initrd,
+                       "-append", GUEST_APPEND, "-usb", "-device", "usb-tablet",
+                       "-display", "none", "-vnc", f"unix:{vnc}", "-serial", f"file:{serial}"], name="guest")
+    return q, serial
+
+
+def read_text(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+class Viewer:
+    """`cloudbios viewer` on this machine with an in-memory screen."""
+
+    def __init__(self, workdir, socket_path, *extra, size="800x600"):
+        self.dump = os.path.join(workdir, "screen.ppm")
+        self.logpath = os.path.join(workdir, "viewer.log")
+        self.log = open(self.logpath, "ab")
+        self.proc = subprocess.Popen([BIN, "viewer", "--socket", socket_path, "--display", f"memory:{size}",
+                                      "--dump", self.dump, "--no-input", "--no-vt", *extra],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def screen_blue(self):
+        if not os.path.exists(self.dump):
+            return 0.0
+        return colour_fraction(read_ppm(self.dump)[2], BLUE)
+
+    def output(self):
+        return read_text(self.logpath)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+        return self.proc.returncode
+
+
+def rfb_snapshot(port, keys=()):
+    """Connects to a VNC server without a password, sends key events
+    (keysym, down) pairs, and returns (width, height, RGB bytes) of a full
+    raw update."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+
+    def recv(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = s.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("VNC server closed the connection")
+            buf += chunk
+        return buf
+
+    try:
+        version = recv(12)
+        assert version.startswith(b"RFB 003."), version
+        s.sendall(b"RFB 003.008\n")
+        types = recv(recv(1)[0])
+        assert 1 in types, f"the console must not need a password here: {types!r}"
+        s.sendall(b"\x01")
+        assert struct.unpack(">I", recv(4))[0] == 0
+        s.sendall(b"\x01")  # shared
+        w, h = struct.unpack(">HH", recv(4))
+        recv(16)
+        recv(struct.unpack(">I", recv(4))[0])
+        # 32 bpp little-endian, red in the low byte
+        s.sendall(b"\x00\x00\x00\x00" + struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 0, 8, 16))
+        s.sendall(struct.pack(">BxHi", 2, 1, 0))
+        for sym, down in keys:
+            s.sendall(struct.pack(">BBxxI", 4, 1 if down else 0, sym))
+        s.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, w, h))
+        img = bytearray(w * h * 3)
+        covered = 0
+        while covered < w * h:
+            mtype = recv(1)[0]
+            assert mtype == 0, f"unexpected server message {mtype}"
+            recv(1)
+            (n,) = struct.unpack(">H", recv(2))
+            for _ in range(n):
+                x, y, rw, rh, enc = struct.unpack(">HHHHi", recv(12))
+                if enc == -223:  # DesktopSize
+                    w, h = rw, rh
+                    img = bytearray(w * h * 3)
+                    continue
+                assert enc == 0, f"encoding {enc}"
+                data = recv(rw * rh * 4)
+                for row in range(rh):
+                    for col in range(rw):
+                        o = (row * rw + col) * 4
+                        d = ((y + row) * w + x + col) * 3
+                        img[d:d + 3] = data[o:o + 3]
+                covered += rw * rh
+        return w, h, bytes(img)
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def guest_files(tmp_path_factory):
+    return tiny_guest(str(tmp_path_factory.mktemp("guest")))
+
+
+@pytest.fixture
+def workdir():
+    d = tempfile.mkdtemp(prefix="cb-dualrun-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------- the viewer on this host
+
+def test_viewer_shows_guest_types_toggles_and_reconnects(guest_files, workdir):
+    assert os.access(BIN, os.X_OK), f"no cloudbios binary at {BIN} (set CLOUDBIOS_BIN)"
+    kernel, initrd = guest_files
+    vnc = os.path.join(workdir, "vnc.sock")
+    # the viewer starts before the VM exists: it must wait and connect
+    viewer = Viewer(workdir, vnc, size="1280x720")
+    guest = None
+    try:
+        guest, serial = start_guest(workdir, kernel, initrd, vnc)
+        wait_for("the guest to paint its screen", lambda: "CLOUDBIOS-GUEST-PAINTED" in read_text(serial), 180)
+        # the guest letterboxed: 1024x768 on 1280x720 is 960x720 with bars of 160 at the sides
+        frac = wait_for("the guest's blue on the local screen", lambda: viewer.screen_blue() > 0.70 and viewer.screen_blue(), 30)
+        w, h, px = read_ppm(viewer.dump)
+        assert (w, h) == (1280, 720)
+        assert px[0:3] == b"\x00\x00\x00" and px[(720 * 1280 - 1) * 3:] == b"\x00\x00\x00", "bars are black"
+        centre = (360 * 1280 + 640) * 3
+        assert tuple(px[centre:centre + 3]) == BLUE
+        assert frac < 0.80, "the guest keeps its aspect ratio (bars at the sides)"
+        # the guest went from the BIOS text mode to 1024x768: the viewer re-laid out
+        assert "guest screen 1024x768 -> 960x720+160+0 on 1280x720" in viewer.output()
+
+        # the VM restarts: the viewer reconnects by itself
+        guest.stop()
+        if os.path.exists(vnc):
+            os.unlink(vnc)
+        wait_for("the viewer to notice", lambda: "disconnected" in viewer.output(), 20)
+        guest, serial = start_guest(workdir, kernel, initrd, vnc)
+        wait_for("a second connection", lambda: viewer.output().count("connected to") >= 2, 60)
+        wait_for("the guest to paint again", lambda: "CLOUDBIOS-GUEST-PAINTED" in read_text(serial), 180)
+        wait_for("the blue again", lambda: viewer.screen_blue() > 0.70, 30)
+        assert viewer.stop() == 0
+
+        # keys reach the guest (RFB key events), then the hotkey switches to
+        # the host console: the local screen no longer shows the guest
+        time.sleep(2)  # the guest's shell loop reads tty1 once painted
+        viewer = Viewer(workdir, vnc, "--type", "hello from the viewer{enter}{hotkey}", size="1280x720")
+        wait_for("typed text on the guest's serial console",
+                 lambda: "typed: hello from the viewer" in read_text(serial), 60)
+        wait_for("the host console", lambda: "host console shown" in viewer.output(), 30)
+        wait_for("the screen to leave the guest", lambda: viewer.screen_blue() < 0.05, 10)
+        # the hotkey itself never reached the guest: nothing more was typed
+        time.sleep(1)
+        assert read_text(serial).count("typed:") == 1
+    finally:
+        viewer.stop()
+        if guest:
+            guest.stop()
+
+
+def test_console_export_over_vnc(guest_files, workdir):
+    kernel, initrd = guest_files
+    vnc = os.path.join(workdir, "vnc.sock")
+    port = free_port()
+    guest, serial = start_guest(workdir, kernel, initrd, vnc)
+    viewer = None
+    try:
+        wait_for("the guest to paint its screen", lambda: "CLOUDBIOS-GUEST-PAINTED" in read_text(serial), 180)
+        viewer = Viewer(workdir, vnc, "--export-console", f"127.0.0.1:{port}", size="800x600")
+        wait_for("the local screen", lambda: viewer.screen_blue() > 0.70, 30)
+        time.sleep(1)  # a mirror period
+        w, h, px = rfb_snapshot(port)
+        assert (w, h) == (800, 600), "the exported console is the local screen"
+        assert colour_fraction(px, BLUE) > 0.70
+        # keys from the VNC user reach the guest (no uinput here: straight to the guest)
+        keys = []
+        for ch in "remote":
+            keys += [(ord(ch), True), (ord(ch), False)]
+        keys += [(0xFF0D, True), (0xFF0D, False)]
+        rfb_snapshot(port, keys)
+        wait_for("the remote keys in the guest", lambda: "typed: remote" in read_text(serial), 60)
+        # only loopback was asked for
+        with pytest.raises(OSError):
+            ip = [a for a in subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split() if ":" not in a]
+            if not ip:
+                raise OSError("no other address")
+            socket.create_connection((ip[0], port), timeout=2).close()
+    finally:
+        if viewer:
+            viewer.stop()
+        guest.stop()
+
+
+def test_viewer_rejects_bad_arguments():
+    r = subprocess.run([BIN, "viewer", "--vm", "Bad_Name"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "not a VM name" in r.stderr
+    r = subprocess.run([BIN, "viewer", "--vm", "tiny", "--display", "vga"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "--display" in r.stderr
+    r = subprocess.run([BIN, "viewer"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "--vm" in r.stderr
+
+
+# ------------------------------------------------- the whole appliance
+
+CONFIG = """\
+version: 1
+hostname: dualrun
+panel:
+  listen: "0.0.0.0:8443"
+  tls: off
+  users:
+    - name: admin
+      password_hash: "{hash}"
+images:
+  - name: tiny-kernel
+    file: guest/vmlinuz
+  - name: tiny-initrd
+    file: guest/initrd.img
+vms:
+  - name: tiny
+    memory: 256
+    cpus: 1
+    kernel: tiny-kernel
+    initrd: tiny-initrd
+    append: "{append}"
+    network: none
+    accel: tcg
+    autostart: true
+    display: true
+"""
+
+
+def make_config_volume(workdir, kernel, initrd, password):
+    pwhash = subprocess.run(["openssl", "passwd", "-6", password], capture_output=True, text=True, check=True).stdout.strip()
+    cfg = os.path.join(workdir, "cloudbios.yaml")
+    with open(cfg, "w") as f:
+        f.write(CONFIG.format(hash=pwhash, append=GUEST_APPEND))
+    img = os.path.join(workdir, "cbconfig.img")
+    with open(img, "wb") as f:
+        f.truncate(64 << 20)
+    subprocess.run(["mkfs.vfat", "-n", "CBCONFIG", img], check=True, capture_output=True)
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    subprocess.run(["mcopy", "-i", img, cfg, "::cloudbios.yaml"], check=True, env=env)
+    subprocess.run(["mmd", "-i", img, "::guest"], check=True, env=env)
+    subprocess.run(["mcopy", "-i", img, kernel, "::guest/vmlinuz"], check=True, env=env)
+    subprocess.run(["mcopy", "-i", img, initrd, "::guest/initrd.img"], check=True, env=env)
+    return img
+
+
+class Panel:
+    def __init__(self, port):
+        self.base = f"http://127.0.0.1:{port}/api/v1"
+        self.token = None
+
+    def request(self, method, path, body=None, timeout=20):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+
+    def healthy(self):
+        try:
+            return self.request("GET", "/health", timeout=5)[0] == 200
+        except OSError:
+            return False
+
+    def login(self, user, password):
+        status, body = self.request("POST", "/login", {"user": user, "password": password})
+        assert status == 200
+        self.token = json.loads(body)["token"]
+
+    def serial(self, vm):
+        try:
+            status, body = self.request("GET", f"/vms/{vm}/serial")
+            return body.decode("utf-8", "replace") if status == 200 else ""
+        except OSError:
+            return ""
+
+
+def test_iso_dual_runs_the_display_vm(guest_files, workdir):
+    assert os.path.exists(ISO), f"no ISO at {ISO}: run scripts/build"
+    kernel, initrd = guest_files
+    password = "dualrun-secret"
+    cfg = make_config_volume(workdir, kernel, initrd, password)
+    port = free_port()
+    outer_serial = os.path.join(workdir, "outer-serial.log")
+    outer = Qemu(workdir, [
+        "-m", "2048", "-smp", "2", "-vga", "std",
+        "-drive", f"file={ISO},media=cdrom,readonly=on,if=ide,index=0",
+        "-drive", f"file={cfg},format=raw,if=virtio",
+        "-boot", "d",
+        "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:8443", "-device", "virtio-net-pci,netdev=n0",
+        "-display", "none", "-serial", f"file:{outer_serial}",
+    ], name="outer")
+    screen = os.path.join(workdir, "outer.ppm")
+
+    def outer_blue():
+        return colour_fraction(outer.screendump(screen)[2], BLUE)
+
+    try:
+        panel = Panel(port)
+        wait_for("the panel of the booted ISO", panel.healthy, 600, interval=3)
+        panel.login("admin", password)
+        # nested TCG: the tiny guest needs a few minutes
+        wait_for("the display VM to paint its screen",
+                 lambda: "CLOUDBIOS-GUEST-PAINTED" in panel.serial("tiny"), 900, interval=5)
+        # the outer machine's own screen shows the guest
+        wait_for("the guest's colour on the outer screen", lambda: outer_blue() > 0.5, 300, interval=3)
+
+        # the outer keyboard reaches the guest
+        outer.qmp.type_text("hello\n")
+        wait_for("typed keys in the guest", lambda: "typed: hello" in panel.serial("tiny"), 300, interval=3)
+
+        # Ctrl+Alt+F12: the host console
+        outer.qmp.send_keys("ctrl", "alt", "f12")
+        wait_for("the host console on the outer screen", lambda: outer_blue() < 0.1, 120, interval=2)
+        # keys typed on the host console do not reach the guest
+        outer.qmp.type_text("nope\n")
+        time.sleep(5)
+        # and back
+        outer.qmp.send_keys("ctrl", "alt", "f12")
+        wait_for("the guest back on the outer screen", lambda: outer_blue() > 0.5, 120, interval=2)
+        outer.qmp.type_text("back\n")
+        wait_for("keys after switching back", lambda: "typed: back" in panel.serial("tiny"), 300, interval=3)
+        log = panel.serial("tiny")
+        assert "nope" not in log, "keys typed on the host console leaked into the guest"
+        assert "f12" not in log.lower()
+    finally:
+        outer.stop()
