@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CShims
 import Platform
+import Config
 
 /// PID 1 of the CloudBIOS PE. Off-target (`root` set) the hardware phases are
 /// skipped and every path is read below `root`, so tests can run the boot
@@ -50,7 +51,7 @@ public final class PE: @unchecked Sendable {
         self.stateDir = stateDir
         self.console = InitConsole(offTarget: mode != .pe)
         self.validator = { _ in nil }
-        self.validator = { [unowned self] path in self.validateWithCLI(path) }
+        self.validator = PE.validate
         self.supervisor = Supervisor(clock: Clock.monotonic, spawner: { [unowned self] in try self.spawn($0) },
                                      log: { [unowned self] in self.log($0) })
     }
@@ -294,7 +295,24 @@ public final class PE: @unchecked Sendable {
             for line in e.split(separator: "\n") { log("config: ERROR: \(line)") }
             log("config: the config is invalid; the daemon starts with defaults")
         }
-        peek = ConfigPeek(yaml: (try? Files.readString(path)) ?? "")
+        let text = (try? Files.readString(path)) ?? ""
+        peek = ConfigPeek(yaml: text)
+        if configError == nil, let cfg = try? ConfigLoader.load(path: path, text: text) {
+            peek = ConfigPeek(hostname: cfg.hostname, displayVM: cfg.displayVM?.name, panelPort: cfg.panel.port,
+                              vmNames: cfg.vms.map(\.name))
+        }
+    }
+
+    /// The config module's strict validation: every problem as FILE:LINE:COL: message.
+    public static func validate(_ path: String) -> String? {
+        let text: String
+        do { text = try Files.readString(path) } catch { return "\(path): cannot read: \(error)" }
+        do {
+            _ = try ConfigLoader.load(path: path, text: text)
+            return nil
+        } catch {
+            return error.errors.map(\.description).joined(separator: "\n")
+        }
     }
 
     /// Mounts a volume read-only below /run/cloudbios/media (off-target: the
