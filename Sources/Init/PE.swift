@@ -470,7 +470,10 @@ public final class PE: @unchecked Sendable {
         boot()
         log("boot: complete in \(Supervisor.format(Clock.boottime())) s since the kernel started")
         var lastRefresh = Clock.monotonic()
+        let memoryReportAt = Clock.monotonic() + 30
+        var memoryReported = false
         while true {
+            if !memoryReported && Clock.monotonic() >= memoryReportAt { memoryReported = true; logMemory() }
             if let kind = shutdownRequested { shutdown(kind) }
             var fds: [pollfd] = []
             for fd in [signalFD, ueventFD] + Array(outputs.keys) + Array(inputFDs.keys) where fd >= 0 {
@@ -488,6 +491,26 @@ public final class PE: @unchecked Sendable {
             supervisor.tick()
             if Clock.monotonic() - lastRefresh >= 2 { lastRefresh = Clock.monotonic(); refreshStatus() }
         }
+    }
+
+    /// Logs the resident memory of the PE's own processes (QEMU excluded).
+    func logMemory() {
+        var total = 0
+        var parts: [String] = []
+        for pid in Files.list("/proc") where Int(pid) != nil {
+            guard let status = try? Files.readString("/proc/\(pid)/status") else { continue }
+            var name = "", rss = 0
+            for line in status.split(separator: "\n") {
+                if line.hasPrefix("Name:") { name = line.dropFirst(5).trimmingSpaces() }
+                if line.hasPrefix("VmRSS:") { rss = Int(line.dropFirst(6).split(separator: " ").first ?? "") ?? 0 }
+            }
+            guard rss > 0, !name.hasPrefix("qemu") else { continue }
+            total += rss
+            parts.append("\(name)[\(pid)] \(rss)")
+        }
+        let avail = ((try? Files.readString("/proc/meminfo")) ?? "").split(separator: "\n")
+            .first { $0.hasPrefix("MemAvailable:") }.map { $0.dropFirst(13).trimmingSpaces() } ?? "?"
+        log("memory: PE processes RSS \(total) KiB (\(parts.joined(separator: ", ")) KiB); MemAvailable \(avail)")
     }
 
     func handleSignals() {
