@@ -122,6 +122,15 @@ public final class PE: @unchecked Sendable {
 
     func loadModules() {
         let before = Set(loadedModules())
+        // Not tied to a device: loaded in the background while coldplug runs
+        // (filesystems and tun also load on demand through the kernel's
+        // modprobe helper).
+        var extra = ["tun", "bridge", "loop", "button", "evdev", "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
+                     "isofs", "sd_mod", "sr_mod", "vhost_net"]
+        let cpuinfo = (try? Files.readString("/proc/cpuinfo")) ?? ""
+        if cpuinfo.contains(" vmx") { extra.append("kvm_intel") }
+        if cpuinfo.contains(" svm") { extra.append("kvm_amd") }
+        if (try? Launcher("/sbin/modprobe", ["-a", "-q"] + extra).spawn()) == nil { log("modules: cannot run modprobe") }
         var seen = Set<String>()
         for _ in 0..<4 {
             let aliases = Modalias.scan(root + "/sys/devices").subtracting(seen)
@@ -134,13 +143,6 @@ public final class PE: @unchecked Sendable {
                 i += 64
             }
         }
-        var extra = ["tun", "bridge", "loop", "button", "evdev", "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
-                     "isofs", "sd_mod", "sr_mod", "vhost_net"]
-        let cpuinfo = (try? Files.readString("/proc/cpuinfo")) ?? ""
-        if cpuinfo.contains(" vmx") { extra.append("kvm_intel") }
-        if cpuinfo.contains(" svm") { extra.append("kvm_amd") }
-        let r = run("/sbin/modprobe", ["-a", "-q"] + extra)
-        if r != 0 { log("modules: some of \(extra.joined(separator: " ")) did not load (status \(r))") }
         let loaded = loadedModules().filter { !before.contains($0) }
         log("modules: \(seen.count) device aliases; loaded \(loaded.count): \(loaded.sorted().joined(separator: " "))")
         for dev in Files.list("/sys/bus/pci/devices") where !Files.exists("/sys/bus/pci/devices/\(dev)/driver") {
@@ -149,7 +151,6 @@ public final class PE: @unchecked Sendable {
             if cls.hasPrefix("0x0600") || cls.hasPrefix("0x0601") || cls.hasPrefix("0x0604") || cls.hasPrefix("0x0680") { continue }
             log("modules: no driver for PCI \(dev) [\(Files.readTrimmed(p + "vendor") ?? "?"):\(Files.readTrimmed(p + "device") ?? "?")] class \(cls)")
         }
-        if !Files.exists("/dev/kvm") { log("modules: /dev/kvm is missing: VMs will run under TCG (software emulation)") }
     }
 
     func loadedModules() -> [String] {
