@@ -363,6 +363,131 @@ def test_viewer_rejects_bad_arguments():
     assert r.returncode != 0 and "--vm" in r.stderr
 
 
+# ------------------------------------- the viewer on a real (virtual) display
+
+VIEWER_INIT = """#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /modules.order); do insmod /$m 2>/dev/null; done
+ifconfig lo 127.0.0.1 up
+ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up
+dmesg -n 1
+printf '\\033[2J\\033[HCloudBIOS host console (test)\\n' > /dev/tty1
+echo VIEWER-VM-READY > /dev/ttyS0
+while true; do
+    /cloudbios viewer --socket 10.0.2.2:@PORT@ --display @DISPLAY@ > /dev/ttyS0 2>&1
+    echo VIEWER-EXITED $? > /dev/ttyS0
+    sleep 1
+done
+"""
+
+
+def viewer_initramfs(workdir, port, display, modules):
+    """A minimal Linux userland (busybox) with the cloudbios binary, its
+    shared libraries and the given kernel modules, running the viewer."""
+    root = os.path.join(workdir, "root")
+    for d in ["bin", "proc", "sys", "dev", "tmp"]:
+        os.makedirs(os.path.join(root, d))
+    shutil.copy("/bin/busybox", os.path.join(root, "bin", "busybox"))
+    for a in ["sh", "mount", "insmod", "ifconfig", "dmesg", "sleep", "cat", "echo", "printf"]:
+        os.symlink("busybox", os.path.join(root, "bin", a))
+    shutil.copy(BIN, os.path.join(root, "cloudbios"))
+    ldd = subprocess.run(["ldd", BIN], capture_output=True, text=True, check=True).stdout
+    for line in ldd.splitlines():
+        parts = line.split()
+        path = parts[2] if "=>" in parts and len(parts) > 2 else (parts[0] if parts and parts[0].startswith("/") else None)
+        if path and os.path.exists(path):
+            dest = os.path.join(root, path.lstrip("/"))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copy(path, dest)
+    kver = sorted(os.listdir("/lib/modules"))[-1]
+    order = []
+    for m in modules:
+        deps = subprocess.run(["modprobe", "-S", kver, "--show-depends", m], capture_output=True, text=True).stdout
+        for line in deps.splitlines():
+            if line.startswith("insmod "):
+                src = line.split()[1]
+                rel = src.lstrip("/")
+                if rel in order:
+                    continue
+                dest = os.path.join(root, rel)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                if src.endswith(".xz"):
+                    rel = rel[:-3]
+                    subprocess.run(f"xz -dc {src} > {os.path.join(root, rel)}", shell=True, check=True)
+                elif src.endswith(".zst"):
+                    rel = rel[:-4]
+                    subprocess.run(f"zstd -qdc {src} > {os.path.join(root, rel)}", shell=True, check=True)
+                else:
+                    shutil.copy(src, dest)
+                order.append(rel)
+    with open(os.path.join(root, "modules.order"), "w") as f:
+        f.write("\n".join(order) + "\n")
+    with open(os.path.join(root, "init"), "w") as f:
+        f.write(VIEWER_INIT.replace("@PORT@", str(port)).replace("@DISPLAY@", display))
+    os.chmod(os.path.join(root, "init"), 0o755)
+    out = os.path.join(workdir, "viewer-initrd.img")
+    subprocess.run(f"cd {root} && find . | cpio -o -H newc --quiet | gzip -1 > {out}", shell=True, check=True)
+    return out, os.path.join("/boot", f"vmlinuz-{kver}")
+
+
+@pytest.mark.parametrize("display,modules,append", [
+    ("auto", ["bochs", "evdev", "virtio_pci", "virtio_net"], ""),      # DRM dumb buffer on bochs
+    ("fbdev", ["evdev", "virtio_pci", "virtio_net"], "vga=0x344"),     # fbdev on vesafb
+])
+def test_viewer_in_a_vm_drives_display_keyboard_and_hotkey(guest_files, workdir, display, modules, append):
+    kernel, initrd = guest_files
+    vnc_display = free_port() - 5900
+    if vnc_display < 1:
+        vnc_display += 1000
+    port = 5900 + vnc_display
+    serial = os.path.join(workdir, "guest-serial.log")
+    guest = Qemu(workdir, ["-m", "256", "-vga", "std", "-kernel", kernel, "-initrd", initrd,
+                           "-append", GUEST_APPEND, "-usb", "-device", "usb-tablet",
+                           "-display", "none", "-vnc", f"127.0.0.1:{vnc_display}", "-serial", f"file:{serial}"], name="guest")
+    vm = None
+    try:
+        vinitrd, vkernel = viewer_initramfs(workdir, port, display, modules)
+        vm_serial = os.path.join(workdir, "viewer-vm-serial.log")
+        vm = Qemu(workdir, ["-m", "512", "-vga", "std", "-kernel", vkernel, "-initrd", vinitrd,
+                            "-append", f"console=ttyS0 {append}".strip(),
+                            "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
+                            "-display", "none", "-serial", f"file:{vm_serial}"], name="viewer-vm")
+        screen = os.path.join(workdir, "vm-screen.ppm")
+
+        def vm_blue():
+            return colour_fraction(vm.screendump(screen)[2], BLUE)
+
+        wait_for("the guest to paint its screen", lambda: "CLOUDBIOS-GUEST-PAINTED" in read_text(serial), 180)
+        wait_for("the viewer VM", lambda: "VIEWER-VM-READY" in read_text(vm_serial), 180)
+        wait_for("the guest on the VM's screen", lambda: vm_blue() > 0.5, 120, interval=2)
+        log = read_text(vm_serial)
+        assert ("display: drm" in log) == (display == "auto"), log[-2000:]
+        # keys typed on the VM's keyboard reach the guest
+        vm.qmp.type_text("hello\n")
+        wait_for("typed keys in the guest", lambda: "typed: hello" in read_text(serial), 60)
+        # Ctrl+Alt+F12: the host console (the VT's text) instead of the guest
+        vm.qmp.send_keys("ctrl", "alt", "f12")
+        wait_for("the host console", lambda: vm_blue() < 0.1, 30, interval=1)
+        # the text console is back: its (grey on black) text is on the screen
+        text = colour_fraction(vm.screendump(screen)[2], (0xAA, 0xAA, 0xAA))
+        assert text > 0.0005, f"no console text on the screen ({text})"
+        vm.qmp.type_text("nope\n")
+        time.sleep(2)
+        vm.qmp.send_keys("ctrl", "alt", "f12")
+        wait_for("the guest again", lambda: vm_blue() > 0.5, 30, interval=1)
+        vm.qmp.type_text("back\n")
+        wait_for("keys after switching back", lambda: "typed: back" in read_text(serial), 60)
+        glog = read_text(serial)
+        assert "nope" not in glog, "keys typed on the host console leaked into the guest"
+        assert "VIEWER-EXITED" not in read_text(vm_serial)
+    finally:
+        if vm:
+            vm.stop()
+        guest.stop()
+
+
 # ------------------------------------------------- the whole appliance
 
 CONFIG = """\
