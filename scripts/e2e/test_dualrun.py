@@ -433,8 +433,8 @@ def viewer_initramfs(workdir, port, display, modules):
 
 
 @pytest.mark.parametrize("display,modules,append", [
-    ("auto", ["bochs", "evdev", "virtio_pci", "virtio_net"], ""),      # DRM dumb buffer on bochs
-    ("fbdev", ["evdev", "virtio_pci", "virtio_net"], "vga=0x344"),     # fbdev on vesafb
+    ("auto", ["bochs", "evdev", "virtio_pci", "virtio_net", "xhci_pci", "usbhid", "hid_generic"], ""),   # DRM on bochs
+    ("fbdev", ["evdev", "virtio_pci", "virtio_net", "xhci_pci", "usbhid", "hid_generic"], "vga=0x344"),  # fbdev on vesafb
 ])
 def test_viewer_in_a_vm_drives_display_keyboard_and_hotkey(guest_files, workdir, display, modules, append):
     kernel, initrd = guest_files
@@ -453,6 +453,7 @@ def test_viewer_in_a_vm_drives_display_keyboard_and_hotkey(guest_files, workdir,
         vm = Qemu(workdir, ["-m", "512", "-vga", "std", "-kernel", vkernel, "-initrd", vinitrd,
                             "-append", f"console=ttyS0 {append}".strip(),
                             "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
+                            "-device", "qemu-xhci,id=xhci",
                             "-display", "none", "-serial", f"file:{vm_serial}"], name="viewer-vm")
         screen = os.path.join(workdir, "vm-screen.ppm")
 
@@ -481,6 +482,12 @@ def test_viewer_in_a_vm_drives_display_keyboard_and_hotkey(guest_files, workdir,
         wait_for("keys after switching back", lambda: "typed: back" in read_text(serial), 60)
         glog = read_text(serial)
         assert "nope" not in glog, "keys typed on the host console leaked into the guest"
+        # a keyboard plugged in now is picked up (and grabbed) too
+        vm.qmp.cmd("device_add", driver="usb-kbd", id="kb2", bus="xhci.0")
+        wait_for("the viewer to open the new keyboard", lambda: "QEMU USB Keyboard" in read_text(vm_serial), 60)
+        # (QEMU sends keys to the keyboard activated last: the USB one)
+        vm.qmp.type_text("usb\n")
+        wait_for("keys from the hotplugged keyboard", lambda: "typed: usb" in read_text(serial), 60)
         assert "VIEWER-EXITED" not in read_text(vm_serial)
     finally:
         if vm:
