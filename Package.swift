@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "QEMU", dependencies: ["Config", "Platform"]),
         .target(name: "VMManager", dependencies: ["Config", "QEMU", "Platform"]),
         .target(name: "Disks", dependencies: ["Config", "Platform", "CBlkid", "CParted"]),
-        .target(name: "Install", dependencies: ["Config", "Disks", "Platform"]),
+        .target(name: "Install", dependencies: ["Config", "Disks", "Platform", "CParted", "CBlkid", "CShims"]),
         .target(name: "Panel", dependencies: ["Config", "Platform", "CMicroHTTPD", "CShims"]),
         .target(name: "Viewer", dependencies: ["Config", "Platform", "CVNC", "CShims"]),
         .target(name: "Init", dependencies: ["Config", "Platform"]),

@@ -1,6 +1,67 @@
 #include <stdint.h>
 #include <stdarg.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <microhttpd.h>
+
+/* Wrappers for libmicrohttpd's variadic calls and macros (cb_mhd_ prefix). */
+
+/// Starts a daemon on an already bound and listening socket: a thread pool
+/// of `threads` epoll loops, suspend/resume and upgrade allowed, TLS when
+/// `key_pem` and `cert_pem` are given. Returns NULL on failure.
+static inline struct MHD_Daemon *
+cb_mhd_start(int listen_fd, int ipv6, unsigned int threads,
+             MHD_AccessHandlerCallback handler, void *handler_cls,
+             MHD_RequestCompletedCallback completed, void *completed_cls,
+             const char *key_pem, const char *cert_pem,
+             unsigned int connection_limit, unsigned int timeout_seconds) {
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE
+                       | MHD_USE_TURBO;
+    if (ipv6) flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem opts[12];
+    int n = 0;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL};
+    if (threads > 1) opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, completed_cls};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, connection_limit, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, timeout_seconds, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL};
+    if (key_pem && cert_pem) {
+        flags |= MHD_USE_TLS;
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key_pem};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert_pem};
+    }
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    return MHD_start_daemon(flags, 0, NULL, NULL, handler, handler_cls,
+                            MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+}
+
+/// The client's IP address as text ("" when unknown).
+static inline void cb_mhd_client_ip(struct MHD_Connection *c, char *buf, size_t len) {
+    buf[0] = 0;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)len);
+}
+
+static inline enum MHD_Result cb_mhd_yes(void) { return MHD_YES; }
+static inline enum MHD_Result cb_mhd_no(void) { return MHD_NO; }
+static inline int cb_mhd_is_yes(enum MHD_Result r) { return r == MHD_YES; }
+static inline enum MHD_ValueKind cb_mhd_header_kind(void) { return MHD_HEADER_KIND; }
+static inline enum MHD_ValueKind cb_mhd_query_kind(void) { return MHD_GET_ARGUMENT_KIND; }
+static inline enum MHD_ValueKind cb_mhd_cookie_kind(void) { return MHD_COOKIE_KIND; }
+static inline int cb_mhd_completed_ok(enum MHD_RequestTerminationCode toe) { return toe == MHD_REQUEST_TERMINATED_COMPLETED_OK; }
+static inline enum MHD_Result cb_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *urh) {
+    return MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+static inline struct MHD_Response *cb_mhd_response_copy(size_t size, const void *data) {
+    return MHD_create_response_from_buffer(size, (void *)data, MHD_RESPMEM_MUST_COPY);
+}

@@ -1,1 +1,702 @@
-// VMManager module
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Platform
+import QEMU
+
+/// How `network: nat` is provided.
+public enum NATMode: String, Sendable, CaseIterable {
+    /// Use the `cbnat0` bridge when it exists, else QEMU user networking.
+    case auto
+    /// Set up `cbnat0` (bridge, DHCP, masquerading) and use taps on it.
+    case bridge
+    /// Always QEMU user networking.
+    case user
+}
+
+public struct VMManagerOptions: Sendable {
+    public var stateDir: String
+    public var qemuBinary: String = "qemu-system-x86_64"
+    public var kvmProbeTimeout: Double = 2
+    public var nat: NATMode = .auto
+    /// How long an ACPI shutdown may take before the VM is powered off.
+    public var shutdownTimeout: Double = 60
+    /// Largest image upload.
+    public var maxImageSize: Int64 = 64 << 30
+    public var version: String = "0.1.0"
+    public init(stateDir: String) { self.stateDir = stateDir }
+}
+
+/// The one owner of all VM state: definitions, running QEMU processes (over
+/// QMP), the image store, stats. Everything else (the HTTP layer, the CLI,
+/// PID 1) asks it.
+///
+/// State directory:
+/// ```
+/// STATE/vms/NAME.json              definitions (atomic writes)
+/// STATE/images/NAME                image store; .sha256/NAME cached hashes; .incoming/ uploads
+/// STATE/disks/NAME/diskN.qcow2     VM disks; efivars.fd for UEFI
+/// STATE/run/NAME/qmp.sock vnc.sock serial.log qemu.pid qemu.log
+/// ```
+public actor VMManager {
+    public let options: VMManagerOptions
+    public nonisolated let stateDir: String
+    let store: ImageStore
+    private var specs: [String: VMSpec] = [:]
+    private var runtimes: [String: Runtime] = [:]
+    /// Why a VM that is not running crashed (cleared on start).
+    private var crashes: [String: String] = [:]
+    private var busy: Set<String> = []
+    private var uploading: Set<String> = []
+    private var hostFacts: HostFacts?
+    private var natNote: String?
+    private var generation = 0
+
+    struct Runtime {
+        var pid: Int32
+        var qmp: QMPClient?
+        var state: VMState
+        var accel: String
+        var startedAt: Double
+        var generation: Int
+        /// A stop/shutdown we asked for, or a guest poweroff: exit is clean.
+        var cleanExit = false
+        var panicked = false
+        var lastSample: (time: Double, cpu: Double)?
+        var cpuPercent: Double?
+    }
+
+    public init(options: VMManagerOptions) throws {
+        self.options = options
+        self.stateDir = options.stateDir
+        try QEMUCommand.checkPath(options.stateDir)
+        for d in ["vms", "images", "disks", "run"] { try Files.makeDirectories("\(options.stateDir)/\(d)") }
+        store = try ImageStore(directory: "\(options.stateDir)/images")
+        for f in Files.list("\(options.stateDir)/vms") where f.hasSuffix(".json") {
+            let path = "\(options.stateDir)/vms/\(f)"
+            do {
+                let spec = try VMSpec.decode(json: Files.read(path), file: path)
+                try spec.validate()
+                guard "\(spec.name).json" == f else { throw APIError.unprocessable("name does not match the file name") }
+                specs[spec.name] = spec
+            } catch {
+                Log.warning("ignoring VM definition \(path): \(error)")
+            }
+        }
+    }
+
+    deinit {
+        for rt in runtimes.values { rt.qmp?.close() }
+    }
+
+    /// Lets go of every VM without stopping it (the daemon exiting): QMP
+    /// connections close, QEMU keeps running, a later manager reattaches.
+    public func detach() {
+        for (name, rt) in runtimes {
+            runtimes[name]?.generation = -1
+            rt.qmp?.close()
+        }
+        runtimes = [:]
+    }
+
+    public nonisolated func paths(_ name: String) -> VMPaths { VMPaths(stateDir: stateDir, name: name) }
+
+    // MARK: - startup
+
+    /// Reattaches to QEMU processes that kept running while no manager was
+    /// up, and cleans run dirs whose QEMU is gone.
+    public func reattach() async {
+        for name in Files.list("\(stateDir)/run") {
+            let p = paths(name)
+            guard Names.checkVM(name) == nil, Files.isDirectory(p.runDir) else { continue }
+            if let pid = Self.livePID(p), specs[name] != nil {
+                var rt = Runtime(pid: pid, qmp: nil, state: .running, accel: Self.accelOf(pid), startedAt: Self.startTime(pid),
+                                 generation: nextGeneration())
+                runtimes[name] = rt
+                do {
+                    rt.qmp = try await connectQMP(name, generation: rt.generation, timeout: 5)
+                    runtimes[name]?.qmp = rt.qmp
+                    await refreshState(name)
+                    Log.info("reattached to VM \(name) (pid \(pid), \(runtimes[name]?.state.rawValue ?? "?"))")
+                } catch {
+                    Log.warning("VM \(name) runs (pid \(pid)) but its QMP socket does not answer: \(error)")
+                }
+            } else if Self.livePID(p) == nil {
+                cleanRunDir(p)
+            }
+        }
+    }
+
+    /// Starts VMs with `autostart: true` in `order`, then by name.
+    public func autostart() async {
+        let list = specs.values.filter(\.autostart).sorted { ($0.order, $0.name) < ($1.order, $1.name) }
+        for spec in list where runtimes[spec.name] == nil {
+            do {
+                _ = try await start(spec.name)
+                Log.info("autostarted VM \(spec.name)")
+            } catch {
+                Log.error("autostart of VM \(spec.name) failed: \(error)")
+            }
+        }
+    }
+
+    /// Imports the config's images (idempotent: an image whose content already
+    /// matches is left alone). Returns one message per failure.
+    public func importImages(_ sources: [ImageSource], baseDirectory: String) async -> [String] {
+        var failures: [String] = []
+        for src in sources {
+            do {
+                if let p = Names.checkImage(src.name) { throw APIError.unprocessable(p) }
+                guard let file = src.file else {
+                    throw APIError.unprocessable("image '\(src.name)': url sources are not supported yet; use file")
+                }
+                let path = file.hasPrefix("/") ? file : "\(baseDirectory)/\(file)"
+                guard Files.exists(path) else { throw APIError.notFound("image '\(src.name)': \(path) does not exist") }
+                let store = self.store
+                let sourceHash = try await blocking { try sha256File(path) }
+                if let expected = src.sha256, expected != sourceHash {
+                    throw APIError.unprocessable("image '\(src.name)': sha256 of \(path) is \(sourceHash), expected \(expected)")
+                }
+                if store.exists(src.name), (try? await blocking { try store.hash(src.name) }) == sourceHash {
+                    continue
+                }
+                if !referencingVMs(src.name).filter({ runtimes[$0] != nil }).isEmpty {
+                    throw APIError.conflict("image '\(src.name)' changed but is in use by a running VM; not replaced")
+                }
+                _ = try await blocking { try store.importFile(path, as: src.name, sha256: sourceHash) }
+                Log.info("imported image \(src.name) from \(path)")
+            } catch {
+                failures.append("\(error)")
+                Log.error("\(error)")
+            }
+        }
+        return failures
+    }
+
+    /// Makes the state dir's definitions match the config's `vms:` (create
+    /// missing ones, update stopped ones that differ).
+    public func applyConfig(_ vms: [VMSpec]) -> [String] {
+        var failures: [String] = []
+        for spec in vms {
+            do {
+                if let existing = specs[spec.name] {
+                    if existing != spec {
+                        if runtimes[spec.name] != nil {
+                            Log.warning("VM \(spec.name) differs from the config but is running; keeping its definition until it stops")
+                        } else {
+                            _ = try update(spec.name, spec)
+                        }
+                    }
+                } else {
+                    _ = try create(spec)
+                }
+            } catch {
+                failures.append("VM \(spec.name): \(error)")
+            }
+        }
+        return failures
+    }
+
+    // MARK: - definitions
+
+    public func list() -> [VMStatus] {
+        specs.keys.sorted().map { status($0)! }
+    }
+
+    public func vm(_ name: String) throws(APIError) -> VMStatus {
+        guard let s = status(name) else { throw .notFound("no VM named '\(Names.clip(name))'") }
+        return s
+    }
+
+    public func create(_ spec: VMSpec) throws(APIError) -> VMStatus {
+        try spec.validate()
+        guard specs[spec.name] == nil else { throw .conflict("VM '\(spec.name)' already exists") }
+        try checkSocketPaths(spec.name)
+        try save(spec)
+        specs[spec.name] = spec
+        return status(spec.name)!
+    }
+
+    public func update(_ name: String, _ spec: VMSpec) throws(APIError) -> VMStatus {
+        guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }
+        guard spec.name == name else { throw .unprocessable("the body's name '\(Names.clip(spec.name))' differs from '\(name)'; VMs cannot be renamed") }
+        try spec.validate()
+        guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict("VM '\(name)' is running; stop it first") }
+        try save(spec)
+        specs[name] = spec
+        return status(name)!
+    }
+
+    public func delete(_ name: String) throws(APIError) {
+        guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }
+        guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict("VM '\(name)' is running; stop it first") }
+        let p = paths(name)
+        Files.remove(p.definition)
+        Files.removeTree(p.diskDir)
+        Files.removeTree(p.runDir)
+        specs[name] = nil
+        crashes[name] = nil
+    }
+
+    private func save(_ spec: VMSpec) throws(APIError) {
+        do {
+            try Files.writeAtomically(paths(spec.name).definition, spec.json.serialized(pretty: true) + "\n")
+        } catch {
+            throw APIError(507, "cannot save VM '\(spec.name)': \(error)")
+        }
+    }
+
+    private func checkSocketPaths(_ name: String) throws(APIError) {
+        // sun_path holds 107 bytes
+        guard paths(name).qmpSocket.utf8.count < 108 else {
+            throw .unprocessable("VM name '\(name)' is too long for a socket path under \(stateDir)")
+        }
+    }
+
+    // MARK: - lifecycle
+
+    public func perform(_ action: VMAction, on name: String) async throws -> VMStatus {
+        guard specs[name] != nil else { throw APIError.notFound("no VM named '\(Names.clip(name))'") }
+        switch action {
+        case .start: return try await start(name)
+        case .stop: return try await stop(name)
+        case .shutdown: return try await shutdown(name)
+        case .reboot:
+            try await command(name, "system_reset", needs: [.running, .paused])
+        case .pause:
+            try await command(name, "stop", needs: [.running])
+        case .resume:
+            try await command(name, "cont", needs: [.paused])
+        }
+        await refreshState(name)
+        return status(name)!
+    }
+
+    public func start(_ name: String) async throws -> VMStatus {
+        guard let spec = specs[name] else { throw APIError.notFound("no VM named '\(Names.clip(name))'") }
+        if runtimes[name] != nil { throw APIError.conflict("VM '\(name)' is already running") }
+        guard !busy.contains(name) else { throw APIError.conflict("VM '\(name)' is busy") }
+        busy.insert(name)
+        defer { busy.remove(name) }
+        crashes[name] = nil
+
+        for image in spec.imageNames where !store.exists(image) {
+            throw APIError.unprocessable("VM '\(name)' needs image '\(image)', which is not in the store")
+        }
+        let host = await facts()
+        let p = paths(name)
+        var argv: [String]
+        do {
+            argv = try QEMUCommand.argv(spec: spec, host: host, paths: p, images: ImageResolver(directory: store.directory))
+        } catch {
+            throw APIError.unprocessable(error.description)
+        }
+        let accel = (try? QEMUCommand.accel(for: spec, host: host))?.name ?? "tcg"
+        guard let qemu = Launcher.which(options.qemuBinary) else {
+            throw APIError(503, "\(options.qemuBinary) is not installed")
+        }
+        argv[0] = qemu
+
+        try await prepareDisks(spec, p, host: host)
+        cleanRunDir(p)
+        Files.remove(p.serialLog)
+        try Files.makeDirectories(p.runDir, mode: 0o700)
+        if spec.network == .bridge || (spec.network == .nat && { if case .bridge = host.nat { return true }; return false }()) {
+            let bridge: String
+            if spec.network == .bridge { bridge = host.physicalBridge ?? "vmbr0" } else if case .bridge(let b) = host.nat { bridge = b } else { bridge = "cbnat0" }
+            try await NATNetwork.createTap(QEMUCommand.tapName(for: name), bridge: bridge)
+        }
+
+        let gen = nextGeneration()
+        runtimes[name] = Runtime(pid: 0, qmp: nil, state: .starting, accel: accel, startedAt: now(), generation: gen)
+        do {
+            let log = try syscall("open \(p.qemuLog)") { open(p.qemuLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+            let launcher = Launcher(qemu, Array(argv.dropFirst()))
+            // QEMU forks and its parent exits once the guest is set up (-daemonize);
+            // we reap that parent here. The daemonized QEMU is not our child.
+            let status = try await blocking { () -> Int32 in
+                defer { close(log) }
+                let pid = try launcher.spawn(stdout: log, stderr: log)
+                return Launcher.wait(pid)
+            }
+            guard status == 0 else {
+                let why = (Files.readTrimmed(p.qemuLog) ?? "").trimmedLines(3)
+                throw APIError(500, "QEMU failed to start VM '\(name)' (exit \(status)): \(why)")
+            }
+            guard let pidText = Files.readTrimmed(p.pidFile), let pid = Int32(pidText), processAlive(pid) else {
+                throw APIError(500, "QEMU for VM '\(name)' exited right after starting: \((Files.readTrimmed(p.qemuLog) ?? "").trimmedLines(3))")
+            }
+            runtimes[name]?.pid = pid
+            let qmp = try await connectQMP(name, generation: gen, timeout: 10)
+            runtimes[name]?.qmp = qmp
+            await refreshState(name)
+        } catch {
+            if let pid = runtimes[name]?.pid, pid > 0 { kill(pid, SIGKILL) }
+            runtimes[name] = nil
+            cleanRunDir(p)
+            crashes[name] = "\(error)"
+            throw error
+        }
+        if host.nat != .bridge("cbnat0"), spec.network == .nat, case .user(let why) = host.nat {
+            Log.info("VM \(name): network nat uses QEMU user networking (\(why))")
+        }
+        Log.info("started VM \(name) (pid \(runtimes[name]?.pid ?? 0), \(accel))")
+        return status(name)!
+    }
+
+    /// Hard power-off: QMP `quit`, then SIGKILL if QEMU lingers.
+    public func stop(_ name: String) async throws -> VMStatus {
+        guard var rt = runtimes[name] else { throw APIError.conflict("VM '\(name)' is not running") }
+        rt.cleanExit = true
+        runtimes[name] = rt
+        if let qmp = rt.qmp { _ = try? await qmp.execute("quit", timeout: 3) }
+        if !(await waitForExit(rt.pid, timeout: 5)) {
+            kill(rt.pid, SIGKILL)
+            _ = await waitForExit(rt.pid, timeout: 5)
+        }
+        processExited(name, generation: rt.generation)
+        return status(name)!
+    }
+
+    /// ACPI power button; powers off after `shutdownTimeout` if the guest ignores it.
+    public func shutdown(_ name: String) async throws -> VMStatus {
+        guard let rt = runtimes[name], let qmp = rt.qmp else { throw APIError.conflict("VM '\(name)' is not running") }
+        runtimes[name]?.cleanExit = true
+        try await qmp.execute("system_powerdown", timeout: 5)
+        let timeout = options.shutdownTimeout, gen = rt.generation, pid = rt.pid
+        Task { [weak self] in
+            guard let self else { return }
+            if await self.waitForExit(pid, timeout: timeout) {
+                await self.processExited(name, generation: gen)
+            } else if await self.runtimes[name]?.generation == gen {
+                Log.warning("VM \(name) did not shut down within \(Int(timeout)) s; powering it off")
+                _ = try? await self.stop(name)
+            }
+        }
+        return status(name)!
+    }
+
+    private func command(_ name: String, _ cmd: String, needs: Set<VMState>) async throws {
+        guard let rt = runtimes[name], let qmp = rt.qmp else { throw APIError.conflict("VM '\(name)' is not running") }
+        guard needs.contains(rt.state) else { throw APIError.conflict("VM '\(name)' is \(rt.state.rawValue)") }
+        do {
+            try await qmp.execute(cmd, timeout: 10)
+        } catch let e as QMPError {
+            throw APIError.conflict("VM '\(name)': \(e.desc)")
+        }
+    }
+
+    // MARK: - console, serial, screenshot
+
+    public func serialLogPath(_ name: String) throws(APIError) -> String {
+        guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }
+        return paths(name).serialLog
+    }
+
+    public func vncSocketPath(_ name: String) throws(APIError) -> String {
+        guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }
+        guard runtimes[name]?.qmp != nil else { throw .conflict("VM '\(name)' is not running") }
+        return paths(name).vncSocket
+    }
+
+    /// The display as PNG (QMP `screendump` with `format: png`), or as PPM
+    /// with `format: "ppm"`.
+    public func screenshot(_ name: String, format: String = "png") async throws -> [UInt8] {
+        guard format == "png" || format == "ppm" else { throw APIError.badRequest("format must be png or ppm") }
+        guard specs[name] != nil else { throw APIError.notFound("no VM named '\(Names.clip(name))'") }
+        guard let qmp = runtimes[name]?.qmp else { throw APIError.conflict("VM '\(name)' is not running") }
+        let file = "\(paths(name).runDir)/screen-\(nextGeneration()).\(format)"
+        defer { Files.remove(file) }
+        try await qmp.execute("screendump", arguments: .object(["filename": .string(file), "format": .string(format)]), timeout: 10)
+        return try Files.read(file)
+    }
+
+    // MARK: - images
+
+    public func images() -> [ImageInfo] {
+        store.names.compactMap { n in
+            var i = store.info(n)
+            i?.inUseBy = referencingVMs(n)
+            return i
+        }
+    }
+
+    public func beginImageUpload(_ name: String, expectedSize: Int64?) throws(APIError) -> ImageUploadSession {
+        if let p = Names.checkImage(name) { throw .badRequest(p) }
+        if let s = expectedSize, s > options.maxImageSize {
+            throw APIError(413, "image '\(name)' is larger than \(Sizes.human(options.maxImageSize))")
+        }
+        guard !uploading.contains(name) else { throw .conflict("image '\(name)' is being uploaded already") }
+        let users = referencingVMs(name)
+        if store.exists(name), !users.isEmpty {
+            throw .conflict("image '\(name)' is in use by \(users.joined(separator: ", ")); it cannot be replaced")
+        }
+        let tmp: (path: String, fd: Int32)
+        do { tmp = try store.createTemp(for: name) } catch { throw APIError(507, "cannot store image: \(error)") }
+        uploading.insert(name)
+        return ImageUploadSession(name: name, temp: tmp.path, fd: tmp.fd, expectedSize: expectedSize, maxSize: options.maxImageSize) {
+            [weak self] temp, _ in
+            guard let self else { throw APIError(503, "shutting down") }
+            return try await self.finishUpload(name, temp: temp)
+        }
+    }
+
+    private func finishUpload(_ name: String, temp: String?) async throws -> ImageInfo {
+        defer { uploading.remove(name) }
+        guard let temp else { throw APIError.badRequest("upload of '\(name)' aborted") }
+        let users = referencingVMs(name)
+        if store.exists(name), !users.isEmpty {
+            Files.remove(temp)
+            throw APIError.conflict("image '\(name)' is in use by \(users.joined(separator: ", ")); it cannot be replaced")
+        }
+        let store = self.store
+        let h = try await blocking { try sha256File(temp) }
+        try store.install(temp: temp, as: name, sha256: h)
+        var info = store.info(name)!
+        info.inUseBy = referencingVMs(name)
+        return info
+    }
+
+    public func deleteImage(_ name: String) throws(APIError) {
+        if let p = Names.checkImage(name) { throw .badRequest(p) }
+        guard store.exists(name) else { throw .notFound("no image named '\(name)'") }
+        let users = referencingVMs(name)
+        guard users.isEmpty else { throw .conflict("image '\(name)' is in use by \(users.joined(separator: ", "))") }
+        store.remove(name)
+    }
+
+    func referencingVMs(_ image: String) -> [String] {
+        specs.values.filter { $0.imageNames.contains(image) }.map(\.name).sorted()
+    }
+
+    // MARK: - host, stats, metrics
+
+    public func host(hostname: String? = nil) async -> HostInfo {
+        let f = await facts()
+        let mem = ProcStats.meminfo()
+        let cpu = ProcStats.cpu()
+        var h = HostInfo(hostname: hostname ?? ProcStats.hostname(), version: options.version, cpuModel: cpu.model, cpus: cpu.count,
+                         memoryTotalMiB: (mem["MemTotal"] ?? 0) / 1024, memoryAvailableMiB: (mem["MemAvailable"] ?? 0) / 1024,
+                         accel: f.kvmUsable ? "kvm" : "tcg",
+                         accelReason: f.kvmUsable ? f.kvmReason : "KVM not usable, using TCG: \(f.kvmReason)",
+                         uptimeSeconds: ProcStats.uptime())
+        h.loadAverage = ProcStats.loadAverage()
+        return h
+    }
+
+    public func metrics() -> String {
+        var out = ""
+        func family(_ name: String, _ type: String, _ help: String) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+        }
+        let names = specs.keys.sorted()
+        family("cloudbios_vm_state", "gauge", "1 for the state each VM is in.")
+        for n in names {
+            let st = status(n)!.state
+            for s in VMState.allCases { out += "cloudbios_vm_state{vm=\"\(n)\",state=\"\(s.rawValue)\"} \(s == st ? 1 : 0)\n" }
+        }
+        family("cloudbios_vm_cpu_seconds_total", "counter", "CPU time used by the VM's QEMU process.")
+        var rssLines = ""
+        for n in names {
+            guard let rt = runtimes[n], rt.pid > 0, let p = ProcStats.process(rt.pid) else { continue }
+            out += "cloudbios_vm_cpu_seconds_total{vm=\"\(n)\"} \(p.cpuSeconds)\n"
+            rssLines += "cloudbios_vm_memory_rss_bytes{vm=\"\(n)\"} \(p.rssBytes)\n"
+        }
+        family("cloudbios_vm_memory_rss_bytes", "gauge", "Resident memory of the VM's QEMU process.")
+        out += rssLines
+        family("cloudbios_vm_memory_configured_bytes", "gauge", "Memory given to the guest.")
+        for n in names { out += "cloudbios_vm_memory_configured_bytes{vm=\"\(n)\"} \(Int64(specs[n]!.memory) << 20)\n" }
+        let imgs = images()
+        family("cloudbios_images", "gauge", "Images in the store.")
+        out += "cloudbios_images \(imgs.count)\n"
+        family("cloudbios_images_bytes", "gauge", "Bytes in the image store.")
+        out += "cloudbios_images_bytes \(imgs.reduce(Int64(0)) { $0 + $1.size })\n"
+        family("cloudbios_vms", "gauge", "Defined VMs.")
+        out += "cloudbios_vms \(names.count)\n"
+        if let f = hostFacts {
+            family("cloudbios_kvm_usable", "gauge", "1 when KVM works on this host.")
+            out += "cloudbios_kvm_usable \(f.kvmUsable ? 1 : 0)\n"
+        }
+        return out
+    }
+
+    // MARK: - internals
+
+    private func status(_ name: String) -> VMStatus? {
+        guard let spec = specs[name] else { return nil }
+        guard var rt = runtimes[name] else {
+            var s = VMStatus(spec: spec, state: crashes[name] != nil ? .crashed : .stopped)
+            s.message = crashes[name]
+            return s
+        }
+        var s = VMStatus(spec: spec, state: rt.panicked ? .crashed : rt.state)
+        s.pid = rt.pid > 0 ? rt.pid : nil
+        s.accel = rt.accel
+        s.uptimeSeconds = Int(now() - rt.startedAt)
+        if rt.panicked { s.message = "guest panicked" }
+        if rt.pid > 0, let p = ProcStats.process(rt.pid) {
+            let t = now()
+            if let last = rt.lastSample, t - last.time >= 0.5 {
+                rt.cpuPercent = max(0, (p.cpuSeconds - last.cpu) / (t - last.time) * 100)
+                rt.lastSample = (t, p.cpuSeconds)
+            } else if rt.lastSample == nil {
+                rt.lastSample = (t, p.cpuSeconds)
+            }
+            s.cpuPercent = rt.cpuPercent.map { ($0 * 10).rounded() / 10 }
+            s.memoryUsedMiB = Int(p.rssBytes >> 20)
+            runtimes[name] = rt
+        }
+        if spec.network == .nat, let note = natNote, s.message == nil { s.message = note }
+        return s
+    }
+
+    private func nextGeneration() -> Int { generation += 1; return generation }
+
+    func facts() async -> HostFacts {
+        if let f = hostFacts { return f }
+        let timeout = options.kvmProbeTimeout
+        let probe = (try? await blocking { KVMProbe.probe(timeout: timeout) }) ?? (usable: false, reason: "probe failed")
+        if !probe.usable { Log.warning("KVM is not usable, guests run under TCG (slow): \(probe.reason)") }
+        var f = HostFacts(kvmUsable: probe.usable, kvmReason: probe.reason)
+        for (code, vars) in [("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+                             ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+                             ("/usr/share/qemu/OVMF_CODE.fd", "/usr/share/qemu/OVMF_VARS.fd")]
+            where Files.exists(code) && Files.exists(vars) {
+            f.ovmfCode = code; f.ovmfVarsTemplate = vars
+            break
+        }
+        if Files.exists("/sys/class/net/vmbr0/bridge") { f.physicalBridge = "vmbr0" }
+        f.nat = await NATNetwork.backend(mode: options.nat)
+        if case .user(let why) = f.nat {
+            natNote = "network nat: QEMU user networking (\(why))"
+        }
+        hostFacts = f
+        return f
+    }
+
+    private func prepareDisks(_ spec: VMSpec, _ p: VMPaths, host: HostFacts) async throws {
+        try Files.makeDirectories(p.diskDir)
+        for (i, d) in spec.disks.enumerated() where !Files.exists(p.disk(i)) {
+            switch d {
+            case .blank(let size):
+                try await runTool(["qemu-img", "create", "-q", "-f", "qcow2", p.disk(i), "\(size)"])
+            case .image(let n):
+                let backing = store.path(n)
+                let format = Self.isQCOW2(backing) ? "qcow2" : "raw"
+                try await runTool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F", format, p.disk(i)])
+            }
+        }
+        if spec.firmware == .uefi, !Files.exists(p.efiVars), let template = host.ovmfVarsTemplate {
+            try Files.writeAtomically(p.efiVars, Files.read(template), mode: 0o600)
+        }
+    }
+
+    static func isQCOW2(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var magic = [UInt8](repeating: 0, count: 4)
+        return read(fd, &magic, 4) == 4 && magic == [0x51, 0x46, 0x49, 0xfb]
+    }
+
+    private func connectQMP(_ name: String, generation gen: Int, timeout: Double) async throws -> QMPClient {
+        try await QMPClient.connect(path: paths(name).qmpSocket, timeout: timeout,
+            onEvent: { [weak self] e in Task { await self?.handle(e, for: name, generation: gen) } },
+            onClose: { [weak self] in Task { await self?.qmpClosed(name, generation: gen) } })
+    }
+
+    private func handle(_ e: QMPEvent, for name: String, generation gen: Int) {
+        guard var rt = runtimes[name], rt.generation == gen else { return }
+        switch e.name {
+        case "STOP": if rt.state != .starting { rt.state = .paused }
+        case "RESUME": rt.state = .running
+        case "RESET": rt.panicked = false
+        case "SHUTDOWN":
+            // the guest powered off (or we asked): QEMU exits next
+            rt.cleanExit = true
+        case "GUEST_PANICKED":
+            rt.panicked = true
+            Log.warning("VM \(name): guest panicked")
+        default: break
+        }
+        runtimes[name] = rt
+    }
+
+    private func qmpClosed(_ name: String, generation gen: Int) async {
+        guard let rt = runtimes[name], rt.generation == gen else { return }
+        if await waitForExit(rt.pid, timeout: 3) {
+            processExited(name, generation: gen)
+        } else if runtimes[name]?.generation == gen {
+            runtimes[name]?.qmp = nil
+            Log.warning("VM \(name): QMP connection lost but QEMU (pid \(rt.pid)) still runs")
+        }
+    }
+
+    private func processExited(_ name: String, generation gen: Int) {
+        guard let rt = runtimes[name], rt.generation == gen else { return }
+        runtimes[name] = nil
+        rt.qmp?.close()
+        if rt.panicked {
+            crashes[name] = "guest panicked"
+        } else if !rt.cleanExit {
+            let why = (Files.readTrimmed(paths(name).qemuLog) ?? "").trimmedLines(2)
+            crashes[name] = "QEMU exited unexpectedly" + (why.isEmpty ? "" : ": \(why)")
+            Log.warning("VM \(name) crashed: \(crashes[name]!)")
+        }
+        cleanRunDir(paths(name))
+        if let s = specs[name], s.network != .none { NATNetwork.removeTap(QEMUCommand.tapName(for: name)) }
+    }
+
+    /// Asks QEMU for the authoritative state.
+    func refreshState(_ name: String) async {
+        guard let qmp = runtimes[name]?.qmp, let r = try? await qmp.execute("query-status", timeout: 5) else { return }
+        let st: VMState
+        switch r["status"]?.stringValue ?? "" {
+        case "running": st = .running
+        case "guest-panicked", "internal-error", "io-error": st = .crashed
+        case "shutdown": st = .stopped
+        default: st = .paused   // paused, prelaunch, suspended, debug, inmigrate…
+        }
+        if st == .crashed { runtimes[name]?.panicked = true }
+        if st != .crashed { runtimes[name]?.state = st }
+    }
+
+    func waitForExit(_ pid: Int32, timeout: Double) async -> Bool {
+        let deadline = now() + timeout
+        while processAlive(pid) {
+            if now() >= deadline { return false }
+            await sleep(seconds: 0.05)
+        }
+        return true
+    }
+
+    private func cleanRunDir(_ p: VMPaths) {
+        for f in [p.qmpSocket, p.vncSocket, p.pidFile] { Files.remove(f) }
+        for f in Files.list(p.runDir) where f.hasPrefix("screen-") { Files.remove("\(p.runDir)/\(f)") }
+    }
+
+    /// The pid in a run dir when it is a live QEMU of this run dir.
+    static func livePID(_ p: VMPaths) -> Int32? {
+        guard let t = Files.readTrimmed(p.pidFile), let pid = Int32(t), processAlive(pid) else { return nil }
+        let argv = ProcStats.cmdline(pid)
+        guard argv.first.map({ $0.hasSuffix("qemu-system-x86_64") }) == true,
+              argv.contains(where: { $0.contains(p.qmpSocket) }) else { return nil }
+        return pid
+    }
+
+    static func accelOf(_ pid: Int32) -> String {
+        let argv = ProcStats.cmdline(pid)
+        if let i = argv.firstIndex(of: "-accel"), i + 1 < argv.count { return argv[i + 1] }
+        return "tcg"
+    }
+
+    /// When a process started, on our monotonic clock.
+    static func startTime(_ pid: Int32) -> Double {
+        guard let s = Files.readTrimmed("/proc/\(pid)/stat"), let close = s.lastIndex(of: ")") else { return now() }
+        let f = s[s.index(after: close)...].split(separator: " ")
+        guard f.count > 19, let ticks = Double(f[19]) else { return now() }
+        // starttime is in ticks since boot; CLOCK_MONOTONIC also counts from boot
+        return ticks / ProcStats.clockTicks
+    }
+}

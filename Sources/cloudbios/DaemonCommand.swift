@@ -1,9 +1,111 @@
 import ArgumentParser
+import Config
+import Platform
+import VMManager
+#if canImport(Glibc)
+import Glibc
+#endif
 
+/// `cloudbios daemon`: the VM manager and the web panel. Runs on any Linux
+/// host with QEMU; VMs keep running when it exits and are reattached when it
+/// starts again.
 struct DaemonCommand: Command {
-    static let configuration = CommandConfiguration(commandName: "daemon", abstract: "Not yet available.")
+    static let configuration = CommandConfiguration(
+        commandName: "daemon",
+        abstract: "Run the VM manager, the web panel and the REST API.")
+
+    @Option(name: .long, help: "The config file (cloudbios.yaml).")
+    var config: String?
+
+    @Option(name: .customLong("state-dir"), help: "VM definitions, images, disks and run dirs.")
+    var stateDir: String = "/var/lib/cloudbios"
+
+    @Option(name: .long, help: "Panel listen address, overriding panel.listen (e.g. 127.0.0.1:8443).")
+    var listen: String?
+
+    @Option(name: .long, help: "How network: nat is provided: auto (cbnat0 when present), bridge (create cbnat0), user (QEMU user networking).")
+    var nat: String = "auto"
+
+    @Option(name: .customLong("web-root"), help: "Directory of the panel's static files.")
+    var webRoot: String?
+
+    @Flag(name: .customLong("no-autostart"), help: "Do not start autostart VMs.")
+    var noAutostart = false
 
     mutating func execute() async throws {
-        throw CleanExit.message("'daemon' is not available in this build")
+        Log.component = "cloudbios-daemon"
+        signal(SIGPIPE, SIG_IGN)
+        var cfg = CloudBIOSConfig()
+        if let config {
+            let text: String
+            do { text = try Files.readString(config) } catch { throw CLIError("\(config): \(error)") }
+            do { cfg = try ConfigLoader.load(path: config, text: text) } catch { throw CLIError(error.description) }
+        }
+        if let listen { cfg.panel.listen = listen }
+        guard let natMode = NATMode(rawValue: nat) else { throw CLIError("--nat must be auto, bridge or user") }
+        let dir = stateDir.hasPrefix("/") ? stateDir : Self.cwd() + "/" + stateDir
+
+        var options = VMManagerOptions(stateDir: dir)
+        options.nat = natMode
+        options.version = CloudBIOSVersion.string
+        let manager: VMManager
+        do { manager = try VMManager(options: options) } catch { throw CLIError("state dir \(dir): \(error)") }
+
+        let host = await manager.host(hostname: cfg.hostname)
+        Log.info("accel: \(host.accel) (\(host.accelReason))")
+        await manager.reattach()
+        for f in await manager.importImages(cfg.images, baseDirectory: cfg.baseDirectory) { Log.error(f) }
+        for f in await manager.applyConfig(cfg.vms) { Log.error(f) }
+
+        let backend = VMManagerBackend(manager: manager, hostname: cfg.hostname)
+        let panel = try startPanel(cfg, stateDir: dir, webRoot: webRoot, backend: backend)
+        if !noAutostart { await manager.autostart() }
+        Log.info("ready: state dir \(dir)" + (panel.map { ", panel \($0)" } ?? ""))
+
+        await Self.waitForTermination()
+        Log.info("exiting; running VMs keep running and are reattached at the next start")
+        await manager.detach()
+        stopPanel()
+    }
+
+    static func cwd() -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buf, buf.count) != nil else { return "/" }
+        return String(cString: buf)
+    }
+
+    /// Blocks until SIGTERM or SIGINT (a self-pipe written by the handler,
+    /// so it works whichever thread the signal lands on).
+    static func waitForTermination() async {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { return }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        TerminationPipe.writeFD = fds[1]
+        signal(SIGTERM) { _ in var b: UInt8 = 1; _ = write(TerminationPipe.writeFD, &b, 1) }
+        signal(SIGINT) { _ in var b: UInt8 = 1; _ = write(TerminationPipe.writeFD, &b, 1) }
+        let r = fds[0]
+        await withCheckedContinuation { (k: CheckedContinuation<Void, Never>) in
+            Thread.detach {
+                var b: UInt8 = 0
+                while read(r, &b, 1) < 0 && errno == EINTR {}
+                k.resume()
+            }
+        }
+    }
+}
+
+enum TerminationPipe {
+    nonisolated(unsafe) static var writeFD: Int32 = -1
+}
+
+/// A detached OS thread for blocking waits.
+enum Thread {
+    private final class Body { let f: () -> Void; init(_ f: @escaping () -> Void) { self.f = f } }
+    static func detach(_ f: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(Body(f)).toOpaque()
+        var t = pthread_t()
+        if pthread_create(&t, nil, { a in Unmanaged<Body>.fromOpaque(a!).takeRetainedValue().f(); return nil }, box) == 0 {
+            pthread_detach(t)
+        }
     }
 }

@@ -1,9 +1,32 @@
 import ArgumentParser
+import Config
+import Disks
 
 struct DisksCommand: Command {
-    static let configuration = CommandConfiguration(commandName: "disks", abstract: "Not yet available.")
+    static let configuration = CommandConfiguration(
+        commandName: "disks",
+        abstract: "List block devices: size, model, serial, partitions, filesystems.")
+
+    @Flag(name: .long, help: "Print JSON (the same as GET /api/v1/disks).")
+    var json = false
+
+    @Argument(help: "Disk image files or device nodes to show instead of every disk.")
+    var paths: [String] = []
 
     mutating func execute() async throws {
-        throw CleanExit.message("'disks' is not available in this build")
+        var disks: [DiskInfo]
+        if paths.isEmpty {
+            disks = Disks.list()
+        } else {
+            disks = []
+            for p in paths {
+                do { disks.append(try Disks.inspect(path: p)) } catch { throw CLIError("\(error)") }
+            }
+        }
+        if json {
+            print(disks.json.serialized(pretty: true))
+        } else {
+            print(disks.table(), terminator: "")
+        }
     }
 }

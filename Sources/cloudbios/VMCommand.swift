@@ -1,9 +1,225 @@
 import ArgumentParser
+import Config
+import Platform
+#if canImport(Glibc)
+import Glibc
+#endif
 
-struct VMCommand: Command {
-    static let configuration = CommandConfiguration(commandName: "vm", abstract: "Not yet available.")
+/// `cloudbios vm …`: a client of the daemon's REST API.
+struct VMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vm",
+        abstract: "Manage VMs through the daemon's REST API.",
+        subcommands: [VMList.self, VMCreate.self, VMStart.self, VMStop.self, VMShutdown.self, VMReboot.self,
+                      VMPause.self, VMResume.self, VMDelete.self, VMConsole.self, VMSerial.self])
+}
 
-    mutating func execute() async throws {
-        throw CleanExit.message("'vm' is not available in this build")
+struct ClientOptions: ParsableArguments {
+    @Option(help: "The daemon's URL.") var url: String = "https://127.0.0.1:8443"
+    @Option(help: "API token (or CLOUDBIOS_TOKEN).") var token: String?
+    @Option(help: "Panel user to log in as (password from CLOUDBIOS_PASSWORD or --password).") var user: String?
+    @Option(help: "Password for --user.") var password: String?
+    @Option(help: "Certificate to trust (default: STATE/tls/cert.pem when readable).") var cacert: String?
+    @Option(name: .customLong("state-dir"), help: "The daemon's state dir (for its certificate).") var stateDir: String = "/var/lib/cloudbios"
+    @Flag(help: "Do not verify the daemon's TLS certificate.") var insecure = false
+    @Flag(help: "Print JSON.") var json = false
+
+    func client() throws -> APIClient {
+        var ca = cacert
+        if ca == nil, !insecure, Files.exists("\(stateDir)/tls/cert.pem") { ca = "\(stateDir)/tls/cert.pem" }
+        var c = try APIClient(url: url, caFile: ca, insecure: insecure)
+        c.token = token ?? getenv("CLOUDBIOS_TOKEN").map { String(cString: $0) }
+        if c.token == nil, let user {
+            guard let pw = password ?? getenv("CLOUDBIOS_PASSWORD").map({ String(cString: $0) }) else {
+                throw CLIError("--user needs --password or CLOUDBIOS_PASSWORD")
+            }
+            let r = try c.request("POST", "/api/v1/login", body: JSONValue.object(["user": .string(user), "password": .string(pw)]).bytes)
+            guard r.status == 200, let t = r.json?["token"]?.stringValue else { throw CLIError("login failed: \(r.errorMessage)") }
+            c.token = t
+        }
+        return c
+    }
+
+    /// Runs a request and returns its JSON, turning API errors into one-line CLI errors.
+    func call(_ method: String, _ path: String, body: JSONValue? = nil) throws -> APIClient.Response {
+        let r = try client().request(method, path, body: body?.bytes)
+        guard (200..<300).contains(r.status) else {
+            throw CLIError(r.status == 401 ? "not authenticated: pass --token, CLOUDBIOS_TOKEN or --user" : r.errorMessage)
+        }
+        return r
+    }
+}
+
+func vmPath(_ name: String) throws -> String {
+    if let p = Names.checkVM(name) { throw CLIError(p) }
+    return "/api/v1/vms/\(name)"
+}
+
+/// Fixed-width text table.
+func table(_ header: [String], _ rows: [[String]]) -> String {
+    var w = header.map(\.count)
+    for r in rows { for (i, c) in r.enumerated() where i < w.count { w[i] = max(w[i], c.count) } }
+    func line(_ r: [String]) -> String {
+        r.enumerated().map { i, c in i == r.count - 1 ? c : c + String(repeating: " ", count: w[i] - c.count) }.joined(separator: "  ")
+    }
+    return ([line(header)] + rows.map(line)).joined(separator: "\n")
+}
+
+func printVM(_ v: JSONValue, json: Bool) {
+    if json { print(v.serialized(pretty: true)); return }
+    let name = v["name"]?.stringValue ?? "?"
+    let state = v["state"]?.stringValue ?? "?"
+    print("\(name): \(state)" + (v["message"]?.stringValue.map { " (\($0))" } ?? ""))
+}
+
+struct VMList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List VMs.")
+    @OptionGroup var o: ClientOptions
+    func run() throws {
+        let r = try o.call("GET", "/api/v1/vms")
+        let vms = r.json?.arrayValue ?? r.json?["vms"]?.arrayValue ?? []
+        if o.json { print(JSONValue.array(vms).serialized(pretty: true)); return }
+        let rows = vms.map { v -> [String] in
+            let uptime = v["uptime_seconds"]?.intValue.map { "\($0 / 3600)h\(($0 / 60) % 60)m\($0 % 60)s" } ?? "-"
+            return [v["name"]?.stringValue ?? "?", v["state"]?.stringValue ?? "?", "\(v["memory"]?.intValue ?? 0)M",
+                    "\(v["cpus"]?.intValue ?? 0)", v["accel_in_use"]?.stringValue ?? "-",
+                    v["cpu_percent"]?.doubleValue.map { "\($0)%" } ?? "-", v["pid"]?.intValue.map(String.init) ?? "-",
+                    uptime, v["autostart"]?.boolValue == true ? "yes" : "no"]
+        }
+        print(table(["NAME", "STATE", "MEMORY", "CPUS", "ACCEL", "CPU", "PID", "UPTIME", "AUTOSTART"], rows))
+    }
+}
+
+struct VMCreate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a VM from options or a JSON file.")
+    @OptionGroup var o: ClientOptions
+    @Argument(help: "VM name.") var name: String
+    @Option(help: "A JSON file with the VM (the body of POST /api/v1/vms).") var file: String?
+    @Option(help: "Memory (MiB, or 512M, 2G).") var memory: String?
+    @Option(help: "vCPUs.") var cpus: Int?
+    @Option(help: "Kernel image (store name).") var kernel: String?
+    @Option(help: "Initrd image (store name).") var initrd: String?
+    @Option(help: "Kernel command line.") var append: String?
+    @Option(help: "ISO image (store name).") var cdrom: String?
+    @Option(help: "A disk: SIZE (new qcow2) or image:NAME (overlay of a store image). Repeatable.") var disk: [String] = []
+    @Option(help: "bios or uefi.") var firmware: String?
+    @Option(help: "nat, bridge or none.") var network: String?
+    @Option(help: "auto, kvm or tcg.") var accel: String?
+    @Flag(help: "Start with the daemon.") var autostart = false
+    @Flag(help: "Start it now.") var start = false
+
+    func run() throws {
+        var body: JSONValue
+        if let file {
+            body = try JSONValue.parse(Files.read(file))
+        } else {
+            var b: [String: JSONValue] = ["name": .string(name)]
+            if let memory { b["memory"] = Int(memory).map { .int($0) } ?? .string(memory) }
+            if let cpus { b["cpus"] = .int(cpus) }
+            for (k, v) in [("kernel", kernel), ("initrd", initrd), ("append", append), ("cdrom", cdrom),
+                           ("firmware", firmware), ("network", network), ("accel", accel)] {
+                if let v { b[k] = .string(v) }
+            }
+            if !disk.isEmpty {
+                b["disks"] = .array(disk.map { d in
+                    d.hasPrefix("image:") ? .object(["image": .string(String(d.dropFirst(6)))]) : .object(["size": .string(d)])
+                })
+            }
+            if autostart { b["autostart"] = .bool(true) }
+            body = .object(b)
+        }
+        var v = try o.call("POST", "/api/v1/vms", body: body).json ?? .null
+        if start { v = try o.call("POST", try vmPath(name) + "/start").json ?? v }
+        printVM(v, json: o.json)
+    }
+}
+
+protocol VMActionCommand: ParsableCommand {
+    static var action: VMAction { get }
+    var o: ClientOptions { get }
+    var name: String { get }
+}
+
+extension VMActionCommand {
+    func run() throws {
+        let r = try o.call("POST", try vmPath(name) + "/\(Self.action.rawValue)")
+        printVM(r.json ?? .null, json: o.json)
+    }
+}
+
+struct VMStart: VMActionCommand {
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a VM.")
+    static let action = VMAction.start
+    @OptionGroup var o: ClientOptions
+    @Argument var name: String
+}
+struct VMStop: VMActionCommand {
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Power a VM off (hard).")
+    static let action = VMAction.stop
+    @OptionGroup var o: ClientOptions
+    @Argument var name: String
+}
+struct VMShutdown: VMActionCommand {
+    static let configuration = CommandConfiguration(commandName: "shutdown", abstract: "ACPI shutdown (powered off after a timeout).")
+    static let action = VMAction.shutdown
+    @OptionGroup var o: ClientOptions
+    @Argument var name: String
+}
+struct VMReboot: VMActionCommand {
+    static let configuration = CommandConfiguration(commandName: "reboot", abstract: "Reset a VM.")
+    static let action = VMAction.reboot
+    @OptionGroup var o: ClientOptions
+    @Argument var name: String
+}
+struct VMPause: VMActionCommand {
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Pause a VM.")
+    static let action = VMAction.pause
+    @OptionGroup var o: ClientOptions
+    @Argument var name: String
+}
+struct VMResume: VMActionCommand {
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Resume a paused VM.")
+    static let action = VMAction.resume
+    @OptionGroup var o: ClientOptions
+    @Argument var name: String
+}
+
+struct VMDelete: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete a stopped VM and its disks.")
+    @OptionGroup var o: ClientOptions
+    @Argument var name: String
+    func run() throws {
+        _ = try o.call("DELETE", try vmPath(name))
+        if o.json { print(#"{"deleted":"\#(name)"}"#) } else { print("\(name): deleted") }
+    }
+}
+
+struct VMSerial: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "serial", abstract: "Print a VM's serial console log.")
+    @OptionGroup var o: ClientOptions
+    @Argument var name: String
+    func run() throws {
+        let r = try o.call("GET", try vmPath(name) + "/serial")
+        try Files.writeAll(1, r.body, what: "write stdout")
+    }
+}
+
+struct VMConsole: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "console", abstract: "Where to see a VM's display.")
+    @OptionGroup var o: ClientOptions
+    @Argument var name: String
+    func run() throws {
+        let v = try o.call("GET", try vmPath(name)).json ?? .null
+        guard v["state"]?.stringValue == "running" || v["state"]?.stringValue == "paused" else {
+            throw CLIError("\(name) is \(v["state"]?.stringValue ?? "unknown"); start it first")
+        }
+        let base = o.url.hasSuffix("/") ? String(o.url.dropLast()) : o.url
+        if o.json {
+            print(JSONValue.object(["url": .string("\(base)/console?vm=\(name)"),
+                                    "vnc_socket": .string("\(o.stateDir)/run/\(name)/vnc.sock")]).serialized(pretty: true))
+        } else {
+            print("browser:  \(base)/console?vm=\(name)")
+            print("local:    cloudbios viewer --vm \(name)   (VNC socket \(o.stateDir)/run/\(name)/vnc.sock)")
+        }
     }
 }

@@ -27,8 +27,9 @@ enum CloudBIOSVersion {
     static let string = "0.1.0"
 }
 
+// PID 1 starts before /proc is mounted, where the runtime may not see argv.
 var arguments = Array(CommandLine.arguments.dropFirst())
-let invokedAs = CommandLine.arguments.first.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? "cloudbios"
+let invokedAs = CommandLine.arguments.first.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? (getpid() == 1 ? "init" : "cloudbios")
 if invokedAs == "init" {
     arguments = ["init"] + arguments.filter { !$0.hasPrefix("-") || $0.contains("=") == false }
 }

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "cb_disks.h"
 
 /// The calling thread's errno (errno is a macro).
 int cb_errno(void);
@@ -11,6 +12,10 @@ int cb_errno(void);
 /// signal handlers. Returns 0 or an errno value.
 int cb_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
              int stdin_fd, int stdout_fd, int stderr_fd, int new_session);
+
+#include "cb_panel.h"
+#include "cb_init.h"
+#include "cb_vm.h"
 
 #include "cb_viewer.h"
 #endif

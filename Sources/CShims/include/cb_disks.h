@@ -1,0 +1,26 @@
+#ifndef CLOUDBIOS_CB_DISKS_H
+#define CLOUDBIOS_CB_DISKS_H
+#include <stdint.h>
+
+/// BLKZEROOUT: zero a byte range of a block device (WRITE ZEROES when the
+/// device supports it). 0 or -1 with errno.
+int cb_disks_zeroout(int fd, uint64_t start, uint64_t length);
+/// BLKDISCARD.
+int cb_disks_discard(int fd, uint64_t start, uint64_t length);
+/// BLKRRPART: have the kernel re-read the partition table.
+int cb_disks_reread_partitions(int fd);
+/// BLKGETSIZE64.
+int cb_disks_size(int fd, uint64_t *size);
+/// BLKSSZGET: logical sector size.
+int cb_disks_sector_size(int fd, int *size);
+/// BLKFLSBUF: flush and drop the device's buffer cache.
+int cb_disks_flush_buffers(int fd);
+/// fallocate(PUNCH_HOLE | KEEP_SIZE): deallocate a range of a file (reads as zeros).
+int cb_disks_punch_hole(int fd, int64_t offset, int64_t length);
+/// posix_memalign wrapper (O_DIRECT buffers). NULL on failure.
+void *cb_disks_aligned_alloc(uint64_t alignment, uint64_t size);
+/// Constants that need _GNU_SOURCE.
+extern const int cb_disks_seek_data;
+extern const int cb_disks_seek_hole;
+extern const int cb_disks_o_direct;
+#endif

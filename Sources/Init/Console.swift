@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShims
+import Platform
+
+/// PID 1's log: every line goes to the serial console(s), to the screen
+/// (until the status screen takes it over), and to /run/cloudbios/pe.log.
+public final class InitConsole {
+    var serial: [Int32] = []
+    var screen: Int32 = -1
+    var file: Int32 = -1
+    /// While true, log lines also go to the screen.
+    public var screenLogging = true
+    let start: Double
+    let sinkToStderr: Bool
+
+    public init(offTarget: Bool) {
+        start = Clock.boottime()
+        sinkToStderr = offTarget
+    }
+
+    /// Opens the consoles the kernel is using (`/sys/class/tty/console/active`):
+    /// serial ports for the log, the first VT for the screen.
+    public func open(root: String = "") {
+        let active = Files.readTrimmed(root + "/sys/class/tty/console/active")?.split(separator: " ").map(String.init) ?? []
+        for name in active where !name.hasPrefix("tty") || name.hasPrefix("ttyS") || name.hasPrefix("ttyAMA") || name.hasPrefix("hvc") {
+            let fd = Self.openTTY("/dev/" + name)
+            if fd >= 0 { serial.append(fd) }
+        }
+        screen = Self.openTTY("/dev/tty1")
+        if serial.isEmpty && screen < 0 {
+            let fd = Self.openTTY("/dev/console")
+            if fd >= 0 { serial.append(fd) }
+        }
+        try? Files.makeDirectories("/run/cloudbios")
+        file = Glibc.open("/run/cloudbios/pe.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    }
+
+    static func openTTY(_ path: String) -> Int32 {
+        let fd = Glibc.open(path, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)
+        if fd >= 0 {
+            let fl = fcntl(fd, F_GETFL)
+            _ = fcntl(fd, F_SETFL, fl & ~O_NONBLOCK)
+        }
+        return fd
+    }
+
+    /// One log line, stamped with the seconds since boot.
+    public func log(_ message: String) {
+        let t = Clock.boottime()
+        let stamp = String(Int(t)) + "." + String(Int((t - Double(Int(t))) * 1000) + 1000).dropFirst()
+        write("[\(stamp)] cloudbios: \(message)\n", screen: screenLogging)
+    }
+
+    /// Output of a service, already prefixed: serial and file only (and the
+    /// screen while booting).
+    public func forward(_ line: String) {
+        write(line + "\n", screen: screenLogging)
+    }
+
+    func write(_ text: String, screen toScreen: Bool) {
+        let bytes = Array(text.utf8)
+        if sinkToStderr { _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }; return }
+        var crlf: [UInt8] = []
+        crlf.reserveCapacity(bytes.count + 8)
+        for b in bytes { if b == 10 { crlf.append(13) }; crlf.append(b) }
+        for fd in serial { try? Files.writeAll(fd, crlf) }
+        if toScreen && screen >= 0 { try? Files.writeAll(screen, crlf) }
+        if file >= 0 { try? Files.writeAll(file, bytes) }
+    }
+
+    /// Clears the screen and draws the status text.
+    public func drawStatus(_ text: String) {
+        guard screen >= 0 else { return }
+        var out = "\u{1B}[H\u{1B}[2J\u{1B}[3J"
+        out += text.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\r\n")
+        try? Files.writeAll(screen, Array(out.utf8))
+    }
+}
+
+public enum Clock {
+    public static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+    public static func boottime() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}

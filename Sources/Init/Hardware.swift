@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Platform
+
+public enum Modalias {
+    /// Every distinct `modalias` below a sysfs directory (symlinks not followed).
+    public static func scan(_ dir: String) -> Set<String> {
+        var out = Set<String>()
+        walk(dir, depth: 0, into: &out)
+        return out
+    }
+
+    static func walk(_ dir: String, depth: Int, into out: inout Set<String>) {
+        guard depth < 24 else { return }
+        for name in Files.list(dir) {
+            let p = dir + "/" + name
+            var st = stat()
+            guard lstat(p, &st) == 0 else { continue }
+            if (st.st_mode & S_IFMT) == S_IFDIR {
+                walk(p, depth: depth + 1, into: &out)
+            } else if name == "modalias", let a = Files.readTrimmed(p), !a.isEmpty {
+                out.insert(a)
+            }
+        }
+    }
+
+    /// True when a sysfs capability bitmap (hex words, most significant
+    /// first, as in `capabilities/key`) has `bit` set.
+    public static func hasKeyBit(_ caps: String, bit: Int) -> Bool {
+        let words = caps.split(separator: " ").reversed().map { UInt64($0, radix: 16) ?? 0 }
+        let w = bit / 64, b = bit % 64
+        return w < words.count && (words[w] >> UInt64(b)) & 1 == 1
+    }
+}
+
+/// A kernel uevent from the netlink socket: `ACTION@DEVPATH\0KEY=VALUE\0…`.
+public struct Uevent: Equatable, Sendable {
+    public var action: String
+    public var devpath: String
+    public var properties: [String: String]
+
+    public init?(_ bytes: [UInt8]) {
+        let parts = bytes.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard let head = parts.first, let at = head.firstIndex(of: "@") else { return nil }
+        action = String(head[..<at])
+        devpath = String(head[head.index(after: at)...])
+        var props: [String: String] = [:]
+        for p in parts.dropFirst() {
+            if let eq = p.firstIndex(of: "=") { props[String(p[..<eq])] = String(p[p.index(after: eq)...]) }
+        }
+        properties = props
+    }
+
+    public subscript(_ key: String) -> String? { properties[key] }
+    public var subsystem: String? { properties["SUBSYSTEM"] }
+}
+
+public enum Network {
+    /// IPv4 (and global IPv6) addresses of every interface but lo.
+    public static func addresses() -> [(interface: String, address: String)] {
+        var head: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&head) == 0, let first = head else { return [] }
+        defer { freeifaddrs(head) }
+        var out: [(interface: String, address: String)] = []
+        var cur: UnsafeMutablePointer<ifaddrs>? = first
+        while let ifa = cur {
+            defer { cur = ifa.pointee.ifa_next }
+            let name = String(cString: ifa.pointee.ifa_name)
+            guard name != "lo", let sa = ifa.pointee.ifa_addr else { continue }
+            var buf = [CChar](repeating: 0, count: 64)
+            if sa.pointee.sa_family == sa_family_t(AF_INET) {
+                sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                    var a = sin.pointee.sin_addr
+                    _ = inet_ntop(AF_INET, &a, &buf, 64)
+                }
+                out.append((name, String(cString: buf)))
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,607 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShims
+import Platform
+
+/// PID 1 of the CloudBIOS PE. Off-target (`root` set) the hardware phases are
+/// skipped and every path is read below `root`, so tests can run the boot
+/// against a fake kernel.
+public final class PE: @unchecked Sendable {
+    public enum Mode: Equatable, Sendable {
+        case pe
+        case offTarget(root: String)
+    }
+
+    public let mode: Mode
+    public let version: String
+    public let executable: String
+    public let stateDir: String
+    public let console: InitConsole
+    public private(set) var supervisor: Supervisor!
+
+    public private(set) var cmdline = KernelCommandLine("")
+    public internal(set) var volumes: [Volume] = []
+    public private(set) var configPath: String?
+    public private(set) var configSource: String?
+    public private(set) var configError: String?
+    public private(set) var peek = ConfigPeek()
+    public private(set) var hostname = "cloudbios"
+    public private(set) var displayVM: String?
+    public private(set) var completedPhases: [String] = []
+    /// Validates a config file: nil when valid, else the error text.
+    public var validator: (String) -> String?
+
+    var ueventFD: Int32 = -1
+    var signalFD: Int32 = -1
+    /// Read ends of the services' stdout/stderr pipes: fd -> (service, pending bytes).
+    var outputs: [Int32: (name: String, buffer: [UInt8])] = [:]
+    var inputFDs: [Int32: String] = [:]
+    var dhcpInterfaces: Set<String> = []
+    var lastStatus: StatusInfo?
+    var shutdownRequested: ShutdownKind?
+    var statusDrawn = false
+
+    public init(mode: Mode, version: String, executable: String = "/usr/bin/cloudbios",
+                stateDir: String = "/var/lib/cloudbios") {
+        self.mode = mode
+        self.version = version
+        self.executable = executable
+        self.stateDir = stateDir
+        self.console = InitConsole(offTarget: mode != .pe)
+        self.validator = { _ in nil }
+        self.validator = { [unowned self] path in self.validateWithCLI(path) }
+        self.supervisor = Supervisor(clock: Clock.monotonic, spawner: { [unowned self] in try self.spawn($0) },
+                                     log: { [unowned self] in self.log($0) })
+    }
+
+    var root: String {
+        if case .offTarget(let r) = mode { return r }
+        return ""
+    }
+    var onTarget: Bool { mode == .pe }
+
+    public func log(_ s: String) { console.log(s) }
+
+    // MARK: boot
+
+    /// Runs every phase in order; a failing phase is logged and the boot goes on.
+    public func boot() {
+        for phase in BootSequence.phases {
+            if phase.hardware && !onTarget { continue }
+            let t0 = Clock.monotonic()
+            do {
+                try phase.run(self)
+            } catch {
+                log("\(phase.name): \(error) (continuing)")
+            }
+            completedPhases.append(phase.name)
+            let dt = Clock.monotonic() - t0
+            if dt > 0.2 { log("\(phase.name): done in \(Supervisor.format(dt)) s") }
+        }
+    }
+
+    func mountPseudoFilesystems() throws {
+        let ms: [(String, String, String, UInt, String)] = [
+            ("proc", "/proc", "proc", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), ""),
+            ("sysfs", "/sys", "sysfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), ""),
+            ("devtmpfs", "/dev", "devtmpfs", UInt(MS_NOSUID), "mode=0755"),
+            ("devpts", "/dev/pts", "devpts", UInt(MS_NOSUID | MS_NOEXEC), "gid=5,mode=0620,ptmxmode=0666"),
+            ("tmpfs", "/dev/shm", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777"),
+            ("tmpfs", "/run", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=0755"),
+            ("tmpfs", "/tmp", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777"),
+        ]
+        var failures: [String] = []
+        let mounted = Set(Mount.table().map(\.target))
+        for (src, target, type, flags, opts) in ms where !mounted.contains(target) {
+            do { try Mount.mount(src, on: target, type: type, flags: flags, options: opts) }
+            catch { failures.append("\(error)") }
+        }
+        try? Files.makeDirectories("/run/cloudbios")
+        try? Files.makeDirectories("/var/lib/cloudbios")
+        if !failures.isEmpty { throw InitError(failures.joined(separator: "; ")) }
+    }
+
+    func openConsole() {
+        console.open()
+        // stdin/stdout/stderr of PID 1 (and so Log) on /dev/console.
+        let fd = open("/dev/console", O_RDWR | O_NOCTTY)
+        if fd >= 0 { dup2(fd, 0); dup2(fd, 1); dup2(fd, 2); if fd > 2 { close(fd) } }
+        log("CloudBIOS \(version) starting (PID \(getpid()))")
+        _ = cb_init_disable_cad()
+        if let s = Files.readTrimmed("/proc/version") { log("kernel: \(s.split(separator: " ").prefix(3).joined(separator: " "))") }
+    }
+
+    func readCommandLine() throws {
+        cmdline = KernelCommandLine((try? Files.readString(root + "/proc/cmdline")) ?? "")
+        log("cmdline: \(cmdline.arguments.joined(separator: " "))")
+    }
+
+    // MARK: modules
+
+    func loadModules() {
+        let before = Set(loadedModules())
+        var seen = Set<String>()
+        for _ in 0..<4 {
+            let aliases = Modalias.scan(root + "/sys/devices").subtracting(seen)
+            if aliases.isEmpty { break }
+            seen.formUnion(aliases)
+            let list = aliases.sorted()
+            var i = 0
+            while i < list.count {
+                _ = run("/sbin/modprobe", ["-a", "-q", "-b"] + list[i..<min(i + 64, list.count)])
+                i += 64
+            }
+        }
+        var extra = ["tun", "bridge", "loop", "button", "evdev", "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
+                     "isofs", "sd_mod", "sr_mod", "vhost_net"]
+        let cpuinfo = (try? Files.readString("/proc/cpuinfo")) ?? ""
+        if cpuinfo.contains(" vmx") { extra.append("kvm_intel") }
+        if cpuinfo.contains(" svm") { extra.append("kvm_amd") }
+        let r = run("/sbin/modprobe", ["-a", "-q"] + extra)
+        if r != 0 { log("modules: some of \(extra.joined(separator: " ")) did not load (status \(r))") }
+        let loaded = loadedModules().filter { !before.contains($0) }
+        log("modules: \(seen.count) device aliases; loaded \(loaded.count): \(loaded.sorted().joined(separator: " "))")
+        for dev in Files.list("/sys/bus/pci/devices") where !Files.exists("/sys/bus/pci/devices/\(dev)/driver") {
+            let p = "/sys/bus/pci/devices/\(dev)/"
+            let cls = Files.readTrimmed(p + "class") ?? "?"
+            if cls.hasPrefix("0x0600") || cls.hasPrefix("0x0601") || cls.hasPrefix("0x0604") || cls.hasPrefix("0x0680") { continue }
+            log("modules: no driver for PCI \(dev) [\(Files.readTrimmed(p + "vendor") ?? "?"):\(Files.readTrimmed(p + "device") ?? "?")] class \(cls)")
+        }
+        if !Files.exists("/dev/kvm") { log("modules: /dev/kvm is missing: VMs will run under TCG (software emulation)") }
+    }
+
+    func loadedModules() -> [String] {
+        ((try? Files.readString("/proc/modules")) ?? "").split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }
+    }
+
+    // MARK: hotplug
+
+    func startHotplug() {
+        try? Files.writeAtomically("/proc/sys/kernel/hotplug", "")
+        ueventFD = cb_init_uevent_socket()
+        if ueventFD < 0 { log("hotplug: cannot open the uevent socket: \(SystemError("socket", errno: currentErrno()))") }
+        else { log("hotplug: listening for uevents") }
+        openInputDevices()
+    }
+
+    func handleUevents() {
+        var buf = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let n = buf.withUnsafeMutableBytes { recv(ueventFD, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return }
+            guard let ev = Uevent(Array(buf[..<n])) else { continue }
+            handle(ev)
+        }
+    }
+
+    func handle(_ ev: Uevent) {
+        guard ev.action == "add" else {
+            if ev.action == "remove" && ev.subsystem == "block" && ev["DEVTYPE"] == "disk" { log("hotplug: disk /dev/\(ev["DEVNAME"] ?? "?") removed") }
+            return
+        }
+        if let alias = ev["MODALIAS"] {
+            _ = try? Launcher("/sbin/modprobe", ["-q", "-b", alias]).spawn()
+        }
+        switch ev.subsystem {
+        case "block" where ev["DEVTYPE"] == "disk":
+            log("hotplug: disk /dev/\(ev["DEVNAME"] ?? "?") appeared")
+        case "net":
+            if let iface = ev["INTERFACE"] { startDHCP(iface) }
+        case "input":
+            openInputDevices()
+        default: break
+        }
+    }
+
+    /// Watches event devices that can send KEY_POWER (the ACPI power button).
+    func openInputDevices() {
+        for name in Files.list("/dev/input") where name.hasPrefix("event") {
+            let path = "/dev/input/" + name
+            if inputFDs.values.contains(path) { continue }
+            let caps = Files.readTrimmed("/sys/class/input/\(name)/device/capabilities/key") ?? ""
+            guard Modalias.hasKeyBit(caps, bit: 116) else { continue }
+            let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+            if fd >= 0 {
+                inputFDs[fd] = path
+                log("power button: watching \(path) (\(Files.readTrimmed("/sys/class/input/\(name)/device/name") ?? "?"))")
+            }
+        }
+    }
+
+    // MARK: network
+
+    func startNetwork() {
+        _ = run("/sbin/ip", ["link", "set", "lo", "up"])
+        let nics = Files.list("/sys/class/net").filter(isWired)
+        if nics.isEmpty { log("network: no wired network interface found") }
+        for n in nics { startDHCP(n) }
+    }
+
+    func isWired(_ iface: String) -> Bool {
+        let p = root + "/sys/class/net/" + iface
+        return iface != "lo" && Files.exists(p + "/device") && !Files.exists(p + "/wireless") && !Files.exists(p + "/phy80211")
+            && (Files.readTrimmed(p + "/type") ?? "1") == "1"
+    }
+
+    func startDHCP(_ iface: String) {
+        guard isWired(iface), !dhcpInterfaces.contains(iface) else { return }
+        dhcpInterfaces.insert(iface)
+        _ = run("/sbin/ip", ["link", "set", iface, "up"])
+        log("network: DHCP on \(iface)")
+        supervisor.add(Service(name: "dhcp-\(iface)", path: "/sbin/udhcpc",
+                               arguments: ["-f", "-i", iface, "-s", "/usr/share/cloudbios/udhcpc.script",
+                                           "-t", "5", "-T", "2", "-A", "5", "-x", "hostname:\(hostname)"]))
+        supervisor.tick()
+    }
+
+    // MARK: volumes and config
+
+    func scanVolumes() {
+        if !onTarget {
+            volumes = Volume.parseBlkid((try? Files.readString(root + "/run/blkid")) ?? "")
+            return
+        }
+        // USB sticks and CD drives may need a moment after their driver loads.
+        let wanted = cmdline.configSource.flatMap { s -> String? in
+            if case .label(let l) = ConfigSource.parse(s) { return l } else { return nil }
+        }
+        let deadline = Clock.monotonic() + (wanted != nil ? 15 : 1.5)
+        while true {
+            volumes = Volume.parseBlkid(capture("/sbin/blkid", []))
+            let labels = Set(volumes.compactMap(\.label))
+            let found = wanted.map { labels.contains($0) }
+                ?? (labels.contains(PELabel.config) || labels.contains(PELabel.bootMedium) || labels.contains(PELabel.system))
+            if found || Clock.monotonic() >= deadline { break }
+            usleep(250_000)
+        }
+        for v in volumes { log("volume: \(v.device) \(v.type ?? "?") \(v.label.map { "LABEL=\($0)" } ?? "")") }
+    }
+
+    func findConfig() {
+        let plan = ConfigDiscovery.plan(cmdline, volumes: volumes)
+        for step in plan {
+            switch step {
+            case .missing(let s):
+                configError = "config source \(s) not found"
+            case .fetch(let url):
+                let dest = root + "/run/cloudbios/config/cloudbios.yaml"
+                try? Files.makeDirectories(Files.parent(of: dest))
+                if fetch(url, to: dest) { configPath = dest; configSource = url }
+                else { configError = "cannot download the config from \(url)" }
+            case .file(let p):
+                let path = p.hasPrefix("/") ? root + p : p
+                if Files.exists(path) { configPath = path; configSource = p }
+                else { configError = "\(p): no such file" }
+            case .volume(let v, let file, let source):
+                guard let dir = mountVolume(v) else { continue }
+                let path = dir + "/" + file
+                if Files.exists(path) { configPath = path; configSource = "\(source) (\(v.device))" }
+                else if case .label(let l) = source, cmdline.configSource != nil {
+                    configError = "LABEL=\(l): no \(file) at the root of \(v.device)"
+                }
+            }
+            if configPath != nil { break }
+        }
+        guard let path = configPath else {
+            if let e = configError { log("config: ERROR: \(e); starting with defaults") }
+            else { log("config: no cloudbios.yaml found (kernel argument, \(PELabel.config) volume, boot medium, installed disk); starting with defaults") }
+            return
+        }
+        log("config: using \(path) from \(configSource ?? "?")")
+        if let e = validator(path) {
+            configError = e
+            for line in e.split(separator: "\n") { log("config: ERROR: \(line)") }
+            log("config: the config is invalid; the daemon starts with defaults")
+        }
+        peek = ConfigPeek(yaml: (try? Files.readString(path)) ?? "")
+    }
+
+    /// Mounts a volume read-only below /run/cloudbios/media (off-target: the
+    /// fake root's media/LABEL directory).
+    func mountVolume(_ v: Volume) -> String? {
+        let name = v.label ?? String(v.device.split(separator: "/").last ?? "vol")
+        if !onTarget {
+            let d = root + "/media/" + name
+            return Files.isDirectory(d) ? d : nil
+        }
+        let dir = "/run/cloudbios/media/" + name
+        if Mount.table().contains(where: { $0.target == dir }) { return dir }
+        let type = v.type ?? "auto"
+        do {
+            try Mount.mount(v.device, on: dir, type: type, flags: UInt(MS_RDONLY | MS_NOSUID | MS_NODEV))
+            return dir
+        } catch {
+            log("volume: cannot mount \(v.device) (\(type)): \(error)")
+            return nil
+        }
+    }
+
+    func fetch(_ url: String, to dest: String) -> Bool {
+        guard onTarget else { return false }
+        let deadline = Clock.monotonic() + 30
+        while Clock.monotonic() < deadline {
+            if run("/usr/bin/wget", ["-q", "-T", "10", "-O", dest, url]) == 0 { return true }
+            sleep(2)
+        }
+        return false
+    }
+
+    /// Runs `cloudbios config validate FILE`; its output is the error text.
+    func validateWithCLI(_ path: String) -> String? {
+        guard let r = try? Launcher(executable, ["config", "validate", path]).run() else { return nil }
+        if r.status == 0 { return nil }
+        let text = r.output.split(separator: "\n").filter { !$0.isEmpty }.joined(separator: "\n")
+        return text.isEmpty ? "\(path): invalid (validate exited with status \(r.status))" : text
+    }
+
+    func setHostname() {
+        if let h = peek.hostname, !h.isEmpty, configError == nil { hostname = h }
+        guard onTarget else { return }
+        _ = cb_init_sethostname(hostname)
+        try? Files.writeAtomically("/etc/hostname", hostname + "\n")
+        log("hostname: \(hostname)")
+    }
+
+    func mountStorage() {
+        if let data = volumes.first(where: { $0.label == PELabel.data }) {
+            do {
+                try Mount.mount(data.device, on: stateDir, type: data.type ?? "ext4", flags: UInt(MS_NOATIME))
+                log("storage: \(data.device) mounted at \(stateDir)")
+                return
+            } catch {
+                log("storage: cannot mount the data partition \(data.device): \(error); using RAM")
+            }
+        }
+        do {
+            try Mount.mount("tmpfs", on: stateDir, type: "tmpfs", flags: UInt(MS_NOSUID | MS_NODEV), options: "mode=0755")
+            log("storage: no installed data partition; \(stateDir) is in RAM (tmpfs)")
+        } catch {
+            log("storage: \(error)")
+        }
+    }
+
+    // MARK: services
+
+    /// The services PID 1 runs for this boot: (name, argv).
+    public var servicePlan: [(name: String, arguments: [String])] {
+        if cmdline.rescue { return [] }
+        var daemon = ["daemon"]
+        if let p = configPath, configError == nil { daemon += ["--config", p] }
+        daemon += ["--state-dir", stateDir]
+        var out = [(name: "daemon", arguments: daemon)]
+        if let vm = displayVM { out.append((name: "viewer", arguments: ["viewer", "--vm", vm])) }
+        return out
+    }
+
+    func planServices() {
+        if let d = cmdline.display { displayVM = d == "none" ? nil : d }
+        else if configError == nil { displayVM = peek.displayVM }
+        if cmdline.rescue {
+            log("rescue: shells on tty1 and the serial console; no services")
+            if onTarget {
+                supervisor.add(Service(name: "shell-tty1", path: "/sbin/getty", arguments: ["-n", "-l", "/bin/sh", "0", "tty1"]))
+                supervisor.add(Service(name: "shell-ttyS0", path: "/sbin/getty", arguments: ["-n", "-l", "/bin/sh", "115200", "ttyS0"]))
+            }
+        }
+        for s in servicePlan {
+            log("services: \(s.name): cloudbios \(s.arguments.joined(separator: " "))")
+            if onTarget { supervisor.add(Service(name: s.name, path: executable, arguments: s.arguments)) }
+        }
+        if displayVM == nil && !cmdline.rescue { log("services: no display VM; the viewer is not started") }
+        if onTarget { supervisor.tick() }
+    }
+
+    /// Starts a service with its output on a pipe PID 1 forwards, line by
+    /// line and prefixed with the service's name, to the log.
+    func spawn(_ s: Service) throws -> pid_t {
+        var fds: [Int32] = [-1, -1]
+        if cb_init_pipe(&fds) == 0 { _ = fcntl(fds[0], F_SETFL, O_NONBLOCK) }
+        defer { if fds[1] >= 0 { close(fds[1]) } }
+        var env = Launcher.defaultEnvironment + ["HOME=/root", "TERM=linux"]
+        if s.name.hasPrefix("shell-") { env.append("PS1=cloudbios-rescue# ") }
+        do {
+            let pid = try Launcher(s.path, s.arguments, environment: env).spawn(stdout: fds[1], stderr: fds[1])
+            if fds[0] >= 0 { outputs[fds[0]] = (s.name, []) }
+            return pid
+        } catch {
+            if fds[0] >= 0 { close(fds[0]) }
+            throw error
+        }
+    }
+
+    // MARK: status
+
+    public func statusInfo() -> StatusInfo {
+        let vms = VMRun.scan(stateDir: root + stateDir).map { (name: $0.name, state: $0.pid.map { processAlive($0) ? "running" : "stopped" } ?? "stopped") }
+        return StatusInfo(version: version, hostname: hostname, addresses: onTarget ? Network.addresses() : [],
+                          panelPort: peek.panelPort ?? 8443,
+                          tlsFingerprint: Files.readTrimmed(root + stateDir + "/tls/fingerprint"),
+                          configSource: configPath.map { "\($0) (\(configSource ?? "?"))" },
+                          configError: configError, vms: vms, display: displayVM)
+    }
+
+    func showStatus() {
+        refreshStatus(force: true)
+    }
+
+    func refreshStatus(force: Bool = false) {
+        let s = statusInfo()
+        guard force || s != lastStatus else { return }
+        let first = lastStatus == nil
+        let old = lastStatus
+        lastStatus = s
+        guard onTarget else { return }
+        if first || s.addresses.map(\.address) != old?.addresses.map(\.address) || s.tlsFingerprint != old?.tlsFingerprint {
+            log("status: panel \(s.panelURLs.joined(separator: " ")) TLS SHA-256 \(s.tlsFingerprint ?? "(not yet)")")
+        }
+        console.screenLogging = false
+        console.drawStatus(StatusScreen.render(s))
+    }
+
+    // MARK: the loop
+
+    /// Runs PID 1: boot, then supervise, reap and wait for a shutdown
+    /// request. Never returns.
+    public func run() -> Never {
+        signalFD = cb_init_signal_pipe()
+        boot()
+        log("boot: complete in \(Supervisor.format(Clock.boottime())) s since the kernel started")
+        var lastRefresh = Clock.monotonic()
+        while true {
+            if let kind = shutdownRequested { shutdown(kind) }
+            var fds: [pollfd] = []
+            for fd in [signalFD, ueventFD] + Array(outputs.keys) + Array(inputFDs.keys) where fd >= 0 {
+                fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+            }
+            let wait = min(supervisor.nextDeadline() ?? 2, 2)
+            _ = poll(&fds, nfds_t(fds.count), Int32(wait * 1000) + 1)
+            for p in fds where p.revents != 0 {
+                if p.fd == signalFD { handleSignals() }
+                else if p.fd == ueventFD { handleUevents() }
+                else if outputs[p.fd] != nil { forwardOutput(p.fd) }
+                else if inputFDs[p.fd] != nil { handleInput(p.fd) }
+            }
+            reap()
+            supervisor.tick()
+            if Clock.monotonic() - lastRefresh >= 2 { lastRefresh = Clock.monotonic(); refreshStatus() }
+        }
+    }
+
+    func handleSignals() {
+        while true {
+            let s = cb_init_read_signal(signalFD)
+            if s <= 0 { return }
+            if s == SIGCHLD || s == SIGHUP { continue }
+            if let kind = ShutdownKind(signal: s), shutdownRequested == nil {
+                log("signal \(s): \(kind.rawValue) requested")
+                shutdownRequested = kind
+            }
+        }
+    }
+
+    func handleInput(_ fd: Int32) {
+        var type: UInt16 = 0, code: UInt16 = 0, value: Int32 = 0
+        while true {
+            let r = cb_init_read_input_event(fd, &type, &code, &value)
+            if r == 0 { return }
+            if r < 0 { log("power button: \(inputFDs[fd] ?? "?") gone"); close(fd); inputFDs[fd] = nil; return }
+            if type == 1 && code == 116 && value == 1 && shutdownRequested == nil {
+                log("power button pressed: powering off")
+                shutdownRequested = .poweroff
+            }
+        }
+    }
+
+    /// Reaps every exited child; supervised ones are restarted with backoff.
+    func reap() {
+        var st: Int32 = 0
+        while true {
+            let pid = waitpid(-1, &st, WNOHANG)
+            if pid <= 0 { return }
+            supervisor.exited(pid: pid, status: Launcher.exitCode(st))
+        }
+    }
+
+    func forwardOutput(_ fd: Int32) {
+        guard var (name, pending) = outputs[fd] else { return }
+        var buf = [UInt8](repeating: 0, count: 16384)
+        var eof = false
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n == 0 { eof = true }
+            if n <= 0 { break }
+            pending += buf[..<n]
+        }
+        while let nl = pending.firstIndex(of: 10) {
+            console.forward("\(name): " + String(decoding: pending[..<nl], as: UTF8.self))
+            pending.removeSubrange(...nl)
+        }
+        if eof || pending.count > 65536 {
+            if !pending.isEmpty { console.forward("\(name): " + String(decoding: pending, as: UTF8.self)) }
+            pending = []
+        }
+        if eof { close(fd); outputs[fd] = nil } else { outputs[fd] = (name, pending) }
+        _ = name
+    }
+
+    func shutdown(_ kind: ShutdownKind) -> Never {
+        supervisor.shuttingDown = true
+        console.screenLogging = true
+        let others = supervisor.services.map(\.name).filter { $0 != "daemon" && $0 != "viewer" }
+        ShutdownSequence.run(kind, on: PEShutdown(pe: self), otherServices: others)
+        while true { pause() }
+    }
+
+    // MARK: helpers
+
+    @discardableResult
+    func run(_ path: String, _ args: [String]) -> Int32 {
+        guard onTarget else { return 0 }
+        do {
+            let r = try Launcher(path, args).run()
+            if r.status != 0 && !r.output.isEmpty {
+                for l in r.output.split(separator: "\n").prefix(5) { log("\(path.split(separator: "/").last ?? ""): \(l)") }
+            }
+            return r.status
+        } catch {
+            log("\(path): \(error)")
+            return -1
+        }
+    }
+
+    func capture(_ path: String, _ args: [String]) -> String {
+        (try? Launcher(path, args).run(mergeError: false).output) ?? ""
+    }
+}
+
+public struct InitError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// The PE's implementation of a shutdown.
+final class PEShutdown: ShutdownMachine {
+    let pe: PE
+    init(pe: PE) { self.pe = pe }
+
+    func log(_ line: String) { pe.log(line) }
+    func now() -> Double { Clock.monotonic() }
+    func sleep(_ seconds: Double) {
+        usleep(UInt32(seconds * 1e6))
+        var st: Int32 = 0
+        while waitpid(-1, &st, WNOHANG) > 0 {}
+    }
+
+    func stopService(_ name: String, timeout: Double) {
+        guard let pid = pe.supervisor.disable(name) else { return }
+        Glibc.kill(pid, SIGTERM)
+        let deadline = now() + timeout
+        var st: Int32 = 0
+        while now() < deadline {
+            if waitpid(pid, &st, WNOHANG) == pid { return }
+            usleep(50_000)
+        }
+        pe.log("shutdown: \(name) did not stop in \(Int(timeout)) s: SIGKILL")
+        Glibc.kill(pid, SIGKILL)
+        _ = waitpid(pid, &st, 0)
+    }
+
+    func runningVMs() -> [VMRun] { VMRun.scan(stateDir: pe.stateDir) }
+    func qmp(_ vm: VMRun, _ command: String) -> Bool { QMPClient.execute(socket: vm.qmpSocket, command: command) }
+    func alive(_ vm: VMRun) -> Bool { vm.pid.map { processAlive($0) } ?? false }
+    func kill(_ vm: VMRun) { if let p = vm.pid { Glibc.kill(p, SIGKILL) } }
+    func syncDisks() { sync() }
+
+    func unmountAll() {
+        let skip: Set<String> = ["proc", "sysfs", "devtmpfs", "devpts", "rootfs"]
+        for e in Mount.table().reversed() where e.target != "/" && !skip.contains(e.type) {
+            if (try? Mount.unmount(e.target)) == nil { try? Mount.unmount(e.target, lazy: true) }
+        }
+    }
+
+    func reboot(_ kind: ShutdownKind) {
+        let r = cb_init_reboot(kind == .reboot ? 0 : kind == .poweroff ? 1 : 2)
+        pe.log("shutdown: reboot(2) failed: \(SystemError("reboot", errno: r == 0 ? 0 : currentErrno()))")
+    }
+}

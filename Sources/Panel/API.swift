@@ -1,0 +1,422 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Platform
+
+/// What to do with a request once its headers are in.
+public enum Plan: Sendable {
+    /// Answer now.
+    case respond(HTTPResponse)
+    /// Answer after an async call (no body expected).
+    case run(@Sendable () async -> HTTPResponse)
+    /// Read a body of at most `limit` bytes, then answer.
+    case body(limit: Int, @Sendable ([UInt8]) async -> HTTPResponse)
+    /// Stream the body into an upload, then answer.
+    case upload(begin: @Sendable () async throws -> any ImageUpload,
+                finish: @Sendable (any ImageUpload) async -> HTTPResponse)
+}
+
+/// The REST API over a `PanelBackend`: parses requests into backend calls and
+/// renders their answers. No sockets here; the HTTP server drives it.
+public final class PanelAPI: Sendable {
+    public static let jsonLimit = 1 << 20
+    let backend: any PanelBackend
+    public let sessions: SessionStore
+    public let ipLimiter: RateLimiter
+    public let userLimiter: RateLimiter
+    let users: [String: String]
+    let tls: Bool
+    let version: String
+    let statics: StaticFiles
+    let metrics = HTTPMetrics()
+    /// `GET /api/v1/vms`, rendered, for a short time (see `ResponseCache`).
+    let vmListCache: ResponseCache
+    let securityHeaderList: [(String, String)]
+
+    /// A well-formed hash of a random password: unknown users cost the same
+    /// time as known ones.
+    let dummyHash: String
+
+    public init(backend: any PanelBackend, users: [PanelUser], tls: Bool, version: String,
+                webRoot: String, novncRoot: String = "/usr/share/novnc",
+                sessions: SessionStore = SessionStore(), ipLimiter: RateLimiter = RateLimiter(),
+                userLimiter: RateLimiter = RateLimiter(), listCacheSeconds: Double = 0.25) {
+        self.backend = backend
+        self.vmListCache = ResponseCache(ttl: listCacheSeconds)
+        self.securityHeaderList = PanelAPI.securityHeaders(tls: tls)
+        var u: [String: String] = [:]
+        for user in users { u[user.name] = user.passwordHash }
+        self.users = u
+        self.tls = tls
+        self.version = version
+        self.statics = StaticFiles(webRoot: webRoot, novncRoot: novncRoot)
+        self.sessions = sessions
+        self.ipLimiter = ipLimiter
+        self.userLimiter = userLimiter
+        self.dummyHash = (try? PasswordHash.make(Random.token(), prefix: "$6$")) ?? "$6$x$x"
+        sessions.retain(users: Set(u.keys))
+    }
+
+    // MARK: - planning
+
+    /// Routes, authenticates and decides how to handle a request.
+    public func plan(_ head: RequestHead) -> (label: String, plan: Plan) {
+        let route: Route
+        switch Router.route(method: head.method, path: head.path) {
+        case .failure(let e): return (e.status == 404 ? "unknown" : "invalid", .respond(e.response))
+        case .success(let r): route = r
+        }
+        let credential: Credential?
+        switch AuthPolicy.authorize(head, route: route, sessions: sessions) {
+        case .denied(let status, let message): return (route.label, .respond(.error(status, message)))
+        case .allowed(let c): credential = c
+        }
+        let p = plan(route, head, credential)
+        guard AuthPolicy.isStateChanging(head.method) else { return (route.label, p) }
+        // A change through the API is visible to the next read.
+        let cache = vmListCache
+        cache.invalidate()
+        switch p {
+        case .respond: return (route.label, p)
+        case .run(let f): return (route.label, .run { let r = await f(); cache.invalidate(); return r })
+        case .body(let l, let f): return (route.label, .body(limit: l) { let r = await f($0); cache.invalidate(); return r })
+        case .upload(let b, let f): return (route.label, .upload(begin: b) { let r = await f($0); cache.invalidate(); return r })
+        }
+    }
+
+    func plan(_ route: Route, _ head: RequestHead, _ credential: Credential?) -> Plan {
+        let backend = self.backend
+        switch route {
+        case .health:
+            return .respond(.json(.object(["status": .string("ok"), "version": .string(version)])))
+        case .login:
+            return jsonBody(head) { [self] body in await login(body, head) }
+        case .logout:
+            return .body(limit: 4096) { [self] _ in
+                if let c = credential { sessions.remove(c.session.token) }
+                var r = HTTPResponse.noContent()
+                r.headers.append(("Set-Cookie", cookie(value: "", maxAge: 0)))
+                return r
+            }
+        case .session:
+            guard let s = credential?.session else { return .respond(.error(401, "authentication required")) }
+            return .respond(.json(.object(["user": .string(s.user), "csrf": .string(s.csrf),
+                                           "expires": .string(rfc3339(sessions.expiry(of: s)))])))
+        case .host:
+            return run { .json(await backend.host().json) }
+        case .listVMs:
+            let cache = vmListCache
+            if let bytes = cache.get() { return .respond(HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: .bytes(bytes))) }
+            return run {
+                let generation = cache.generation
+                let r = HTTPResponse.json(.array(await backend.listVMs().map(\.json)))
+                cache.put(r.bodyBytes, generation: generation)
+                return r
+            }
+        case .createVM:
+            return jsonBody(head) { body in
+                let spec = try PanelAPI.decodeSpec(body, name: nil)
+                return .json(try await backend.createVM(spec).json, status: 201)
+            }
+        case .getVM(let name):
+            return run { .json(try await backend.vm(name).json) }
+        case .updateVM(let name):
+            return jsonBody(head) { body in
+                let spec = try PanelAPI.decodeSpec(body, name: name)
+                return .json(try await backend.updateVM(name, spec).json)
+            }
+        case .deleteVM(let name):
+            return run { try await backend.deleteVM(name); return .noContent() }
+        case .vmAction(let name, let action):
+            return .body(limit: 4096) { _ in
+                await PanelAPI.guarded { .json(try await backend.perform(action, on: name).json) }
+            }
+        case .serial(let name):
+            let offsetText = head.query["offset"]
+            return run { try await PanelAPI.serial(path: try await backend.serialLogPath(name), offset: offsetText) }
+        case .screenshot(let name):
+            return run {
+                let png = try await backend.screenshot(name)
+                return HTTPResponse(status: 200, headers: [("Content-Type", "image/png"), ("Cache-Control", "no-store")], body: .bytes(png))
+            }
+        case .console(let name):
+            return console(name, head)
+        case .listImages:
+            return run { .json(.array(await backend.listImages().map(\.json))) }
+        case .getImage(let name):
+            return run {
+                guard let i = await backend.listImages().first(where: { $0.name == name }) else {
+                    throw APIError.notFound("no image named '\(name)'")
+                }
+                return .json(i.json)
+            }
+        case .putImage(let name):
+            let expected = head.contentLength
+            if let ct = head.header("content-type"), ct.lowercased().hasPrefix("multipart/") {
+                return .respond(.error(415, "send the image as the raw request body (application/octet-stream), not multipart"))
+            }
+            return .upload(begin: { try await backend.beginImageUpload(name, expectedSize: expected) },
+                           finish: { upload in
+                               await PanelAPI.guarded { .json(try await upload.finish().json, status: 201) }
+                           })
+        case .deleteImage(let name):
+            return run { try await backend.deleteImage(name); return .noContent() }
+        case .disks:
+            return run { .json(try await backend.disks()) }
+        case .install:
+            return jsonBody(head) { body in
+                let v: JSONValue
+                do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw APIError.badRequest(PanelAPI.bodyMessage(error)) }
+                guard case .object = v else { throw APIError.badRequest("body must be a JSON object") }
+                _ = try InstallConfig.decode(json: body, file: "body")
+                return .json(try await backend.startInstall(v).json, status: 202)
+            }
+        case .listTasks:
+            return run { .json(.array(await backend.tasks().map(\.json))) }
+        case .task(let id):
+            return run { .json(try await backend.task(id).json) }
+        case .metrics:
+            let http = metrics
+            return run {
+                var text = await backend.metrics()
+                if !text.isEmpty && !text.hasSuffix("\n") { text += "\n" }
+                text += http.render()
+                return .text(text, contentType: "text/plain; version=0.0.4; charset=utf-8")
+            }
+        case .page(let rel):
+            return .respond(statics.serve(root: statics.webRoot, rel, head))
+        case .novnc(let rel):
+            return .respond(statics.serve(root: statics.novncRoot, rel, head))
+        }
+    }
+
+    func run(_ body: @escaping @Sendable () async throws -> HTTPResponse) -> Plan {
+        .run { await PanelAPI.guarded(body) }
+    }
+
+    /// A JSON body: content type checked before reading, size limited.
+    func jsonBody(_ head: RequestHead, _ body: @escaping @Sendable ([UInt8]) async throws -> HTTPResponse) -> Plan {
+        let ct = (head.header("content-type") ?? "").lowercased()
+        let mime = ct.split(separator: ";").first.map { $0.trimmingSpaces } ?? ""
+        guard mime == "application/json" || (mime.hasPrefix("application/") && mime.hasSuffix("+json")) else {
+            return .respond(.error(415, ct.isEmpty ? "Content-Type must be application/json"
+                                                    : "Content-Type must be application/json, not '\(Names.clip(ct))'"))
+        }
+        if let n = head.contentLength, n > PanelAPI.jsonLimit {
+            return .respond(PanelAPI.tooLarge)
+        }
+        return .body(limit: PanelAPI.jsonLimit) { bytes in await PanelAPI.guarded { try await body(bytes) } }
+    }
+
+    static let tooLarge = HTTPResponse.error(413, "request body is larger than \(PanelAPI.jsonLimit) bytes")
+
+    /// Maps thrown errors to answers: `APIError` as given, decoder errors as
+    /// 400 (syntax) or 422 (content), anything else as 500.
+    static func guarded(_ body: @Sendable () async throws -> HTTPResponse) async -> HTTPResponse {
+        do {
+            return try await body()
+        } catch {
+            return errorResponse(error)
+        }
+    }
+
+    static func errorResponse(_ error: any Error) -> HTTPResponse {
+        switch error {
+        case let e as APIError:
+            return .error(e.status, e.message)
+        case let e as ConfigErrors:
+            let msgs = e.errors.map { bodyMessage($0) }
+            return .json(.object(["error": .string(msgs.joined(separator: "; ")), "errors": .array(msgs.map { .string($0) })]),
+                         status: 422)
+        case let e as ConfigError:
+            return .error(400, bodyMessage(e))
+        default:
+            Log.error("api: \(error)")
+            return .error(500, "internal error: \(error)")
+        }
+    }
+
+    static func bodyMessage(_ e: ConfigError) -> String { "body:\(e.mark.line):\(e.mark.column): \(e.message)" }
+
+    /// Syntax first (400), then the strict decoder (422). For PUT, the URL
+    /// names the VM; a different name in the body is refused.
+    static func decodeSpec(_ body: [UInt8], name: String?) throws -> VMSpec {
+        let v: JSONValue
+        do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw APIError.badRequest(bodyMessage(error)) }
+        if let name, let given = v["name"]?.stringValue, given != name {
+            throw APIError.badRequest("name in the body ('\(Names.clip(given))') differs from the URL ('\(name)')")
+        }
+        return try VMSpec.decode(json: body, file: "body", name: name)
+    }
+
+    // MARK: - login
+
+    func login(_ body: [UInt8], _ head: RequestHead) async -> HTTPResponse {
+        let v: JSONValue
+        do throws(ConfigError) { v = try JSONValue.parse(body) } catch { return .error(400, PanelAPI.bodyMessage(error)) }
+        guard case .object(let o) = v else { return .error(400, "body must be a JSON object {\"user\", \"password\"}") }
+        for k in o.keys.sorted() where k != "user" && k != "password" {
+            return .error(400, "unknown key '\(Names.clip(k))' (expected 'user' and 'password')")
+        }
+        guard let user = o["user"]?.stringValue, let password = o["password"]?.stringValue else {
+            return .error(400, "'user' and 'password' must be strings")
+        }
+        guard user.utf8.count <= 64, password.utf8.count <= 1024 else { return .error(400, "user or password too long") }
+        let ipKey = "ip:" + head.clientIP
+        let userKey = "user:" + user
+        if let wait = [ipLimiter.retryAfter(ipKey), userLimiter.retryAfter(userKey)].compactMap({ $0 }).max() {
+            Log.warning("panel: login refused for '\(Names.clip(user))' from \(head.clientIP): too many failures")
+            return .error(429, "too many failed logins; try again in \(wait) s", headers: [("Retry-After", String(wait))])
+        }
+        let hash = users[user]
+        let ok = PasswordHash.verify(password, hash: hash ?? dummyHash) && hash != nil
+        guard ok else {
+            ipLimiter.recordFailure(ipKey)
+            userLimiter.recordFailure(userKey)
+            Log.warning("panel: failed login for '\(Names.clip(user))' from \(head.clientIP)")
+            return .error(401, "invalid user or password")
+        }
+        userLimiter.reset(userKey)
+        let s = sessions.create(user: user)
+        let expires = sessions.expiry(of: s)
+        Log.info("panel: '\(user)' logged in from \(head.clientIP)")
+        return .json(.object(["token": .string(s.token), "expires": .string(rfc3339(expires)),
+                              "csrf": .string(s.csrf), "user": .string(user)]),
+                     headers: [("Set-Cookie", cookie(value: s.token, maxAge: Int(sessions.idleTimeout))), ("Cache-Control", "no-store")])
+    }
+
+    func cookie(value: String, maxAge: Int) -> String {
+        "\(AuthPolicy.cookieName)=\(value); HttpOnly; SameSite=Strict; Path=/; Max-Age=\(maxAge)" + (tls ? "; Secure" : "")
+    }
+
+    // MARK: - serial
+
+    static func serial(path: String, offset: String?) throws -> HTTPResponse {
+        var start: Int64 = 0
+        if let offset {
+            guard let o = Int64(offset), o >= 0 else { throw APIError.badRequest("offset must be a non-negative integer") }
+            start = o
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            // No log yet: empty, offset 0.
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; charset=utf-8"), ("X-Log-Offset", "0"), ("Cache-Control", "no-store")])
+        }
+        var st = stat()
+        fstat(fd, &st)
+        let size = Int64(st.st_size)
+        // A rotated or truncated log restarts from 0.
+        if start > size { start = 0 }
+        let headers = [("Content-Type", "text/plain; charset=utf-8"), ("X-Log-Offset", String(size)), ("Cache-Control", "no-store")]
+        if size == start {
+            close(fd)
+            return HTTPResponse(status: 200, headers: headers)
+        }
+        return HTTPResponse(status: 200, headers: headers, body: .file(fd: fd, offset: start, length: size - start))
+    }
+
+    // MARK: - console
+
+    func console(_ name: String, _ head: RequestHead) -> Plan {
+        guard head.header("upgrade")?.lowercased() == "websocket" else {
+            return .respond(.error(426, "this endpoint speaks WebSocket (RFB); send Upgrade: websocket",
+                                   headers: [("Upgrade", "websocket")]))
+        }
+        guard (head.header("connection") ?? "").lowercased().split(separator: ",").contains(where: { $0.trimmingSpaces == "upgrade" }) else {
+            return .respond(.error(400, "Connection: Upgrade is required"))
+        }
+        guard head.header("sec-websocket-version") == "13" else {
+            return .respond(.error(426, "WebSocket version 13 is required", headers: [("Sec-WebSocket-Version", "13")]))
+        }
+        guard let key = head.header("sec-websocket-key")?.trimmingSpaces, WebSocket.base64DecodedLength(key) == 16 else {
+            return .respond(.error(400, "Sec-WebSocket-Key is missing or invalid"))
+        }
+        let protocols = (head.header("sec-websocket-protocol") ?? "").split(separator: ",").map { $0.trimmingSpaces }
+        let backend = self.backend
+        return run {
+            let path = try await backend.vncSocketPath(name)
+            let fd: Int32
+            do { fd = try WebSocketBridge.connectUnix(path) } catch {
+                throw APIError.conflict("the console of '\(name)' is not available (is the VM running?)")
+            }
+            let owned = OwnedFD(fd)
+            var headers = [("Upgrade", "websocket"), ("Sec-WebSocket-Accept", WebSocket.acceptKey(key))]
+            if protocols.contains("binary") { headers.append(("Sec-WebSocket-Protocol", "binary")) }
+            return HTTPResponse(status: 101, headers: headers, body: .upgrade { conn in
+                let peer = owned.take()
+                guard peer >= 0 else { conn.close(); return }
+                WebSocketBridge.start(conn, peer: peer)
+            })
+        }
+    }
+
+    // MARK: - headers on every response
+
+    var securityHeaders: [(String, String)] { securityHeaderList }
+
+    static func securityHeaders(tls: Bool) -> [(String, String)] {
+        var h = [
+            ("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "DENY"),
+            ("Referrer-Policy", "no-referrer"),
+        ]
+        if tls { h.append(("Strict-Transport-Security", "max-age=31536000")) }
+        return h
+    }
+
+    // MARK: - in-memory driver (tests, tools)
+
+    /// Runs a whole request without sockets.
+    public func handle(_ head: RequestHead, body: [UInt8] = []) async -> HTTPResponse {
+        var r: HTTPResponse
+        switch plan(head).plan {
+        case .respond(let x): r = x
+        case .run(let f): r = await f()
+        case .body(let limit, let f): r = body.count > limit ? PanelAPI.tooLarge : await f(body)
+        case .upload(let begin, let finish):
+            do {
+                let u = try await begin()
+                try body.withUnsafeBytes { try u.write($0) }
+                r = await finish(u)
+            } catch {
+                r = PanelAPI.errorResponse(error)
+            }
+        }
+        r.headers += securityHeaders
+        return r
+    }
+}
+
+/// One rendered response, reused for `ttl` seconds so that frequent polling
+/// of a list costs no backend round trip. Any state-changing API request
+/// invalidates it (before and after it runs); a render that started before
+/// an invalidation is not stored.
+final class ResponseCache: @unchecked Sendable {
+    let ttl: Double
+    private let lock = Lock()
+    private var bytes: [UInt8]?
+    private var stored = 0.0
+    private var gen = 0
+
+    init(ttl: Double) { self.ttl = ttl }
+
+    var generation: Int { lock.withLock { gen } }
+
+    func get() -> [UInt8]? {
+        guard ttl > 0 else { return nil }
+        let now = monotonicNow()
+        return lock.withLock { bytes != nil && now - stored < ttl ? bytes : nil }
+    }
+
+    func put(_ b: [UInt8], generation: Int) {
+        guard ttl > 0 else { return }
+        let now = monotonicNow()
+        lock.withLock {
+            if gen == generation { bytes = b; stored = now }
+        }
+    }
+
+    func invalidate() { lock.withLock { gen += 1; bytes = nil } }
+}

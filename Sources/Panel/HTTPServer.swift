@@ -1,0 +1,278 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CMicroHTTPD
+import Config
+import Platform
+
+/// libmicrohttpd, owned: one daemon (a pool of epoll threads), started on a
+/// listening socket and stopped in `deinit`. Requests go to a `PanelAPI`;
+/// async answers suspend the connection and resume it when ready, so no
+/// HTTP thread ever waits on the backend.
+final class HTTPServer: @unchecked Sendable {
+    private var daemon: OpaquePointer?
+    let api: PanelAPI
+    private let inFlight = Lock()
+    private var pending = 0
+
+    init(api: PanelAPI) { self.api = api }
+
+    func start(listenFD: Int32, ipv6: Bool, threads: Int, tls: TLSMaterial?) throws {
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        let d: OpaquePointer?
+        if let tls {
+            d = cb_mhd_start(listenFD, ipv6 ? 1 : 0, UInt32(threads), HTTPServer.accessHandler, me,
+                             HTTPServer.completedHandler, me, tls.keyPEM, tls.certPEM, 1024, 120)
+        } else {
+            d = cb_mhd_start(listenFD, ipv6 ? 1 : 0, UInt32(threads), HTTPServer.accessHandler, me,
+                             HTTPServer.completedHandler, me, nil, nil, 1024, 120)
+        }
+        guard let d else { throw SystemError("start the HTTP server", errno: currentErrno() == 0 ? EINVAL : currentErrno()) }
+        daemon = d
+    }
+
+    /// Waits (bounded) for suspended requests, then stops the daemon.
+    func stop() {
+        guard let d = daemon else { return }
+        for _ in 0..<500 {
+            if inFlight.withLock({ pending }) == 0 { break }
+            usleep(10_000)
+        }
+        daemon = nil
+        MHD_stop_daemon(d)
+    }
+
+    deinit { stop() }
+
+    // MARK: - per-request state
+
+    final class Context: @unchecked Sendable {
+        enum Phase { case body, waiting, done }
+        var phase = Phase.body
+        var plan: Plan = .respond(HTTPResponse(status: 500))
+        var label = ""
+        var status = 0
+        var method = ""
+        var path = ""
+        var started = monotonicNow()
+        var body: [UInt8] = []
+        var limit = 0
+        var tooLarge = false
+        var upload: (any ImageUpload)?
+        var uploadError: HTTPResponse?
+        var uploaded = 0
+        var uploadFinished = false
+        /// Set by the async task before it resumes the connection.
+        var ready: HTTPResponse?
+    }
+
+    struct ConnectionRef: @unchecked Sendable { let c: OpaquePointer }
+
+    static let accessHandler: MHD_AccessHandlerCallback = { cls, conn, url, method, _, data, size, conCls in
+        let server = Unmanaged<HTTPServer>.fromOpaque(cls!).takeUnretainedValue()
+        return server.access(conn!, url, method, data, size!, conCls!)
+    }
+
+    static let completedHandler: MHD_RequestCompletedCallback = { cls, _, conCls, toe in
+        guard let cls, let conCls, let raw = conCls.pointee else { return }
+        conCls.pointee = nil
+        let server = Unmanaged<HTTPServer>.fromOpaque(cls).takeUnretainedValue()
+        let ctx = Unmanaged<Context>.fromOpaque(raw).takeRetainedValue()
+        server.completed(ctx, ok: cb_mhd_completed_ok(toe) != 0)
+    }
+
+    private func completed(_ ctx: Context, ok: Bool) {
+        if let u = ctx.upload, !ctx.uploadFinished { u.abort() }
+        let status = ok ? ctx.status : (ctx.status == 0 ? 499 : ctx.status)
+        let seconds = monotonicNow() - ctx.started
+        api.metrics.record(route: ctx.label, status: status, seconds: seconds)
+        if status >= 400 || (ctx.method != "GET" && ctx.method != "HEAD") {
+            if status != 401 || ctx.label != "unknown" {
+                Log.info("http: \(ctx.method) \(Names_clip(ctx.path)) \(status) \(Int(seconds * 1000)) ms")
+            }
+        }
+    }
+
+    private func access(_ conn: OpaquePointer, _ url: UnsafePointer<CChar>?, _ method: UnsafePointer<CChar>?,
+                        _ data: UnsafePointer<CChar>?, _ size: UnsafeMutablePointer<Int>,
+                        _ conCls: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> MHD_Result {
+        guard let raw = conCls.pointee else {
+            // First call: headers are in. Answers are queued on the final
+            // call, once the request is complete, so the connection stays
+            // alive; an early answer (413, 401 before an upload) closes it.
+            let ctx = Context()
+            conCls.pointee = Unmanaged.passRetained(ctx).toOpaque()
+            let head = requestHead(conn, url, method)
+            ctx.method = head.method
+            ctx.path = head.path
+            let (label, plan) = api.plan(head)
+            ctx.label = label
+            ctx.plan = plan
+            let hasBody = (head.contentLength ?? 0) > 0 || head.header("transfer-encoding") != nil
+            switch plan {
+            case .respond(let r):
+                if hasBody { return queue(conn, ctx, r) }
+                ctx.ready = r
+            case .run:
+                ctx.limit = 0
+            case .body(let limit, _):
+                ctx.limit = limit
+                if let n = head.contentLength, n > Int64(limit) {
+                    return queue(conn, ctx, PanelAPI.tooLarge)
+                }
+            case .upload(let begin, _):
+                switch runBlocking(begin) {
+                case .success(let u): ctx.upload = u
+                case .failure(let e): return queue(conn, ctx, PanelAPI.errorResponse(e))
+                }
+            }
+            return cb_mhd_yes()
+        }
+        let ctx = Unmanaged<Context>.fromOpaque(raw).takeUnretainedValue()
+        if size.pointee > 0 {
+            let n = size.pointee
+            size.pointee = 0
+            guard ctx.phase == .body, ctx.ready == nil else { return cb_mhd_yes() }
+            let chunk = UnsafeRawBufferPointer(start: data, count: n)
+            if let u = ctx.upload {
+                guard ctx.uploadError == nil else { return cb_mhd_yes() }
+                do {
+                    try u.write(chunk)
+                    ctx.uploaded += n
+                } catch {
+                    u.abort()
+                    ctx.uploadFinished = true
+                    ctx.uploadError = PanelAPI.errorResponse(error)
+                }
+            } else if !ctx.tooLarge {
+                if ctx.body.count + n > ctx.limit {
+                    ctx.tooLarge = true
+                    ctx.body = []
+                } else {
+                    ctx.body.append(contentsOf: chunk)
+                }
+            }
+            return cb_mhd_yes()
+        }
+        if let r = ctx.ready {
+            ctx.ready = nil
+            return queue(conn, ctx, r)
+        }
+        // Final call: the whole body is in.
+        guard ctx.phase == .body else { return cb_mhd_yes() }
+        ctx.phase = .waiting
+        switch ctx.plan {
+        case .run(let f):
+            runAsync(conn, ctx, f)
+        case .body(_, let f):
+            if ctx.tooLarge { return queue(conn, ctx, PanelAPI.tooLarge) }
+            let body = ctx.body
+            ctx.body = []
+            runAsync(conn, ctx) { await f(body) }
+        case .upload(_, let finish):
+            api.metrics.addUploaded(ctx.uploaded)
+            if let e = ctx.uploadError { return queue(conn, ctx, e) }
+            guard let u = ctx.upload else { return queue(conn, ctx, .error(500, "upload lost")) }
+            runAsync(conn, ctx) {
+                let r = await finish(u)
+                ctx.uploadFinished = true
+                return r
+            }
+        case .respond(let r):
+            return queue(conn, ctx, r)
+        }
+        return cb_mhd_yes()
+    }
+
+    /// Suspends the connection, runs `f`, and resumes with its answer.
+    private func runAsync(_ conn: OpaquePointer, _ ctx: Context, _ f: @escaping @Sendable () async -> HTTPResponse) {
+        MHD_suspend_connection(conn)
+        inFlight.withLock { pending += 1 }
+        let ref = ConnectionRef(c: conn)
+        Task {
+            let r = await f()
+            ctx.ready = r
+            self.inFlight.withLock { self.pending -= 1 }
+            MHD_resume_connection(ref.c)
+        }
+    }
+
+    private func queue(_ conn: OpaquePointer, _ ctx: Context, _ r: HTTPResponse) -> MHD_Result {
+        ctx.phase = .done
+        ctx.status = r.status
+        let resp: OpaquePointer?
+        switch r.body {
+        case .bytes(let b):
+            resp = b.withUnsafeBytes {
+                cb_mhd_response_copy($0.count, $0.baseAddress)
+            }
+        case .file(let fd, let offset, let length):
+            resp = MHD_create_response_from_fd_at_offset64(UInt64(length), fd, UInt64(offset))
+            if resp == nil { close(fd) }
+        case .upgrade(let handler):
+            let box = Unmanaged.passRetained(UpgradeBox(handler)).toOpaque()
+            resp = MHD_create_response_for_upgrade(HTTPServer.upgradeHandler, box)
+        }
+        guard let resp else { return cb_mhd_no() }
+        for (k, v) in r.headers { MHD_add_response_header(resp, k, v) }
+        for (k, v) in api.securityHeaderList { MHD_add_response_header(resp, k, v) }
+        let ret = MHD_queue_response(conn, UInt32(r.status), resp)
+        MHD_destroy_response(resp)
+        return ret
+    }
+
+    final class UpgradeBox {
+        let handler: @Sendable (WebSocketConnection) -> Void
+        init(_ h: @escaping @Sendable (WebSocketConnection) -> Void) { handler = h }
+    }
+
+    struct URHRef: @unchecked Sendable { let p: OpaquePointer }
+
+    static let upgradeHandler: MHD_UpgradeHandler = { cls, _, _, extra, extraSize, sock, urh in
+        let box = Unmanaged<UpgradeBox>.fromOpaque(cls!).takeRetainedValue()
+        let leftover = extraSize > 0 && extra != nil
+            ? Array(UnsafeRawBufferPointer(start: extra, count: extraSize)) : []
+        let ref = URHRef(p: urh!)
+        // The bridge does its own polling with blocking writes.
+        let flags = fcntl(sock, F_GETFL)
+        if flags >= 0 { _ = fcntl(sock, F_SETFL, flags & ~O_NONBLOCK) }
+        let conn = WebSocketConnection(fd: sock, leftover: leftover) {
+            _ = cb_mhd_upgrade_close(ref.p)
+        }
+        box.handler(conn)
+    }
+
+    // MARK: - request head from MHD
+
+    final class Collector { var values: [String: String] = [:]; var lowercase = true }
+
+    private func requestHead(_ conn: OpaquePointer, _ url: UnsafePointer<CChar>?, _ method: UnsafePointer<CChar>?) -> RequestHead {
+        let headers = collect(conn, cb_mhd_header_kind(), lowercase: true)
+        let query = collect(conn, cb_mhd_query_kind(), lowercase: false)
+        let cookies = collect(conn, cb_mhd_cookie_kind(), lowercase: false)
+        var ip = [CChar](repeating: 0, count: 64)
+        cb_mhd_client_ip(conn, &ip, 64)
+        var head = RequestHead(method: method.map { String(cString: $0) } ?? "GET",
+                               path: url.map { String(cString: $0) } ?? "/",
+                               query: query, cookies: cookies, clientIP: String(cString: ip))
+        head.headers = headers
+        return head
+    }
+
+    private func collect(_ conn: OpaquePointer, _ kind: MHD_ValueKind, lowercase: Bool) -> [String: String] {
+        let c = Collector()
+        c.lowercase = lowercase
+        _ = withExtendedLifetime(c) {
+            MHD_get_connection_values(conn, kind, { cls, _, key, value in
+                let c = Unmanaged<Collector>.fromOpaque(cls!).takeUnretainedValue()
+                if let key {
+                    let k = String(cString: key)
+                    let name = c.lowercase ? k.lowercased() : k
+                    if c.values[name] == nil { c.values[name] = value.map { String(cString: $0) } ?? "" }
+                }
+                return cb_mhd_yes()
+            }, Unmanaged.passUnretained(c).toOpaque())
+        }
+        return c.values
+    }
+}

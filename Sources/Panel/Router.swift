@@ -1,0 +1,226 @@
+import Config
+
+/// Every endpoint the server answers. Pure: `Router.route` maps a method and
+/// a decoded path to one of these, or to the error a client gets.
+public enum Route: Sendable, Equatable {
+    case health, login, logout, session
+    case host
+    case listVMs, createVM
+    case getVM(String), updateVM(String), deleteVM(String)
+    case vmAction(String, VMAction)
+    case serial(String), screenshot(String), console(String)
+    case listImages
+    case getImage(String), putImage(String), deleteImage(String)
+    case disks
+    case install
+    case listTasks, task(String)
+    case metrics
+    /// A file of the web panel (path relative to the web root).
+    case page(String)
+    /// A file of noVNC (path relative to the noVNC root).
+    case novnc(String)
+
+    /// Reachable without a session.
+    public var isPublic: Bool {
+        switch self {
+        case .health, .login, .page, .novnc: return true
+        default: return false
+        }
+    }
+
+    /// A stable label for metrics (no user-chosen parts).
+    public var label: String {
+        switch self {
+        case .health: return "GET /api/v1/health"
+        case .login: return "POST /api/v1/login"
+        case .logout: return "POST /api/v1/logout"
+        case .session: return "GET /api/v1/session"
+        case .host: return "GET /api/v1/host"
+        case .listVMs: return "GET /api/v1/vms"
+        case .createVM: return "POST /api/v1/vms"
+        case .getVM: return "GET /api/v1/vms/{name}"
+        case .updateVM: return "PUT /api/v1/vms/{name}"
+        case .deleteVM: return "DELETE /api/v1/vms/{name}"
+        case .vmAction(_, let a): return "POST /api/v1/vms/{name}/\(a.rawValue)"
+        case .serial: return "GET /api/v1/vms/{name}/serial"
+        case .screenshot: return "GET /api/v1/vms/{name}/screenshot"
+        case .console: return "GET /api/v1/vms/{name}/console"
+        case .listImages: return "GET /api/v1/images"
+        case .getImage: return "GET /api/v1/images/{name}"
+        case .putImage: return "PUT /api/v1/images/{name}"
+        case .deleteImage: return "DELETE /api/v1/images/{name}"
+        case .disks: return "GET /api/v1/disks"
+        case .install: return "POST /api/v1/install"
+        case .listTasks: return "GET /api/v1/tasks"
+        case .task: return "GET /api/v1/tasks/{id}"
+        case .metrics: return "GET /metrics"
+        case .page: return "GET /{page}"
+        case .novnc: return "GET /novnc/{file}"
+        }
+    }
+}
+
+/// Why a request has no route.
+public struct RouteError: Error, Sendable, Equatable {
+    public var status: Int
+    public var message: String
+    /// For 405: the methods the path accepts.
+    public var allow: [String]
+    public init(_ status: Int, _ message: String, allow: [String] = []) {
+        self.status = status; self.message = message; self.allow = allow
+    }
+
+    public var response: HTTPResponse {
+        var h: [(String, String)] = []
+        if !allow.isEmpty { h.append(("Allow", allow.joined(separator: ", "))) }
+        return .error(status, message, headers: h)
+    }
+}
+
+public enum Router {
+    public static let maxPathBytes = 2048
+
+    /// Maps a method and a percent-decoded path to a route.
+    public static func route(method rawMethod: String, path: String) -> Result<Route, RouteError> {
+        let method = rawMethod == "HEAD" ? "GET" : rawMethod
+        guard path.utf8.count <= maxPathBytes else { return .failure(RouteError(414, "path is too long")) }
+        guard path.hasPrefix("/") else { return .failure(RouteError(400, "path must start with '/'")) }
+        if path.utf8.contains(where: { $0 < 0x20 || $0 == 0x7f }) {
+            return .failure(RouteError(400, "path contains control characters"))
+        }
+        let segs = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+
+        // Non-API: metrics, pages, noVNC.
+        if segs.first != "api" {
+            if path == "/metrics" { return only(method, ["GET"], .metrics) }
+            if segs.first == "novnc" {
+                let rest = Array(segs.dropFirst())
+                guard let rel = safeRelative(rest) else { return .failure(RouteError(400, "invalid file path")) }
+                return only(method, ["GET"], .novnc(rel.isEmpty ? "vnc.html" : rel))
+            }
+            if path == "/" { return only(method, ["GET"], .page("index.html")) }
+            if path == "/console" { return only(method, ["GET"], .page("console.html")) }
+            guard let rel = safeRelative(segs), !rel.isEmpty else { return .failure(RouteError(400, "invalid file path")) }
+            return only(method, ["GET"], .page(rel))
+        }
+
+        guard segs.count >= 3, segs[1] == "v1" else { return .failure(notFound(path)) }
+        let rest = Array(segs.dropFirst(2))
+        switch rest.count {
+        case 1:
+            switch rest[0] {
+            case "health": return only(method, ["GET"], .health)
+            case "login": return only(method, ["POST"], .login)
+            case "logout": return only(method, ["POST"], .logout)
+            case "session": return only(method, ["GET"], .session)
+            case "host": return only(method, ["GET"], .host)
+            case "vms":
+                switch method {
+                case "GET": return .success(.listVMs)
+                case "POST": return .success(.createVM)
+                default: return .failure(notAllowed(method, ["GET", "POST"]))
+                }
+            case "images": return only(method, ["GET"], .listImages)
+            case "disks": return only(method, ["GET"], .disks)
+            case "install": return only(method, ["POST"], .install)
+            case "tasks": return only(method, ["GET"], .listTasks)
+            default: return .failure(notFound(path))
+            }
+        case 2:
+            switch rest[0] {
+            case "vms":
+                let name = rest[1]
+                if let e = Names.checkVM(name) { return .failure(RouteError(400, e)) }
+                switch method {
+                case "GET": return .success(.getVM(name))
+                case "PUT": return .success(.updateVM(name))
+                case "DELETE": return .success(.deleteVM(name))
+                default: return .failure(notAllowed(method, ["GET", "PUT", "DELETE"]))
+                }
+            case "images":
+                let name = rest[1]
+                if let e = Names.checkImage(name) { return .failure(RouteError(400, e)) }
+                switch method {
+                case "GET": return .success(.getImage(name))
+                case "PUT": return .success(.putImage(name))
+                case "DELETE": return .success(.deleteImage(name))
+                default: return .failure(notAllowed(method, ["GET", "PUT", "DELETE"]))
+                }
+            case "tasks":
+                let id = rest[1]
+                if let e = checkTaskID(id) { return .failure(RouteError(400, e)) }
+                return only(method, ["GET"], .task(id))
+            default: return .failure(notFound(path))
+            }
+        case 3 where rest[0] == "tasks" || rest[0] == "images":
+            let e = rest[0] == "tasks" ? checkTaskID(rest[1]) : Names.checkImage(rest[1..<3].joined(separator: "/"))
+            if let e { return .failure(RouteError(400, e)) }
+            return .failure(notFound(path))
+        case 3 where rest[0] == "vms":
+            let name = rest[1]
+            if let e = Names.checkVM(name) { return .failure(RouteError(400, e)) }
+            switch rest[2] {
+            case "serial": return only(method, ["GET"], .serial(name))
+            case "screenshot": return only(method, ["GET"], .screenshot(name))
+            case "console": return only(method, ["GET"], .console(name))
+            default:
+                guard let action = VMAction(rawValue: rest[2]) else { return .failure(notFound(path)) }
+                return only(method, ["POST"], .vmAction(name, action))
+            }
+        default:
+            // A VM name holding '/' (e.g. `../x` decoded) lands here.
+            if rest.first == "vms", rest.count > 3 {
+                let name = rest[1]
+                if let e = Names.checkVM(name) { return .failure(RouteError(400, e)) }
+            }
+            if rest.first == "tasks", rest.count > 2, let e = checkTaskID(rest[1]) {
+                return .failure(RouteError(400, e))
+            }
+            if rest.first == "images", rest.count > 2 {
+                let name = rest[1...].joined(separator: "/")
+                if let e = Names.checkImage(name) { return .failure(RouteError(400, e)) }
+            }
+            return .failure(notFound(path))
+        }
+    }
+
+    static func only(_ method: String, _ allowed: [String], _ route: Route) -> Result<Route, RouteError> {
+        if allowed.contains(method) { return .success(route) }
+        return .failure(notAllowed(method, allowed))
+    }
+
+    static func notAllowed(_ method: String, _ allowed: [String]) -> RouteError {
+        let allow = allowed.contains("GET") ? allowed + ["HEAD"] : allowed
+        return RouteError(405, "method \(Names.clip(method)) is not allowed here", allow: allow)
+    }
+
+    static func notFound(_ path: String) -> RouteError {
+        RouteError(404, "no such endpoint: \(Names.clip(path))")
+    }
+
+    /// Task ids: `[A-Za-z0-9_-]{1,64}`.
+    public static func checkTaskID(_ id: String) -> String? {
+        let u = Array(id.utf8)
+        guard !u.isEmpty, u.count <= 64,
+              u.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7a) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }) else {
+            return "task id '\(Names.clip(id))' is invalid"
+        }
+        return nil
+    }
+
+    /// Joins path segments into a relative file path, refusing `..`, hidden
+    /// files, empty segments, backslashes and NUL.
+    static func safeRelative(_ segs: [String]) -> String? {
+        var out: [String] = []
+        for (i, s) in segs.enumerated() {
+            if s.isEmpty {
+                if i == segs.count - 1 && i > 0 { out.append("index.html"); continue }
+                if segs.count == 1 { continue }
+                return nil
+            }
+            if s.hasPrefix(".") || s.contains("\\") || s.utf8.contains(0) || s.utf8.count > 255 { return nil }
+            out.append(s)
+        }
+        return out.joined(separator: "/")
+    }
+}

@@ -1,0 +1,49 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShims
+import Synchronization
+
+/// Whether KVM actually works here. `/dev/kvm` existing is not proof: nested
+/// cloud VMs expose a device on which guests hang. The probe creates a VM and
+/// a vCPU in a child process and runs a few instructions to HLT, with a
+/// timeout; the first answer is cached for the life of the process.
+public enum KVMProbe {
+    public struct Result: Sendable, Equatable {
+        public var usable: Bool
+        public var reason: String
+    }
+
+    private static let cache = Mutex<Result?>(nil)
+
+    /// Probes once (later calls return the cached answer). Set
+    /// `CLOUDBIOS_KVM=off` to skip the probe and use TCG.
+    public static func probe(timeout: Double = 2.0, device: String = "/dev/kvm") -> (usable: Bool, reason: String) {
+        let r = cache.withLock { cached -> Result in
+            if let c = cached { return c }
+            let fresh = run(timeout: timeout, device: device)
+            cached = fresh
+            return fresh
+        }
+        return (r.usable, r.reason)
+    }
+
+    /// Probes without the cache.
+    public static func run(timeout: Double, device: String = "/dev/kvm") -> Result {
+        if let v = getenv("CLOUDBIOS_KVM").map({ String(cString: $0) }), v == "off" {
+            return Result(usable: false, reason: "KVM disabled by CLOUDBIOS_KVM=off")
+        }
+        var buf = [CChar](repeating: 0, count: 256)
+        let ok = cb_kvm_probe(device, Int32(max(0.05, timeout) * 1000), &buf, buf.count)
+        let reason = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return Result(usable: ok == 1, reason: reason)
+    }
+}
+
+/// SHA-256 of a file as lowercase hex (nettle; streamed, never whole in memory).
+public func sha256File(_ path: String) throws -> String {
+    var hex = [CChar](repeating: 0, count: 65)
+    let rc = cb_sha256_file(path, &hex)
+    if rc != 0 { throw SystemError("sha256 \(path)", errno: rc) }
+    return String(decoding: hex.prefix(64).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

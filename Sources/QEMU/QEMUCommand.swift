@@ -1,0 +1,249 @@
+import Config
+
+/// Facts about the host that shape a QEMU command line. Gathered once by the
+/// VM manager (KVM probe, firmware files, bridges) so `QEMUCommand.argv`
+/// stays a pure function.
+public struct HostFacts: Sendable, Equatable {
+    /// The KVM probe's answer.
+    public var kvmUsable: Bool
+    public var kvmReason: String
+    /// OVMF code and the vars template (UEFI), when installed.
+    public var ovmfCode: String?
+    public var ovmfVarsTemplate: String?
+    /// How `network: nat` is provided on this host.
+    public var nat: NATBackend
+    /// The bridge onto the physical NIC for `network: bridge` (`vmbr0`), when it exists.
+    public var physicalBridge: String?
+
+    public enum NATBackend: Sendable, Equatable {
+        /// Taps on the host-internal bridge (`cbnat0`) with DHCP and masquerading.
+        case bridge(String)
+        /// QEMU user networking (no bridge here); the string says why.
+        case user(reason: String)
+    }
+
+    public init(kvmUsable: Bool, kvmReason: String, ovmfCode: String? = nil, ovmfVarsTemplate: String? = nil,
+                nat: NATBackend = .user(reason: "no NAT bridge"), physicalBridge: String? = nil) {
+        self.kvmUsable = kvmUsable; self.kvmReason = kvmReason
+        self.ovmfCode = ovmfCode; self.ovmfVarsTemplate = ovmfVarsTemplate
+        self.nat = nat; self.physicalBridge = physicalBridge
+    }
+}
+
+/// Every path that belongs to one VM, built from the state dir and its
+/// validated name only.
+///
+/// ```
+/// STATE/vms/NAME.json        definition
+/// STATE/disks/NAME/diskN.qcow2, efivars.fd
+/// STATE/run/NAME/qmp.sock vnc.sock serial.log qemu.pid qemu.log
+/// ```
+public struct VMPaths: Sendable, Equatable {
+    public var name: String
+    public var stateDir: String
+
+    public init(stateDir: String, name: String) {
+        self.stateDir = stateDir
+        self.name = name
+    }
+
+    public var definition: String { "\(stateDir)/vms/\(name).json" }
+    public var runDir: String { "\(stateDir)/run/\(name)" }
+    public var qmpSocket: String { "\(runDir)/qmp.sock" }
+    public var vncSocket: String { "\(runDir)/vnc.sock" }
+    public var serialLog: String { "\(runDir)/serial.log" }
+    public var pidFile: String { "\(runDir)/qemu.pid" }
+    /// QEMU's own stderr (errors before it daemonizes).
+    public var qemuLog: String { "\(runDir)/qemu.log" }
+    public var diskDir: String { "\(stateDir)/disks/\(name)" }
+    public func disk(_ index: Int) -> String { "\(diskDir)/disk\(index).qcow2" }
+    public var efiVars: String { "\(diskDir)/efivars.fd" }
+}
+
+/// Where store images live; resolves validated names to paths.
+public struct ImageResolver: Sendable, Equatable {
+    public var directory: String
+    public init(directory: String) { self.directory = directory }
+
+    public func path(_ name: String) throws(QEMUError) -> String {
+        if let problem = Names.checkImage(name) { throw .invalid(problem) }
+        return "\(directory)/\(name)"
+    }
+}
+
+public enum QEMUError: Error, Sendable, Equatable, CustomStringConvertible {
+    case invalid(String)
+    case unavailable(String)
+    public var description: String {
+        switch self {
+        case .invalid(let m), .unavailable(let m): m
+        }
+    }
+}
+
+/// VM spec → QEMU argv. Pure: the same inputs give the same argv, which the
+/// golden tests pin down one argument per line.
+public enum QEMUCommand {
+    public static let binary = "qemu-system-x86_64"
+
+    /// The accelerator a spec gets on this host and why.
+    public static func accel(for spec: VMSpec, host: HostFacts) throws(QEMUError) -> (name: String, reason: String) {
+        switch spec.accel {
+        case .tcg: return ("tcg", "accel: tcg requested")
+        case .kvm:
+            guard host.kvmUsable else { throw .unavailable("accel: kvm requested but KVM is not usable: \(host.kvmReason)") }
+            return ("kvm", host.kvmReason)
+        case .auto:
+            return host.kvmUsable ? ("kvm", host.kvmReason) : ("tcg", "KVM not usable, using TCG (slow): \(host.kvmReason)")
+        }
+    }
+
+    /// Stable locally administered MAC for a VM (52:54:00 is QEMU's prefix).
+    public static func mac(for name: String) -> String {
+        let h = fnv1a(name)
+        let b = [UInt8(truncatingIfNeeded: h >> 16), UInt8(truncatingIfNeeded: h >> 8), UInt8(truncatingIfNeeded: h)]
+        return "52:54:00:" + b.map { hex2($0) }.joined(separator: ":")
+    }
+
+    /// Host tap device for a VM (interface names are at most 15 bytes).
+    public static func tapName(for name: String) -> String {
+        "cbt" + String(fnv1a(name) & 0xffff_ffff, radix: 16).leftPadded(to: 8)
+    }
+
+    public static func argv(spec: VMSpec, host: HostFacts, paths: VMPaths, images: ImageResolver) throws(QEMUError) -> [String] {
+        if let problem = Names.checkVM(spec.name) { throw .invalid(problem) }
+        guard spec.name == paths.name else { throw .invalid("paths are for '\(paths.name)', not '\(spec.name)'") }
+        try checkPath(paths.stateDir)
+        try checkPath(images.directory)
+        guard (16...1_048_576).contains(spec.memory) else { throw .invalid("memory must be between 16 MiB and 1 TiB") }
+        guard (1...256).contains(spec.cpus) else { throw .invalid("cpus must be between 1 and 256") }
+
+        let (accelName, _) = try accel(for: spec, host: host)
+        var a: [String] = [binary]
+        a += ["-name", "guest=\(escape(spec.name)),debug-threads=on"]
+        a += ["-nodefaults", "-no-user-config"]
+        a += ["-machine", "q35"]
+        a += ["-accel", accelName == "kvm" ? "kvm" : "tcg"]
+        a += ["-cpu", accelName == "kvm" ? "host" : "max"]
+        a += ["-m", "\(spec.memory)"]
+        a += ["-smp", "\(spec.cpus)"]
+        a += ["-rtc", "base=utc"]
+
+        // control, console and display: Unix sockets and files in the run dir only
+        a += ["-chardev", "socket,id=qmp,path=\(escape(paths.qmpSocket)),server=on,wait=off"]
+        a += ["-mon", "chardev=qmp,mode=control"]
+        a += ["-chardev", "file,id=serial0,path=\(escape(paths.serialLog))"]
+        a += ["-serial", "chardev:serial0"]
+        a += ["-vnc", "unix:\(escape(paths.vncSocket))"]
+        a += ["-display", "none"]
+        a += ["-vga", "std"]
+        a += ["-pidfile", paths.pidFile]
+        a += ["-daemonize"]
+
+        // firmware
+        switch spec.firmware {
+        case .bios:
+            break // SeaBIOS, QEMU's default
+        case .uefi:
+            guard let code = host.ovmfCode, host.ovmfVarsTemplate != nil else {
+                throw .unavailable("firmware: uefi needs OVMF (install the ovmf package)")
+            }
+            try checkPath(code)
+            a += ["-drive", "if=pflash,unit=0,format=raw,readonly=on,file=\(escape(code))"]
+            a += ["-drive", "if=pflash,unit=1,format=raw,file=\(escape(paths.efiVars))"]
+        }
+
+        // direct kernel boot
+        if let kernel = spec.kernel {
+            a += ["-kernel", try images.path(kernel)]
+            if let initrd = spec.initrd { a += ["-initrd", try images.path(initrd)] }
+            if let append = spec.append {
+                if let problem = Names.checkAppend(append) { throw .invalid(problem) }
+                a += ["-append", append]
+            }
+        } else if spec.initrd != nil || spec.append != nil {
+            throw .invalid("initrd and append need kernel")
+        }
+
+        // input: absolute pointer for VNC
+        a += ["-device", "qemu-xhci,id=xhci"]
+        a += ["-device", "usb-tablet,bus=xhci.0"]
+
+        // disks, then the cdrom, in boot order
+        var bootIndex = 1
+        for (i, disk) in spec.disks.enumerated() {
+            if case .image(let n) = disk { _ = try images.path(n) }
+            a += ["-drive", "if=none,id=disk\(i),format=qcow2,file=\(escape(paths.disk(i))),discard=unmap"]
+            a += ["-device", "virtio-blk-pci,drive=disk\(i),id=virtio-disk\(i),bootindex=\(bootIndex)"]
+            bootIndex += 1
+        }
+        if let cdrom = spec.cdrom {
+            let p = try images.path(cdrom)
+            a += ["-drive", "if=none,id=cd0,media=cdrom,readonly=on,format=raw,file=\(escape(p))"]
+            a += ["-device", "ide-cd,bus=ide.1,drive=cd0,id=cdrom0,bootindex=\(bootIndex)"]
+        }
+
+        // network
+        let mac = mac(for: spec.name)
+        switch spec.network {
+        case .none:
+            break
+        case .nat:
+            switch host.nat {
+            case .bridge:
+                a += ["-netdev", "tap,id=net0,ifname=\(tapName(for: spec.name)),script=no,downscript=no"]
+            case .user:
+                a += ["-netdev", "user,id=net0"]
+            }
+            a += ["-device", "virtio-net-pci,netdev=net0,mac=\(mac),id=nic0"]
+        case .bridge:
+            guard host.physicalBridge != nil else {
+                throw .unavailable("network: bridge needs the host bridge vmbr0, which does not exist here")
+            }
+            a += ["-netdev", "tap,id=net0,ifname=\(tapName(for: spec.name)),script=no,downscript=no"]
+            a += ["-device", "virtio-net-pci,netdev=net0,mac=\(mac),id=nic0"]
+        }
+
+        a += ["-device", "virtio-rng-pci,id=rng0"]
+        return a
+    }
+
+    /// QEMU option values separate keys with commas; a literal comma is `,,`.
+    public static func escape(_ value: String) -> String {
+        value.replacingAll(",", with: ",,")
+    }
+
+    /// Directories and files we put into options must be plain absolute
+    /// paths: printable ASCII, no commas, no `..`.
+    public static func checkPath(_ path: String) throws(QEMUError) {
+        guard path.hasPrefix("/") else { throw .invalid("path '\(Names.clip(path))' must be absolute") }
+        guard path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: ",") && $0 != UInt8(ascii: "\\") }) else {
+            throw .invalid("path '\(Names.clip(path))' may contain only printable ASCII without spaces or commas")
+        }
+        guard !path.split(separator: "/").contains("..") else { throw .invalid("path '\(Names.clip(path))' must not contain '..'") }
+    }
+
+    static func fnv1a(_ s: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 { h ^= UInt64(b); h = h &* 0x100_0000_01b3 }
+        return h
+    }
+
+    static func hex2(_ b: UInt8) -> String {
+        let d = Array("0123456789abcdef")
+        return String([d[Int(b >> 4)], d[Int(b & 15)]])
+    }
+}
+
+extension String {
+    func replacingAll(_ target: Character, with replacement: String) -> String {
+        var out = ""
+        out.reserveCapacity(utf8.count)
+        for c in self { if c == target { out += replacement } else { out.append(c) } }
+        return out
+    }
+
+    func leftPadded(to n: Int) -> String {
+        count >= n ? self : String(repeating: "0", count: n - count) + self
+    }
+}

@@ -1,0 +1,25 @@
+import Config
+import Panel
+import Platform
+
+/// The running panel (one per daemon).
+nonisolated(unsafe) private var runningPanel: PanelServer?
+
+/// Starts the web panel and REST API in front of the backend; returns its URL.
+func startPanel(_ cfg: CloudBIOSConfig, stateDir: String, webRoot: String?, backend: any PanelBackend) throws -> String? {
+    let server: PanelServer
+    do {
+        server = try PanelServer(config: cfg.panel, stateDir: stateDir, webRoot: webRoot, backend: backend,
+                                 version: CloudBIOSVersion.string, hostname: cfg.hostname)
+        try server.start()
+    } catch {
+        throw CLIError("panel on \(cfg.panel.listen): \(error)")
+    }
+    runningPanel = server
+    return server.url
+}
+
+func stopPanel() {
+    runningPanel?.stop()
+    runningPanel = nil
+}

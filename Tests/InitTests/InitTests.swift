@@ -1,0 +1,272 @@
+import Testing
+@testable import Init
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct BootSequenceTests {
+    @Test func phasesAreInBootOrder() {
+        #expect(BootSequence.names == ["mounts", "console", "cmdline", "modules", "hotplug", "network",
+                                       "volumes", "config", "hostname", "storage", "services", "status"])
+        // mounts come before anything that reads /proc or /sys
+        let hw = BootSequence.phases.filter(\.hardware).map(\.name)
+        #expect(hw == ["mounts", "console", "modules", "hotplug", "network", "storage"])
+    }
+}
+
+@Suite struct KernelCommandLineTests {
+    @Test func splitsAndFindsValues() {
+        let c = KernelCommandLine("BOOT_IMAGE=/boot/vmlinuz console=tty0 console=ttyS0,115200 cloudbios.display=win11 quiet cloudbios.config=\"LABEL=MY CFG\"\n")
+        #expect(c.value("console") == "ttyS0,115200")
+        #expect(c.display == "win11")
+        #expect(c.configSource == "LABEL=MY CFG")
+        #expect(c.flag("quiet"))
+        #expect(!c.rescue)
+        #expect(KernelCommandLine("cloudbios.rescue=1").rescue)
+    }
+}
+
+@Suite struct ConfigDiscoveryTests {
+    let volumes = Volume.parseBlkid("""
+        /dev/sr0: LABEL="CLOUDBIOS" TYPE="iso9660"
+        /dev/vdb: LABEL="CBCONFIG" UUID="1234-ABCD" TYPE="vfat"
+        /dev/sda3: LABEL="CB-CONFIG" UUID="aa" TYPE="ext4"
+        /dev/sda4: LABEL="CB-DATA" TYPE="ext4"
+        /dev/vdc: UUID="x" TYPE="swap"
+        """)
+
+    @Test func parsesBlkid() {
+        #expect(volumes.count == 5)
+        #expect(volumes[1] == Volume(device: "/dev/vdb", label: "CBCONFIG", type: "vfat", uuid: "1234-ABCD"))
+        #expect(volumes[4].label == nil)
+    }
+
+    @Test func defaultOrderIsCBCONFIGThenBootMediumThenInstalled() {
+        let plan = ConfigDiscovery.plan(KernelCommandLine("console=ttyS0"), volumes: volumes)
+        let devices = plan.compactMap { step -> String? in
+            if case .volume(let v, let f, _) = step { #expect(f == "cloudbios.yaml"); return v.device }
+            return nil
+        }
+        #expect(devices == ["/dev/vdb", "/dev/sr0", "/dev/sda3"])
+    }
+
+    @Test func kernelArgumentWinsAlone() {
+        #expect(ConfigDiscovery.plan(KernelCommandLine("cloudbios.config=https://h/c.yaml"), volumes: volumes)
+                == [.fetch(url: "https://h/c.yaml")])
+        #expect(ConfigDiscovery.plan(KernelCommandLine("cloudbios.config=/etc/x.yaml"), volumes: volumes)
+                == [.file(path: "/etc/x.yaml")])
+        #expect(ConfigDiscovery.plan(KernelCommandLine("cloudbios.config=LABEL=CB-CONFIG"), volumes: volumes)
+                == [.volume(volumes[2], file: "cloudbios.yaml", source: .label("CB-CONFIG"))])
+    }
+
+    @Test func missingExplicitLabelIsAnError() {
+        #expect(ConfigDiscovery.plan(KernelCommandLine("cloudbios.config=LABEL=NOPE"), volumes: volumes)
+                == [.missing(.label("NOPE"))])
+        #expect(ConfigDiscovery.plan(KernelCommandLine(""), volumes: []).isEmpty)
+    }
+}
+
+@Suite struct ConfigPeekTests {
+    @Test func findsHostnameDisplayVMAndPort() {
+        let p = ConfigPeek(yaml: """
+            version: 1
+            hostname: box1   # the name
+            panel:
+              listen: "0.0.0.0:9443"
+            vms:
+              - name: web
+                memory: 256
+                disks: [{size: 8G}]
+              - name: desk
+                display: true
+                disks:
+                  - name: nested
+            install:
+              disk: {serial: "X*"}
+            """)
+        #expect(p.hostname == "box1")
+        #expect(p.panelPort == 9443)
+        #expect(p.vmNames == ["web", "desk"])
+        #expect(p.displayVM == "desk")
+    }
+}
+
+@Suite struct SupervisorTests {
+    final class FakeClock: @unchecked Sendable { var now = 100.0 }
+
+    @Test func backoffDoublesAndResets() {
+        var b = Backoff(RestartPolicy(initialDelay: 1, maxDelay: 30, factor: 2, resetAfter: 60))
+        #expect([b.exited(ranFor: 1), b.exited(ranFor: 1), b.exited(ranFor: 1), b.exited(ranFor: 1),
+                 b.exited(ranFor: 1), b.exited(ranFor: 1), b.exited(ranFor: 1)] == [1, 2, 4, 8, 16, 30, 30])
+        #expect(b.exited(ranFor: 120) == 1)
+    }
+
+    @Test func restartsWithBackoffOnAFakeClock() {
+        let clock = FakeClock()
+        var nextPid: Int32 = 10
+        var lines: [String] = []
+        let sup = Supervisor(clock: { clock.now }, spawner: { _ in nextPid += 1; return nextPid }, log: { lines.append($0) })
+        sup.add(Service(name: "daemon", path: "/usr/bin/cloudbios", arguments: ["daemon"]))
+        sup.tick()
+        #expect(sup.service("daemon")?.pid == 11)
+        clock.now += 0.5
+        #expect(sup.exited(pid: 11, status: 1))
+        #expect(!sup.exited(pid: 999, status: 0))  // an orphan, not ours
+        #expect(sup.nextDeadline() == 1)
+        clock.now += 0.9
+        sup.tick()
+        #expect(sup.service("daemon")?.pid == nil)  // not yet due
+        clock.now += 0.2
+        sup.tick()
+        #expect(sup.service("daemon")?.pid == 12)
+        clock.now += 1
+        sup.exited(pid: 12, status: 139)
+        #expect(sup.nextDeadline() == 2)
+        #expect(lines.contains("daemon killed by signal 11 after 1 s; restarting in 2 s"))
+        // a stopped service is not restarted
+        clock.now += 5
+        sup.tick()
+        #expect(sup.disable("daemon") == 13)
+        sup.exited(pid: 13, status: 0)
+        clock.now += 100
+        sup.tick()
+        #expect(sup.service("daemon")?.pid == nil)
+    }
+
+    @Test func failedSpawnIsRetried() {
+        let clock = FakeClock()
+        struct Boom: Error {}
+        var fail = true
+        let sup = Supervisor(clock: { clock.now }, spawner: { _ in if fail { throw Boom() }; return 7 })
+        sup.add(Service(name: "viewer", path: "/x", arguments: []))
+        sup.tick()
+        #expect(sup.service("viewer")?.pid == nil)
+        fail = false
+        clock.now += 1
+        sup.tick()
+        #expect(sup.service("viewer")?.pid == 7)
+    }
+}
+
+@Suite struct ShutdownTests {
+    final class Recorder: ShutdownMachine {
+        var events: [String] = []
+        var t = 0.0
+        var vms: [VMRun]
+        var alive: Set<String>
+        var ignoresPowerdown: Set<String>
+        init(vms: [VMRun], ignoresPowerdown: Set<String> = []) {
+            self.vms = vms; alive = Set(vms.map(\.name)); self.ignoresPowerdown = ignoresPowerdown
+        }
+        func log(_ line: String) {}
+        func now() -> Double { t }
+        func sleep(_ s: Double) { t += s }
+        func stopService(_ name: String, timeout: Double) { events.append("stop \(name)") }
+        func runningVMs() -> [VMRun] { vms }
+        func qmp(_ vm: VMRun, _ command: String) -> Bool {
+            events.append("qmp \(vm.name) \(command)")
+            if command == "system_powerdown" && !ignoresPowerdown.contains(vm.name) { alive.remove(vm.name) }
+            if command == "quit" { alive.remove(vm.name) }
+            return true
+        }
+        func alive(_ vm: VMRun) -> Bool { alive.contains(vm.name) }
+        func kill(_ vm: VMRun) { events.append("kill \(vm.name)") }
+        func syncDisks() { events.append("sync") }
+        func unmountAll() { events.append("unmount") }
+        func reboot(_ kind: ShutdownKind) { events.append("reboot \(kind.rawValue)") }
+    }
+
+    @Test func signalsMapLikeBusyboxInit() {
+        #expect(ShutdownKind(signal: SIGTERM) == .reboot)
+        #expect(ShutdownKind(signal: SIGINT) == .reboot)
+        #expect(ShutdownKind(signal: SIGUSR1) == .halt)
+        #expect(ShutdownKind(signal: SIGUSR2) == .poweroff)
+        #expect(ShutdownKind(signal: SIGCHLD) == nil)
+    }
+
+    @Test func vmsStopBeforeTheDaemonAndDisksSyncBeforeReboot() {
+        let m = Recorder(vms: [VMRun(name: "a", qmpSocket: "/r/a/qmp.sock", pid: 5),
+                               VMRun(name: "b", qmpSocket: "/r/b/qmp.sock", pid: 6)], ignoresPowerdown: ["b"])
+        ShutdownSequence.run(.poweroff, on: m, vmTimeout: 10, otherServices: ["dhcp-eth0"])
+        #expect(m.events == ["stop viewer", "qmp a system_powerdown", "qmp b system_powerdown", "qmp b quit",
+                             "stop daemon", "stop dhcp-eth0", "sync", "unmount", "reboot poweroff"])
+        #expect(m.t >= 10)  // b was given its full timeout before quit
+    }
+
+    @Test func noVMsMeansNoWait() {
+        let m = Recorder(vms: [])
+        ShutdownSequence.run(.reboot, on: m)
+        #expect(m.events == ["stop viewer", "stop daemon", "sync", "unmount", "reboot reboot"])
+        #expect(m.t == 0)
+    }
+}
+
+@Suite struct StatusAndHardwareTests {
+    @Test func statusShowsURLFingerprintAndConfigError() {
+        let text = StatusScreen.render(StatusInfo(version: "0.1.0", hostname: "box1",
+                                                  addresses: [(interface: "eth0", address: "10.0.2.15")],
+                                                  tlsFingerprint: "AB:CD", configError: "c.yaml:3:5: unknown key 'memroy'"))
+        #expect(text.contains("https://10.0.2.15:8443/"))
+        #expect(text.contains("AB:CD"))
+        #expect(text.contains("c.yaml:3:5: unknown key 'memroy'"))
+    }
+
+    @Test func parsesUevents() {
+        let raw = Array("add@/devices/pci0000:00/0000:00:05.0/usb1/1-1\0ACTION=add\0SUBSYSTEM=usb\0MODALIAS=usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00\0".utf8)
+        let e = Uevent(raw)
+        #expect(e?.action == "add")
+        #expect(e?.subsystem == "usb")
+        #expect(e?["MODALIAS"]?.hasPrefix("usb:v0781") == true)
+        #expect(Uevent(Array("libudev\0junk".utf8)) == nil)
+    }
+
+    @Test func keyBitmapFindsThePowerKey() {
+        // KEY_POWER = 116: word 1, bit 52 -> "10000000000000 0"
+        #expect(Modalias.hasKeyBit("10000000000000 0", bit: 116))
+        #expect(!Modalias.hasKeyBit("0", bit: 116))
+    }
+}
+
+@Suite struct OffTargetBootTests {
+    func makeRoot(cmdline: String, blkid: String, files: [String: String]) -> String {
+        var tmpl = Array("/tmp/cb-init-test-XXXXXX".utf8CString)
+        let dir = tmpl.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        func write(_ rel: String, _ text: String) {
+            let path = dir + "/" + rel
+            var parts = path.split(separator: "/").dropLast().map(String.init)
+            var cur = ""
+            while !parts.isEmpty { cur += "/" + parts.removeFirst(); mkdir(cur, 0o755) }
+            let f = fopen(path, "w"); fputs(text, f); fclose(f)
+        }
+        write("proc/cmdline", cmdline)
+        write("run/blkid", blkid)
+        for (k, v) in files { write(k, v) }
+        return dir
+    }
+
+    @Test func bootFindsTheCBCONFIGVolumeAndPlansServices() {
+        let root = makeRoot(cmdline: "console=ttyS0", blkid: "/dev/vdb: LABEL=\"CBCONFIG\" TYPE=\"vfat\"\n",
+                            files: ["media/CBCONFIG/cloudbios.yaml": "hostname: demo\nvms:\n  - name: demo\n    display: true\n"])
+        let pe = PE(mode: .offTarget(root: root), version: "test")
+        pe.validator = { _ in nil }
+        pe.boot()
+        #expect(pe.completedPhases == ["cmdline", "volumes", "config", "hostname", "services", "status"])
+        #expect(pe.configPath == root + "/media/CBCONFIG/cloudbios.yaml")
+        #expect(pe.hostname == "demo")
+        #expect(pe.servicePlan.map(\.arguments) == [
+            ["daemon", "--config", root + "/media/CBCONFIG/cloudbios.yaml", "--state-dir", "/var/lib/cloudbios"],
+            ["viewer", "--vm", "demo"]])
+    }
+
+    @Test func brokenConfigStartsTheDaemonWithDefaultsAndKeepsTheError() {
+        let root = makeRoot(cmdline: "cloudbios.display=none", blkid: "/dev/vdb: LABEL=\"CBCONFIG\" TYPE=\"vfat\"\n",
+                            files: ["media/CBCONFIG/cloudbios.yaml": "hostname: demo\nvms: [\n"])
+        let pe = PE(mode: .offTarget(root: root), version: "test")
+        pe.validator = { path in "\(path):2:6: unexpected end of flow sequence" }
+        pe.boot()
+        #expect(pe.configError?.hasSuffix("cloudbios.yaml:2:6: unexpected end of flow sequence") == true)
+        #expect(pe.hostname == "cloudbios")
+        #expect(pe.servicePlan.map(\.arguments) == [["daemon", "--state-dir", "/var/lib/cloudbios"]])
+        #expect(pe.statusInfo().configError == pe.configError)
+    }
+}

@@ -1,0 +1,78 @@
+"""The PE boots from its ISO on BIOS and UEFI, finds its config on a CBCONFIG
+volume, brings up DHCP, starts the daemon, and serves the panel: /api/v1/health
+answers through the forwarded port and the configured user can log in. A
+broken config still boots, shows the exact error and serves health."""
+import json
+import re
+
+import pytest
+
+import qemu
+
+USER, PASSWORD = "admin", "e2e-Secret-42"
+BOOT_TIMEOUT = 420  # TCG without KVM, nested
+PANEL_TIMEOUT = 240
+
+
+def demo_config(hash_):
+    return f"""version: 1
+hostname: e2e-host
+panel:
+  users:
+    - name: {USER}
+      password_hash: "{hash_}"
+"""
+
+
+def boot_pe(vm_factory, iso, tmp_path, files, firmware):
+    vol = qemu.make_cbconfig(str(tmp_path / "cbconfig.img"), files)
+    vm = vm_factory(name=f"pe-{firmware}", iso=iso, drives=[vol], firmware=firmware, memory=1024,
+                    forwards={8443: qemu.free_port()})
+    vm.start()
+    return vm
+
+
+def assert_pe_booted(log, hostname):
+    # PID 1 logs every step to the serial console
+    assert "cloudbios: CloudBIOS " in log and "starting (PID 1)" in log
+    assert re.search(r"cloudbios: modules: \d+ device aliases; loaded \d+: .*virtio_net", log), log[-3000:]
+    assert "cloudbios: config: using /run/cloudbios/media/CBCONFIG/cloudbios.yaml from LABEL=CBCONFIG" in log
+    assert "cloudbios: network: DHCP on eth0" in log
+    assert f"cloudbios: hostname: {hostname}" in log or hostname is None
+    assert "cloudbios: started daemon (pid " in log
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_boot_serves_health_and_login(vm_factory, iso, tmp_path, firmware):
+    vm = boot_pe(vm_factory, iso, tmp_path, {"cloudbios.yaml": demo_config(qemu.password_hash(PASSWORD))}, firmware)
+    log = vm.wait_serial("cloudbios: boot: complete", BOOT_TIMEOUT)
+    assert_pe_booted(log, "e2e-host")
+    vm.wait_serial("lease of 10.0.2.15 obtained", 60)
+    assert "https://10.0.2.15:8443/" in vm.serial()
+
+    body = json.loads(vm.wait_https("/api/v1/health", PANEL_TIMEOUT))
+    assert body["status"] == "ok"
+    assert "version" in body
+
+    status, raw = vm.https("/api/v1/login", method="POST", body={"user": USER, "password": PASSWORD})
+    assert status == 200, raw
+    login = json.loads(raw)
+    assert login["token"] and login["expires"]
+    status, raw = vm.https("/api/v1/login", method="POST", body={"user": USER, "password": "wrong"})
+    assert status in (401, 403), raw
+    status, raw = vm.https("/api/v1/host", headers={"Authorization": f"Bearer {login['token']}"})
+    assert status == 200, raw
+
+
+def test_broken_config_still_boots_and_shows_the_error(vm_factory, iso, tmp_path):
+    broken = "version: 1\nhostname: broken\npanel:\n  listen: \"0.0.0.0:8443\"\n  memroy: 12\n"
+    vm = boot_pe(vm_factory, iso, tmp_path, {"cloudbios.yaml": broken}, "bios")
+    log = vm.wait_serial("cloudbios: boot: complete", BOOT_TIMEOUT)
+    assert "cloudbios: started daemon (pid " in log
+    # the exact error, FILE:LINE:COL, on the serial console
+    assert re.search(r"cloudbios: config: ERROR: \S*cloudbios\.yaml:5:3: ", log), log[-3000:]
+    assert "the daemon starts with defaults" in log
+    assert "cloudbios: hostname: cloudbios" in log
+    # the daemon runs with defaults: the panel's health answers
+    body = json.loads(vm.wait_https("/api/v1/health", PANEL_TIMEOUT))
+    assert body["status"] == "ok"

@@ -1,0 +1,245 @@
+"""End to end: a headless install from the ISO, then the installed disk boots.
+
+Boots images/out/cloudbios.iso under TCG with three disks: the target
+(serial TARGET01, matched by the glob TARGET*), a decoy holding an ext4
+filesystem with data (serial DECOY01) and a CBCONFIG volume whose config has
+`install:`. The PE installs without a person and powers off; the decoy is
+byte-for-byte unchanged. The installed disk then boots alone on BIOS and on
+UEFI to the panel, where a login sees the configured VM autostarted.
+A config selecting a non-empty disk without `wipe: true` is refused on the
+console and the disk is unchanged.
+
+Also `python3 scripts/e2e/test_install.py --bench`: prints the seconds of one
+headless install (boot, install, power off).
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "scripts", "lib"))
+ISO = os.path.join(REPO, "images", "out", "cloudbios.iso")
+PASSWORD = "install-test-pw"
+
+try:
+    import qemu  # scripts/lib/qemu.py
+except ImportError:  # pragma: no cover
+    qemu = None
+
+needs_iso = pytest.mark.skipif(qemu is None or not os.path.exists(ISO),
+                               reason="needs images/out/cloudbios.iso (scripts/build) and scripts/lib/qemu.py")
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_guest(workdir):
+    guest = os.path.join(workdir, "guest")
+    sh(f"sh {REPO}/scripts/lib/make-guest.sh {guest}")
+    return guest
+
+
+def make_config_volume(workdir, guest, install_yaml):
+    """A FAT volume labelled CBCONFIG with cloudbios.yaml and the guest."""
+    src = os.path.join(workdir, "cbconfig")
+    os.makedirs(os.path.join(src, "guest"), exist_ok=True)
+    for f in ("vmlinuz", "initrd.img"):
+        sh(f"cp {guest}/{f} {src}/guest/{f}")
+    pw_hash = sh(f"openssl passwd -6 {PASSWORD}").strip()
+    with open(os.path.join(src, "cloudbios.yaml"), "w") as f:
+        f.write(f"""version: 1
+hostname: installed
+panel:
+  users:
+    - name: admin
+      password_hash: "{pw_hash}"
+images:
+  - name: tiny-kernel
+    file: guest/vmlinuz
+  - name: tiny-initrd
+    file: guest/initrd.img
+vms:
+  - name: tiny
+    memory: 128
+    kernel: tiny-kernel
+    initrd: tiny-initrd
+    append: "console=ttyS0"
+    network: none
+    autostart: true
+    display: true
+{install_yaml}""")
+    img = os.path.join(workdir, "cbconfig.img")
+    kib = int(sh(f"du -sk {src}").split()[0]) * 5 // 4 + 2048
+    sh(f"mkfs.fat -C -n CBCONFIG {img} {kib}")
+    sh(f"MTOOLS_SKIP_CHECK=1 mcopy -s -i {img} {src}/* ::/")
+    return img
+
+
+def make_decoy(path, size="1G"):
+    data = path + ".d"
+    os.makedirs(data, exist_ok=True)
+    with open(os.path.join(data, "precious.txt"), "w") as f:
+        f.write("customer data, do not touch\n" * 1000)
+    sh(f"truncate -s {size} {path} && mkfs.ext4 -q -F -L PRECIOUS -d {data} {path}")
+    return path
+
+
+INSTALL = """install:
+  disk: {serial: "TARGET*"}
+  wipe: false
+  after: poweroff
+"""
+
+
+def drive(path, serial):
+    return f"file={path},format=raw,if=virtio,serial={serial}"
+
+
+def headless_install(workdir, guest, timeout=300):
+    """Boots the ISO with target, decoy and CBCONFIG; returns (target, decoy, decoy sha, seconds, serial log)."""
+    target = os.path.join(workdir, "target.img")
+    sh(f"truncate -s 4G {target}")
+    decoy = make_decoy(os.path.join(workdir, "decoy.img"))
+    before = sha256(decoy)
+    cfg = make_config_volume(workdir, guest, INSTALL)
+    vm = qemu.VM("install", iso=ISO, memory=1536,
+                 drives=[drive(target, "TARGET01"), drive(decoy, "DECOY01"), drive(cfg, "CBCFG01")])
+    t0 = time.monotonic()
+    try:
+        vm.start()
+        vm.wait_serial("install: 100%", timeout)
+        # after: poweroff — QEMU (-no-reboot) exits when the PE powers off.
+        vm.proc.wait(timeout=90)
+        seconds = time.monotonic() - t0
+        log = vm.serial()
+    finally:
+        vm.cleanup()
+    return target, decoy, before, seconds, log
+
+
+def login(vm):
+    status, body = vm.https("/api/v1/login", method="POST", body={"user": "admin", "password": PASSWORD})
+    assert status == 200, body
+    return json.loads(body)["token"]
+
+
+def wait_vm_running(vm, token, name, timeout):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        status, body = vm.https("/api/v1/vms", headers={"Authorization": f"Bearer {token}"})
+        if status == 200:
+            vms = json.loads(body)
+            vms = vms.get("vms", vms) if isinstance(vms, dict) else vms
+            last = vms
+            for v in vms:
+                if v.get("name") == name and v.get("state") == "running":
+                    return v
+        time.sleep(2)
+    raise AssertionError(f"VM {name} not running after {timeout} s: {last}\n{vm.serial()[-3000:]}")
+
+
+def boot_installed(target, firmware):
+    port = qemu.free_port()
+    vm = qemu.VM(f"installed-{firmware}", firmware=firmware, memory=1536, drives=[drive(target, "TARGET01")],
+                 forwards={8443: port})
+    try:
+        vm.start()
+        health = json.loads(vm.wait_https("/api/v1/health", 300))
+        assert health["status"] == "ok"
+        log = vm.serial()
+        assert "cloudbios.display=tiny" in log, "GRUB's default entry is the display VM"
+        token = login(vm)
+        v = wait_vm_running(vm, token, "tiny", 180)
+        assert v["name"] == "tiny"
+    finally:
+        vm.cleanup()
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    d = tempfile.mkdtemp(prefix="cloudbios-install-e2e-", dir="/var/tmp")
+    yield d
+    sh(f"rm -rf {d}")
+
+
+@pytest.fixture(scope="module")
+def guest(workdir):
+    return make_guest(workdir)
+
+
+@pytest.fixture(scope="module")
+def installed(workdir, guest):
+    return headless_install(workdir, guest)
+
+
+@needs_iso
+def test_headless_install_leaves_the_decoy_alone(installed):
+    target, decoy, before, seconds, log = installed
+    assert "serial TARGET01 matches" in log
+    assert "install: 100%" in log
+    assert sha256(decoy) == before, "the decoy disk changed"
+    table = json.loads(sh(f"sfdisk -J {target}"))["partitiontable"]
+    assert [p["name"] for p in table["partitions"]] == [
+        "cloudbios-bios", "cloudbios-esp", "cloudbios-system", "cloudbios-config", "cloudbios-data"]
+    off = 130 << 20
+    grub = sh(f"debugfs -R 'cat /boot/grub/grub.cfg' '{target}?offset={off}' 2>/dev/null")
+    assert "cloudbios.display=tiny" in grub
+    images = sh(f"debugfs -R 'ls /images' '{target}?offset={674 << 20}' 2>/dev/null")
+    assert "tiny-kernel" in images and "tiny-initrd" in images
+
+
+@needs_iso
+def test_installed_disk_boots_on_bios_to_the_panel(installed):
+    boot_installed(installed[0], "bios")
+
+
+@needs_iso
+def test_installed_disk_boots_on_uefi_to_the_panel(installed):
+    boot_installed(installed[0], "uefi")
+
+
+@needs_iso
+def test_non_empty_disk_without_wipe_is_refused(workdir, guest):
+    d = os.path.join(workdir, "refuse")
+    os.makedirs(d, exist_ok=True)
+    target = make_decoy(os.path.join(d, "target.img"), size="2G")
+    before = sha256(target)
+    cfg = make_config_volume(d, guest, INSTALL.replace("poweroff", "none"))
+    vm = qemu.VM("refuse", iso=ISO, memory=1536, drives=[drive(target, "TARGET01"), drive(cfg, "CBCFG01")])
+    try:
+        vm.start()
+        log = vm.wait_serial("REFUSED", 240)
+        time.sleep(2)
+        log = vm.serial()
+        assert "not empty" in log and "wipe: true" in log
+        assert "PRECIOUS" in log
+    finally:
+        vm.cleanup()
+    assert sha256(target) == before
+
+
+if __name__ == "__main__" and "--bench" in sys.argv:
+    if qemu is None or not os.path.exists(ISO):
+        sys.exit("needs images/out/cloudbios.iso and scripts/lib/qemu.py")
+    w = tempfile.mkdtemp(prefix="cloudbios-install-bench-", dir="/var/tmp")
+    try:
+        _, _, _, secs, _ = headless_install(w, make_guest(w))
+        print(f"{secs:.1f}")
+    finally:
+        subprocess.run(["rm", "-rf", w])

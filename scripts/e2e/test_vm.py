@@ -1,0 +1,162 @@
+"""The daemon on the host, driven over its REST API: upload the tiny guest,
+create and start it under TCG, see its serial output and its screen,
+pause/resume, kill -9 the daemon and find the VM running and reattached,
+stop, delete. Bounded: each test well under 3 minutes."""
+import os
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from cbdaemon import Daemon, alive, colour_share, guest  # noqa: E402
+
+BLUE = (0x1E, 0x90, 0xFF)
+
+
+@pytest.fixture
+def daemon():
+    d = Daemon()
+    yield d
+    d.teardown()
+
+
+def state(d, vm):
+    return d.json("GET", f"/api/v1/vms/{vm}")["state"]
+
+
+def test_vm_lifecycle_over_api_survives_daemon_kill(daemon):
+    kernel, initrd = guest()
+    first = daemon.start()
+    daemon.login()
+
+    st, img = daemon.upload("tiny-kernel", kernel)
+    assert st in (200, 201) and img["size"] == os.path.getsize(kernel)
+    st, _ = daemon.upload("tiny-initrd", initrd)
+    assert st in (200, 201)
+    names = [i["name"] for i in daemon.json("GET", "/api/v1/images")]
+    assert names == ["tiny-initrd", "tiny-kernel"]
+
+    spec = {"name": "tiny", "memory": 256, "kernel": "tiny-kernel", "initrd": "tiny-initrd",
+            "append": "console=ttyS0 quiet", "network": "nat"}
+    st, body, _ = daemon.request("POST", "/api/v1/vms", spec)
+    assert st in (200, 201), body
+    assert state(daemon, "tiny") == "stopped"
+
+    t0 = time.time()
+    vm = daemon.json("POST", "/api/v1/vms/tiny/start")
+    assert vm["state"] == "running"
+    assert vm["accel_in_use"] in ("tcg", "kvm")
+    pid = vm["pid"]
+    assert daemon.wait_serial("tiny", "CLOUDBIOS-GUEST-READY", 90), "guest never reached READY"
+    print(f"start to READY: {time.time() - t0:.1f} s")
+
+    # in use: the image cannot go, the running VM cannot be deleted or changed
+    assert daemon.request("DELETE", "/api/v1/images/tiny-kernel")[0] == 409
+    assert daemon.request("DELETE", "/api/v1/vms/tiny")[0] == 409
+    assert daemon.request("PUT", "/api/v1/vms/tiny", dict(spec, memory=512))[0] == 409
+
+    # the screen: a PNG of the guest's display (checked at the end, so the
+    # rest of the lifecycle is verified even when the display is wrong)
+    assert daemon.wait_serial("tiny", "CLOUDBIOS-GUEST-PAINTED", 30)
+    share, size = 0.0, None
+    for _ in range(10):
+        st, png, hdr = daemon.request("GET", "/api/v1/vms/tiny/screenshot")
+        assert st == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
+        share, w, h = colour_share(png, BLUE)
+        size = (w, h)
+        if share > 0.9:
+            break
+        time.sleep(1)
+    assert size == (1280, 800)   # the guest's mode (it prints it when painting)
+
+    assert daemon.json("POST", "/api/v1/vms/tiny/pause")["state"] == "paused"
+    assert state(daemon, "tiny") == "paused"
+    assert daemon.json("POST", "/api/v1/vms/tiny/resume")["state"] == "running"
+
+    # kill -9 the daemon: the guest keeps running and a new daemon reattaches
+    daemon.kill9(first)
+    assert alive(pid)
+    daemon.start()
+    vm = daemon.json("GET", "/api/v1/vms/tiny")
+    assert vm["state"] == "running" and vm["pid"] == pid
+    assert daemon.json("POST", "/api/v1/vms/tiny/pause")["state"] == "paused"   # QMP works again
+    assert daemon.json("POST", "/api/v1/vms/tiny/resume")["state"] == "running"
+
+    metrics = daemon.request("GET", "/metrics")[1].decode()
+    assert 'cloudbios_vm_state{vm="tiny",state="running"} 1' in metrics
+
+    assert daemon.json("POST", "/api/v1/vms/tiny/stop")["state"] == "stopped"
+    assert not alive(pid)
+    assert not os.path.exists(os.path.join(daemon.state, "run", "tiny", "qmp.sock"))
+    assert daemon.request("DELETE", "/api/v1/vms/tiny")[0] in (200, 204)
+    assert daemon.request("GET", "/api/v1/vms/tiny")[0] == 404
+    assert daemon.request("DELETE", "/api/v1/images/tiny-kernel")[0] in (200, 204)
+    assert share > 0.9, f"only {share:.0%} of the screen is #1E90FF"
+
+
+def test_crashed_qemu_is_reported(daemon):
+    kernel, initrd = guest()
+    daemon.start()
+    daemon.login()
+    daemon.upload("k", kernel)
+    daemon.upload("i", initrd)
+    st, body, _ = daemon.request("POST", "/api/v1/vms", {"name": "c", "memory": 128, "kernel": "k", "initrd": "i", "network": "none"})
+    assert st in (200, 201), body
+    pid = daemon.json("POST", "/api/v1/vms/c/start")["pid"]
+    os.kill(pid, 9)
+    deadline = time.time() + 15
+    while time.time() < deadline and state(daemon, "c") != "crashed":
+        time.sleep(0.2)
+    vm = daemon.json("GET", "/api/v1/vms/c")
+    assert vm["state"] == "crashed" and "unexpectedly" in vm.get("message", "")
+    # a crashed VM starts again
+    assert daemon.json("POST", "/api/v1/vms/c/start")["state"] == "running"
+    assert daemon.json("POST", "/api/v1/vms/c/stop")["state"] == "stopped"
+
+
+def test_autostart_in_order_and_config_images(daemon):
+    kernel, initrd = guest()
+    d = Daemon(extra_config=f"""images:
+  - name: tiny-kernel
+    file: {kernel}
+  - name: tiny-initrd
+    file: {initrd}
+vms:
+  - name: second
+    memory: 128
+    kernel: tiny-kernel
+    initrd: tiny-initrd
+    network: none
+    autostart: true
+    order: 2
+  - name: first
+    memory: 128
+    kernel: tiny-kernel
+    initrd: tiny-initrd
+    network: none
+    autostart: true
+    order: 1
+  - name: manual
+    memory: 128
+    kernel: tiny-kernel
+""")
+    try:
+        d.start(timeout=60)
+        d.login()
+        deadline = time.time() + 60   # the panel answers while autostart is still starting VMs
+        while True:
+            vms = {v["name"]: v for v in d.json("GET", "/api/v1/vms")}
+            if vms["second"]["state"] != "stopped" and vms["second"]["state"] != "starting" or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert vms["first"]["state"] == "running" and vms["second"]["state"] == "running"
+        assert vms["manual"]["state"] == "stopped"
+        assert vms["first"]["pid"] < vms["second"]["pid"]   # started in order
+        images = {i["name"]: i for i in d.json("GET", "/api/v1/images")}
+        assert images["tiny-kernel"]["size"] == os.path.getsize(kernel)
+        assert sorted(images["tiny-kernel"]["in_use_by"]) == ["first", "manual", "second"]
+        log = open(d.log).read()
+        assert "KVM" in log   # the accelerator decision is visible
+    finally:
+        d.teardown()
