@@ -11,8 +11,8 @@ Two layers:
   (QMP send-key) must reach the guest (its serial log, read through the panel
   API), and the hotkey must switch to the host console and back.
 
-Environment: CLOUDBIOS_BIN (default .build-release/release/cloudbios),
-CLOUDBIOS_ISO (default images/out/cloudbios.iso).
+Environment: CLOUDBIOS_BIN (default .build-release/release/cloudbios); the
+ISO is images/out/cloudbios.iso (conftest's `iso` fixture).
 """
 import json
 import os
@@ -22,13 +22,11 @@ import struct
 import subprocess
 import tempfile
 import time
-import urllib.request
 
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("CLOUDBIOS_BIN", os.path.join(ROOT, ".build-release", "release", "cloudbios"))
-ISO = os.environ.get("CLOUDBIOS_ISO", os.path.join(ROOT, "images", "out", "cloudbios.iso"))
 BLUE = (0x1E, 0x90, 0xFF)
 GUEST_APPEND = "vga=0x344 console=tty1 console=ttyS0"
 
@@ -147,11 +145,6 @@ class Qemu:
         self.log.close()
 
 
-def tiny_guest(outdir):
-    subprocess.run([os.path.join(ROOT, "scripts", "lib", "make-guest.sh"), outdir], check=True, timeout=300)
-    return os.path.join(outdir, "vmlinuz"), os.path.join(outdir, "initrd.img")
-
-
 def start_guest(workdir, kernel, initrd, vnc):
     serial = os.path.join(workdir, "guest-serial.log")
     q = Qemu(workdir, ["-m", "256", "-vga", "std", "-kernel", kernel, "-initrd", initrd,
@@ -258,9 +251,9 @@ def rfb_snapshot(port, keys=()):
         s.close()
 
 
-@pytest.fixture(scope="module")
-def guest_files(tmp_path_factory):
-    return tiny_guest(str(tmp_path_factory.mktemp("guest")))
+@pytest.fixture
+def guest_files(guest):
+    return guest["kernel"], guest["initrd"]
 
 
 @pytest.fixture
@@ -497,14 +490,14 @@ def test_viewer_in_a_vm_drives_display_keyboard_and_hotkey(guest_files, workdir,
 
 # ------------------------------------------------- the whole appliance
 
+USER, PASSWORD = "admin", "dualrun-Secret-7"
+
 CONFIG = """\
 version: 1
 hostname: dualrun
 panel:
-  listen: "0.0.0.0:8443"
-  tls: off
   users:
-    - name: admin
+    - name: {user}
       password_hash: "{hash}"
 images:
   - name: tiny-kernel
@@ -525,104 +518,60 @@ vms:
 """
 
 
-def make_config_volume(workdir, kernel, initrd, password):
-    pwhash = subprocess.run(["openssl", "passwd", "-6", password], capture_output=True, text=True, check=True).stdout.strip()
-    cfg = os.path.join(workdir, "cloudbios.yaml")
-    with open(cfg, "w") as f:
-        f.write(CONFIG.format(hash=pwhash, append=GUEST_APPEND))
-    img = os.path.join(workdir, "cbconfig.img")
-    with open(img, "wb") as f:
-        f.truncate(64 << 20)
-    subprocess.run(["mkfs.vfat", "-n", "CBCONFIG", img], check=True, capture_output=True)
-    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
-    subprocess.run(["mcopy", "-i", img, cfg, "::cloudbios.yaml"], check=True, env=env)
-    subprocess.run(["mmd", "-i", img, "::guest"], check=True, env=env)
-    subprocess.run(["mcopy", "-i", img, kernel, "::guest/vmlinuz"], check=True, env=env)
-    subprocess.run(["mcopy", "-i", img, initrd, "::guest/initrd.img"], check=True, env=env)
-    return img
-
-
-class Panel:
-    def __init__(self, port):
-        self.base = f"http://127.0.0.1:{port}/api/v1"
-        self.token = None
-
-    def request(self, method, path, body=None, timeout=20):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-
-    def healthy(self):
-        try:
-            return self.request("GET", "/health", timeout=5)[0] == 200
-        except OSError:
-            return False
-
-    def login(self, user, password):
-        status, body = self.request("POST", "/login", {"user": user, "password": password})
-        assert status == 200
-        self.token = json.loads(body)["token"]
-
-    def serial(self, vm):
-        try:
-            status, body = self.request("GET", f"/vms/{vm}/serial")
-            return body.decode("utf-8", "replace") if status == 200 else ""
-        except OSError:
-            return ""
-
-
-def test_iso_dual_runs_the_display_vm(guest_files, workdir):
-    assert os.path.exists(ISO), f"no ISO at {ISO}: run scripts/build"
-    kernel, initrd = guest_files
-    password = "dualrun-secret"
-    cfg = make_config_volume(workdir, kernel, initrd, password)
-    port = free_port()
-    outer_serial = os.path.join(workdir, "outer-serial.log")
-    outer = Qemu(workdir, [
-        "-m", "2048", "-smp", "2", "-vga", "std",
-        "-drive", f"file={ISO},media=cdrom,readonly=on,if=ide,index=0",
-        "-drive", f"file={cfg},format=raw,if=virtio",
-        "-boot", "d",
-        "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:8443", "-device", "virtio-net-pci,netdev=n0",
-        "-display", "none", "-serial", f"file:{outer_serial}",
-    ], name="outer")
-    screen = os.path.join(workdir, "outer.ppm")
+def test_iso_dual_runs_the_display_vm(iso, guest, vm_factory, tmp_path):
+    """The appliance: the ISO boots with a config whose display VM is the
+    tiny guest; the machine's own screen shows the guest, its keyboard types
+    into the guest, and Ctrl+Alt+F12 switches to the host console and back."""
+    import qemu
+    vol = qemu.make_cbconfig(str(tmp_path / "cbconfig.img"), {
+        "cloudbios.yaml": CONFIG.format(user=USER, hash=qemu.password_hash(PASSWORD), append=GUEST_APPEND),
+        "guest/vmlinuz": ("copy", guest["kernel"]),
+        "guest/initrd.img": ("copy", guest["initrd"]),
+    })
+    vm = vm_factory(name="dualrun", iso=iso, drives=[vol], memory=2048, cpus=2,
+                    forwards={8443: qemu.free_port()})
+    vm.start()
+    screen = str(tmp_path / "outer.ppm")
 
     def outer_blue():
-        return colour_fraction(outer.screendump(screen)[2], BLUE)
+        vm.qmp.screendump(screen)
+        return colour_fraction(read_ppm(screen)[2], BLUE)
 
-    try:
-        panel = Panel(port)
-        wait_for("the panel of the booted ISO", panel.healthy, 600, interval=3)
-        panel.login("admin", password)
-        # nested TCG: the tiny guest needs a few minutes
-        wait_for("the display VM to paint its screen",
-                 lambda: "CLOUDBIOS-GUEST-PAINTED" in panel.serial("tiny"), 900, interval=5)
-        # the outer machine's own screen shows the guest
-        wait_for("the guest's colour on the outer screen", lambda: outer_blue() > 0.5, 300, interval=3)
+    def type_text(text):
+        names = {" ": "spc", "\n": "ret"}
+        for ch in text:
+            vm.qmp.send_key(names.get(ch, ch))
+            time.sleep(0.05)
 
-        # the outer keyboard reaches the guest
-        outer.qmp.type_text("hello\n")
-        wait_for("typed keys in the guest", lambda: "typed: hello" in panel.serial("tiny"), 300, interval=3)
+    vm.wait_https("/api/v1/health", timeout=600)
+    status, body = vm.https("/api/v1/login", method="POST", body={"user": USER, "password": PASSWORD})
+    assert status == 200, body
+    auth = {"Authorization": "Bearer " + json.loads(body)["token"]}
 
-        # Ctrl+Alt+F12: the host console
-        outer.qmp.send_keys("ctrl", "alt", "f12")
-        wait_for("the host console on the outer screen", lambda: outer_blue() < 0.1, 120, interval=2)
-        # keys typed on the host console do not reach the guest
-        outer.qmp.type_text("nope\n")
-        time.sleep(5)
-        # and back
-        outer.qmp.send_keys("ctrl", "alt", "f12")
-        wait_for("the guest back on the outer screen", lambda: outer_blue() > 0.5, 120, interval=2)
-        outer.qmp.type_text("back\n")
-        wait_for("keys after switching back", lambda: "typed: back" in panel.serial("tiny"), 300, interval=3)
-        log = panel.serial("tiny")
-        assert "nope" not in log, "keys typed on the host console leaked into the guest"
-        assert "f12" not in log.lower()
-    finally:
-        outer.stop()
+    def guest_serial():
+        try:
+            status, body = vm.https("/api/v1/vms/tiny/serial", headers=auth, timeout=10)
+        except OSError:
+            return ""
+        return body.decode("utf-8", "replace") if status == 200 else ""
+
+    # nested TCG: the tiny guest needs a few minutes
+    wait_for("the display VM to paint its screen", lambda: "CLOUDBIOS-GUEST-PAINTED" in guest_serial(), 900, interval=5)
+    # the machine's own screen shows the guest
+    wait_for("the guest's colour on the outer screen", lambda: outer_blue() > 0.5, 300, interval=3)
+    # the machine's keyboard reaches the guest
+    type_text("hello\n")
+    wait_for("typed keys in the guest", lambda: "typed: hello" in guest_serial(), 300, interval=3)
+    # Ctrl+Alt+F12: the host console
+    vm.qmp.send_key("ctrl", "alt", "f12")
+    wait_for("the host console on the outer screen", lambda: outer_blue() < 0.1, 120, interval=2)
+    # keys typed on the host console do not reach the guest
+    type_text("nope\n")
+    time.sleep(5)
+    # and back
+    vm.qmp.send_key("ctrl", "alt", "f12")
+    wait_for("the guest back on the outer screen", lambda: outer_blue() > 0.5, 120, interval=2)
+    type_text("back\n")
+    wait_for("keys after switching back", lambda: "typed: back" in guest_serial(), 300, interval=3)
+    log = guest_serial()
+    assert "nope" not in log, "keys typed on the host console leaked into the guest"
