@@ -48,6 +48,7 @@ struct DaemonCommand: Command {
 
         var options = VMManagerOptions(stateDir: dir)
         options.nat = natMode
+        options.bridgePort = cfg.network.bridgePort
         options.version = CloudBIOSVersion.string
         let manager: VMManager
         do { manager = try VMManager(options: options) } catch { throw CLIError("state dir \(dir): \(error)") }
