@@ -163,11 +163,14 @@ vms:
         d.teardown()
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("dnsmasq"),
-                    reason="needs root, unshare and dnsmasq")
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("dnsmasq")
+                    or not shutil.which("nft") or not shutil.which("nsenter"),
+                    reason="needs root, unshare, nsenter, dnsmasq and nft")
 def test_nat_bridge_in_a_private_network_namespace():
-    """`--nat bridge` builds cbnat0 with DHCP and puts each nat VM's tap on it;
-    without it, nat falls back to QEMU user networking and the VM says so.
+    """`--nat bridge` builds cbnat0 with DHCP and masquerading (nftables) and
+    puts each nat VM's tap on it; a machine on cbnat0 reaches an outside
+    address with the uplink's address as its source. Without it, nat falls
+    back to QEMU user networking and the VM says so.
     Runs in namespaces of its own: the host's network is never touched."""
     import subprocess
     import tempfile
@@ -185,6 +188,13 @@ def test_nat_bridge_in_a_private_network_namespace():
         assert facts.get("DHCP_ALIVE") == "yes"
         assert '"state":"running"' in facts.get("BRIDGE_STATUS", "") and "usernetworking" not in facts["BRIDGE_STATUS"]
         assert facts.get("TAP_AFTER_STOP") == "0"
+        # masquerading: the outside sees the uplink's address, and only thanks to the table
+        assert facts.get("IP_FORWARD") == "1", r.stdout
+        assert facts.get("NFT_MASQ_RULES") == "1", r.stdout
+        assert facts.get("NAT_SEEN_SOURCE") == "198.51.100.2", r.stdout + r.stderr
+        assert facts.get("NO_MASQ_SEEN_SOURCE") == "fail", r.stdout
+        assert facts.get("RESTART_MASQ_RULES") == "1", r.stdout
+        assert facts.get("RESTART_SEEN_SOURCE") == "198.51.100.2", r.stdout
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
