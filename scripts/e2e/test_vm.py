@@ -199,6 +199,43 @@ def test_nat_bridge_in_a_private_network_namespace():
         shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter")
+                    or not shutil.which("busybox"),
+                    reason="needs root, unshare, nsenter and busybox (ping)")
+@pytest.mark.parametrize("port_key", ["", "eth0"], ids=["default-route-nic", "bridge_port"])
+def test_bridge_vmbr0_over_the_nic_in_a_private_network_namespace(port_key):
+    """`network: bridge` builds vmbr0 over the NIC (found by its default
+    route, or network.bridge_port), moving its address and routes onto the
+    bridge: the host stays reachable from the LAN at its address and the VM's
+    tap is a port of vmbr0. A veth pair between two namespaces of the test's
+    own stands in for the NIC and the LAN: the host's network is never touched."""
+    import subprocess
+    import tempfile
+    from cbdaemon import binary, password_hash
+    kernel, _ = guest()
+    d = tempfile.mkdtemp(prefix="cbbr-", dir="/tmp")
+    try:
+        r = subprocess.run(["unshare", "-nm", "sh", os.path.join(os.path.dirname(__file__), "vm_bridge_netns.sh"),
+                            binary(), d, os.path.dirname(kernel), password_hash("pw"), port_key],
+                           capture_output=True, text=True, timeout=150)
+        facts = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
+        out = r.stdout + r.stderr + (open(os.path.join(d, "daemon.log")).read() if os.path.exists(os.path.join(d, "daemon.log")) else "")
+        assert '"state":"running"' in facts.get("STATUS", ""), out
+        assert facts.get("TAP", "").startswith("cbt") and facts.get("TAP_MASTER") == "vmbr0", out
+        assert facts.get("NIC_MASTER") == "vmbr0", out
+        assert facts.get("BRIDGE_ADDR") == "192.0.2.10/24" and facts.get("NIC_ADDR", "") == "", out
+        assert facts.get("BRIDGE_MAC") == facts.get("MAC_BEFORE"), out
+        assert facts.get("DEFAULT_ROUTE") == "default via 192.0.2.1 dev vmbr0", out
+        assert facts.get("STATIC_ROUTE") == "203.0.113.0/24 via 192.0.2.254 dev vmbr0", out
+        assert facts.get("LAN_HEALTH") == "200", out
+        assert facts.get("GATEWAY") == "ok", out
+        assert facts.get("TAP_AFTER_STOP") == "0", out
+        assert facts.get("RESTART_BRIDGE_ADDR") == "192.0.2.10/24", out
+        assert facts.get("RESTART_TAP_MASTER") == "vmbr0", out
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_vm_cli_over_tls(daemon):
     """`cloudbios vm …` is a client of the daemon: TLS with the daemon's own
     certificate, a login with --user, readable tables and --json."""
