@@ -163,6 +163,56 @@ vms:
         d.teardown()
 
 
+def test_missing_images_are_refused_and_config_vms_say_what_they_lack():
+    """A VM naming an image that is not in the store is refused with 422
+    naming it (POST and PUT); a config VM whose image failed to import is
+    defined, stays stopped and says which image is missing and why."""
+    import json
+    kernel, initrd = guest()
+    d = Daemon(extra_config=f"""images:
+  - name: tiny-kernel
+    file: {kernel}
+  - name: lost-initrd
+    file: /nonexistent/initrd.img
+vms:
+  - name: cfg
+    memory: 128
+    kernel: tiny-kernel
+    initrd: lost-initrd
+    network: none
+    autostart: true
+""")
+    try:
+        d.start(timeout=60)
+        d.login()
+        vm = d.json("GET", "/api/v1/vms/cfg")
+        assert vm["state"] == "stopped", vm
+        assert "needs image 'lost-initrd', which is not in the image store" in vm.get("message", ""), vm
+        assert "/nonexistent/initrd.img does not exist" in vm["message"], vm
+        st, body, _ = d.request("POST", "/api/v1/vms/cfg/start")
+        assert st == 422 and b"lost-initrd" in body, (st, body)
+        assert d.request("GET", "/api/v1/vms/cfg")[0] == 200   # the daemon is alive, the VM still there
+
+        spec = {"name": "api", "memory": 128, "kernel": "tiny-kernel", "initrd": "nope-initrd", "network": "none"}
+        st, body, _ = d.request("POST", "/api/v1/vms", spec)
+        assert st == 422, (st, body)
+        assert json.loads(body)["error"] == "needs image 'nope-initrd', which is not in the image store"
+        no_initrd = {k: v for k, v in spec.items() if k != "initrd"}
+        for extra in ({"cdrom": "no-such.iso"}, {"disks": [{"size": "1G"}, {"image": "no-such.qcow2"}]}):
+            st, body, _ = d.request("POST", "/api/v1/vms", dict(no_initrd, **extra))
+            missing = extra.get("cdrom") or "no-such.qcow2"
+            assert st == 422 and f"'{missing}'".encode() in body, (st, body)
+        assert d.request("GET", "/api/v1/vms/api")[0] == 404   # nothing was created
+
+        st, body, _ = d.request("POST", "/api/v1/vms", no_initrd)
+        assert st in (200, 201), body
+        st, body, _ = d.request("PUT", "/api/v1/vms/api", dict(no_initrd, cdrom="no-such.iso"))
+        assert st == 422 and b"'no-such.iso'" in body, (st, body)
+        assert "cdrom" not in d.json("GET", "/api/v1/vms/api")   # unchanged
+    finally:
+        d.teardown()
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("dnsmasq")
                     or not shutil.which("nft") or not shutil.which("nsenter"),
                     reason="needs root, unshare, nsenter, dnsmasq and nft")
