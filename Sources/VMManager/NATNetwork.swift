@@ -12,6 +12,7 @@ enum NATNetwork {
     static let bridge = "cbnat0"
     static let address = "10.213.0.1/24"
     static let subnet = "10.213.0.0/24"
+    static let mac = "02:cb:0a:d5:00:01"
 
     static func backend(mode: NATMode, stateDir: String) async -> HostFacts.NATBackend {
         switch mode {
@@ -40,6 +41,11 @@ enum NATNetwork {
             try await runTool(["ip", "link", "add", bridge, "type", "bridge"])
             try await runTool(["ip", "addr", "add", address, "dev", bridge])
         }
+        // A bridge without an address of its own takes the lowest MAC of its
+        // ports, so it would change whenever a VM's tap comes or goes, and
+        // guests would keep ARP entries for a gateway MAC that is gone. A
+        // fixed, locally administered MAC keeps the gateway where it is.
+        try await runTool(["ip", "link", "set", bridge, "address", mac])
         try await runTool(["ip", "link", "set", bridge, "up"])
         // DHCP for guests
         try Files.makeDirectories(dir)

@@ -27,6 +27,9 @@ public struct VMManagerOptions: Sendable {
     public var createBridge = true
     /// How long an ACPI shutdown may take before the VM is powered off.
     public var shutdownTimeout: Double = 60
+    /// CA certificates (PEM) that `https://` image URLs are verified
+    /// against; nil uses the system's trust store.
+    public var trustFile: String?
     /// Largest image upload.
     public var maxImageSize: Int64 = 64 << 30
     public var version: String = "0.1.0"
@@ -170,12 +173,12 @@ public actor VMManager {
                     if !referencingVMs(src.name).filter({ runtimes[$0] != nil }).isEmpty {
                         throw APIError.conflict("image '\(src.name)' is in use by a running VM; not replaced")
                     }
-                    let limit = options.maxImageSize
+                    let limit = options.maxImageSize, trust = options.trustFile
                     _ = try await blocking { () -> String in
                         let (tmp, fd) = try store.createTemp(for: src.name)
                         var open = true
                         do {
-                            _ = try Download.fetch(url, into: fd, limit: limit)
+                            _ = try Download.fetch(url, into: fd, limit: limit, caFile: trust)
                             try syscall("fsync \(tmp)") { fsync(fd) }
                             close(fd)
                             open = false
