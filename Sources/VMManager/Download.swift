@@ -1,32 +1,62 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CShims
 import Config
 import Platform
 
-/// Streams `http://HOST[:PORT]/PATH` into a file descriptor (images listed
-/// with `url:` in the config). Plain HTTP/1.1, Content-Length, chunked or
-/// read-to-close bodies; redirects are not followed. Integrity comes from
-/// the config's `sha256`.
+/// Streams `http://` or `https://HOST[:PORT]/PATH` into a file descriptor
+/// (images listed with `url:` in the config). HTTP/1.1, Content-Length,
+/// chunked or read-to-close bodies; redirects are not followed. HTTPS
+/// (GnuTLS) verifies the server's certificate and name against the system's
+/// trust store, or against `caFile`. Integrity comes from the config's `sha256`.
 enum Download {
-    static func fetch(_ url: String, into out: Int32, limit: Int64, timeout: Int = 60) throws -> Int64 {
-        guard url.hasPrefix("http://") else { throw APIError.unprocessable("url '\(Names.clip(url))': only http:// is supported (use file: for local images)") }
-        let rest = url.dropFirst(7)
+    static func fetch(_ url: String, into out: Int32, limit: Int64, timeout: Int = 60, caFile: String? = nil) throws -> Int64 {
+        let https = url.hasPrefix("https://")
+        guard https || url.hasPrefix("http://") else {
+            throw APIError.unprocessable("url '\(Names.clip(url))': only http:// and https:// are supported (use file: for local images)")
+        }
+        let rest = url.dropFirst(https ? 8 : 7)
         let hostPort = rest.prefix { $0 != "/" }
         let path = rest.dropFirst(hostPort.count)
-        guard let hp = HostPort.parse(String(hostPort)) ?? HostPort.parse(String(hostPort) + ":80") else {
+        guard let hp = HostPort.parse(String(hostPort)) ?? HostPort.parse(String(hostPort) + (https ? ":443" : ":80")) else {
             throw APIError.unprocessable("url '\(Names.clip(url))' has no valid host")
         }
         guard path.allSatisfy({ $0.isASCII && $0 > " " }) else { throw APIError.unprocessable("url '\(Names.clip(url))' has an invalid path") }
         let fd = try connect(hp.host, hp.port, timeout: timeout)
         defer { close(fd) }
-        let req = "GET \(path.isEmpty ? "/" : String(path)) HTTP/1.1\r\nHost: \(hostPort)\r\nUser-Agent: cloudbios\r\nConnection: close\r\n\r\n"
-        try Files.writeAll(fd, Array(req.utf8), what: "send to \(hostPort)")
+        var tls: OpaquePointer? = nil
+        if https {
+            var err = [CChar](repeating: 0, count: 512)
+            tls = cb_tls_client_connect_verified(fd, hp.host, caFile, &err, err.count)
+            guard tls != nil else {
+                let why = String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                throw APIError.unprocessable("\(url): \(why)")
+            }
+        }
+        defer { if let tls { cb_tls_client_close(tls) } }
+        let req = Array("GET \(path.isEmpty ? "/" : String(path)) HTTP/1.1\r\nHost: \(hostPort)\r\nUser-Agent: cloudbios\r\nConnection: close\r\n\r\n".utf8)
+        if let tls {
+            var off = 0
+            while off < req.count {
+                let n = req.withUnsafeBytes { p in cb_tls_client_send(tls, p.baseAddress! + off, p.count - off) }
+                guard n > 0 else { throw APIError.unprocessable("\(url): TLS send failed") }
+                off += n
+            }
+        } else {
+            try Files.writeAll(fd, req, what: "send to \(hostPort)")
+        }
 
         var buf = [UInt8](repeating: 0, count: 1 << 16)
         var pending: [UInt8] = []
         func readMore() throws -> Bool {
-            let n = try buf.withUnsafeMutableBytes { p in try syscall("read from \(hostPort)") { read(fd, p.baseAddress, p.count) } }
+            let n: Int
+            if let tls {
+                n = buf.withUnsafeMutableBytes { p in cb_tls_client_recv(tls, p.baseAddress, p.count) }
+                guard n >= 0 else { throw APIError.unprocessable("\(url): TLS receive failed or timed out") }
+            } else {
+                n = try buf.withUnsafeMutableBytes { p in try syscall("read from \(hostPort)") { read(fd, p.baseAddress, p.count) } }
+            }
             if n == 0 { return false }
             pending += buf[0..<n]
             return true

@@ -48,6 +48,9 @@ struct DaemonCommand: Command {
 
         var options = VMManagerOptions(stateDir: dir)
         options.nat = natMode
+        options.bridgePort = cfg.network.bridgePort
+        // https:// images: the system's CA store, or the usual override
+        if let f = getenv("SSL_CERT_FILE"), f.pointee != 0 { options.trustFile = String(cString: f) }
         options.version = CloudBIOSVersion.string
         let manager: VMManager
         do { manager = try VMManager(options: options) } catch { throw CLIError("state dir \(dir): \(error)") }
