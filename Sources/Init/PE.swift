@@ -506,7 +506,7 @@ public final class PE: @unchecked Sendable {
             guard let status = try? Files.readString("/proc/\(pid)/status") else { continue }
             var name = "", rss = 0
             for line in status.split(separator: "\n") {
-                if line.hasPrefix("Name:") { name = line.dropFirst(5).trimmingSpaces() }
+                if line.hasPrefix("Name:") { name = line.dropFirst(5).split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ") }
                 if line.hasPrefix("VmRSS:") { rss = Int(line.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") ?? 0 }
             }
             guard rss > 0, !name.hasPrefix("qemu") else { continue }
