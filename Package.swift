@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "Platform", dependencies: ["CShims"]),
         .target(name: "Config", dependencies: []),
         .target(name: "QEMU", dependencies: ["Config", "Platform"]),
-        .target(name: "VMManager", dependencies: ["Config", "QEMU", "Platform"]),
+        .target(name: "VMManager", dependencies: ["Config", "QEMU", "Platform", "CShims"]),
         .target(name: "Disks", dependencies: ["Config", "Platform", "CBlkid", "CParted"]),
         .target(name: "Install", dependencies: ["Config", "Disks", "Platform", "CParted", "CBlkid", "CShims"]),
         .target(name: "Panel", dependencies: ["Config", "Platform", "CMicroHTTPD", "CShims"]),

@@ -158,7 +158,7 @@ export async function vmDelete(name) {
     }
 }
 
-export function actionButtons(vm) {
+export function actionButtons(vm, afterDelete) {
     const wrap = h("div.actions");
     wrap.update = (v) => {
         const key = v.state;
@@ -179,7 +179,8 @@ export function actionButtons(vm) {
         }
         if (v.state === "stopped" || v.state === "crashed") {
             btns.push(h("a.button", { href: "#/vms/" + encodeURIComponent(v.name) + "/edit", "data-action": "edit" }, "Edit"));
-            btns.push(h("button.danger", { type: "button", "data-action": "delete", onclick: () => vmDelete(v.name) }, "Delete"));
+            btns.push(h("button.danger", { type: "button", "data-action": "delete",
+                onclick: async () => { if (await vmDelete(v.name) && afterDelete) afterDelete(); } }, "Delete"));
         }
         clear(wrap, btns);
     };
@@ -225,7 +226,9 @@ export function hostSummary() {
         const cpus = cpu.count ?? host.cpus;
         const pct = cpu.percent ?? host.cpu_percent;
         f.cpu.textContent = (cpus ?? "–") + " CPUs" + (typeof pct === "number" ? " · " + fmtPercent(pct) : "");
-        f.cpu_model.textContent = cpu.model || host.cpu_model || "";
+        const load = Array.isArray(host.load_average) && host.load_average.length
+            ? " · load " + host.load_average.map((x) => Number(x).toFixed(2)).join(" ") : "";
+        f.cpu_model.textContent = (cpu.model || host.cpu_model || "") + load;
         const total = mem.total_mib ?? host.memory_total_mib;
         const used = mem.used_mib ?? host.memory_used_mib ??
             (total !== undefined && (mem.available_mib ?? host.memory_available_mib) !== undefined
@@ -249,9 +252,10 @@ function vmRow(vm) {
     const cpuSpark = sparkline([], 100);
     const memSpark = sparkline([], 1);
     const cfg = h("span.muted");
+    const msg = h("span.vm-msg");
     const actions = actionButtons(vm);
     const tr = h("tr", { "data-vm": vm.name },
-        h("td", { "data-label": "Name" }, name, h("br"), cfg),
+        h("td", { "data-label": "Name" }, name, h("br"), cfg, msg),
         h("td", { "data-label": "State" }, state),
         h("td.chart", { "data-label": "CPU" }, cpuText, cpuSpark),
         h("td.chart", { "data-label": "Memory" }, memText, memSpark),
@@ -260,7 +264,9 @@ function vmRow(vm) {
         state.update(v.state);
         const up = v.state === "running" || v.state === "paused";
         const memMiB = memoryMiB(v.memory);
-        cfg.textContent = (v.cpus || 1) + " vCPU · " + fmtMiB(memMiB) + (v.autostart ? " · autostart" : "");
+        cfg.textContent = (v.cpus || 1) + " vCPU · " + fmtMiB(memMiB) + (v.autostart ? " · autostart" : "") +
+            (up && v.accel_in_use ? " · " + v.accel_in_use.toUpperCase() : "");
+        msg.textContent = v.message && v.state !== "running" ? v.message : "";
         cpuText.textContent = up ? fmtPercent(v.cpu_percent) : "–";
         memText.textContent = up && typeof v.memory_used_mib === "number"
             ? fmtMiB(v.memory_used_mib) + " / " + fmtMiB(memMiB) : "–";

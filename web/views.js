@@ -1,8 +1,8 @@
 // The panel's pages besides the dashboard: VM form, VM detail (charts,
 // serial log), image store, disks, tasks.
 import * as api from "/api.js";
-import { h, clear, fmtBytes, fmtMiB, fmtPercent, memoryMiB, parseSize, sparkline, ask, flash } from "/ui.js";
-import { live, actionButtons, stateBadge, vmDelete, refreshNow } from "/app.js";
+import { h, clear, fmtBytes, fmtDuration, fmtMiB, fmtPercent, memoryMiB, parseSize, sparkline, ask, flash } from "/ui.js";
+import { live, actionButtons, stateBadge, refreshNow } from "/app.js";
 
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const enc = encodeURIComponent;
@@ -34,12 +34,13 @@ const FIELDS = ["name", "memory", "cpus", "firmware", "disks", "cdrom", "kernel"
 
 // The field an API error message is about: {"field": …} when the daemon
 // names it, else the first known key the message starts with or quotes.
-export function errorField(err) {
-    if (err.body && typeof err.body.field === "string") {
+export function errorField(err, message) {
+    if (err.body && typeof err.body.field === "string" && message === undefined) {
         const f = err.body.field.replace(/^vms(\[\d+\])?\./, "").split(/[.[]/)[0];
         if (FIELDS.includes(f)) return f;
     }
-    const msg = err.message || "";
+    const msg = message ?? err.message ?? "";
+    if (/\bVM name\b|^(?:[^:\s]*:\d+:\d+:\s*)?VM '[^']*' already exists/.test(msg)) return "name";
     const m = /^(?:[^:\s]*:\d+:\d+:\s*)?(?:vms(?:\[\d+\])?\.)?([a-z_]+)/.exec(msg);
     if (m && FIELDS.includes(m[1])) return m[1];
     for (const f of FIELDS) {
@@ -226,9 +227,17 @@ export function vmForm(main, editName) {
             refreshNow();
             location.hash = "#/vms/" + enc(spec.name);
         } catch (e) {
-            const k = errorField(e);
-            if (k && errs[k]) showErrors({ [k]: e.message }, "The daemon refused the VM: " + e.message);
-            else showErrors({}, e.message);
+            // each problem next to its field (the daemon lists them in "errors")
+            const list = Array.isArray(e.body && e.body.errors) && e.body.errors.length ? e.body.errors : [e.message];
+            const map = {};
+            const rest = [];
+            for (const m of list) {
+                const k = errorField(e, list.length === 1 ? undefined : m);
+                const text = String(m).replace(/^[^:\s]*:\d+:\d+:\s*/, "");
+                if (k && errs[k]) map[k] = map[k] ? map[k] + "; " + text : text;
+                else rest.push(text);
+            }
+            showErrors(map, "The daemon refused the VM: " + (rest.length ? rest.join("; ") : "see the fields marked below."));
         } finally {
             btn.disabled = false;
         }
@@ -271,10 +280,10 @@ export function vmDetail(main, name) {
         }
         missing = false;
         state.update(vm.state);
-        if (!actionsEl) { actionsEl = actionButtons(vm); actions.append(actionsEl); } else actionsEl.update(vm);
-        for (const b of actionsEl.querySelectorAll("[data-action=delete]")) {
-            b.onclick = async (ev) => { ev.stopImmediatePropagation(); if (await vmDelete(name)) location.hash = "#/"; };
-        }
+        if (!actionsEl) {
+            actionsEl = actionButtons(vm, () => { location.hash = "#/"; });
+            actions.append(actionsEl);
+        } else actionsEl.update(vm);
         const up = vm.state === "running" || vm.state === "paused";
         const mem = memoryMiB(vm.memory);
         const hst = live.history.get(name) || { cpu: [], mem: [] };
@@ -284,13 +293,16 @@ export function vmDetail(main, name) {
         memSpark.update(hst.mem, mem || 1, "Memory");
         const rows = [
             ["Memory", fmtMiB(mem)], ["CPUs", vm.cpus ?? 1], ["Firmware", vm.firmware || "bios"],
-            ["Acceleration", vm.accel || "auto"], ["Network", vm.network || "nat"],
+            ["Acceleration", (vm.accel || "auto") + (up && vm.accel_in_use ? " (using " + vm.accel_in_use.toUpperCase() + ")" : "")],
+            ["Network", vm.network || "nat"],
             ["Disks", (vm.disks || []).map((d) => d.image ? "image " + d.image : d.size).join(", ") || "none"],
             ["CD-ROM", vm.cdrom || "none"], ["Kernel", vm.kernel || "–"], ["Initrd", vm.initrd || "–"],
             ["Command line", vm.append || "–"],
             ["Autostart", vm.autostart ? "yes" + (vm.order !== undefined ? ", order " + vm.order : "") : "no"],
             ["Local display", vm.display ? "yes" : "no"],
         ];
+        if (up && typeof vm.uptime_seconds === "number") rows.unshift(["Up", fmtDuration(vm.uptime_seconds)]);
+        if (vm.message) rows.unshift([vm.state === "crashed" ? "Crashed" : "Note", vm.message]);
         clear(info, rows.map(([k, v]) => [h("dt", k), h("dd", String(v))]));
         shot.hidden = !up;
     };
@@ -403,6 +415,14 @@ export function imagesPage(main) {
 
 // ---------------------------------------------------------------- disks
 
+const GPT_TYPES = {
+    "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": "EFI system", "21686148-6449-6e6f-744e-656564454649": "BIOS boot",
+    "0fc63daf-8483-4772-8e79-3d69d8477de4": "Linux filesystem", "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7": "Basic data",
+    "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f": "Linux swap", "e6d6d379-f507-44c2-a23c-238f2a3df928": "Linux LVM",
+    "a19d880f-05fc-4d3b-a006-743f0f84911e": "Linux RAID", "4f68bce3-e8cd-4db1-96e7-fbcaf984b709": "Linux root (x86-64)",
+};
+const partType = (t) => t ? GPT_TYPES[String(t).toLowerCase()] || t : null;
+
 function cell(label, v) { return h("td", { "data-label": label }, v === undefined || v === null || v === "" ? "–" : String(v)); }
 
 export function disksPage(main) {
@@ -418,15 +438,19 @@ export function disksPage(main) {
                 const fss = d.filesystems || [];
                 return h("article.disk", { "data-disk": d.path || d.name },
                     h("h3", d.path || d.name, " ", h("span.muted", fmtBytes(d.size))),
-                    h("p.muted", [d.model, d.serial ? "serial " + d.serial : null, d.transport, d.rotational === false || d.ssd ? "SSD" : null,
-                        d.removable ? "removable" : null, d.boot_medium || d.is_boot ? "boot medium" : null].filter(Boolean).join(" · ")),
+                    h("p.muted", [d.model, d.serial ? "serial " + d.serial : null, d.transport, d.ssd ? "SSD" : null,
+                        d.removable ? "removable" : null, d.read_only ? "read-only" : null, d.partition_table,
+                        d.boot_medium ? "boot medium" : null, d.cloudbios_installed ? "CloudBIOS installed" : null,
+                        d.backing_file ? "file " + d.backing_file : null,
+                        (d.mountpoints || []).length ? "mounted at " + d.mountpoints.join(", ") : null].filter(Boolean).join(" · ")),
+                    d.by_id ? h("p.muted.hash", d.by_id) : null,
                     fss.length ? h("p", "Filesystem: ", fss.map((x) => typeof x === "string" ? x : [x.type || x.fstype, x.label, x.uuid].filter(Boolean).join(" ")).join(", ")) : null,
                     parts.length ? h("table.parts",
                         h("thead", h("tr", h("th", "Partition"), h("th", "Size"), h("th", "Type"), h("th", "Filesystem"), h("th", "Label"), h("th", "Mounted"))),
                         h("tbody", parts.map((p) => h("tr",
-                            cell("Partition", p.path || p.name || p.number), cell("Size", fmtBytes(p.size)),
-                            cell("Type", p.type || p.part_type || p.name_gpt), cell("Filesystem", p.filesystem || p.fstype),
-                            cell("Label", p.label || p.fslabel), cell("Mounted", p.mountpoint || p.mounted))))) : h("p.muted", "no partitions"));
+                            cell("Partition", p.path || "#" + p.number), cell("Size", fmtBytes(p.size)),
+                            cell("Type", partType(p.type)), cell("Filesystem", p.filesystem || p.fstype),
+                            cell("Label", p.label || p.name), cell("Mounted", (p.mountpoints || []).join(", ") || p.mountpoint))))) : h("p.muted", "no partitions"));
             }));
         } catch (e) {
             clear(box, h("p.msg", e.message));

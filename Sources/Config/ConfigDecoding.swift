@@ -322,7 +322,7 @@ extension StrictDecoder {
         if spec.initrd != nil && spec.kernel == nil { error(node, "\(p)initrd needs kernel") }
         if spec.append != nil && spec.kernel == nil { error(node, "\(p)append needs kernel") }
         // read-only keys the API returns; accepted so a GET body can be PUT back
-        for k in ["state", "pid", "message", "cpu_percent", "memory_used_mib", "uptime_seconds"] { _ = m[k] }
+        for k in ["state", "pid", "message", "accel_in_use", "cpu_percent", "memory_used_mib", "uptime_seconds"] { _ = m[k] }
         return name == nil ? nil : spec
     }
 

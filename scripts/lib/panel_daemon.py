@@ -21,6 +21,8 @@ urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 USER = "admin"
 PASSWORD = "panel-test-pw"
+# vga=0x344: the kernel's VESA framebuffer, on which the guest paints #1E90FF
+GUEST_APPEND = "console=ttyS0 console=tty1 vga=0x344"
 
 
 def binary():
@@ -67,6 +69,16 @@ class PanelDaemon:
         self.token = None
 
     def start(self, timeout=30):
+        try:
+            return self._start(timeout)
+        except BaseException:
+            log = self.log()
+            self.stop()
+            if log:
+                print("daemon log:\n" + log)
+            raise
+
+    def _start(self, timeout):
         log = open(self.log_path, "wb")
         env = dict(os.environ)
         self.proc = subprocess.Popen(
@@ -117,7 +129,7 @@ class PanelDaemon:
 
     def create_tiny_vm(self, name, kernel="tiny-kernel", initrd="tiny-initrd", start=True):
         spec = {"name": name, "memory": 256, "cpus": 1, "kernel": kernel, "initrd": initrd,
-                "append": "console=ttyS0 console=tty1", "network": "none", "accel": "tcg"}
+                "append": GUEST_APPEND, "network": "none", "accel": "tcg"}
         r = self.api("POST", "/api/v1/vms", json=spec)
         assert r.status_code in (200, 201), r.text
         if start:
@@ -187,6 +199,9 @@ def cookie_session(d):
     """A requests.Session logged in like the browser: the cookie and the CSRF token."""
     s = requests.Session()
     s.verify = False
+    plain = s.request
+    # a per-request verify=False: the session attribute loses to REQUESTS_CA_BUNDLE
+    s.request = lambda method, url, **kw: plain(method, url, **dict(kw, verify=False))
     r = s.post(d.url + "/api/v1/login", json={"user": USER, "password": PASSWORD}, timeout=10)
     r.raise_for_status()
     return s, r.json().get("csrf")
