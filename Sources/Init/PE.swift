@@ -124,10 +124,9 @@ public final class PE: @unchecked Sendable {
     func loadModules() {
         let before = Set(loadedModules())
         // Not tied to a device: loaded in the background while coldplug runs
-        // (filesystems and tun also load on demand through the kernel's
-        // modprobe helper).
-        var extra = ["tun", "bridge", "loop", "button", "evdev", "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
-                     "isofs", "sd_mod", "sr_mod", "vhost_net"]
+        // (filesystems, tun, loop and bridge load on demand through the
+        // kernel's modprobe helper and their modules.alias entries)
+        var extra = ["button", "evdev"]
         let cpuinfo = (try? Files.readString("/proc/cpuinfo")) ?? ""
         if cpuinfo.contains(" vmx") { extra.append("kvm_intel") }
         if cpuinfo.contains(" svm") { extra.append("kvm_amd") }
@@ -137,12 +136,18 @@ public final class PE: @unchecked Sendable {
             let aliases = Modalias.scan(root + "/sys/devices").subtracting(seen)
             if aliases.isEmpty { break }
             seen.formUnion(aliases)
-            let list = aliases.sorted()
-            var i = 0
-            while i < list.count {
-                _ = run("/sbin/modprobe", ["-a", "-q", "-b"] + list[i..<min(i + 64, list.count)])
-                i += 64
-            }
+            // two modprobe processes side by side (module init is mostly CPU
+            // bound under emulation); dependencies shared by both are loaded once
+            // display drivers (PCI class 03) set modes and take over the
+            // console, which is slow and needed only by the viewer: not waited for
+            // (nor are CPU-feature aliases: optimized crypto and checksums)
+            let display = aliases.filter { ($0.hasPrefix("pci:") && $0.contains("bc03sc")) || $0.hasPrefix("cpu:") }.sorted()
+            if !display.isEmpty { _ = try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + display).spawn() }
+            let list = aliases.subtracting(display).sorted()
+            let halves = [Array(list.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)),
+                          Array(list.enumerated().filter { $0.offset % 2 == 1 }.map(\.element))]
+            let pids = halves.filter { !$0.isEmpty }.compactMap { try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + $0).spawn() }
+            for pid in pids { _ = Launcher.wait(pid) }
         }
         let loaded = loadedModules().filter { !before.contains($0) }
         log("modules: \(seen.count) device aliases; loaded \(loaded.count): \(loaded.sorted().joined(separator: " "))")
@@ -524,15 +529,15 @@ public final class PE: @unchecked Sendable {
             guard let status = try? Files.readString("/proc/\(pid)/status") else { continue }
             var name = "", rss = 0
             for line in status.split(separator: "\n") {
-                if line.hasPrefix("Name:") { name = line.dropFirst(5).trimmingSpaces() }
-                if line.hasPrefix("VmRSS:") { rss = Int(line.dropFirst(6).split(separator: " ").first ?? "") ?? 0 }
+                if line.hasPrefix("Name:") { name = line.dropFirst(5).split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ") }
+                if line.hasPrefix("VmRSS:") { rss = Int(line.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") ?? 0 }
             }
             guard rss > 0, !name.hasPrefix("qemu") else { continue }
             total += rss
             parts.append("\(name)[\(pid)] \(rss)")
         }
         let avail = ((try? Files.readString("/proc/meminfo")) ?? "").split(separator: "\n")
-            .first { $0.hasPrefix("MemAvailable:") }.map { $0.dropFirst(13).trimmingSpaces() } ?? "?"
+            .first { $0.hasPrefix("MemAvailable:") }.map { $0.dropFirst(13).split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ") } ?? "?"
         log("memory: PE processes RSS \(total) KiB (\(parts.joined(separator: ", ")) KiB); MemAvailable \(avail)")
     }
 
