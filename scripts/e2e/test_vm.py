@@ -213,6 +213,66 @@ vms:
         d.teardown()
 
 
+def test_https_image_urls_in_the_config(tmp_path):
+    """`images: [{url: https://…}]` is fetched over TLS with the certificate
+    checked (SSL_CERT_FILE names the CA here); a server whose certificate
+    does not name the host is refused and the VM using that image says so."""
+    import hashlib
+    import socket
+    import subprocess
+    from cbdaemon import free_port
+    kernel, _ = guest()
+    www = tmp_path / "www"
+    www.mkdir()
+    shutil.copy(kernel, www / "vmlinuz")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem"), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True, timeout=60)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", """
+import functools, http.server, ssl, sys
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+s = http.server.HTTPServer(("127.0.0.1", int(sys.argv[2])), h)
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+c.load_cert_chain(sys.argv[3], sys.argv[4])
+s.socket = c.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+""", str(www), str(port), str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    digest = hashlib.sha256(open(kernel, "rb").read()).hexdigest()
+    d = Daemon(env={"SSL_CERT_FILE": str(tmp_path / "cert.pem")}, extra_config=f"""images:
+  - name: web-kernel
+    url: https://localhost:{port}/vmlinuz
+    sha256: "{digest}"
+  - name: wrong-name
+    url: https://127.0.0.1:{port}/vmlinuz
+vms:
+  - name: w
+    memory: 128
+    kernel: wrong-name
+    network: none
+""")
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:   # the server needs a moment to listen
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        d.start(timeout=60)
+        d.login()
+        images = {i["name"]: i for i in d.json("GET", "/api/v1/images")}
+        assert images["web-kernel"]["size"] == os.path.getsize(kernel) and images["web-kernel"]["sha256"] == digest
+        assert "wrong-name" not in images
+        vm = d.json("GET", "/api/v1/vms/w")
+        assert "needs image 'wrong-name'" in vm["message"] and "does not match" in vm["message"], vm
+    finally:
+        d.teardown()
+        server.kill()
+        server.wait()
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("dnsmasq")
                     or not shutil.which("nft") or not shutil.which("nsenter"),
                     reason="needs root, unshare, nsenter, dnsmasq and nft")
