@@ -54,6 +54,9 @@ public final class HostConsoleServer {
         s.pointee.frameBuffer = UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: CChar.self)
         s.pointee.desktopName = UnsafePointer(strdup("CloudBIOS console"))
         s.pointee.alwaysShared = 1
+        // no cursor drawn into the picture: libvncserver would save and
+        // restore the pixels under it, undoing changes made meanwhile
+        s.pointee.cursor = nil
         s.pointee.autoPort = 0
         s.pointee.httpPort = 0
         s.pointee.httpDir = nil
@@ -168,6 +171,22 @@ public final class HostConsoleServer {
             }
         }
         if first >= 0 { rfbMarkRectAsModified(screen, 0, Int32(first), Int32(width), Int32(last + 1)) }
+    }
+
+    /// The exported picture itself (0x00BBGGRR), for callers that draw
+    /// directly; call `markModified` afterwards.
+    public var framebuffer: Surface {
+        Surface(base: UnsafeMutableRawPointer(buffer), width: width, height: height, stride: width * 4, format: .xbgr8888)
+    }
+
+    /// Milliseconds the server waits to merge changes before sending them.
+    public var deferUpdateMilliseconds: Int {
+        get { Int(screen.pointee.deferUpdateTime) }
+        set { screen.pointee.deferUpdateTime = Int32(newValue) }
+    }
+
+    public func markModified(x: Int, y: Int, width w: Int, height h: Int) {
+        rfbMarkRectAsModified(screen, Int32(x), Int32(y), Int32(x + w), Int32(y + h))
     }
 
     /// Mirrors the text console (/dev/fb0), when there is one.

@@ -57,6 +57,9 @@ public final class Viewer {
     private var console: HostConsoleServer?
     private var lastMirror: Double = 0
     private var typed = false
+    /// The local screen.
+    public var screen: Surface { display.surface }
+    public var connected: Bool { client != nil }
     /// Frames drawn (for tests and the benchmark).
     public private(set) var framesDrawn = 0
 

@@ -39,6 +39,9 @@ struct ViewerCommand: Command {
     @Option(help: ArgumentHelp("Type this once the guest is shown ({enter}, {hotkey} = Ctrl+Alt+F12); for demos and tests.", visibility: .hidden))
     var type: String?
 
+    @Flag(help: ArgumentHelp("Measure the drawing path and print the figures.", visibility: .hidden))
+    var benchmark = false
+
     @Flag(help: "Do not read keyboards and mice.")
     var noInput = false
 
@@ -49,7 +52,7 @@ struct ViewerCommand: Command {
     var verbose = false
 
     func validate() throws {
-        if vm == nil && socket == nil && exportConsole == nil {
+        if vm == nil && socket == nil && exportConsole == nil && !benchmark {
             throw ValidationError("give --vm NAME (or --export-console ADDR)")
         }
         if let vm, !ViewerCommand.validName(vm) {
@@ -58,6 +61,21 @@ struct ViewerCommand: Command {
         if DisplayChoice(argument: display) == nil {
             throw ValidationError("--display must be auto, drm[:PATH], fbdev[:PATH] or memory:WxH")
         }
+    }
+
+    static func runBenchmark() throws {
+        func f(_ v: Double) -> String { String((v * 10).rounded() / 10) }
+        func f2(_ v: Double) -> String { String((v * 100).rounded() / 100) }
+        let figures = ViewerBenchmark.drawing()
+        let floor = figures[0]
+        for x in figures {
+            print("viewer draw: \(x.name): \(f(x.framesPerSecond)) fps, \(f2(x.millisecondsPerFrame)) ms/frame, \(f(floor.framesPerSecond / x.framesPerSecond))x the memcpy floor")
+        }
+        let p = try ViewerBenchmark.pipeline()
+        let one = figures[1]
+        print("viewer pipeline: guest change -> local framebuffer, 1920x1080 full-screen, raw RFB over loopback: \(f(p.fps)) fps, latency p50 \(f(p.p50)) ms, p95 \(f(p.p95)) ms, max \(f(p.max)) ms")
+        print("RESULT viewer_draw_1920x1080_fps=\(f(one.framesPerSecond)) memcpy_floor_fps=\(f(floor.framesPerSecond))")
+        print("RESULT viewer_pipeline_fps=\(f(p.fps)) latency_p50_ms=\(f(p.p50)) latency_p95_ms=\(f(p.p95)) memcpy_floor_ms=\(f2(floor.millisecondsPerFrame))")
     }
 
     static func validName(_ s: String) -> Bool {
@@ -69,6 +87,10 @@ struct ViewerCommand: Command {
     mutating func execute() async throws {
         Log.component = "cloudbios-viewer"
         Log.verbose = verbose
+        if benchmark {
+            try ViewerCommand.runBenchmark()
+            return
+        }
         let path = socket ?? vm.map { "\(stateDir)/run/\($0)/vnc.sock" }
         guard let path else {
             // console export only

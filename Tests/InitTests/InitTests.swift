@@ -269,4 +269,14 @@ import Glibc
         #expect(pe.servicePlan.map(\.arguments) == [["daemon", "--state-dir", "/var/lib/cloudbios"]])
         #expect(pe.statusInfo().configError == pe.configError)
     }
+
+    @Test func realValidatorReportsFileLineColumn() {
+        let root = makeRoot(cmdline: "", blkid: "/dev/vdb: LABEL=\"CBCONFIG\" TYPE=\"vfat\"\n",
+                            files: ["media/CBCONFIG/cloudbios.yaml": "version: 1\nhostname: x\npanel:\n  memroy: 12\n"])
+        let pe = PE(mode: .offTarget(root: root), version: "test")
+        pe.boot()
+        let e = pe.configError ?? ""
+        #expect(e.contains(root + "/media/CBCONFIG/cloudbios.yaml:4:3:"), "\(e)")
+        #expect(pe.servicePlan.first?.arguments == ["daemon", "--state-dir", "/var/lib/cloudbios"])
+    }
 }

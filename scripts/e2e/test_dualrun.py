@@ -11,8 +11,8 @@ Two layers:
   (QMP send-key) must reach the guest (its serial log, read through the panel
   API), and the hotkey must switch to the host console and back.
 
-Environment: CLOUDBIOS_BIN (default .build-release/release/cloudbios),
-CLOUDBIOS_ISO (default images/out/cloudbios.iso).
+Environment: CLOUDBIOS_BIN (default .build-release/release/cloudbios); the
+ISO is images/out/cloudbios.iso (conftest's `iso` fixture).
 """
 import json
 import os
@@ -22,13 +22,11 @@ import struct
 import subprocess
 import tempfile
 import time
-import urllib.request
 
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("CLOUDBIOS_BIN", os.path.join(ROOT, ".build-release", "release", "cloudbios"))
-ISO = os.environ.get("CLOUDBIOS_ISO", os.path.join(ROOT, "images", "out", "cloudbios.iso"))
 BLUE = (0x1E, 0x90, 0xFF)
 GUEST_APPEND = "vga=0x344 console=tty1 console=ttyS0"
 
@@ -147,11 +145,6 @@ class Qemu:
         self.log.close()
 
 
-def tiny_guest(outdir):
-    subprocess.run([os.path.join(ROOT, "scripts", "lib", "make-guest.sh"), outdir], check=True, timeout=300)
-    return os.path.join(outdir, "vmlinuz"), os.path.join(outdir, "initrd.img")
-
-
 def start_guest(workdir, kernel, initrd, vnc):
     serial = os.path.join(workdir, "guest-serial.log")
     q = Qemu(workdir, ["-m", "256", "-vga", "std", "-kernel", kernel, "-initrd", initrd,
@@ -258,9 +251,9 @@ def rfb_snapshot(port, keys=()):
         s.close()
 
 
-@pytest.fixture(scope="module")
-def guest_files(tmp_path_factory):
-    return tiny_guest(str(tmp_path_factory.mktemp("guest")))
+@pytest.fixture
+def guest_files(guest):
+    return guest["kernel"], guest["initrd"]
 
 
 @pytest.fixture
@@ -363,16 +356,148 @@ def test_viewer_rejects_bad_arguments():
     assert r.returncode != 0 and "--vm" in r.stderr
 
 
+# ------------------------------------- the viewer on a real (virtual) display
+
+VIEWER_INIT = """#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /modules.order); do insmod /$m 2>/dev/null; done
+ifconfig lo 127.0.0.1 up
+ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up
+dmesg -n 1
+printf '\\033[2J\\033[HCloudBIOS host console (test)\\n' > /dev/tty1
+echo VIEWER-VM-READY > /dev/ttyS0
+while true; do
+    /cloudbios viewer --socket 10.0.2.2:@PORT@ --display @DISPLAY@ > /dev/ttyS0 2>&1
+    echo VIEWER-EXITED $? > /dev/ttyS0
+    sleep 1
+done
+"""
+
+
+def viewer_initramfs(workdir, port, display, modules):
+    """A minimal Linux userland (busybox) with the cloudbios binary, its
+    shared libraries and the given kernel modules, running the viewer."""
+    root = os.path.join(workdir, "root")
+    for d in ["bin", "proc", "sys", "dev", "tmp"]:
+        os.makedirs(os.path.join(root, d))
+    shutil.copy("/bin/busybox", os.path.join(root, "bin", "busybox"))
+    for a in ["sh", "mount", "insmod", "ifconfig", "dmesg", "sleep", "cat", "echo", "printf"]:
+        os.symlink("busybox", os.path.join(root, "bin", a))
+    shutil.copy(BIN, os.path.join(root, "cloudbios"))
+    ldd = subprocess.run(["ldd", BIN], capture_output=True, text=True, check=True).stdout
+    for line in ldd.splitlines():
+        parts = line.split()
+        path = parts[2] if "=>" in parts and len(parts) > 2 else (parts[0] if parts and parts[0].startswith("/") else None)
+        if path and os.path.exists(path):
+            dest = os.path.join(root, path.lstrip("/"))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copy(path, dest)
+    kver = sorted(os.listdir("/lib/modules"))[-1]
+    order = []
+    for m in modules:
+        deps = subprocess.run(["modprobe", "-S", kver, "--show-depends", m], capture_output=True, text=True).stdout
+        for line in deps.splitlines():
+            if line.startswith("insmod "):
+                src = line.split()[1]
+                rel = src.lstrip("/")
+                if rel in order:
+                    continue
+                dest = os.path.join(root, rel)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                if src.endswith(".xz"):
+                    rel = rel[:-3]
+                    subprocess.run(f"xz -dc {src} > {os.path.join(root, rel)}", shell=True, check=True)
+                elif src.endswith(".zst"):
+                    rel = rel[:-4]
+                    subprocess.run(f"zstd -qdc {src} > {os.path.join(root, rel)}", shell=True, check=True)
+                else:
+                    shutil.copy(src, dest)
+                order.append(rel)
+    with open(os.path.join(root, "modules.order"), "w") as f:
+        f.write("\n".join(order) + "\n")
+    with open(os.path.join(root, "init"), "w") as f:
+        f.write(VIEWER_INIT.replace("@PORT@", str(port)).replace("@DISPLAY@", display))
+    os.chmod(os.path.join(root, "init"), 0o755)
+    out = os.path.join(workdir, "viewer-initrd.img")
+    subprocess.run(f"cd {root} && find . | cpio -o -H newc --quiet | gzip -1 > {out}", shell=True, check=True)
+    return out, os.path.join("/boot", f"vmlinuz-{kver}")
+
+
+@pytest.mark.parametrize("display,modules,append", [
+    ("auto", ["bochs", "evdev", "virtio_pci", "virtio_net", "xhci_pci", "usbhid", "hid_generic"], ""),   # DRM on bochs
+    ("fbdev", ["evdev", "virtio_pci", "virtio_net", "xhci_pci", "usbhid", "hid_generic"], "vga=0x344"),  # fbdev on vesafb
+])
+def test_viewer_in_a_vm_drives_display_keyboard_and_hotkey(guest_files, workdir, display, modules, append):
+    kernel, initrd = guest_files
+    vnc_display = free_port() - 5900
+    if vnc_display < 1:
+        vnc_display += 1000
+    port = 5900 + vnc_display
+    serial = os.path.join(workdir, "guest-serial.log")
+    guest = Qemu(workdir, ["-m", "256", "-vga", "std", "-kernel", kernel, "-initrd", initrd,
+                           "-append", GUEST_APPEND, "-usb", "-device", "usb-tablet",
+                           "-display", "none", "-vnc", f"127.0.0.1:{vnc_display}", "-serial", f"file:{serial}"], name="guest")
+    vm = None
+    try:
+        vinitrd, vkernel = viewer_initramfs(workdir, port, display, modules)
+        vm_serial = os.path.join(workdir, "viewer-vm-serial.log")
+        vm = Qemu(workdir, ["-m", "512", "-vga", "std", "-kernel", vkernel, "-initrd", vinitrd,
+                            "-append", f"console=ttyS0 {append}".strip(),
+                            "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
+                            "-device", "qemu-xhci,id=xhci",
+                            "-display", "none", "-serial", f"file:{vm_serial}"], name="viewer-vm")
+        screen = os.path.join(workdir, "vm-screen.ppm")
+
+        def vm_blue():
+            return colour_fraction(vm.screendump(screen)[2], BLUE)
+
+        wait_for("the guest to paint its screen", lambda: "CLOUDBIOS-GUEST-PAINTED" in read_text(serial), 180)
+        wait_for("the viewer VM", lambda: "VIEWER-VM-READY" in read_text(vm_serial), 180)
+        wait_for("the guest on the VM's screen", lambda: vm_blue() > 0.5, 120, interval=2)
+        log = read_text(vm_serial)
+        assert ("display: drm" in log) == (display == "auto"), log[-2000:]
+        # keys typed on the VM's keyboard reach the guest
+        vm.qmp.type_text("hello\n")
+        wait_for("typed keys in the guest", lambda: "typed: hello" in read_text(serial), 60)
+        # Ctrl+Alt+F12: the host console (the VT's text) instead of the guest
+        vm.qmp.send_keys("ctrl", "alt", "f12")
+        wait_for("the host console", lambda: vm_blue() < 0.1, 30, interval=1)
+        # the text console is back: its (grey on black) text is on the screen
+        text = colour_fraction(vm.screendump(screen)[2], (0xAA, 0xAA, 0xAA))
+        assert text > 0.0005, f"no console text on the screen ({text})"
+        vm.qmp.type_text("nope\n")
+        time.sleep(2)
+        vm.qmp.send_keys("ctrl", "alt", "f12")
+        wait_for("the guest again", lambda: vm_blue() > 0.5, 30, interval=1)
+        vm.qmp.type_text("back\n")
+        wait_for("keys after switching back", lambda: "typed: back" in read_text(serial), 60)
+        glog = read_text(serial)
+        assert "nope" not in glog, "keys typed on the host console leaked into the guest"
+        # a keyboard plugged in now is picked up (and grabbed) too
+        vm.qmp.cmd("device_add", driver="usb-kbd", id="kb2", bus="xhci.0")
+        wait_for("the viewer to open the new keyboard", lambda: "QEMU USB Keyboard" in read_text(vm_serial), 60)
+        # (QEMU sends keys to the keyboard activated last: the USB one)
+        vm.qmp.type_text("usb\n")
+        wait_for("keys from the hotplugged keyboard", lambda: "typed: usb" in read_text(serial), 60)
+        assert "VIEWER-EXITED" not in read_text(vm_serial)
+    finally:
+        if vm:
+            vm.stop()
+        guest.stop()
+
+
 # ------------------------------------------------- the whole appliance
+
+USER, PASSWORD = "admin", "dualrun-Secret-7"
 
 CONFIG = """\
 version: 1
 hostname: dualrun
 panel:
-  listen: "0.0.0.0:8443"
-  tls: off
   users:
-    - name: admin
+    - name: {user}
       password_hash: "{hash}"
 images:
   - name: tiny-kernel
@@ -393,104 +518,60 @@ vms:
 """
 
 
-def make_config_volume(workdir, kernel, initrd, password):
-    pwhash = subprocess.run(["openssl", "passwd", "-6", password], capture_output=True, text=True, check=True).stdout.strip()
-    cfg = os.path.join(workdir, "cloudbios.yaml")
-    with open(cfg, "w") as f:
-        f.write(CONFIG.format(hash=pwhash, append=GUEST_APPEND))
-    img = os.path.join(workdir, "cbconfig.img")
-    with open(img, "wb") as f:
-        f.truncate(64 << 20)
-    subprocess.run(["mkfs.vfat", "-n", "CBCONFIG", img], check=True, capture_output=True)
-    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
-    subprocess.run(["mcopy", "-i", img, cfg, "::cloudbios.yaml"], check=True, env=env)
-    subprocess.run(["mmd", "-i", img, "::guest"], check=True, env=env)
-    subprocess.run(["mcopy", "-i", img, kernel, "::guest/vmlinuz"], check=True, env=env)
-    subprocess.run(["mcopy", "-i", img, initrd, "::guest/initrd.img"], check=True, env=env)
-    return img
-
-
-class Panel:
-    def __init__(self, port):
-        self.base = f"http://127.0.0.1:{port}/api/v1"
-        self.token = None
-
-    def request(self, method, path, body=None, timeout=20):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-
-    def healthy(self):
-        try:
-            return self.request("GET", "/health", timeout=5)[0] == 200
-        except OSError:
-            return False
-
-    def login(self, user, password):
-        status, body = self.request("POST", "/login", {"user": user, "password": password})
-        assert status == 200
-        self.token = json.loads(body)["token"]
-
-    def serial(self, vm):
-        try:
-            status, body = self.request("GET", f"/vms/{vm}/serial")
-            return body.decode("utf-8", "replace") if status == 200 else ""
-        except OSError:
-            return ""
-
-
-def test_iso_dual_runs_the_display_vm(guest_files, workdir):
-    assert os.path.exists(ISO), f"no ISO at {ISO}: run scripts/build"
-    kernel, initrd = guest_files
-    password = "dualrun-secret"
-    cfg = make_config_volume(workdir, kernel, initrd, password)
-    port = free_port()
-    outer_serial = os.path.join(workdir, "outer-serial.log")
-    outer = Qemu(workdir, [
-        "-m", "2048", "-smp", "2", "-vga", "std",
-        "-drive", f"file={ISO},media=cdrom,readonly=on,if=ide,index=0",
-        "-drive", f"file={cfg},format=raw,if=virtio",
-        "-boot", "d",
-        "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:8443", "-device", "virtio-net-pci,netdev=n0",
-        "-display", "none", "-serial", f"file:{outer_serial}",
-    ], name="outer")
-    screen = os.path.join(workdir, "outer.ppm")
+def test_iso_dual_runs_the_display_vm(iso, guest, vm_factory, tmp_path):
+    """The appliance: the ISO boots with a config whose display VM is the
+    tiny guest; the machine's own screen shows the guest, its keyboard types
+    into the guest, and Ctrl+Alt+F12 switches to the host console and back."""
+    import qemu
+    vol = qemu.make_cbconfig(str(tmp_path / "cbconfig.img"), {
+        "cloudbios.yaml": CONFIG.format(user=USER, hash=qemu.password_hash(PASSWORD), append=GUEST_APPEND),
+        "guest/vmlinuz": ("copy", guest["kernel"]),
+        "guest/initrd.img": ("copy", guest["initrd"]),
+    })
+    vm = vm_factory(name="dualrun", iso=iso, drives=[vol], memory=2048, cpus=2,
+                    forwards={8443: qemu.free_port()})
+    vm.start()
+    screen = str(tmp_path / "outer.ppm")
 
     def outer_blue():
-        return colour_fraction(outer.screendump(screen)[2], BLUE)
+        vm.qmp.screendump(screen)
+        return colour_fraction(read_ppm(screen)[2], BLUE)
 
-    try:
-        panel = Panel(port)
-        wait_for("the panel of the booted ISO", panel.healthy, 600, interval=3)
-        panel.login("admin", password)
-        # nested TCG: the tiny guest needs a few minutes
-        wait_for("the display VM to paint its screen",
-                 lambda: "CLOUDBIOS-GUEST-PAINTED" in panel.serial("tiny"), 900, interval=5)
-        # the outer machine's own screen shows the guest
-        wait_for("the guest's colour on the outer screen", lambda: outer_blue() > 0.5, 300, interval=3)
+    def type_text(text):
+        names = {" ": "spc", "\n": "ret"}
+        for ch in text:
+            vm.qmp.send_key(names.get(ch, ch))
+            time.sleep(0.05)
 
-        # the outer keyboard reaches the guest
-        outer.qmp.type_text("hello\n")
-        wait_for("typed keys in the guest", lambda: "typed: hello" in panel.serial("tiny"), 300, interval=3)
+    vm.wait_https("/api/v1/health", timeout=600)
+    status, body = vm.https("/api/v1/login", method="POST", body={"user": USER, "password": PASSWORD})
+    assert status == 200, body
+    auth = {"Authorization": "Bearer " + json.loads(body)["token"]}
 
-        # Ctrl+Alt+F12: the host console
-        outer.qmp.send_keys("ctrl", "alt", "f12")
-        wait_for("the host console on the outer screen", lambda: outer_blue() < 0.1, 120, interval=2)
-        # keys typed on the host console do not reach the guest
-        outer.qmp.type_text("nope\n")
-        time.sleep(5)
-        # and back
-        outer.qmp.send_keys("ctrl", "alt", "f12")
-        wait_for("the guest back on the outer screen", lambda: outer_blue() > 0.5, 120, interval=2)
-        outer.qmp.type_text("back\n")
-        wait_for("keys after switching back", lambda: "typed: back" in panel.serial("tiny"), 300, interval=3)
-        log = panel.serial("tiny")
-        assert "nope" not in log, "keys typed on the host console leaked into the guest"
-        assert "f12" not in log.lower()
-    finally:
-        outer.stop()
+    def guest_serial():
+        try:
+            status, body = vm.https("/api/v1/vms/tiny/serial", headers=auth, timeout=10)
+        except OSError:
+            return ""
+        return body.decode("utf-8", "replace") if status == 200 else ""
+
+    # nested TCG: the tiny guest needs a few minutes
+    wait_for("the display VM to paint its screen", lambda: "CLOUDBIOS-GUEST-PAINTED" in guest_serial(), 900, interval=5)
+    # the machine's own screen shows the guest
+    wait_for("the guest's colour on the outer screen", lambda: outer_blue() > 0.5, 300, interval=3)
+    # the machine's keyboard reaches the guest
+    type_text("hello\n")
+    wait_for("typed keys in the guest", lambda: "typed: hello" in guest_serial(), 300, interval=3)
+    # Ctrl+Alt+F12: the host console
+    vm.qmp.send_key("ctrl", "alt", "f12")
+    wait_for("the host console on the outer screen", lambda: outer_blue() < 0.1, 120, interval=2)
+    # keys typed on the host console do not reach the guest
+    type_text("nope\n")
+    time.sleep(5)
+    # and back
+    vm.qmp.send_key("ctrl", "alt", "f12")
+    wait_for("the guest back on the outer screen", lambda: outer_blue() > 0.5, 120, interval=2)
+    type_text("back\n")
+    wait_for("keys after switching back", lambda: "typed: back" in guest_serial(), 300, interval=3)
+    log = guest_serial()
+    assert "nope" not in log, "keys typed on the host console leaked into the guest"
