@@ -302,6 +302,10 @@ def test_nat_bridge_in_a_private_network_namespace():
         assert facts.get("IP_FORWARD") == "1", r.stdout
         assert facts.get("NFT_MASQ_RULES") == "1", r.stdout
         assert facts.get("NAT_SEEN_SOURCE") == "198.51.100.2", r.stdout + r.stderr
+        # a real guest: a lease from the daemon's DHCP server, then out through the masquerade
+        lease = facts.get("GUEST_LEASE", "").split()
+        assert len(lease) == 4 and lease[1].startswith("10.213.0.") and lease[3] == "10.213.0.1", r.stdout + r.stderr
+        assert facts.get("GUEST_SEEN_SOURCE") == "198.51.100.2", r.stdout + r.stderr
         assert facts.get("NO_MASQ_SEEN_SOURCE") == "fail", r.stdout
         assert facts.get("RESTART_MASQ_RULES") == "1", r.stdout
         assert facts.get("RESTART_SEEN_SOURCE") == "198.51.100.2", r.stdout
