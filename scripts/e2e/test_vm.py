@@ -345,6 +345,11 @@ def test_bridge_vmbr0_over_the_nic_in_a_private_network_namespace(port_key):
         assert facts.get("STATIC_ROUTE") == "203.0.113.0/24 via 192.0.2.254 dev vmbr0", out
         assert facts.get("LAN_HEALTH") == "200", out
         assert facts.get("GATEWAY") == "ok", out
+        if shutil.which("dnsmasq"):
+            # a real guest on vmbr0 is on the LAN: the LAN's lease, its own address seen there (no NAT)
+            lease = facts.get("GUEST_LEASE", "").split()
+            assert len(lease) == 4 and lease[1].startswith("192.0.2.1") and lease[3] == "192.0.2.1", out
+            assert facts.get("GUEST_SEEN_SOURCE") == lease[1], out
         assert facts.get("TAP_AFTER_STOP") == "0", out
         assert facts.get("RESTART_BRIDGE_ADDR") == "192.0.2.10/24", out
         assert facts.get("RESTART_TAP_MASTER") == "vmbr0", out
