@@ -4,6 +4,7 @@ import Glibc
 import CShims
 import Platform
 import Config
+import Install
 
 /// PID 1 of the CloudBIOS PE. Off-target (`root` set) the hardware phases are
 /// skipped and every path is read below `root`, so tests can run the boot
@@ -381,6 +382,27 @@ public final class PE: @unchecked Sendable {
             log("storage: no installed data partition; \(stateDir) is in RAM (tmpfs)")
         } catch {
             log("storage: \(error)")
+        }
+    }
+
+    /// A config with `install:` installs without a person at the console,
+    /// then does `after:`. A refused or failed install is logged and the
+    /// boot goes on to the panel, so the error can be read there too.
+    func runInstall() {
+        guard !cmdline.rescue, let path = configPath, configError == nil,
+              let text = try? Files.readString(path),
+              let cfg = try? ConfigLoader.load(path: path, text: text), let install = cfg.install else { return }
+        console.screenLogging = true
+        log("install: the config has an install: section; installing without a person at the console")
+        let ok = Install.headless(config: cfg, configPath: path) { self.log($0) }
+        guard ok else {
+            log("install: NOT installed (see the messages above); the disk is left not-installed; starting the panel")
+            return
+        }
+        switch install.after {
+        case .poweroff: log("install: done; powering off"); shutdown(.poweroff)
+        case .reboot: log("install: done; rebooting"); shutdown(.reboot)
+        case .none: log("install: done; staying up (after: none)")
         }
     }
 

@@ -7,10 +7,14 @@ import Glibc
 @Suite struct BootSequenceTests {
     @Test func phasesAreInBootOrder() {
         #expect(BootSequence.names == ["mounts", "console", "cmdline", "modules", "hotplug", "network",
-                                       "volumes", "config", "hostname", "storage", "services", "status"])
+                                       "volumes", "config", "hostname", "storage", "install", "services", "status"])
         // mounts come before anything that reads /proc or /sys
         let hw = BootSequence.phases.filter(\.hardware).map(\.name)
-        #expect(hw == ["mounts", "console", "modules", "hotplug", "network", "storage"])
+        #expect(hw == ["mounts", "console", "modules", "hotplug", "network", "storage", "install"])
+        // a headless install happens after the config is known and before any VM starts
+        let n = BootSequence.names
+        #expect(n.firstIndex(of: "config")! < n.firstIndex(of: "install")!)
+        #expect(n.firstIndex(of: "install")! < n.firstIndex(of: "services")!)
     }
 }
 
