@@ -59,6 +59,7 @@ public actor VMManager {
     private var uploading: Set<String> = []
     private var hostFacts: HostFacts?
     private var natNote: String?
+    private var bridgeSetup: Task<String, any Error>?
     /// Why a config image is missing from the store (its import failed), by image name.
     private var importFailures: [String: String] = [:]
     private var generation = 0
@@ -365,7 +366,17 @@ public actor VMManager {
                 throw APIError(503, "network: bridge needs the host bridge \(HostBridge.name), which does not exist here")
             }
             do {
-                host.physicalBridge = try await HostBridge.ensure(port: options.bridgePort)
+                // one setup at a time: VMs starting together share it
+                let setup: Task<String, any Error>
+                if let running = bridgeSetup {
+                    setup = running
+                } else {
+                    let port = options.bridgePort
+                    setup = Task { try await HostBridge.ensure(port: port) }
+                    bridgeSetup = setup
+                }
+                defer { bridgeSetup = nil }
+                host.physicalBridge = try await setup.value
                 hostFacts?.physicalBridge = host.physicalBridge
             } catch {
                 throw APIError(503, "VM '\(name)': network: bridge: cannot set up \(HostBridge.name): \(error)")

@@ -53,7 +53,7 @@ import Glibc
         byIP.name = "by-ip"
         byIP.url = "https://127.0.0.1:\(port)/blob.img"
         let f1 = await m.importImages([byIP], baseDirectory: dir)
-        #expect(f1.count == 1 && f1[0].contains("TLS handshake failed"), "\(f1)")
+        #expect(f1.count == 1 && f1[0].contains("TLS handshake failed") && f1[0].contains("name in the certificate does not match"), "\(f1)")
         #expect(!Files.exists("\(dir)/images/by-ip"))
 
         // without the CA (the system's trust store only): refused
@@ -61,7 +61,7 @@ import Glibc
         o2.nat = .user
         let untrusting = try VMManager(options: o2)
         let f2 = await untrusting.importImages([src], baseDirectory: dir)
-        #expect(f2.count == 1 && f2[0].contains("TLS handshake failed"), "\(f2)")
+        #expect(f2.count == 1 && f2[0].contains("TLS handshake failed") && f2[0].contains("issuer is unknown"), "\(f2)")
         #expect(await untrusting.images().isEmpty)
 
         // a 404 over TLS is reported as such

@@ -213,6 +213,66 @@ vms:
         d.teardown()
 
 
+def test_https_image_urls_in_the_config(tmp_path):
+    """`images: [{url: https://…}]` is fetched over TLS with the certificate
+    checked (SSL_CERT_FILE names the CA here); a server whose certificate
+    does not name the host is refused and the VM using that image says so."""
+    import hashlib
+    import socket
+    import subprocess
+    from cbdaemon import free_port
+    kernel, _ = guest()
+    www = tmp_path / "www"
+    www.mkdir()
+    shutil.copy(kernel, www / "vmlinuz")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem"), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True, timeout=60)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", """
+import functools, http.server, ssl, sys
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+s = http.server.HTTPServer(("127.0.0.1", int(sys.argv[2])), h)
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+c.load_cert_chain(sys.argv[3], sys.argv[4])
+s.socket = c.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+""", str(www), str(port), str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    digest = hashlib.sha256(open(kernel, "rb").read()).hexdigest()
+    d = Daemon(env={"SSL_CERT_FILE": str(tmp_path / "cert.pem")}, extra_config=f"""images:
+  - name: web-kernel
+    url: https://localhost:{port}/vmlinuz
+    sha256: "{digest}"
+  - name: wrong-name
+    url: https://127.0.0.1:{port}/vmlinuz
+vms:
+  - name: w
+    memory: 128
+    kernel: wrong-name
+    network: none
+""")
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:   # the server needs a moment to listen
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        d.start(timeout=60)
+        d.login()
+        images = {i["name"]: i for i in d.json("GET", "/api/v1/images")}
+        assert images["web-kernel"]["size"] == os.path.getsize(kernel) and images["web-kernel"]["sha256"] == digest
+        assert "wrong-name" not in images
+        vm = d.json("GET", "/api/v1/vms/w")
+        assert "needs image 'wrong-name'" in vm["message"] and "does not match" in vm["message"], vm
+    finally:
+        d.teardown()
+        server.kill()
+        server.wait()
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("dnsmasq")
                     or not shutil.which("nft") or not shutil.which("nsenter"),
                     reason="needs root, unshare, nsenter, dnsmasq and nft")
@@ -242,6 +302,10 @@ def test_nat_bridge_in_a_private_network_namespace():
         assert facts.get("IP_FORWARD") == "1", r.stdout
         assert facts.get("NFT_MASQ_RULES") == "1", r.stdout
         assert facts.get("NAT_SEEN_SOURCE") == "198.51.100.2", r.stdout + r.stderr
+        # a real guest: a lease from the daemon's DHCP server, then out through the masquerade
+        lease = facts.get("GUEST_LEASE", "").split()
+        assert len(lease) == 4 and lease[1].startswith("10.213.0.") and lease[3] == "10.213.0.1", r.stdout + r.stderr
+        assert facts.get("GUEST_SEEN_SOURCE") == "198.51.100.2", r.stdout + r.stderr
         assert facts.get("NO_MASQ_SEEN_SOURCE") == "fail", r.stdout
         assert facts.get("RESTART_MASQ_RULES") == "1", r.stdout
         assert facts.get("RESTART_SEEN_SOURCE") == "198.51.100.2", r.stdout
@@ -281,6 +345,11 @@ def test_bridge_vmbr0_over_the_nic_in_a_private_network_namespace(port_key):
         assert facts.get("STATIC_ROUTE") == "203.0.113.0/24 via 192.0.2.254 dev vmbr0", out
         assert facts.get("LAN_HEALTH") == "200", out
         assert facts.get("GATEWAY") == "ok", out
+        if shutil.which("dnsmasq"):
+            # a real guest on vmbr0 is on the LAN: the LAN's lease, its own address seen there (no NAT)
+            lease = facts.get("GUEST_LEASE", "").split()
+            assert len(lease) == 4 and lease[1].startswith("192.0.2.1") and lease[3] == "192.0.2.1", out
+            assert facts.get("GUEST_SEEN_SOURCE") == lease[1], out
         assert facts.get("TAP_AFTER_STOP") == "0", out
         assert facts.get("RESTART_BRIDGE_ADDR") == "192.0.2.10/24", out
         assert facts.get("RESTART_TAP_MASTER") == "vmbr0", out

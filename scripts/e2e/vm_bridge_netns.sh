@@ -10,6 +10,7 @@ mount -t sysfs sysfs /sys
 ip link set lo up
 S=$DIR/s
 cp "$GUEST/vmlinuz" "$GUEST/initrd.img" "$DIR/"
+sh "$(dirname "$0")/make-net-guest.sh" "$DIR" >&2
 unshare -n sleep 100 & LAN=$!
 sleep 0.3
 ip link add eth0 type veth peer name lan0 netns "$LAN"
@@ -25,8 +26,10 @@ cat > "$DIR/c.yaml" <<Y
 version: 1
 panel: {listen: "0.0.0.0:18556", tls: "off", users: [{name: admin, password_hash: "$HASH"}]}
 $NET
-images: [{name: k, file: vmlinuz}, {name: i, file: initrd.img}]
-vms: [{name: b1, memory: 128, kernel: k, initrd: i, network: bridge, autostart: true}]
+images: [{name: k, file: vmlinuz}, {name: i, file: initrd.img}, {name: ni, file: initrd-net.img}]
+vms:
+  - {name: b1, memory: 128, kernel: k, initrd: i, network: bridge, autostart: true}
+  - {name: g1, memory: 160, kernel: k, initrd: ni, network: bridge, append: "console=ttyS0 quiet netguest.server=192.0.2.1:8080"}
 Y
 "$B" daemon --config "$DIR/c.yaml" --state-dir "$S" > "$DIR/daemon.log" 2>&1 &
 D=$!
@@ -49,6 +52,28 @@ try: print(urllib.request.urlopen("http://192.0.2.10:18556/api/v1/health", timeo
 except Exception as e: print("fail")' 2>/dev/null || echo fail)"
 # and it reaches its gateway
 echo "GATEWAY=$(timeout 10 busybox ping -c1 -W2 192.0.2.1 >/dev/null 2>&1 && echo ok || echo fail)"
+# a real guest (TCG) on vmbr0 is on the LAN itself: a lease from the LAN's
+# DHCP server, and the LAN sees the guest's own address
+if command -v dnsmasq >/dev/null; then
+    nsenter -t "$LAN" -n dnsmasq --conf-file=/dev/null --interface=lan0 --bind-interfaces --port=0 \
+        --dhcp-range=192.0.2.100,192.0.2.150,1h --dhcp-option=option:router,192.0.2.1 \
+        --pid-file="$DIR/lan-dnsmasq.pid" --dhcp-leasefile="$DIR/lan.leases"
+    nsenter -t "$LAN" -n timeout 120 python3 -c '
+import http.server as h
+class H(h.BaseHTTPRequestHandler):
+    def do_GET(s):
+        b = s.client_address[0].encode(); s.send_response(200); s.end_headers(); s.wfile.write(b)
+    def log_message(s, *a): pass
+h.HTTPServer(("192.0.2.1", 8080), H).serve_forever()' &
+    WEB=$!
+    CLOUDBIOS_PASSWORD=pw "$B" vm start --url http://127.0.0.1:18556 --user admin g1 >/dev/null
+    i=0
+    while [ $i -lt 300 ] && ! grep -q "NET-RESULT" "$S/run/g1/serial.log" 2>/dev/null; do sleep 0.3; i=$((i+1)); done
+    echo "GUEST_LEASE=$(grep -o 'NET-LEASE.*' "$S/run/g1/serial.log" | head -1 | tr -d '\r')"
+    echo "GUEST_SEEN_SOURCE=$(grep -o 'NET-RESULT.*' "$S/run/g1/serial.log" | head -1 | tr -d '\r' | sed 's/^NET-RESULT //')"
+    CLOUDBIOS_PASSWORD=pw "$B" vm stop --url http://127.0.0.1:18556 --user admin g1 >/dev/null
+    kill $WEB "$(cat "$DIR/lan-dnsmasq.pid")" 2>/dev/null
+fi
 CLOUDBIOS_PASSWORD=pw "$B" vm stop --url http://127.0.0.1:18556 --user admin b1 >/dev/null
 sleep 0.5
 echo "TAP_AFTER_STOP=$(ls /sys/class/net | grep -c '^cbt')"

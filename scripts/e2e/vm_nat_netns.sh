@@ -8,11 +8,14 @@ mount -t sysfs sysfs /sys
 ip link set lo up
 S=$DIR/s
 cp "$GUEST/vmlinuz" "$GUEST/initrd.img" "$DIR/"
+sh "$(dirname "$0")/make-net-guest.sh" "$DIR" >&2
 cat > "$DIR/c.yaml" <<Y
 version: 1
 panel: {listen: "127.0.0.1:18555", tls: "off", users: [{name: admin, password_hash: "$HASH"}]}
-images: [{name: k, file: vmlinuz}, {name: i, file: initrd.img}]
-vms: [{name: n1, memory: 128, kernel: k, initrd: i, network: nat, autostart: true}]
+images: [{name: k, file: vmlinuz}, {name: i, file: initrd.img}, {name: ni, file: initrd-net.img}]
+vms:
+  - {name: n1, memory: 128, kernel: k, initrd: i, network: nat, autostart: true}
+  - {name: g1, memory: 160, kernel: k, initrd: ni, network: nat, append: "console=ttyS0 quiet netguest.server=198.51.100.1:8080"}
 Y
 "$B" daemon --config "$DIR/c.yaml" --state-dir "$S" > "$DIR/daemon.log" 2>&1 &
 D=$!
@@ -73,6 +76,14 @@ while [ $i -lt 30 ] && ! nsenter -t "$OUT" -n sh -c 'ss -ltn 2>/dev/null | grep 
 echo "IP_FORWARD=$(cat /proc/sys/net/ipv4/ip_forward)"
 echo "NAT_SEEN_SOURCE=$(fetch)"
 echo "NFT_MASQ_RULES=$(nft list table ip cloudbios 2>/dev/null | grep -c masquerade)"
+# a real guest (TCG) on its tap: a DHCP lease from the daemon's server, then
+# the outside through the masquerade
+CLOUDBIOS_PASSWORD=pw "$B" vm start --url http://127.0.0.1:18555 --user admin g1 >/dev/null
+i=0
+while [ $i -lt 300 ] && ! grep -q "NET-RESULT" "$S/run/g1/serial.log" 2>/dev/null; do sleep 0.3; i=$((i+1)); done
+echo "GUEST_LEASE=$(grep -o 'NET-LEASE.*' "$S/run/g1/serial.log" | head -1 | tr -d '\r')"
+echo "GUEST_SEEN_SOURCE=$(grep -o 'NET-RESULT.*' "$S/run/g1/serial.log" | head -1 | tr -d '\r' | sed 's/^NET-RESULT //')"
+CLOUDBIOS_PASSWORD=pw "$B" vm stop --url http://127.0.0.1:18555 --user admin g1 >/dev/null
 nft delete table ip cloudbios
 echo "NO_MASQ_SEEN_SOURCE=$(fetch 1)"
 CLOUDBIOS_PASSWORD=pw "$B" vm stop --url http://127.0.0.1:18555 --user admin n1 >/dev/null

@@ -52,7 +52,8 @@ def password_hash(pw):
 
 
 class Daemon:
-    def __init__(self, extra_config="", tls=True):
+    def __init__(self, extra_config="", tls=True, env=None):
+        self.env = env
         self.dir = tempfile.mkdtemp(prefix="cbe2e-", dir="/tmp")
         self.state = os.path.join(self.dir, "s")
         self.port = free_port()
@@ -79,7 +80,8 @@ panel:
     def start(self, timeout=30):
         logf = open(self.log, "a")
         p = subprocess.Popen([binary(), "daemon", "--config", self.config, "--state-dir", self.state],
-                             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+                             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                             env=dict(os.environ, **(self.env or {})))
         self.procs.append(p)
         deadline = time.time() + timeout
         while time.time() < deadline:
