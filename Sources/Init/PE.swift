@@ -418,7 +418,9 @@ public final class PE: @unchecked Sendable {
         if cmdline.rescue { return [] }
         var daemon = ["daemon"]
         if let p = configPath, configError == nil { daemon += ["--config", p] }
-        daemon += ["--state-dir", stateDir]
+        // In the PE the daemon owns the host's VM networking: cbnat0 with
+        // DHCP and masquerading for nat VMs, vmbr0 for bridge VMs.
+        daemon += ["--state-dir", stateDir, "--nat", "bridge"]
         var out = [(name: "daemon", arguments: daemon)]
         if let vm = displayVM { out.append((name: "viewer", arguments: ["viewer", "--vm", vm])) }
         return out

@@ -258,7 +258,7 @@ import Glibc
         #expect(pe.configPath == root + "/media/CBCONFIG/cloudbios.yaml")
         #expect(pe.hostname == "demo")
         #expect(pe.servicePlan.map(\.arguments) == [
-            ["daemon", "--config", root + "/media/CBCONFIG/cloudbios.yaml", "--state-dir", "/var/lib/cloudbios"],
+            ["daemon", "--config", root + "/media/CBCONFIG/cloudbios.yaml", "--state-dir", "/var/lib/cloudbios", "--nat", "bridge"],
             ["viewer", "--vm", "demo"]])
     }
 
@@ -270,7 +270,7 @@ import Glibc
         pe.boot()
         #expect(pe.configError?.hasSuffix("cloudbios.yaml:2:6: unexpected end of flow sequence") == true)
         #expect(pe.hostname == "cloudbios")
-        #expect(pe.servicePlan.map(\.arguments) == [["daemon", "--state-dir", "/var/lib/cloudbios"]])
+        #expect(pe.servicePlan.map(\.arguments) == [["daemon", "--state-dir", "/var/lib/cloudbios", "--nat", "bridge"]])
         #expect(pe.statusInfo().configError == pe.configError)
     }
 
@@ -281,6 +281,6 @@ import Glibc
         pe.boot()
         let e = pe.configError ?? ""
         #expect(e.contains(root + "/media/CBCONFIG/cloudbios.yaml:4:3:"), "\(e)")
-        #expect(pe.servicePlan.first?.arguments == ["daemon", "--state-dir", "/var/lib/cloudbios"])
+        #expect(pe.servicePlan.first?.arguments == ["daemon", "--state-dir", "/var/lib/cloudbios", "--nat", "bridge"])
     }
 }
