@@ -501,9 +501,9 @@ panel:
       password_hash: "{hash}"
 images:
   - name: tiny-kernel
-    url: "{base}/vmlinuz"
+    file: guest/vmlinuz
   - name: tiny-initrd
-    url: "{base}/initrd.img"
+    file: guest/initrd.img
 vms:
   - name: tiny
     memory: 256
@@ -523,17 +523,10 @@ def test_iso_dual_runs_the_display_vm(iso, guest, vm_factory, tmp_path):
     tiny guest; the machine's own screen shows the guest, its keyboard types
     into the guest, and Ctrl+Alt+F12 switches to the host console and back."""
     import qemu
-    import functools
-    import http.server
-    import threading
-    # the guest's kernel and initrd come over HTTP from this machine (10.0.2.2
-    # from inside QEMU's user network)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=os.path.dirname(guest["kernel"]))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://10.0.2.2:{httpd.server_address[1]}"
     vol = qemu.make_cbconfig(str(tmp_path / "cbconfig.img"), {
-        "cloudbios.yaml": CONFIG.format(user=USER, hash=qemu.password_hash(PASSWORD), append=GUEST_APPEND, base=base),
+        "cloudbios.yaml": CONFIG.format(user=USER, hash=qemu.password_hash(PASSWORD), append=GUEST_APPEND),
+        "guest/vmlinuz": ("copy", guest["kernel"]),
+        "guest/initrd.img": ("copy", guest["initrd"]),
     })
     # boot from the CD: the config volume has no boot code
     vm = vm_factory(name="dualrun", iso=iso, drives=[vol], memory=2048, cpus=2,
@@ -583,4 +576,3 @@ def test_iso_dual_runs_the_display_vm(iso, guest, vm_factory, tmp_path):
     wait_for("keys after switching back", lambda: "typed: back" in guest_serial(), 300, interval=3)
     log = guest_serial()
     assert "nope" not in log, "keys typed on the host console leaked into the guest"
-    httpd.shutdown()
