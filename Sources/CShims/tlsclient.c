@@ -12,8 +12,8 @@ struct cb_tls_client {
     gnutls_certificate_credentials_t creds;
 };
 
-cb_tls_client *cb_tls_client_connect(int fd, const char *host, const char *cafile, int insecure,
-                                     char *err, size_t errlen) {
+static cb_tls_client *tls_connect(int fd, const char *host, const char *cafile, int insecure, int pin_ca,
+                                  char *err, size_t errlen) {
     cb_tls_client *c = calloc(1, sizeof *c);
     if (!c) { snprintf(err, errlen, "out of memory"); return NULL; }
     int rc;
@@ -31,12 +31,13 @@ cb_tls_client *cb_tls_client_connect(int fd, const char *host, const char *cafil
     gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, c->creds);
     if (host && *host) gnutls_server_name_set(c->session, GNUTLS_NAME_DNS, host, strlen(host));
     if (!insecure) {
-        if (cafile && *cafile) gnutls_session_set_verify_cert(c->session, NULL, 0); /* pinned CA: any name */
+        if (cafile && *cafile && pin_ca) gnutls_session_set_verify_cert(c->session, NULL, 0); /* pinned CA: any name */
         else gnutls_session_set_verify_cert(c->session, host, 0);
     }
     gnutls_transport_set_int(c->session, fd);
     gnutls_handshake_set_timeout(c->session, 10000);
-    do { rc = gnutls_handshake(c->session); } while (rc < 0 && !gnutls_error_is_fatal(rc));
+    /* a receive timeout on the socket (SO_RCVTIMEO) surfaces as E_AGAIN: give up then */
+    do { rc = gnutls_handshake(c->session); } while (rc < 0 && rc != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(rc));
     if (rc < 0) {
         snprintf(err, errlen, "TLS handshake failed: %s", gnutls_strerror(rc));
         gnutls_deinit(c->session);
@@ -49,15 +50,25 @@ fail:
     return NULL;
 }
 
+cb_tls_client *cb_tls_client_connect(int fd, const char *host, const char *cafile, int insecure,
+                                     char *err, size_t errlen) {
+    return tls_connect(fd, host, cafile, insecure, 1, err, errlen);
+}
+
+cb_tls_client *cb_tls_client_connect_verified(int fd, const char *host, const char *cafile,
+                                              char *err, size_t errlen) {
+    return tls_connect(fd, host, cafile, 0, 0, err, errlen);
+}
+
 long cb_tls_client_send(cb_tls_client *c, const void *buf, size_t len) {
     ssize_t n;
-    do { n = gnutls_record_send(c->session, buf, len); } while (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED);
+    do { n = gnutls_record_send(c->session, buf, len); } while (n == GNUTLS_E_INTERRUPTED);
     return n < 0 ? -1 : (long)n;
 }
 
 long cb_tls_client_recv(cb_tls_client *c, void *buf, size_t len) {
     ssize_t n;
-    do { n = gnutls_record_recv(c->session, buf, len); } while (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED);
+    do { n = gnutls_record_recv(c->session, buf, len); } while (n == GNUTLS_E_INTERRUPTED);
     if (n == GNUTLS_E_PREMATURE_TERMINATION) return 0;
     return n < 0 ? -1 : (long)n;
 }

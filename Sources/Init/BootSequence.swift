@@ -25,6 +25,7 @@ public enum BootSequence {
         BootPhase("config", "find and validate cloudbios.yaml", hardware: false) { $0.findConfig() },
         BootPhase("hostname", "set the hostname", hardware: false) { $0.setHostname() },
         BootPhase("storage", "mount the data partition or a tmpfs at /var/lib/cloudbios", hardware: true) { $0.mountStorage() },
+        BootPhase("install", "install to disk headless when the config has install:, then do after:", hardware: true) { $0.runInstall() },
         BootPhase("services", "start the daemon and the viewer under supervision", hardware: false) { $0.planServices() },
         BootPhase("status", "show the status screen", hardware: false) { $0.showStatus() },
     ]

@@ -62,11 +62,9 @@ public final class InitConsole {
     func write(_ text: String, screen toScreen: Bool) {
         let bytes = Array(text.utf8)
         if sinkToStderr { _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }; return }
-        var crlf: [UInt8] = []
-        crlf.reserveCapacity(bytes.count + 8)
-        for b in bytes { if b == 10 { crlf.append(13) }; crlf.append(b) }
-        for fd in serial { try? Files.writeAll(fd, crlf) }
-        if toScreen && screen >= 0 { try? Files.writeAll(screen, crlf) }
+        // the terminals translate \n to \r\n themselves (ONLCR)
+        for fd in serial { try? Files.writeAll(fd, bytes) }
+        if toScreen && screen >= 0 { try? Files.writeAll(screen, bytes) }
         if file >= 0 { try? Files.writeAll(file, bytes) }
     }
 

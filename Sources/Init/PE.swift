@@ -3,6 +3,8 @@ import Glibc
 #endif
 import CShims
 import Platform
+import Config
+import Install
 
 /// PID 1 of the CloudBIOS PE. Off-target (`root` set) the hardware phases are
 /// skipped and every path is read below `root`, so tests can run the boot
@@ -50,7 +52,7 @@ public final class PE: @unchecked Sendable {
         self.stateDir = stateDir
         self.console = InitConsole(offTarget: mode != .pe)
         self.validator = { _ in nil }
-        self.validator = { [unowned self] path in self.validateWithCLI(path) }
+        self.validator = PE.validate
         self.supervisor = Supervisor(clock: Clock.monotonic, spawner: { [unowned self] in try self.spawn($0) },
                                      log: { [unowned self] in self.log($0) })
     }
@@ -121,6 +123,15 @@ public final class PE: @unchecked Sendable {
 
     func loadModules() {
         let before = Set(loadedModules())
+        // Not tied to a device: loaded in the background while coldplug runs
+        // (filesystems and tun also load on demand through the kernel's
+        // modprobe helper).
+        var extra = ["tun", "bridge", "loop", "button", "evdev", "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
+                     "isofs", "sd_mod", "sr_mod", "vhost_net"]
+        let cpuinfo = (try? Files.readString("/proc/cpuinfo")) ?? ""
+        if cpuinfo.contains(" vmx") { extra.append("kvm_intel") }
+        if cpuinfo.contains(" svm") { extra.append("kvm_amd") }
+        if (try? Launcher("/sbin/modprobe", ["-a", "-q"] + extra).spawn()) == nil { log("modules: cannot run modprobe") }
         var seen = Set<String>()
         for _ in 0..<4 {
             let aliases = Modalias.scan(root + "/sys/devices").subtracting(seen)
@@ -133,13 +144,6 @@ public final class PE: @unchecked Sendable {
                 i += 64
             }
         }
-        var extra = ["tun", "bridge", "loop", "button", "evdev", "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
-                     "isofs", "sd_mod", "sr_mod", "vhost_net"]
-        let cpuinfo = (try? Files.readString("/proc/cpuinfo")) ?? ""
-        if cpuinfo.contains(" vmx") { extra.append("kvm_intel") }
-        if cpuinfo.contains(" svm") { extra.append("kvm_amd") }
-        let r = run("/sbin/modprobe", ["-a", "-q"] + extra)
-        if r != 0 { log("modules: some of \(extra.joined(separator: " ")) did not load (status \(r))") }
         let loaded = loadedModules().filter { !before.contains($0) }
         log("modules: \(seen.count) device aliases; loaded \(loaded.count): \(loaded.sorted().joined(separator: " "))")
         for dev in Files.list("/sys/bus/pci/devices") where !Files.exists("/sys/bus/pci/devices/\(dev)/driver") {
@@ -148,7 +152,6 @@ public final class PE: @unchecked Sendable {
             if cls.hasPrefix("0x0600") || cls.hasPrefix("0x0601") || cls.hasPrefix("0x0604") || cls.hasPrefix("0x0680") { continue }
             log("modules: no driver for PCI \(dev) [\(Files.readTrimmed(p + "vendor") ?? "?"):\(Files.readTrimmed(p + "device") ?? "?")] class \(cls)")
         }
-        if !Files.exists("/dev/kvm") { log("modules: /dev/kvm is missing: VMs will run under TCG (software emulation)") }
     }
 
     func loadedModules() -> [String] {
@@ -248,7 +251,7 @@ public final class PE: @unchecked Sendable {
         }
         let deadline = Clock.monotonic() + (wanted != nil ? 15 : 1.5)
         while true {
-            volumes = Volume.parseBlkid(capture("/sbin/blkid", []))
+            volumes = Volume.parseBlkid(capture("/usr/sbin/blkid", ["-c", "/dev/null"]))
             let labels = Set(volumes.compactMap(\.label))
             let found = wanted.map { labels.contains($0) }
                 ?? (labels.contains(PELabel.config) || labels.contains(PELabel.bootMedium) || labels.contains(PELabel.system))
@@ -294,7 +297,24 @@ public final class PE: @unchecked Sendable {
             for line in e.split(separator: "\n") { log("config: ERROR: \(line)") }
             log("config: the config is invalid; the daemon starts with defaults")
         }
-        peek = ConfigPeek(yaml: (try? Files.readString(path)) ?? "")
+        let text = (try? Files.readString(path)) ?? ""
+        peek = ConfigPeek(yaml: text)
+        if configError == nil, let cfg = try? ConfigLoader.load(path: path, text: text) {
+            peek = ConfigPeek(hostname: cfg.hostname, displayVM: cfg.displayVM?.name, panelPort: cfg.panel.port,
+                              vmNames: cfg.vms.map(\.name))
+        }
+    }
+
+    /// The config module's strict validation: every problem as FILE:LINE:COL: message.
+    public static func validate(_ path: String) -> String? {
+        let text: String
+        do { text = try Files.readString(path) } catch { return "\(path): cannot read: \(error)" }
+        do {
+            _ = try ConfigLoader.load(path: path, text: text)
+            return nil
+        } catch {
+            return error.errors.map(\.description).joined(separator: "\n")
+        }
     }
 
     /// Mounts a volume read-only below /run/cloudbios/media (off-target: the
@@ -331,6 +351,10 @@ public final class PE: @unchecked Sendable {
     func validateWithCLI(_ path: String) -> String? {
         guard let r = try? Launcher(executable, ["config", "validate", path]).run() else { return nil }
         if r.status == 0 { return nil }
+        if r.status == 64 {  // usage error: this build has no validator; the daemon judges
+            log("config: cannot validate here (\(r.output.split(separator: "\n").first ?? "")); passing it to the daemon")
+            return nil
+        }
         let text = r.output.split(separator: "\n").filter { !$0.isEmpty }.joined(separator: "\n")
         return text.isEmpty ? "\(path): invalid (validate exited with status \(r.status))" : text
     }
@@ -358,6 +382,27 @@ public final class PE: @unchecked Sendable {
             log("storage: no installed data partition; \(stateDir) is in RAM (tmpfs)")
         } catch {
             log("storage: \(error)")
+        }
+    }
+
+    /// A config with `install:` installs without a person at the console,
+    /// then does `after:`. A refused or failed install is logged and the
+    /// boot goes on to the panel, so the error can be read there too.
+    func runInstall() {
+        guard !cmdline.rescue, let path = configPath, configError == nil,
+              let text = try? Files.readString(path),
+              let cfg = try? ConfigLoader.load(path: path, text: text), let install = cfg.install else { return }
+        console.screenLogging = true
+        log("install: the config has an install: section; installing without a person at the console")
+        let ok = Install.headless(config: cfg, configPath: path) { self.log($0) }
+        guard ok else {
+            log("install: NOT installed (see the messages above); the disk is left not-installed; starting the panel")
+            return
+        }
+        switch install.after {
+        case .poweroff: log("install: done; powering off"); shutdown(.poweroff)
+        case .reboot: log("install: done; rebooting"); shutdown(.reboot)
+        case .none: log("install: done; staying up (after: none)")
         }
     }
 
@@ -448,7 +493,10 @@ public final class PE: @unchecked Sendable {
         boot()
         log("boot: complete in \(Supervisor.format(Clock.boottime())) s since the kernel started")
         var lastRefresh = Clock.monotonic()
+        let memoryReportAt = Clock.monotonic() + 30
+        var memoryReported = false
         while true {
+            if !memoryReported && Clock.monotonic() >= memoryReportAt { memoryReported = true; logMemory() }
             if let kind = shutdownRequested { shutdown(kind) }
             var fds: [pollfd] = []
             for fd in [signalFD, ueventFD] + Array(outputs.keys) + Array(inputFDs.keys) where fd >= 0 {
@@ -466,6 +514,26 @@ public final class PE: @unchecked Sendable {
             supervisor.tick()
             if Clock.monotonic() - lastRefresh >= 2 { lastRefresh = Clock.monotonic(); refreshStatus() }
         }
+    }
+
+    /// Logs the resident memory of the PE's own processes (QEMU excluded).
+    func logMemory() {
+        var total = 0
+        var parts: [String] = []
+        for pid in Files.list("/proc") where Int(pid) != nil {
+            guard let status = try? Files.readString("/proc/\(pid)/status") else { continue }
+            var name = "", rss = 0
+            for line in status.split(separator: "\n") {
+                if line.hasPrefix("Name:") { name = line.dropFirst(5).trimmingSpaces() }
+                if line.hasPrefix("VmRSS:") { rss = Int(line.dropFirst(6).split(separator: " ").first ?? "") ?? 0 }
+            }
+            guard rss > 0, !name.hasPrefix("qemu") else { continue }
+            total += rss
+            parts.append("\(name)[\(pid)] \(rss)")
+        }
+        let avail = ((try? Files.readString("/proc/meminfo")) ?? "").split(separator: "\n")
+            .first { $0.hasPrefix("MemAvailable:") }.map { $0.dropFirst(13).trimmingSpaces() } ?? "?"
+        log("memory: PE processes RSS \(total) KiB (\(parts.joined(separator: ", ")) KiB); MemAvailable \(avail)")
     }
 
     func handleSignals() {

@@ -23,11 +23,15 @@ public enum GrubMenu {
         }
         let entries = vms.map { vm in block.map { $0.replacingAll("@VM@", vm) }.joined(separator: "\n") }.joined(separator: "\n")
         let def = display.map { "vm-\($0)" } ?? "host"
-        return lines.joined(separator: "\n")
-            .replacingAll("@VM_ENTRIES@", entries)
-            .replacingAll("@SYSTEM_UUID@", systemUUID)
-            .replacingAll("@ARGS@", args)
-            .replacingAll("@DEFAULT@", def)
+        // Placeholders are filled on code lines only: comments may name them.
+        return lines.map { line -> String in
+            if line.drop(while: { $0 == " " || $0 == "\t" }).hasPrefix("#") { return line }
+            return line
+                .replacingAll("@VM_ENTRIES@", entries)
+                .replacingAll("@SYSTEM_UUID@", systemUUID)
+                .replacingAll("@ARGS@", args)
+                .replacingAll("@DEFAULT@", def)
+        }.joined(separator: "\n")
     }
 
     /// A copy of images/grub-disk.cfg.in for when the file is not installed.

@@ -59,41 +59,28 @@ public struct ImageWriter {
         return stats
     }
 
-    /// Copies a data extent. The source is mapped, not read: the writes go
-    /// straight from its page cache (one memory copy fewer than read+write).
+    /// Copies a data extent through one aligned buffer: a read, then one
+    /// large write (O_DIRECT on devices); all-zero chunks become zeroed ranges.
     static func copy(_ src: Int32, from: Int64, count: Int64, to t: TargetDevice, at: Int64,
                      buf: UnsafeMutableRawPointer, stats: inout Stats) throws {
         var done: Int64 = 0
         while done < count {
             let want = Int(min(Int64(chunk), count - done))
-            let off = from + done
-            let pageOff = off & ~Int64(4095)
-            let lead = Int(off - pageOff)
-            var p: UnsafeMutableRawPointer = buf
-            var mapped: UnsafeMutableRawPointer? = nil
-            if let m = mmap(nil, want + lead, PROT_READ, MAP_SHARED | MAP_POPULATE, src, off_t(pageOff)), m != MAP_FAILED {
-                _ = madvise(m, want + lead, MADV_SEQUENTIAL | MADV_WILLNEED)
-                mapped = m
-                p = m + lead
-            } else {
-                var got = 0
-                while got < want {
-                    let n = try syscall("read image") { pread(src, buf + got, want - got, off_t(off + Int64(got))) }
-                    if n == 0 { throw SystemError("read image: unexpected end", errno: EIO) }
-                    got += n
-                }
+            var got = 0
+            while got < want {
+                let n = try syscall("read image") { pread(src, buf + got, want - got, off_t(from + done + Int64(got))) }
+                if n == 0 { break }
+                got += n
             }
-            defer { if let m = mapped { munmap(m, want + lead) } }
-            if isZero(p, want) {
-                try t.zero(at + done, Int64(want))
-                stats.zeroedBytes += Int64(want)
+            if got == 0 { throw SystemError("read image: unexpected end", errno: EIO) }
+            if isZero(buf, got) {
+                try t.zero(at + done, Int64(got))
+                stats.zeroedBytes += Int64(got)
             } else {
-                // O_DIRECT wants an aligned source address too.
-                if lead != 0 && t.directFD >= 0 { memcpy(buf, p, want); p = buf }
-                try writeChunk(t, p, want, at: at + done)
-                stats.dataBytes += Int64(want)
+                try writeChunk(t, buf, got, at: at + done)
+                stats.dataBytes += Int64(got)
             }
-            done += Int64(want)
+            done += Int64(got)
         }
     }
 

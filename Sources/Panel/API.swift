@@ -107,7 +107,16 @@ public final class PanelAPI: Sendable {
             return run { .json(await backend.host().json) }
         case .listVMs:
             let cache = vmListCache
-            if let bytes = cache.get() { return .respond(HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: .bytes(bytes))) }
+            func cached(_ b: [UInt8]) -> Plan { .respond(HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: .bytes(b))) }
+            switch cache.lookup() {
+            case .fresh(let b):
+                return cached(b)
+            case .staleRefresh(let b, let generation):
+                Task { cache.put(HTTPResponse.json(.array(await backend.listVMs().map(\.json))).bodyBytes, generation: generation) }
+                return cached(b)
+            case .miss:
+                break
+            }
             return run {
                 let generation = cache.generation
                 let r = HTTPResponse.json(.array(await backend.listVMs().map(\.json)))
@@ -390,30 +399,51 @@ public final class PanelAPI: Sendable {
 }
 
 /// One rendered response, reused for `ttl` seconds so that frequent polling
-/// of a list costs no backend round trip. Any state-changing API request
-/// invalidates it (before and after it runs); a render that started before
-/// an invalidation is not stored.
+/// of a list costs no backend round trip. Past `ttl` (up to `2 * ttl`) the
+/// old rendering is still served while exactly one request renders a new
+/// one, so a crowd of clients never waits together. Any state-changing API
+/// request invalidates it (before and after it runs); a render that started
+/// before an invalidation is not stored.
 final class ResponseCache: @unchecked Sendable {
     let ttl: Double
     private let lock = Lock()
     private var bytes: [UInt8]?
     private var stored = 0.0
     private var gen = 0
+    private var refreshing = false
 
     init(ttl: Double) { self.ttl = ttl }
 
     var generation: Int { lock.withLock { gen } }
 
-    func get() -> [UInt8]? {
-        guard ttl > 0 else { return nil }
+    enum Lookup { case fresh([UInt8]), staleRefresh([UInt8], generation: Int), miss }
+
+    func lookup() -> Lookup {
+        guard ttl > 0 else { return .miss }
         let now = monotonicNow()
-        return lock.withLock { bytes != nil && now - stored < ttl ? bytes : nil }
+        return lock.withLock {
+            guard let b = bytes else { return .miss }
+            let age = now - stored
+            if age < ttl { return .fresh(b) }
+            if age < 2 * ttl {
+                if refreshing { return .fresh(b) }
+                refreshing = true
+                return .staleRefresh(b, generation: gen)
+            }
+            return .miss
+        }
+    }
+
+    func get() -> [UInt8]? {
+        if case .fresh(let b) = lookup() { return b }
+        return nil
     }
 
     func put(_ b: [UInt8], generation: Int) {
         guard ttl > 0 else { return }
         let now = monotonicNow()
         lock.withLock {
+            refreshing = false
             if gen == generation { bytes = b; stored = now }
         }
     }

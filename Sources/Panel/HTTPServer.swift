@@ -11,9 +11,13 @@ import Platform
 /// HTTP thread ever waits on the backend.
 final class HTTPServer: @unchecked Sendable {
     private var daemon: OpaquePointer?
+    private var stopping = false
+    /// Requests answered by `stop` whose answers are still being sent.
+    private var draining = Set<ObjectIdentifier>()
     let api: PanelAPI
     private let inFlight = Lock()
-    private var pending = 0
+    /// Suspended connections waiting for an async answer.
+    private var suspended: [ObjectIdentifier: (Context, ConnectionRef)] = [:]
 
     init(api: PanelAPI) { self.api = api }
 
@@ -31,14 +35,31 @@ final class HTTPServer: @unchecked Sendable {
         daemon = d
     }
 
-    /// Waits (bounded) for suspended requests, then stops the daemon.
+    /// Waits (bounded) for suspended requests, answers those still waiting
+    /// with 503, then stops the daemon.
     func stop() {
         guard let d = daemon else { return }
-        for _ in 0..<500 {
-            if inFlight.withLock({ pending }) == 0 { break }
+        inFlight.withLock { stopping = true }
+        for _ in 0..<300 {
+            if inFlight.withLock({ suspended.isEmpty }) { break }
             usleep(10_000)
         }
-        daemon = nil
+        let left = inFlight.withLock { () -> [(Context, ConnectionRef)] in
+            let l = Array(suspended.values)
+            suspended.removeAll()
+            for (ctx, _) in l {
+                ctx.ready = .error(503, "the server is shutting down")
+                draining.insert(ObjectIdentifier(ctx))
+            }
+            return l
+        }
+        for (_, ref) in left { MHD_resume_connection(ref.c) }
+        for _ in 0..<300 {
+            if inFlight.withLock({ draining.isEmpty }) { break }
+            usleep(10_000)
+        }
+        endUpgrades()
+        inFlight.withLock { daemon = nil }
         MHD_stop_daemon(d)
     }
 
@@ -82,6 +103,7 @@ final class HTTPServer: @unchecked Sendable {
     }
 
     private func completed(_ ctx: Context, ok: Bool) {
+        inFlight.withLock { if stopping { _ = draining.remove(ObjectIdentifier(ctx)) } }
         if let u = ctx.upload, !ctx.uploadFinished { u.abort() }
         let status = ok ? ctx.status : (ctx.status == 0 ? 499 : ctx.status)
         let seconds = monotonicNow() - ctx.started
@@ -163,17 +185,17 @@ final class HTTPServer: @unchecked Sendable {
         ctx.phase = .waiting
         switch ctx.plan {
         case .run(let f):
-            runAsync(conn, ctx, f)
+            return runAsync(conn, ctx, f)
         case .body(_, let f):
             if ctx.tooLarge { return queue(conn, ctx, PanelAPI.tooLarge) }
             let body = ctx.body
             ctx.body = []
-            runAsync(conn, ctx) { await f(body) }
+            return runAsync(conn, ctx) { await f(body) }
         case .upload(_, let finish):
             api.metrics.addUploaded(ctx.uploaded)
             if let e = ctx.uploadError { return queue(conn, ctx, e) }
             guard let u = ctx.upload else { return queue(conn, ctx, .error(500, "upload lost")) }
-            runAsync(conn, ctx) {
+            return runAsync(conn, ctx) {
                 let r = await finish(u)
                 ctx.uploadFinished = true
                 return r
@@ -185,16 +207,27 @@ final class HTTPServer: @unchecked Sendable {
     }
 
     /// Suspends the connection, runs `f`, and resumes with its answer.
-    private func runAsync(_ conn: OpaquePointer, _ ctx: Context, _ f: @escaping @Sendable () async -> HTTPResponse) {
-        MHD_suspend_connection(conn)
-        inFlight.withLock { pending += 1 }
+    private func runAsync(_ conn: OpaquePointer, _ ctx: Context, _ f: @escaping @Sendable () async -> HTTPResponse) -> MHD_Result {
         let ref = ConnectionRef(c: conn)
+        let id = ObjectIdentifier(ctx)
+        let accepted = inFlight.withLock { () -> Bool in
+            if stopping { return false }
+            suspended[id] = (ctx, ref)
+            return true
+        }
+        guard accepted else { return queue(conn, ctx, .error(503, "the server is shutting down")) }
+        MHD_suspend_connection(conn)
         Task {
             let r = await f()
-            ctx.ready = r
-            self.inFlight.withLock { self.pending -= 1 }
-            MHD_resume_connection(ref.c)
+            // Exactly one of this task and `stop` resumes the connection.
+            let mine = self.inFlight.withLock { () -> Bool in
+                guard self.suspended.removeValue(forKey: id) != nil else { return false }
+                ctx.ready = r
+                return true
+            }
+            if mine { MHD_resume_connection(ref.c) }
         }
+        return cb_mhd_yes()
     }
 
     private func queue(_ conn: OpaquePointer, _ ctx: Context, _ r: HTTPResponse) -> MHD_Result {
@@ -210,7 +243,7 @@ final class HTTPServer: @unchecked Sendable {
             resp = MHD_create_response_from_fd_at_offset64(UInt64(length), fd, UInt64(offset))
             if resp == nil { close(fd) }
         case .upgrade(let handler):
-            let box = Unmanaged.passRetained(UpgradeBox(handler)).toOpaque()
+            let box = Unmanaged.passRetained(UpgradeBox(handler, server: self)).toOpaque()
             resp = MHD_create_response_for_upgrade(HTTPServer.upgradeHandler, box)
         }
         guard let resp else { return cb_mhd_no() }
@@ -223,23 +256,63 @@ final class HTTPServer: @unchecked Sendable {
 
     final class UpgradeBox {
         let handler: @Sendable (WebSocketConnection) -> Void
-        init(_ h: @escaping @Sendable (WebSocketConnection) -> Void) { handler = h }
+        unowned let server: HTTPServer
+        init(_ h: @escaping @Sendable (WebSocketConnection) -> Void, server: HTTPServer) { handler = h; self.server = server }
     }
 
     struct URHRef: @unchecked Sendable { let p: OpaquePointer }
+
+    /// Upgraded connections still open: `stop` ends them before the daemon
+    /// goes away, and exactly one party hands each back to MHD.
+    private var upgraded: [Int: (fd: Int32, urh: URHRef)] = [:]
+    private var nextUpgradeID = 0
+
+    private func registerUpgrade(fd: Int32, urh: URHRef) -> Int? {
+        inFlight.withLock {
+            guard !stopping else { return nil }
+            nextUpgradeID += 1
+            upgraded[nextUpgradeID] = (fd, urh)
+            return nextUpgradeID
+        }
+    }
+
+    private func closeUpgrade(_ id: Int) {
+        let entry = inFlight.withLock { upgraded.removeValue(forKey: id) }
+        if let entry { _ = cb_mhd_upgrade_close(entry.urh.p) }
+    }
 
     static let upgradeHandler: MHD_UpgradeHandler = { cls, _, _, extra, extraSize, sock, urh in
         let box = Unmanaged<UpgradeBox>.fromOpaque(cls!).takeRetainedValue()
         let leftover = extraSize > 0 && extra != nil
             ? Array(UnsafeRawBufferPointer(start: extra, count: extraSize)) : []
+        let server = box.server
         let ref = URHRef(p: urh!)
+        guard let id = server.registerUpgrade(fd: sock, urh: ref) else {
+            _ = cb_mhd_upgrade_close(ref.p)
+            return
+        }
         // The bridge does its own polling with blocking writes.
         let flags = fcntl(sock, F_GETFL)
         if flags >= 0 { _ = fcntl(sock, F_SETFL, flags & ~O_NONBLOCK) }
-        let conn = WebSocketConnection(fd: sock, leftover: leftover) {
-            _ = cb_mhd_upgrade_close(ref.p)
-        }
+        let conn = WebSocketConnection(fd: sock, leftover: leftover) { [unowned server] in server.closeUpgrade(id) }
         box.handler(conn)
+    }
+
+    /// Wakes every bridge (shutdown, not close: the descriptors stay valid
+    /// until each bridge hands its connection back) and waits for them.
+    private func endUpgrades() {
+        let fds = inFlight.withLock { upgraded.values.map(\.fd) }
+        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
+        for _ in 0..<200 {
+            if inFlight.withLock({ upgraded.isEmpty }) { return }
+            usleep(10_000)
+        }
+        let left = inFlight.withLock { () -> [URHRef] in
+            let l = upgraded.values.map(\.urh)
+            upgraded.removeAll()
+            return l
+        }
+        for urh in left { _ = cb_mhd_upgrade_close(urh.p) }
     }
 
     // MARK: - request head from MHD

@@ -21,11 +21,16 @@ public struct TLSMaterial: Sendable {
     public static func load(_ mode: TLSMode, stateDir: String, hostname: String) throws -> TLSMaterial? {
         switch mode {
         case .off:
+            // Nothing stale for the console to show.
+            Files.remove(stateDir + "/tls/fingerprint")
             return nil
         case .files(let cert, let key):
             let c = try Files.readString(cert), k = try Files.readString(key)
             try check(c, k, what: "\(cert) and \(key)")
-            return TLSMaterial(certPEM: c, keyPEM: k, fingerprint: try fingerprint(c))
+            let m = TLSMaterial(certPEM: c, keyPEM: k, fingerprint: try fingerprint(c))
+            try Files.makeDirectories(stateDir + "/tls", mode: 0o700)
+            try Files.writeAtomically(stateDir + "/tls/fingerprint", m.fingerprint + "\n")
+            return m
         case .selfSigned:
             let dir = stateDir + "/tls"
             let certPath = dir + "/cert.pem", keyPath = dir + "/key.pem"

@@ -205,6 +205,8 @@ public enum QEMUCommand {
         }
 
         a += ["-device", "virtio-rng-pci,id=rng0"]
+        // guest kernel panics reach QMP as GUEST_PANICKED
+        a += ["-device", "pvpanic"]
         return a
     }
 

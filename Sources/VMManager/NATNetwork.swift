@@ -12,8 +12,9 @@ enum NATNetwork {
     static let bridge = "cbnat0"
     static let address = "10.213.0.1/24"
     static let subnet = "10.213.0.0/24"
+    static let mac = "02:cb:0a:d5:00:01"
 
-    static func backend(mode: NATMode) async -> HostFacts.NATBackend {
+    static func backend(mode: NATMode, stateDir: String) async -> HostFacts.NATBackend {
         switch mode {
         case .user:
             return .user(reason: "--nat user")
@@ -22,7 +23,7 @@ enum NATNetwork {
             return .user(reason: "no \(bridge) bridge on this host; start the daemon with --nat bridge to create it")
         case .bridge:
             do {
-                try await setUp()
+                try await setUp(dir: "\(stateDir)/nat")
                 return .bridge(bridge)
             } catch {
                 Log.warning("NAT bridge unavailable, using QEMU user networking: \(error)")
@@ -31,25 +32,33 @@ enum NATNetwork {
         }
     }
 
-    static func setUp() async throws {
+    /// Creates the bridge, DHCP server and masquerading (idempotent). The DHCP
+    /// server's pid, config and leases live in `dir`.
+    static func setUp(dir: String) async throws {
         guard geteuid() == 0 else { throw ManagerError.tool("creating \(bridge) needs root") }
         guard Files.exists("/dev/net/tun") else { throw ManagerError.tool("/dev/net/tun is missing (tun module)") }
         if !Files.exists("/sys/class/net/\(bridge)") {
             try await runTool(["ip", "link", "add", bridge, "type", "bridge"])
             try await runTool(["ip", "addr", "add", address, "dev", bridge])
         }
+        // A bridge without an address of its own takes the lowest MAC of its
+        // ports, so it would change whenever a VM's tap comes or goes, and
+        // guests would keep ARP entries for a gateway MAC that is gone. A
+        // fixed, locally administered MAC keeps the gateway where it is.
+        try await runTool(["ip", "link", "set", bridge, "address", mac])
         try await runTool(["ip", "link", "set", bridge, "up"])
-        try? Files.writeAtomically("/proc/sys/net/ipv4/ip_forward", "1\n")
         // DHCP for guests
-        let pidFile = "/run/cloudbios-nat-dhcp.pid"
+        try Files.makeDirectories(dir)
+        let pidFile = "\(dir)/dhcp.pid"
         if let t = Files.readTrimmed(pidFile), let pid = Int32(t), processAlive(pid) {
             // already serving
         } else if Launcher.which("dnsmasq") != nil {
             try await runTool(["dnsmasq", "--conf-file=/dev/null", "--interface=\(bridge)", "--bind-interfaces",
                                "--except-interface=lo", "--dhcp-range=10.213.0.100,10.213.0.250,12h",
-                               "--dhcp-option=option:router,10.213.0.1", "--pid-file=\(pidFile)"])
+                               "--dhcp-option=option:router,10.213.0.1", "--pid-file=\(pidFile)",
+                               "--dhcp-leasefile=\(dir)/dnsmasq.leases"])
         } else if Launcher.which("busybox") != nil {
-            let conf = "/run/cloudbios-udhcpd.conf"
+            let conf = "\(dir)/udhcpd.conf"
             try Files.writeAtomically(conf, """
                 interface \(bridge)
                 start 10.213.0.100
@@ -58,7 +67,7 @@ enum NATNetwork {
                 option dns 10.213.0.1
                 option subnet 255.255.255.0
                 pidfile \(pidFile)
-                lease_file /run/cloudbios-udhcpd.leases
+                lease_file \(dir)/udhcpd.leases
 
                 """)
             try await runTool(["busybox", "udhcpd", conf])
@@ -66,15 +75,54 @@ enum NATNetwork {
             throw ManagerError.tool("no DHCP server (dnsmasq or busybox udhcpd)")
         }
         // masquerading
+        try await masquerade(dir: dir)
+    }
+
+    /// The nftables ruleset of the `cloudbios` table: guests' traffic leaving
+    /// through any interface but the bridge is masqueraded.
+    static func nftRuleset() -> String {
+        // The empty `table` + `delete table` pair makes the load replace a
+        // table left by an earlier run in one atomic transaction (and works
+        // when there is none), so restarts never stack rules.
+        """
+        table ip cloudbios
+        delete table ip cloudbios
+        table ip cloudbios {
+        \tchain postrouting {
+        \t\ttype nat hook postrouting priority 100; policy accept;
+        \t\tip saddr \(subnet) ip daddr != \(subnet) oifname != "\(bridge)" masquerade
+        \t}
+        }
+
+        """
+    }
+
+    /// Turns on IPv4 forwarding and installs the masquerade (nftables, else
+    /// iptables). Idempotent.
+    static func masquerade(dir: String) async throws {
+        do {
+            try writeProc("/proc/sys/net/ipv4/ip_forward", "1\n")
+        } catch {
+            Log.warning("cannot enable IPv4 forwarding: \(error); guests on \(bridge) reach only the host")
+        }
         if Launcher.which("nft") != nil {
-            _ = try? await runTool(["nft", "delete", "table", "ip", "cloudbios"])
-            try await runTool(["nft", "add table ip cloudbios; add chain ip cloudbios post { type nat hook postrouting priority 100 ; } ; add rule ip cloudbios post ip saddr \(subnet) oifname != \"\(bridge)\" masquerade"])
+            let rules = "\(dir)/nftables.conf"
+            try Files.writeAtomically(rules, nftRuleset())
+            try await runTool(["nft", "-f", rules])
+            Log.info("nftables table ip cloudbios: masquerading \(subnet) out of every interface but \(bridge)")
         } else if Launcher.which("iptables") != nil {
             _ = try? await runTool(["iptables", "-t", "nat", "-D", "POSTROUTING", "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"])
             try await runTool(["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"])
         } else {
             Log.warning("neither nft nor iptables: guests on \(bridge) reach the host but not beyond")
         }
+    }
+
+    /// Writes a /proc or /sys file in place (no temp file and rename there).
+    static func writeProc(_ path: String, _ value: String) throws {
+        let fd = try syscall("open \(path)") { open(path, O_WRONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        try Files.writeAll(fd, Array(value.utf8), what: "write \(path)")
     }
 
     static func createTap(_ tap: String, bridge: String) async throws {

@@ -20,8 +20,16 @@ public struct VMManagerOptions: Sendable {
     public var qemuBinary: String = "qemu-system-x86_64"
     public var kvmProbeTimeout: Double = 2
     public var nat: NATMode = .auto
+    /// The NIC that `vmbr0` is built on for `network: bridge`
+    /// (`network.bridge_port`); nil picks the wired NIC with the default route.
+    public var bridgePort: String?
+    /// Whether `network: bridge` may create `vmbr0` when it is missing.
+    public var createBridge = true
     /// How long an ACPI shutdown may take before the VM is powered off.
     public var shutdownTimeout: Double = 60
+    /// CA certificates (PEM) that `https://` image URLs are verified
+    /// against; nil uses the system's trust store.
+    public var trustFile: String?
     /// Largest image upload.
     public var maxImageSize: Int64 = 64 << 30
     public var version: String = "0.1.0"
@@ -51,7 +59,10 @@ public actor VMManager {
     private var uploading: Set<String> = []
     private var hostFacts: HostFacts?
     private var natNote: String?
+    /// Why a config image is missing from the store (its import failed), by image name.
+    private var importFailures: [String: String] = [:]
     private var generation = 0
+    private var cpuInfo: (model: String, count: Int)?
 
     struct Runtime {
         var pid: Int32
@@ -123,6 +134,12 @@ public actor VMManager {
                     Log.warning("VM \(name) runs (pid \(pid)) but its QMP socket does not answer: \(error)")
                 }
             } else if Self.livePID(p) == nil {
+                // QEMU removes its pidfile when it exits cleanly (guest
+                // poweroff, quit); one left behind means it died.
+                if Files.exists(p.pidFile), specs[name] != nil {
+                    crashes[name] = "QEMU exited while the daemon was not running"
+                    Log.warning("VM \(name): \(crashes[name]!)")
+                }
                 cleanRunDir(p)
             }
         }
@@ -148,12 +165,41 @@ public actor VMManager {
         for src in sources {
             do {
                 if let p = Names.checkImage(src.name) { throw APIError.unprocessable(p) }
-                guard let file = src.file else {
-                    throw APIError.unprocessable("image '\(src.name)': url sources are not supported yet; use file")
+                let store = self.store
+                if src.file == nil, let url = src.url {
+                    // downloads are idempotent by name and hash: skip when the stored image matches
+                    if store.exists(src.name), let want = src.sha256, (try? await blocking { try store.hash(src.name) }) == want { continue }
+                    if store.exists(src.name), src.sha256 == nil { importFailures[src.name] = nil; continue }
+                    if !referencingVMs(src.name).filter({ runtimes[$0] != nil }).isEmpty {
+                        throw APIError.conflict("image '\(src.name)' is in use by a running VM; not replaced")
+                    }
+                    let limit = options.maxImageSize, trust = options.trustFile
+                    _ = try await blocking { () -> String in
+                        let (tmp, fd) = try store.createTemp(for: src.name)
+                        var open = true
+                        do {
+                            _ = try Download.fetch(url, into: fd, limit: limit, caFile: trust)
+                            try syscall("fsync \(tmp)") { fsync(fd) }
+                            close(fd)
+                            open = false
+                            let h = try sha256File(tmp)
+                            if let want = src.sha256, want != h {
+                                throw APIError.unprocessable("image '\(src.name)': sha256 of \(url) is \(h), expected \(want)")
+                            }
+                            try store.install(temp: tmp, as: src.name, sha256: h)
+                            return h
+                        } catch {
+                            if open { close(fd) }
+                            Files.remove(tmp)
+                            throw error
+                        }
+                    }
+                    Log.info("downloaded image \(src.name) from \(url)")
+                    continue
                 }
+                guard let file = src.file else { throw APIError.unprocessable("image '\(src.name)' needs file or url") }
                 let path = file.hasPrefix("/") ? file : "\(baseDirectory)/\(file)"
                 guard Files.exists(path) else { throw APIError.notFound("image '\(src.name)': \(path) does not exist") }
-                let store = self.store
                 let sourceHash = try await blocking { try sha256File(path) }
                 if let expected = src.sha256, expected != sourceHash {
                     throw APIError.unprocessable("image '\(src.name)': sha256 of \(path) is \(sourceHash), expected \(expected)")
@@ -166,8 +212,10 @@ public actor VMManager {
                 }
                 _ = try await blocking { try store.importFile(path, as: src.name, sha256: sourceHash) }
                 Log.info("imported image \(src.name) from \(path)")
+                importFailures[src.name] = nil
             } catch {
                 failures.append("\(error)")
+                if !store.exists(src.name) { importFailures[src.name] = "\(error)" }
                 Log.error("\(error)")
             }
         }
@@ -185,11 +233,15 @@ public actor VMManager {
                         if runtimes[spec.name] != nil {
                             Log.warning("VM \(spec.name) differs from the config but is running; keeping its definition until it stops")
                         } else {
-                            _ = try update(spec.name, spec)
+                            _ = try update(spec.name, spec, requireImages: false)
                         }
                     }
                 } else {
-                    _ = try create(spec)
+                    _ = try create(spec, requireImages: false)
+                }
+                // the definition is kept (it is the config's); the VM says what it lacks
+                if let missing = missingImagesMessage(spec) {
+                    failures.append("VM \(spec.name): \(missing)")
                 }
             } catch {
                 failures.append("VM \(spec.name): \(error)")
@@ -209,20 +261,26 @@ public actor VMManager {
         return s
     }
 
-    public func create(_ spec: VMSpec) throws(APIError) -> VMStatus {
+    /// Creates a VM. Every image it names must be in the store (422 naming
+    /// the first missing one); `requireImages: false` is for the config
+    /// file's VMs, whose images may have failed to import: the VM is defined
+    /// and its status says which image is missing.
+    public func create(_ spec: VMSpec, requireImages: Bool = true) throws(APIError) -> VMStatus {
         try spec.validate()
         guard specs[spec.name] == nil else { throw .conflict("VM '\(spec.name)' already exists") }
         try checkSocketPaths(spec.name)
+        if requireImages { try checkImages(spec) }
         try save(spec)
         specs[spec.name] = spec
         return status(spec.name)!
     }
 
-    public func update(_ name: String, _ spec: VMSpec) throws(APIError) -> VMStatus {
+    public func update(_ name: String, _ spec: VMSpec, requireImages: Bool = true) throws(APIError) -> VMStatus {
         guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }
         guard spec.name == name else { throw .unprocessable("the body's name '\(Names.clip(spec.name))' differs from '\(name)'; VMs cannot be renamed") }
         try spec.validate()
         guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict("VM '\(name)' is running; stop it first") }
+        if requireImages { try checkImages(spec) }
         try save(spec)
         specs[name] = spec
         return status(name)!
@@ -237,6 +295,25 @@ public actor VMManager {
         Files.removeTree(p.runDir)
         specs[name] = nil
         crashes[name] = nil
+    }
+
+    /// 422 naming the first image of `spec` that is not in the store.
+    private func checkImages(_ spec: VMSpec) throws(APIError) {
+        if let m = missingImagesMessage(spec) { throw .unprocessable(m) }
+    }
+
+    /// "needs image 'x', which is not in the image store" (with why, when a
+    /// config import of it failed), or nil when every image is there.
+    func missingImagesMessage(_ spec: VMSpec) -> String? {
+        var seen: Set<String> = []
+        let missing = spec.imageNames.filter { !store.exists($0) && seen.insert($0).inserted }
+        guard let first = missing.first else { return nil }
+        var m = missing.count == 1
+            ? "needs image '\(first)', which is not in the image store"
+            : "needs images \(missing.map { "'\($0)'" }.joined(separator: ", ")), which are not in the image store"
+        let reasons = missing.compactMap { importFailures[$0] }
+        if !reasons.isEmpty { m += " (import failed: \(reasons.joined(separator: "; ")))" }
+        return m
     }
 
     private func save(_ spec: VMSpec) throws(APIError) {
@@ -281,10 +358,19 @@ public actor VMManager {
         defer { busy.remove(name) }
         crashes[name] = nil
 
-        for image in spec.imageNames where !store.exists(image) {
-            throw APIError.unprocessable("VM '\(name)' needs image '\(image)', which is not in the store")
+        if let m = missingImagesMessage(spec) { throw APIError.unprocessable("VM '\(name)' \(m)") }
+        var host = await facts()
+        if spec.network == .bridge, host.physicalBridge == nil || !Files.exists("/sys/class/net/\(host.physicalBridge!)/bridge") {
+            guard options.createBridge else {
+                throw APIError(503, "network: bridge needs the host bridge \(HostBridge.name), which does not exist here")
+            }
+            do {
+                host.physicalBridge = try await HostBridge.ensure(port: options.bridgePort)
+                hostFacts?.physicalBridge = host.physicalBridge
+            } catch {
+                throw APIError(503, "VM '\(name)': network: bridge: cannot set up \(HostBridge.name): \(error)")
+            }
         }
-        let host = await facts()
         let p = paths(name)
         var argv: [String]
         do {
@@ -475,7 +561,8 @@ public actor VMManager {
     public func host(hostname: String? = nil) async -> HostInfo {
         let f = await facts()
         let mem = ProcStats.meminfo()
-        let cpu = ProcStats.cpu()
+        if cpuInfo == nil { cpuInfo = ProcStats.cpu() }
+        let cpu = cpuInfo!
         var h = HostInfo(hostname: hostname ?? ProcStats.hostname(), version: options.version, cpuModel: cpu.model, cpus: cpu.count,
                          memoryTotalMiB: (mem["MemTotal"] ?? 0) / 1024, memoryAvailableMiB: (mem["MemAvailable"] ?? 0) / 1024,
                          accel: f.kvmUsable ? "kvm" : "tcg",
@@ -527,7 +614,7 @@ public actor VMManager {
         guard let spec = specs[name] else { return nil }
         guard var rt = runtimes[name] else {
             var s = VMStatus(spec: spec, state: crashes[name] != nil ? .crashed : .stopped)
-            s.message = crashes[name]
+            s.message = crashes[name] ?? missingImagesMessage(spec).map { "cannot start: \($0)" }
             return s
         }
         var s = VMStatus(spec: spec, state: rt.panicked ? .crashed : rt.state)
@@ -567,7 +654,7 @@ public actor VMManager {
             break
         }
         if Files.exists("/sys/class/net/vmbr0/bridge") { f.physicalBridge = "vmbr0" }
-        f.nat = await NATNetwork.backend(mode: options.nat)
+        f.nat = await NATNetwork.backend(mode: options.nat, stateDir: stateDir)
         if case .user(let why) = f.nat {
             natNote = "network nat: QEMU user networking (\(why))"
         }

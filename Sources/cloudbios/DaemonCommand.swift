@@ -2,6 +2,7 @@ import ArgumentParser
 import Config
 import Platform
 import VMManager
+import Install
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,10 +37,10 @@ struct DaemonCommand: Command {
         Log.component = "cloudbios-daemon"
         signal(SIGPIPE, SIG_IGN)
         var cfg = CloudBIOSConfig()
+        var configText = ""
         if let config {
-            let text: String
-            do { text = try Files.readString(config) } catch { throw CLIError("\(config): \(error)") }
-            do { cfg = try ConfigLoader.load(path: config, text: text) } catch { throw CLIError(error.description) }
+            do { configText = try Files.readString(config) } catch { throw CLIError("\(config): \(error)") }
+            do { cfg = try ConfigLoader.load(path: config, text: configText) } catch { throw CLIError(error.description) }
         }
         if let listen { cfg.panel.listen = listen }
         guard let natMode = NATMode(rawValue: nat) else { throw CLIError("--nat must be auto, bridge or user") }
@@ -47,6 +48,9 @@ struct DaemonCommand: Command {
 
         var options = VMManagerOptions(stateDir: dir)
         options.nat = natMode
+        options.bridgePort = cfg.network.bridgePort
+        // https:// images: the system's CA store, or the usual override
+        if let f = getenv("SSL_CERT_FILE"), f.pointee != 0 { options.trustFile = String(cString: f) }
         options.version = CloudBIOSVersion.string
         let manager: VMManager
         do { manager = try VMManager(options: options) } catch { throw CLIError("state dir \(dir): \(error)") }
@@ -57,7 +61,10 @@ struct DaemonCommand: Command {
         for f in await manager.importImages(cfg.images, baseDirectory: cfg.baseDirectory) { Log.error(f) }
         for f in await manager.applyConfig(cfg.vms) { Log.error(f) }
 
-        let backend = VMManagerBackend(manager: manager, hostname: cfg.hostname)
+        let imageStore = dir + "/images"
+        let installer = Installer(config: cfg, configText: configText,
+                                  sources: { try Install.defaultSources(imageStore: imageStore) })
+        let backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer)
         let panel = try startPanel(cfg, stateDir: dir, webRoot: webRoot, backend: backend)
         if !noAutostart { await manager.autostart() }
         Log.info("ready: state dir \(dir)" + (panel.map { ", panel \($0)" } ?? ""))

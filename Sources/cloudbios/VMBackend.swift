@@ -1,12 +1,15 @@
 import Config
+import Disks
+import Install
 import Panel
 import VMManager
 
-/// The panel's backend: VM calls go to the VM manager; disks and installs
-/// go to their own modules once wired.
+/// The panel's backend: VM calls go to the VM manager, disks to discovery,
+/// installs to the installer's task list.
 struct VMManagerBackend: PanelBackend {
     let manager: VMManager
     let hostname: String?
+    let installer: Installer
 
     func host() async -> HostInfo { await manager.host(hostname: hostname) }
     func listVMs() async -> [VMStatus] { await manager.list() }
@@ -25,10 +28,13 @@ struct VMManagerBackend: PanelBackend {
     }
     func deleteImage(_ name: String) async throws { try await manager.deleteImage(name) }
 
-    func disks() async throws -> JSONValue { throw APIError(501, "disk listing is not available in this build") }
-    func startInstall(_ body: JSONValue) async throws -> TaskInfo { throw APIError(501, "install is not available in this build") }
-    func task(_ id: String) async throws -> TaskInfo { throw APIError.notFound("no task '\(Names.clip(id))'") }
-    func tasks() async -> [TaskInfo] { [] }
+    func disks() async throws -> JSONValue { Disks.list().json }
+    func startInstall(_ body: JSONValue) async throws -> TaskInfo { try installer.startInstall(body) }
+    func task(_ id: String) async throws -> TaskInfo {
+        guard let t = installer.task(id) else { throw APIError.notFound("no task '\(Names.clip(id))'") }
+        return t
+    }
+    func tasks() async -> [TaskInfo] { installer.tasks() }
 
     func metrics() async -> String { await manager.metrics() }
 }

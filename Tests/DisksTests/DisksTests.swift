@@ -13,7 +13,7 @@ func sh(_ cmd: String) throws -> String {
 }
 
 func scratch(_ tag: String) throws -> String {
-    let d = "/tmp/cb-disks-\(tag)-\(getpid())"
+    let d = "/tmp/cb-disks-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     Files.removeTree(d)
     try Files.makeDirectories(d)
     return d

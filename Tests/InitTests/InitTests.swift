@@ -7,10 +7,14 @@ import Glibc
 @Suite struct BootSequenceTests {
     @Test func phasesAreInBootOrder() {
         #expect(BootSequence.names == ["mounts", "console", "cmdline", "modules", "hotplug", "network",
-                                       "volumes", "config", "hostname", "storage", "services", "status"])
+                                       "volumes", "config", "hostname", "storage", "install", "services", "status"])
         // mounts come before anything that reads /proc or /sys
         let hw = BootSequence.phases.filter(\.hardware).map(\.name)
-        #expect(hw == ["mounts", "console", "modules", "hotplug", "network", "storage"])
+        #expect(hw == ["mounts", "console", "modules", "hotplug", "network", "storage", "install"])
+        // a headless install happens after the config is known and before any VM starts
+        let n = BootSequence.names
+        #expect(n.firstIndex(of: "config")! < n.firstIndex(of: "install")!)
+        #expect(n.firstIndex(of: "install")! < n.firstIndex(of: "services")!)
     }
 }
 
@@ -268,5 +272,15 @@ import Glibc
         #expect(pe.hostname == "cloudbios")
         #expect(pe.servicePlan.map(\.arguments) == [["daemon", "--state-dir", "/var/lib/cloudbios"]])
         #expect(pe.statusInfo().configError == pe.configError)
+    }
+
+    @Test func realValidatorReportsFileLineColumn() {
+        let root = makeRoot(cmdline: "", blkid: "/dev/vdb: LABEL=\"CBCONFIG\" TYPE=\"vfat\"\n",
+                            files: ["media/CBCONFIG/cloudbios.yaml": "version: 1\nhostname: x\npanel:\n  memroy: 12\n"])
+        let pe = PE(mode: .offTarget(root: root), version: "test")
+        pe.boot()
+        let e = pe.configError ?? ""
+        #expect(e.contains(root + "/media/CBCONFIG/cloudbios.yaml:4:3:"), "\(e)")
+        #expect(pe.servicePlan.first?.arguments == ["daemon", "--state-dir", "/var/lib/cloudbios"])
     }
 }

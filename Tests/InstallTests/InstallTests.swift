@@ -201,7 +201,11 @@ func install(_ build: (inout DiskSelector) -> Void, wipe: Bool = false) -> Insta
         let cfg = GrubMenu.render(template: t, systemUUID: "u", vms: ["a"], display: nil)
         #expect(cfg.contains("cloudbios.display=a"))
         #expect(cfg.contains("set default=\"host\""))
-        #expect(!cfg.contains("@VM"))
+        let code = cfg.split(separator: "\n").filter { !$0.drop(while: { $0 == " " }).hasPrefix("#") }
+        #expect(!code.contains { $0.contains("@") })
+        // braces balance: comments never swallow half an entry
+        #expect(code.reduce(0) { $0 + $1.filter { $0 == "{" }.count - $1.filter { $0 == "}" }.count } == 0)
+        #expect(code.filter { $0.hasPrefix("menuentry ") }.count == 3)
     }
 
     @Test func mbrKeepsThePartitionTableAndPointsAtCore() throws {

@@ -11,6 +11,7 @@ actor FakeBackend: PanelBackend {
     var uploads: [FakeUpload] = []
     let dir: String
     var vncPath: String?
+    var hanging = 0
 
     init(dir: String) {
         self.dir = dir
@@ -63,6 +64,7 @@ actor FakeBackend: PanelBackend {
         return dir + "/\(name).serial.log"
     }
     func screenshot(_ name: String) async throws -> [UInt8] {
+        if name == "hang" { hanging += 1; try await Task.sleep(nanoseconds: 20_000_000_000) }
         guard vms[name] != nil else { throw APIError.notFound("no VM named '\(name)'") }
         return [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]
     }
@@ -129,7 +131,8 @@ final class FakeUpload: ImageUpload, @unchecked Sendable {
         return info
     }
     func abort() { lock.withLock { aborted = true } }
-    var snapshot: (chunks: Int, bytes: Int, checksum: UInt64, finished: Bool, aborted: Bool) {
+    typealias Snapshot = (chunks: Int, bytes: Int, checksum: UInt64, finished: Bool, aborted: Bool)
+    var snapshot: Snapshot {
         lock.withLock { (chunks, bytes, checksum, finished, aborted) }
     }
 }

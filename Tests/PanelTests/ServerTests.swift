@@ -95,8 +95,15 @@ final class TestServer {
         #expect(made.status == 201)
         #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).json?.arrayValue?.count == 1)
         await s.backend.addVM("tiny")
+        // Within 2 × 0.25 s: a stale list may be served once while it is re-read…
         try await Task.sleep(nanoseconds: 300_000_000)
+        _ = try await s.http.request("GET", "/api/v1/vms", headers: c)
+        try await Task.sleep(nanoseconds: 50_000_000)
         #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).json?.arrayValue?.count == 2)
+        // …and never older than that.
+        await s.backend.addVM("tiny2")
+        try await Task.sleep(nanoseconds: 550_000_000)
+        #expect(try await s.http.request("GET", "/api/v1/vms", headers: c).json?.arrayValue?.count == 3)
         let noToken = try await s.http.request("POST", "/api/v1/vms/tiny/start", headers: c)
         #expect(noToken.status == 403 && noToken.error?.contains("X-CSRF-Token") == true)
         let wrong = try await s.http.request("POST", "/api/v1/vms/tiny/start", headers: c.merging(["X-CSRF-Token": "x"]) { a, _ in a })
@@ -258,6 +265,23 @@ final class TestServer {
         #expect(snap.aborted && !snap.finished)
         let (refused, _) = try await s.http.upload("/api/v1/images/forbidden", headers: ["Authorization": "Bearer \(token)"], total: 1 << 20)
         #expect(refused.status == 409)
+        // A client that goes away mid-body: the upload is aborted, not kept.
+        let http = s.http
+        try await offPool {
+            let fd = try http.connect()
+            TestHTTP.send(fd, http.head("PUT", "/api/v1/images/halfway", ["Authorization": "Bearer \(token)"], contentLength: 8 << 20))
+            TestHTTP.send(fd, [UInt8](repeating: 7, count: 1 << 20))
+            usleep(200_000)
+            close(fd)
+        }
+        var half: FakeUpload.Snapshot? = nil
+        for _ in 0..<50 {
+            half = await s.backend.lastUpload()?.snapshot
+            if half?.aborted == true { break }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(half?.aborted == true && half?.finished == false && (half?.bytes ?? 0) > 0, "\(String(describing: half))")
+        #expect(await s.backend.listImages().contains { $0.name == "halfway" } == false)
         // Unauthenticated uploads are refused before the body is read.
         let (anon, _) = try await s.http.upload("/api/v1/images/x", headers: [:], total: 1 << 20)
         #expect(anon.status == 401)
@@ -298,6 +322,53 @@ final class TestServer {
         #expect(m.text.contains("cloudbios_vms 1"))
         #expect(m.text.contains(#"cloudbios_http_requests_total{route="GET /api/v1/vms/{name}/serial",status="200"} 3"#), "\(m.text)")
         #expect(m.text.contains("cloudbios_http_request_duration_seconds_bucket{le=\"+Inf\"}"))
+    }
+
+    @Test func curlUploadWithExpectContinue() async throws {
+        let s = try TestServer()
+        let (token, _) = try await s.login()
+        let file = s.dir + "/blob"
+        try Files.writeAtomically(file, [UInt8](repeating: 0x5a, count: 3 << 20))
+        // curl sends `Expect: 100-continue` for bodies over 1 MiB.
+        let r = try await curl(["-s", "-w", "\n%{http_code}", "--max-time", "20", "-H", "Authorization: Bearer \(token)",
+                                "-T", file, s.server.url + "/api/v1/images/blob.img"])
+        #expect(r.output.hasSuffix("\n201"), "\(r.output)")
+        #expect(await s.backend.lastUpload()?.snapshot.bytes == 3 << 20)
+        let anon = try await curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", "-T", file, s.server.url + "/api/v1/images/blob2.img"])
+        #expect(anon.output == "401")
+    }
+
+    @Test func listensOnIPv6() async throws {
+        let dir = makeTempDir("v6")
+        defer { Files.removeTree(dir) }
+        var cfg = PanelConfig()
+        cfg.listen = "[::1]:0"
+        cfg.tls = .off
+        let server = try PanelServer(config: cfg, stateDir: dir, webRoot: dir, backend: FakeBackend(dir: dir))
+        try server.start()
+        defer { server.stop() }
+        #expect(server.url == "http://[::1]:\(server.port)")
+        let r = try await curl(["-gs", "--max-time", "10", server.url + "/api/v1/health"])
+        #expect(r.output.contains("\"status\":\"ok\""), "\(r.output)")
+        // A listen address that is not an IP is a clear error, not a crash.
+        cfg.listen = "example.com:80"
+        let bad = try PanelServer(config: cfg, stateDir: dir, webRoot: dir, backend: FakeBackend(dir: dir))
+        #expect(throws: SystemError.self) { try bad.start() }
+    }
+
+    @Test func stopAnswersWaitingRequests() async throws {
+        let s = try TestServer()
+        let (token, _) = try await s.login()
+        await s.backend.addVM("hang")
+        let http = s.http
+        async let waiting = http.request("GET", "/api/v1/vms/hang/screenshot", headers: ["Authorization": "Bearer \(token)"])
+        for _ in 0..<100 where await s.backend.hanging == 0 { try await Task.sleep(nanoseconds: 20_000_000) }
+        #expect(await s.backend.hanging == 1)
+        let t0 = monotonicNow()
+        s.server.stop()
+        let r = try await waiting
+        #expect(r.status == 503, "\(r.text)")
+        #expect(monotonicNow() - t0 < 6)
     }
 
     @Test func staticFilesWithValidators() async throws {
@@ -397,6 +468,23 @@ final class TestServer {
         var cfg = PanelConfig(); cfg.listen = "127.0.0.1:0"; cfg.tls = .selfSigned
         let again = try PanelServer(config: cfg, stateDir: s.dir + "/state", webRoot: nil, backend: s.backend, hostname: "box1")
         #expect(again.tlsFingerprint == fp)
+        // Given files: used as they are, fingerprint written for the console.
+        try Files.writeAtomically(s.dir + "/c.pem", try Files.readString(state + "/cert.pem"))
+        try Files.writeAtomically(s.dir + "/k.pem", try Files.readString(state + "/key.pem"))
+        Files.remove(state + "/fingerprint")
+        cfg.tls = .files(cert: s.dir + "/c.pem", key: s.dir + "/k.pem")
+        let given = try PanelServer(config: cfg, stateDir: s.dir + "/state", webRoot: nil, backend: s.backend)
+        #expect(given.tlsFingerprint == fp && Files.readTrimmed(state + "/fingerprint") == fp)
+        // A key that does not match: a clear error.
+        let other = try TLSMaterial.generate(hostname: "x", addresses: [])
+        try Files.writeAtomically(s.dir + "/k.pem", other.keyPEM)
+        #expect(throws: TLSMaterial.Failure.self) {
+            _ = try PanelServer(config: cfg, stateDir: s.dir + "/state", webRoot: nil, backend: s.backend)
+        }
+        // Off: no fingerprint left behind.
+        cfg.tls = .off
+        _ = try PanelServer(config: cfg, stateDir: s.dir + "/state", webRoot: nil, backend: s.backend)
+        #expect(!Files.exists(state + "/fingerprint"))
     }
 }
 

@@ -44,7 +44,7 @@ enum Guest {
         s.memory = 256
         s.kernel = "tiny-kernel"
         s.initrd = "tiny-initrd"
-        s.append = "console=ttyS0 quiet"
+        s.append = "console=ttyS0 vga=0x344 quiet"
         s.network = .nat
         return s
     }

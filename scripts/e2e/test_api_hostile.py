@@ -326,6 +326,55 @@ def test_failed_logins_hit_429(daemon):
     assert daemon.json("GET", "/api/v1/vms")[0] == 200
 
 
+GARBAGE = [
+    os.urandom(4096),
+    b"GET / HTTP/9.9\r\n\r\n",  # 505 from the HTTP library: the one allowed 5xx
+    b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n",
+    b"GET /api/v1/health HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(500)) + b"\r\n",
+    b"GET /\x00/../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzzzz\r\n",
+    b"PUT /api/v1/images/x HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+    b"GET /api/v1/vms/x/console HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: !!!!\r\n\r\n",
+    b"POST /api/v1/vms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"na",
+]
+
+
+@pytest.mark.parametrize("raw", GARBAGE, ids=[f"garbage{i}" for i in range(len(GARBAGE))])
+def test_garbage_does_not_hurt(daemon, raw):
+    s = daemon.connect()
+    try:
+        s.sendall(raw)
+        s.settimeout(5)
+        data = s.recv(4096)
+    except (OSError, ssl.SSLError):
+        data = b""
+    finally:
+        s.close()
+    # Whatever came back is a clean HTTP answer: an error (or, for a request
+    # that is merely odd, the harmless page), never a crash, never a file
+    # from outside the web root.
+    if data:
+        status = data[9:12]
+        assert data.startswith(b"HTTP/1.1 ") and (status[:1] == b"4" or status in (b"200", b"505")), data[:120]
+        assert b"root:" not in data
+    assert daemon.alive(), daemon.log_text()
+    assert daemon.request("GET", "/api/v1/health")[0] == 200
+
+
+def test_many_connections(daemon):
+    socks = []
+    for _ in range(150):
+        socks.append(socket.create_connection(("127.0.0.1", daemon.port), timeout=10))
+    for s in socks[::2]:
+        s.sendall(b"\x16\x03\x01\x00")  # a TLS hello that never finishes
+    for s in socks:
+        s.close()
+    assert daemon.alive()
+    assert daemon.request("GET", "/api/v1/health")[0] == 200
+
+
 def test_nothing_lost(daemon):
     assert daemon.alive(), daemon.log_text()
     assert snapshot(daemon) == daemon.baseline

@@ -10,7 +10,7 @@ import pytest
 import qemu
 
 USER, PASSWORD = "admin", "e2e-Secret-42"
-BOOT_TIMEOUT = 420  # TCG without KVM, nested
+BOOT_TIMEOUT = 300  # TCG, nested
 PANEL_TIMEOUT = 240
 
 

@@ -32,6 +32,22 @@ try:
 except ImportError:  # pragma: no cover
     qemu = None
 
+if qemu is not None:
+    # QEMU creates the QMP socket a moment before it listens on it.
+    _qmp_init = qemu.QMP.__init__
+
+    def _qmp_init_retrying(self, path, timeout=10):
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return _qmp_init(self, path, timeout)
+            except (ConnectionRefusedError, FileNotFoundError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    qemu.QMP.__init__ = _qmp_init_retrying
+
 needs_iso = pytest.mark.skipif(qemu is None or not os.path.exists(ISO),
                                reason="needs images/out/cloudbios.iso (scripts/build) and scripts/lib/qemu.py")
 
@@ -106,8 +122,13 @@ INSTALL = """install:
 """
 
 
-def drive(path, serial):
-    return f"file={path},format=raw,if=virtio,serial={serial}"
+def disks(*pairs):
+    """QEMU arguments for virtio disks with serial numbers: (path, serial)..."""
+    args = []
+    for i, (path, serial) in enumerate(pairs):
+        args += ["-drive", f"if=none,id=disk{i},file={path},format=raw",
+                 "-device", f"virtio-blk-pci,drive=disk{i},serial={serial}"]
+    return args
 
 
 def headless_install(workdir, guest, timeout=300):
@@ -118,7 +139,7 @@ def headless_install(workdir, guest, timeout=300):
     before = sha256(decoy)
     cfg = make_config_volume(workdir, guest, INSTALL)
     vm = qemu.VM("install", iso=ISO, memory=1536,
-                 drives=[drive(target, "TARGET01"), drive(decoy, "DECOY01"), drive(cfg, "CBCFG01")])
+                 extra=disks((target, "TARGET01"), (decoy, "DECOY01"), (cfg, "CBCFG01")))
     t0 = time.monotonic()
     try:
         vm.start()
@@ -156,7 +177,7 @@ def wait_vm_running(vm, token, name, timeout):
 
 def boot_installed(target, firmware):
     port = qemu.free_port()
-    vm = qemu.VM(f"installed-{firmware}", firmware=firmware, memory=1536, drives=[drive(target, "TARGET01")],
+    vm = qemu.VM(f"installed-{firmware}", firmware=firmware, memory=1536, extra=disks((target, "TARGET01")),
                  forwards={8443: port})
     try:
         vm.start()
@@ -221,7 +242,7 @@ def test_non_empty_disk_without_wipe_is_refused(workdir, guest):
     target = make_decoy(os.path.join(d, "target.img"), size="2G")
     before = sha256(target)
     cfg = make_config_volume(d, guest, INSTALL.replace("poweroff", "none"))
-    vm = qemu.VM("refuse", iso=ISO, memory=1536, drives=[drive(target, "TARGET01"), drive(cfg, "CBCFG01")])
+    vm = qemu.VM("refuse", iso=ISO, memory=1536, extra=disks((target, "TARGET01"), (cfg, "CBCFG01")))
     try:
         vm.start()
         log = vm.wait_serial("REFUSED", 240)

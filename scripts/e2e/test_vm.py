@@ -3,6 +3,7 @@ create and start it under TCG, see its serial output and its screen,
 pause/resume, kill -9 the daemon and find the VM running and reattached,
 stop, delete. Bounded: each test well under 3 minutes."""
 import os
+import shutil
 import sys
 import time
 
@@ -38,7 +39,7 @@ def test_vm_lifecycle_over_api_survives_daemon_kill(daemon):
     assert names == ["tiny-initrd", "tiny-kernel"]
 
     spec = {"name": "tiny", "memory": 256, "kernel": "tiny-kernel", "initrd": "tiny-initrd",
-            "append": "console=ttyS0 quiet", "network": "nat"}
+            "append": "console=ttyS0 vga=0x344 quiet", "network": "nat"}
     st, body, _ = daemon.request("POST", "/api/v1/vms", spec)
     assert st in (200, 201), body
     assert state(daemon, "tiny") == "stopped"
@@ -68,7 +69,7 @@ def test_vm_lifecycle_over_api_survives_daemon_kill(daemon):
         if share > 0.9:
             break
         time.sleep(1)
-    assert size == (1280, 800)   # the guest's mode (it prints it when painting)
+    assert size == (1024, 768)   # the VESA mode the guest asks for (vga=0x344)
 
     assert daemon.json("POST", "/api/v1/vms/tiny/pause")["state"] == "paused"
     assert state(daemon, "tiny") == "paused"
@@ -160,3 +161,169 @@ vms:
         assert "KVM" in log   # the accelerator decision is visible
     finally:
         d.teardown()
+
+
+def test_missing_images_are_refused_and_config_vms_say_what_they_lack():
+    """A VM naming an image that is not in the store is refused with 422
+    naming it (POST and PUT); a config VM whose image failed to import is
+    defined, stays stopped and says which image is missing and why."""
+    import json
+    kernel, initrd = guest()
+    d = Daemon(extra_config=f"""images:
+  - name: tiny-kernel
+    file: {kernel}
+  - name: lost-initrd
+    file: /nonexistent/initrd.img
+vms:
+  - name: cfg
+    memory: 128
+    kernel: tiny-kernel
+    initrd: lost-initrd
+    network: none
+    autostart: true
+""")
+    try:
+        d.start(timeout=60)
+        d.login()
+        vm = d.json("GET", "/api/v1/vms/cfg")
+        assert vm["state"] == "stopped", vm
+        assert "needs image 'lost-initrd', which is not in the image store" in vm.get("message", ""), vm
+        assert "/nonexistent/initrd.img does not exist" in vm["message"], vm
+        st, body, _ = d.request("POST", "/api/v1/vms/cfg/start")
+        assert st == 422 and b"lost-initrd" in body, (st, body)
+        assert d.request("GET", "/api/v1/vms/cfg")[0] == 200   # the daemon is alive, the VM still there
+
+        spec = {"name": "api", "memory": 128, "kernel": "tiny-kernel", "initrd": "nope-initrd", "network": "none"}
+        st, body, _ = d.request("POST", "/api/v1/vms", spec)
+        assert st == 422, (st, body)
+        assert json.loads(body)["error"] == "needs image 'nope-initrd', which is not in the image store"
+        no_initrd = {k: v for k, v in spec.items() if k != "initrd"}
+        for extra in ({"cdrom": "no-such.iso"}, {"disks": [{"size": "1G"}, {"image": "no-such.qcow2"}]}):
+            st, body, _ = d.request("POST", "/api/v1/vms", dict(no_initrd, **extra))
+            missing = extra.get("cdrom") or "no-such.qcow2"
+            assert st == 422 and f"'{missing}'".encode() in body, (st, body)
+        assert d.request("GET", "/api/v1/vms/api")[0] == 404   # nothing was created
+
+        st, body, _ = d.request("POST", "/api/v1/vms", no_initrd)
+        assert st in (200, 201), body
+        st, body, _ = d.request("PUT", "/api/v1/vms/api", dict(no_initrd, cdrom="no-such.iso"))
+        assert st == 422 and b"'no-such.iso'" in body, (st, body)
+        assert "cdrom" not in d.json("GET", "/api/v1/vms/api")   # unchanged
+    finally:
+        d.teardown()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("dnsmasq")
+                    or not shutil.which("nft") or not shutil.which("nsenter"),
+                    reason="needs root, unshare, nsenter, dnsmasq and nft")
+def test_nat_bridge_in_a_private_network_namespace():
+    """`--nat bridge` builds cbnat0 with DHCP and masquerading (nftables) and
+    puts each nat VM's tap on it; a machine on cbnat0 reaches an outside
+    address with the uplink's address as its source. Without it, nat falls
+    back to QEMU user networking and the VM says so.
+    Runs in namespaces of its own: the host's network is never touched."""
+    import subprocess
+    import tempfile
+    from cbdaemon import binary, password_hash
+    kernel, _ = guest()
+    d = tempfile.mkdtemp(prefix="cbnat-", dir="/tmp")
+    try:
+        r = subprocess.run(["unshare", "-nm", "sh", os.path.join(os.path.dirname(__file__), "vm_nat_netns.sh"),
+                            binary(), d, os.path.dirname(kernel), password_hash("pw")],
+                           capture_output=True, text=True, timeout=200)
+        facts = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
+        assert "QEMUusernetworking" in facts.get("AUTO_STATUS", ""), r.stdout + r.stderr
+        assert facts.get("BRIDGE_ADDR") == "10.213.0.1/24", r.stdout + r.stderr
+        assert facts.get("TAP", "").startswith("cbt") and facts.get("TAP_MASTER") == "cbnat0"
+        assert facts.get("DHCP_ALIVE") == "yes"
+        assert '"state":"running"' in facts.get("BRIDGE_STATUS", "") and "usernetworking" not in facts["BRIDGE_STATUS"]
+        assert facts.get("TAP_AFTER_STOP") == "0"
+        # masquerading: the outside sees the uplink's address, and only thanks to the table
+        assert facts.get("IP_FORWARD") == "1", r.stdout
+        assert facts.get("NFT_MASQ_RULES") == "1", r.stdout
+        assert facts.get("NAT_SEEN_SOURCE") == "198.51.100.2", r.stdout + r.stderr
+        assert facts.get("NO_MASQ_SEEN_SOURCE") == "fail", r.stdout
+        assert facts.get("RESTART_MASQ_RULES") == "1", r.stdout
+        assert facts.get("RESTART_SEEN_SOURCE") == "198.51.100.2", r.stdout
+        # the gateway's MAC stays put while taps come and go (guests' ARP caches stay right)
+        assert facts.get("BRIDGE_MAC") == facts.get("RESTART_BRIDGE_MAC") == "02:cb:0a:d5:00:01", r.stdout
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter")
+                    or not shutil.which("busybox"),
+                    reason="needs root, unshare, nsenter and busybox (ping)")
+@pytest.mark.parametrize("port_key", ["", "eth0"], ids=["default-route-nic", "bridge_port"])
+def test_bridge_vmbr0_over_the_nic_in_a_private_network_namespace(port_key):
+    """`network: bridge` builds vmbr0 over the NIC (found by its default
+    route, or network.bridge_port), moving its address and routes onto the
+    bridge: the host stays reachable from the LAN at its address and the VM's
+    tap is a port of vmbr0. A veth pair between two namespaces of the test's
+    own stands in for the NIC and the LAN: the host's network is never touched."""
+    import subprocess
+    import tempfile
+    from cbdaemon import binary, password_hash
+    kernel, _ = guest()
+    d = tempfile.mkdtemp(prefix="cbbr-", dir="/tmp")
+    try:
+        r = subprocess.run(["unshare", "-nm", "sh", os.path.join(os.path.dirname(__file__), "vm_bridge_netns.sh"),
+                            binary(), d, os.path.dirname(kernel), password_hash("pw"), port_key],
+                           capture_output=True, text=True, timeout=150)
+        facts = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
+        out = r.stdout + r.stderr + (open(os.path.join(d, "daemon.log")).read() if os.path.exists(os.path.join(d, "daemon.log")) else "")
+        assert '"state":"running"' in facts.get("STATUS", ""), out
+        assert facts.get("TAP", "").startswith("cbt") and facts.get("TAP_MASTER") == "vmbr0", out
+        assert facts.get("NIC_MASTER") == "vmbr0", out
+        assert facts.get("BRIDGE_ADDR") == "192.0.2.10/24" and facts.get("NIC_ADDR", "") == "", out
+        assert facts.get("BRIDGE_MAC") == facts.get("MAC_BEFORE"), out
+        assert facts.get("DEFAULT_ROUTE") == "default via 192.0.2.1 dev vmbr0", out
+        assert facts.get("STATIC_ROUTE") == "203.0.113.0/24 via 192.0.2.254 dev vmbr0", out
+        assert facts.get("LAN_HEALTH") == "200", out
+        assert facts.get("GATEWAY") == "ok", out
+        assert facts.get("TAP_AFTER_STOP") == "0", out
+        assert facts.get("RESTART_BRIDGE_ADDR") == "192.0.2.10/24", out
+        assert facts.get("RESTART_TAP_MASTER") == "vmbr0", out
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_vm_cli_over_tls(daemon):
+    """`cloudbios vm …` is a client of the daemon: TLS with the daemon's own
+    certificate, a login with --user, readable tables and --json."""
+    import json
+    import subprocess
+    from cbdaemon import PASSWORD, binary
+    kernel, initrd = guest()
+    daemon.start()
+    daemon.login()
+    daemon.upload("tiny-kernel", kernel)
+    daemon.upload("tiny-initrd", initrd)
+    env = dict(os.environ, CLOUDBIOS_PASSWORD=PASSWORD)
+    env.pop("CLOUDBIOS_TOKEN", None)
+
+    def cli(*args, ok=True):
+        r = subprocess.run([binary(), "vm", *args, "--url", daemon.url, "--state-dir", daemon.state, "--user", "admin"],
+                           capture_output=True, text=True, env=env, timeout=60)
+        assert (r.returncode == 0) == ok, r.stdout + r.stderr
+        return r.stdout + r.stderr
+
+    assert "cli-vm: stopped" in cli("create", "cli-vm", "--memory", "128", "--kernel", "tiny-kernel",
+                                    "--initrd", "tiny-initrd", "--network", "none")
+    table = cli("list").splitlines()
+    assert table[0].split()[:3] == ["NAME", "STATE", "MEMORY"]
+    assert table[1].split()[:3] == ["cli-vm", "stopped", "128M"]
+    assert "cli-vm: running" in cli("start", "cli-vm")
+    listed = json.loads(cli("list", "--json"))
+    assert listed[0]["name"] == "cli-vm" and listed[0]["state"] == "running"
+    assert "already running" in cli("start", "cli-vm", ok=False)
+    assert "cli-vm: paused" in cli("pause", "cli-vm")
+    assert "cli-vm: running" in cli("resume", "cli-vm")
+    assert "cli-vm: stopped" in cli("stop", "cli-vm")
+    assert "cli-vm: deleted" in cli("delete", "cli-vm")
+    assert "no VM named" in cli("start", "cli-vm", ok=False)
+    assert "VM name" in cli("start", "../x", ok=False)
+    # without the daemon's certificate and without --insecure, TLS is refused
+    r = subprocess.run([binary(), "vm", "list", "--url", daemon.url, "--state-dir", "/nonexistent", "--user", "admin"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode != 0 and "TLS" in r.stderr

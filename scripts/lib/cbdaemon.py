@@ -21,7 +21,8 @@ def binary():
     b = os.environ.get("CLOUDBIOS_BIN")
     if b and os.path.exists(b):
         return b
-    for c in (".build-release/release/cloudbios", ".build/release/cloudbios", ".build-vm/debug/cloudbios", ".build/debug/cloudbios"):
+    for c in (".build-release/release/cloudbios", ".build/release/cloudbios", ".build-vm/release/cloudbios",
+              ".build-vm/debug/cloudbios", ".build/debug/cloudbios"):
         p = os.path.join(REPO, c)
         if os.path.exists(p):
             return p

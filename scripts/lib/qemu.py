@@ -97,7 +97,10 @@ class VM:
             args += ["-machine", "q35", "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
                      "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
         if iso:
-            args += ["-cdrom", iso]
+            # boot the CD first: a FAT volume's boot sector would otherwise
+            # win on BIOS and wait for a key forever
+            args += ["-drive", f"file={iso},media=cdrom,if=none,id=cd0,readonly=on",
+                     "-device", "ide-cd,drive=cd0,bootindex=0"]
         for d in drives:
             args += ["-drive", d if "=" in d else f"file={d},format=raw,if=virtio"]
         fwd = "".join(f",hostfwd=tcp:127.0.0.1:{h}-:{g}" for g, h in self.forwards.items())
