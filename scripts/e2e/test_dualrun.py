@@ -528,8 +528,9 @@ def test_iso_dual_runs_the_display_vm(iso, guest, vm_factory, tmp_path):
         "guest/vmlinuz": ("copy", guest["kernel"]),
         "guest/initrd.img": ("copy", guest["initrd"]),
     })
+    # boot from the CD: the config volume has no boot code
     vm = vm_factory(name="dualrun", iso=iso, drives=[vol], memory=2048, cpus=2,
-                    forwards={8443: qemu.free_port()})
+                    forwards={8443: qemu.free_port()}, extra=["-boot", "d"])
     vm.start()
     screen = str(tmp_path / "outer.ppm")
 
@@ -545,7 +546,7 @@ def test_iso_dual_runs_the_display_vm(iso, guest, vm_factory, tmp_path):
 
     vm.wait_https("/api/v1/health", timeout=600)
     status, body = vm.https("/api/v1/login", method="POST", body={"user": USER, "password": PASSWORD})
-    assert status == 200, body
+    assert status == 200, f"login: {body!r}; serial tail:\n{vm.serial()[-4000:]}"
     auth = {"Authorization": "Bearer " + json.loads(body)["token"]}
 
     def guest_serial():
