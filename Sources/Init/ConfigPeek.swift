@@ -6,6 +6,8 @@ public struct ConfigPeek: Equatable, Sendable {
     public var displayVM: String?
     public var panelPort: Int?
     public var vmNames: [String] = []
+    /// `console: {vnc: ADDR}`: the host console exported over VNC.
+    public var consoleVNC: String?
 
     public init(hostname: String? = nil, displayVM: String? = nil, panelPort: Int? = nil, vmNames: [String] = []) {
         self.hostname = hostname; self.displayVM = displayVM; self.panelPort = panelPort; self.vmNames = vmNames

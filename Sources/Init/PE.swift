@@ -307,6 +307,7 @@ public final class PE: @unchecked Sendable {
         if configError == nil, let cfg = try? ConfigLoader.load(path: path, text: text) {
             peek = ConfigPeek(hostname: cfg.hostname, displayVM: cfg.displayVM?.name, panelPort: cfg.panel.port,
                               vmNames: cfg.vms.map(\.name))
+            peek.consoleVNC = cfg.console.vnc
         }
     }
 
@@ -422,7 +423,12 @@ public final class PE: @unchecked Sendable {
         // DHCP and masquerading for nat VMs, vmbr0 for bridge VMs.
         daemon += ["--state-dir", stateDir, "--nat", "bridge"]
         var out = [(name: "daemon", arguments: daemon)]
-        if let vm = displayVM { out.append((name: "viewer", arguments: ["viewer", "--vm", vm])) }
+        let export = configError == nil ? peek.consoleVNC.map { ["--export-console", $0] } ?? [] : []
+        if let vm = displayVM {
+            out.append((name: "viewer", arguments: ["viewer", "--vm", vm] + export))
+        } else if !export.isEmpty {
+            out.append((name: "console-vnc", arguments: ["viewer"] + export))
+        }
         return out
     }
 

@@ -262,6 +262,21 @@ import Glibc
             ["viewer", "--vm", "demo"]])
     }
 
+    @Test(arguments: [
+        ("version: 1\nconsole:\n  vnc: \"127.0.0.1:5900\"\n", ["viewer", "--export-console", "127.0.0.1:5900"]),
+        ("version: 1\nconsole:\n  vnc: \"127.0.0.1:5900\"\nvms:\n  - name: g\n    display: true\n",
+         ["viewer", "--vm", "g", "--export-console", "127.0.0.1:5900"]),
+    ])
+    func hostConsoleExportIsStartedWhenConfigured(yaml: String, viewer: [String]) {
+        let root = makeRoot(cmdline: "", blkid: "/dev/vdb: LABEL=\"CBCONFIG\" TYPE=\"vfat\"\n",
+                            files: ["media/CBCONFIG/cloudbios.yaml": yaml])
+        let pe = PE(mode: .offTarget(root: root), version: "test")
+        pe.validator = { _ in nil }
+        pe.boot()
+        #expect(pe.servicePlan.count == 2)
+        #expect(pe.servicePlan.last?.arguments == viewer)
+    }
+
     @Test func brokenConfigStartsTheDaemonWithDefaultsAndKeepsTheError() {
         let root = makeRoot(cmdline: "cloudbios.display=none", blkid: "/dev/vdb: LABEL=\"CBCONFIG\" TYPE=\"vfat\"\n",
                             files: ["media/CBCONFIG/cloudbios.yaml": "hostname: demo\nvms: [\n"])

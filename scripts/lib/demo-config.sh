@@ -27,7 +27,7 @@ vms:
     cpus: 1
     kernel: demo-kernel
     initrd: demo-initrd
-    append: "console=ttyS0 console=tty1"
+    append: "console=ttyS0 console=tty1 vga=0x344"
     network: nat
     autostart: true
     display: true
