@@ -36,6 +36,11 @@ enum NATNetwork {
     /// server's pid, config and leases live in `dir`.
     static func setUp(dir: String) async throws {
         guard geteuid() == 0 else { throw ManagerError.tool("creating \(bridge) needs root") }
+        if !Files.exists("/dev/net/tun") {
+            // a module kernel makes the node only once tun is loaded
+            _ = try? await runTool(["modprobe", "tun"])
+            for _ in 0..<20 where !Files.exists("/dev/net/tun") { try? await Task.sleep(nanoseconds: 50_000_000) }
+        }
         guard Files.exists("/dev/net/tun") else { throw ManagerError.tool("/dev/net/tun is missing (tun module)") }
         if !Files.exists("/sys/class/net/\(bridge)") {
             try await runTool(["ip", "link", "add", bridge, "type", "bridge"])
