@@ -58,6 +58,7 @@ public actor VMManager {
     private var busy: Set<String> = []
     private var uploading: Set<String> = []
     private var hostFacts: HostFacts?
+    private var factsTask: Task<HostFacts, Never>?
     private var natNote: String?
     private var bridgeSetup: Task<String, any Error>?
     /// Why a config image is missing from the store (its import failed), by image name.
@@ -651,7 +652,20 @@ public actor VMManager {
 
     private func nextGeneration() -> Int { generation += 1; return generation }
 
+    /// The host's facts, worked out once. Callers that arrive while the
+    /// probe and the network set-up run (the actor is reentrant across
+    /// those awaits) wait for the same answer instead of starting a second.
     func facts() async -> HostFacts {
+        if let f = hostFacts { return f }
+        if let t = factsTask { return await t.value }
+        let t = Task { await self.discoverFacts() }
+        factsTask = t
+        let f = await t.value
+        factsTask = nil
+        return f
+    }
+
+    private func discoverFacts() async -> HostFacts {
         if let f = hostFacts { return f }
         let timeout = options.kvmProbeTimeout
         let probe = (try? await blocking { KVMProbe.probe(timeout: timeout) }) ?? (usable: false, reason: "probe failed")

@@ -55,13 +55,10 @@ struct DaemonCommand: Command {
         let manager: VMManager
         do { manager = try VMManager(options: options) } catch { throw CLIError("state dir \(dir): \(error)") }
 
-        // The KVM probe can take its whole timeout where /dev/kvm hangs; it
-        // runs beside the start-up, and only starting a VM waits for it.
-        let hostname = cfg.hostname
-        Task.detached {
-            let host = await manager.host(hostname: hostname)
-            Log.info("accel: \(host.accel) (\(host.accelReason))")
-        }
+        // KVM probe and host networking (cbnat0, masquerading) are set up
+        // before the daemon says it is ready.
+        let host = await manager.host(hostname: cfg.hostname)
+        Log.info("accel: \(host.accel) (\(host.accelReason))")
         await manager.reattach()
         for f in await manager.importImages(cfg.images, baseDirectory: cfg.baseDirectory) { Log.error(f) }
         for f in await manager.applyConfig(cfg.vms) { Log.error(f) }
