@@ -1,10 +1,8 @@
 """Headless Chromium (Debian's chromium + chromium-driver) via Selenium, and
-a small PNG decoder, for the panel's browser tests and benchmarks."""
+pixel access to PNGs, for the panel's browser tests and benchmarks."""
 import os
-import struct
 import subprocess
 import sys
-import zlib
 
 try:
     from selenium import webdriver
@@ -12,6 +10,9 @@ except ImportError:  # the pyenv Python does not see Debian's python3-selenium
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "selenium>=4.20,<5"], check=True, timeout=600)
     from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cbdaemon import png_pixels  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SHOTS = os.path.join(REPO, "images", "out", "screenshots")
@@ -39,43 +40,8 @@ def screenshot(driver, name):
     return path
 
 
-def decode_png(data):
-    """-> (width, height, rows of RGB(A) bytes, channels) for 8-bit RGB/RGBA PNGs."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, idat, w = 8, b"", 0
-    while pos < len(data):
-        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + n]
-        if kind == b"IHDR":
-            w, h, depth, ctype = struct.unpack(">IIBB", chunk[:10])
-            assert depth == 8 and ctype in (2, 6), "only 8-bit RGB/RGBA PNGs (got depth %d type %d)" % (depth, ctype)
-            ch = 3 if ctype == 2 else 4
-        elif kind == b"IDAT":
-            idat += chunk
-        pos += 12 + n
-    raw = zlib.decompress(idat)
-    stride = w * ch
-    rows, prev, i = [], bytearray(stride), 0
-    for _ in range(h):
-        f, line = raw[i], bytearray(raw[i + 1:i + 1 + stride])
-        i += 1 + stride
-        for x in range(stride):
-            a = line[x - ch] if x >= ch else 0
-            b = prev[x]
-            c = prev[x - ch] if x >= ch else 0
-            if f == 1:
-                line[x] = (line[x] + a) & 255
-            elif f == 2:
-                line[x] = (line[x] + b) & 255
-            elif f == 3:
-                line[x] = (line[x] + ((a + b) >> 1)) & 255
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        rows.append(bytes(line))
-        prev = line
-    return w, h, rows, ch
+# The one PNG decoder of the test helpers: (width, height, rows, channels).
+decode_png = png_pixels
 
 
 def pixel(png, x, y):
