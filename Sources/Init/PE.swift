@@ -143,8 +143,9 @@ public final class PE: @unchecked Sendable {
             // bound under emulation); dependencies shared by both are loaded once
             // display drivers (PCI class 03) set modes and take over the
             // console, which is slow and needed only by the viewer: not waited for
-            // (nor are CPU-feature aliases: optimized crypto and checksums)
-            let display = aliases.filter { ($0.hasPrefix("pci:") && $0.contains("bc03sc")) || $0.hasPrefix("cpu:") }.sorted()
+            // (nor are CPU-feature aliases: optimized crypto and checksums; nor
+            // PS/2 devices: psmouse probes the port for a second)
+            let display = aliases.filter { ($0.hasPrefix("pci:") && $0.contains("bc03sc")) || $0.hasPrefix("cpu:") || $0.hasPrefix("serio:") }.sorted()
             if !display.isEmpty { _ = try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + display).spawn() }
             let list = aliases.subtracting(display).sorted()
             let halves = [Array(list.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)),
