@@ -59,6 +59,7 @@ public enum Disks {
             let mounts = MountTable(path: roots.mountinfo)
             var d = DiskInfo(name: Files.basename(path), path: path, size: Int64(st.st_size), transport: .file)
             d.readOnly = access(path, W_OK) != 0
+            d.fileID = "\(st.st_dev):\(st.st_ino)"
             if let c = try? Probe.contents(of: path, size: d.size) {
                 d.partitionTable = c.partitionTable; d.partitions = c.partitions; d.filesystem = c.filesystem
             }
@@ -114,6 +115,7 @@ public enum Disks {
         d.removable = attr(roots, name, "removable") == "1"
         d.readOnly = attr(roots, name, "ro") == "1"
         d.backingFile = attr(roots, name, "loop/backing_file")
+        d.devNumber = attr(roots, name, "dev")
         if d.model == nil, transport == .loop { d.model = "loop" }
         return d
     }
