@@ -53,8 +53,15 @@ public enum Disks {
             if Files.exists("\(roots.sys)/class/block/\(name)/partition") {
                 throw DiskError.isPartition(path)
             }
-            if let d = list(roots: roots).first(where: { $0.name == name }) { return d }
-            throw DiskError.notFound(path, "not a usable disk")
+            // Only this disk: no probing of every other disk on the machine.
+            guard !skipped(name, roots: roots), var d = sysfsDisk(name, roots: roots) else {
+                throw DiskError.notFound(path, "not a usable disk")
+            }
+            let mounts = MountTable(path: roots.mountinfo)
+            fill(&d, mounts: mounts, byID: byIDLinks(roots: roots), roots: roots)
+            if let boot = bootDiskName(roots: roots, mounts: mounts), boot.name == name { d.bootMedium = boot.reason }
+            markBootVolume(&d)
+            return d
         case S_IFREG:
             let mounts = MountTable(path: roots.mountinfo)
             var d = DiskInfo(name: Files.basename(path), path: path, size: Int64(st.st_size), transport: .file)

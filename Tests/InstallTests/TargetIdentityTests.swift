@@ -20,7 +20,7 @@ import Glibc
     /// A 64 MiB file filled with `byte`, attached to a new loop device.
     func loop(_ name: String, byte: UInt8) throws -> (file: String, dev: String) {
         let f = "\(dir)/\(name).img"
-        _ = try sh("head -c 67108864 /dev/zero | tr '\\\\000' '\\\\\(String(byte, radix: 8))' > \(f)")
+        _ = try sh("head -c 67108864 /dev/zero | tr '\\000' '\\\(String(byte, radix: 8))' > \(f)")
         let dev = try sh("losetup -f --show \(f)").trimmingCharacters()
         return (f, dev)
     }
@@ -78,7 +78,7 @@ import Glibc
         let p = try plan(try Disks.inspect(path: a.dev))
         // Same device node and number, same size, another file behind it.
         let other = dir + "/other.img"
-        _ = try sh("head -c 67108864 /dev/zero | tr '\\\\000' '\\\\377' > \(other)")
+        _ = try sh("head -c 67108864 /dev/zero | tr '\\000' '\\377' > \(other)")
         detach(a.dev)
         attached = try sh("losetup --show \(a.dev) \(other)").trimmingCharacters()
         let before = try sha(other)
@@ -146,4 +146,53 @@ import Glibc
 
 extension Files {
     static func basenameOf(_ p: String) -> String { String(p.split(separator: "/").last ?? "") }
+}
+
+/// Holes in the image are skipped, not written, and still read back as
+/// zeros from a target that held 0xFF everywhere.
+@Suite(.serialized) struct ImageWriterHoleTests {
+    func check(onDevice: Bool) throws {
+        let dir = "/tmp/cb-holes-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try Files.makeDirectories(dir)
+        defer { Files.removeTree(dir) }
+        // 40 MiB + 1 KiB image: data at 0-1 MiB, 9 MiB (4 KiB), 20-22 MiB,
+        // an explicit all-zero 2 MiB run at 30 MiB, and data in the odd tail.
+        let src = dir + "/src.img"
+        _ = try sh("truncate -s 41944064 \(src) && dd if=/dev/urandom of=\(src) bs=1M count=1 conv=notrunc status=none"
+                   + " && dd if=/dev/urandom of=\(src) bs=4k seek=2304 count=1 conv=notrunc status=none"
+                   + " && dd if=/dev/urandom of=\(src) bs=1M seek=20 count=2 conv=notrunc status=none"
+                   + " && dd if=/dev/zero of=\(src) bs=1M seek=30 count=2 conv=notrunc status=none"
+                   + " && dd if=/dev/urandom of=\(src) bs=512 seek=81920 count=2 conv=notrunc status=none")
+        let backing = dir + "/target.img"
+        _ = try sh("head -c 67108864 /dev/zero | tr '\\000' '\\377' > \(backing)")
+        var dev = backing
+        if onDevice { dev = try sh("losetup -f --show \(backing)").trimmingCharacters() }
+        defer { if onDevice { _ = try? sh("losetup -d \(dev)") } }
+        var i = InstallConfig(); i.wipe = true
+        let info = try Disks.inspect(path: dev)
+        let plan = try Planner.plan(i, disks: [info], target: info, rawImageSize: 41944064)
+        let t = try TargetDevice(plan.target)
+        #expect(t.isBlockDevice == onDevice)
+        let stats = try ImageWriter.write(src, to: t, at: 0)
+        // Only the data was written; the rest was zeroed without writing it.
+        #expect(stats.dataBytes <= 4 << 20, "\(stats)")
+        #expect(stats.zeroedBytes >= 36 << 20, "\(stats)")
+        // Read back through the target: the image byte for byte, so every
+        // hole reads as zeros where 0xFF was ...
+        _ = try sh("sync")
+        #expect(try sh("cmp -n 41944064 \(src) \(dev) && echo same").contains("same"))
+        let holes: [(Int, Int)] = [(1 << 20, 8 << 20), (10 << 20, 10 << 20), (22 << 20, 8 << 20), (30 << 20, 2 << 20), (32 << 20, 8 << 20)]
+        /// Bytes read and how many of them are not `byte`, for a range of the target.
+        func count(_ off: Int, _ len: Int, not byte: UInt8) throws -> String {
+            try sh("python3 -c 'import sys; f = open(sys.argv[1], \"rb\"); f.seek(\(off)); b = f.read(\(len)); print(len(b), len(b) - b.count(\(byte)))' \(dev)").trimmingCharacters()
+        }
+        for (off, len) in holes {
+            #expect(try count(off, len, not: 0) == "\(len) 0", "the hole at \(off >> 20) MiB")
+        }
+        // ... and past the image the target is untouched.
+        #expect(try count(41944064, (64 << 20) - 41944064, not: 0xff) == "\((64 << 20) - 41944064) 0")
+    }
+
+    @Test func onABlockDevice() throws { try check(onDevice: true) }
+    @Test func onAnImageFile() throws { try check(onDevice: false) }
 }
