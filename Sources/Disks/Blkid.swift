@@ -13,11 +13,6 @@ final class ReadOnlyHandle {
         self.path = path
         fd = try syscall("open \(path)") { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
     }
-    /// A duplicate of an open descriptor (closed with the handle; the original stays open).
-    init(duplicating other: Int32) throws {
-        path = "fd \(other)"
-        fd = try syscall("dup fd \(other)") { fcntl(other, F_DUPFD_CLOEXEC, 0) }
-    }
     deinit { close(fd) }
 }
 
@@ -93,15 +88,7 @@ public enum Probe {
     }
 
     public static func contents(of path: String, size: Int64) throws -> Contents {
-        try contents(try ReadOnlyHandle(path), size: size)
-    }
-
-    /// The contents as read through an open descriptor.
-    public static func contents(fd: Int32, size: Int64) throws -> Contents {
-        try contents(try ReadOnlyHandle(duplicating: fd), size: size)
-    }
-
-    static func contents(_ h: ReadOnlyHandle, size: Int64) throws -> Contents {
+        let h = try ReadOnlyHandle(path)
         let whole = try BlkidProbe(h)
         let (table, entries) = whole.partitions()
         var parts = entries

@@ -10,7 +10,9 @@ extension Disks {
     /// path that may have been re-pointed since: the sysfs facts (size,
     /// serial, model, loop backing file), every mount of the disk and its
     /// partitions, anything holding it (device mapper, md, an exclusive
-    /// opener), and whether it is the boot medium.
+    /// opener), and whether it is the boot medium (the device PID 1 names
+    /// or the one holding the boot medium's mount). The contents are not
+    /// probed: that is the planner's business, and costs a libblkid pass.
     public static func identify(fd: Int32, roots: DiscoveryRoots = DiscoveryRoots()) throws(DiskError) -> DiskInfo {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw DiskError.notFound("fd \(fd)", String(cString: strerror(currentErrno()))) }
@@ -33,14 +35,6 @@ extension Disks {
             d.mountpoints += holders("\(roots.sys)/block/\(name)/holders").map { "(held by \($0))" }
             if !Self.exclusivelyFree(fd) { d.mountpoints.append("(opened exclusively by another program)") }
             if let boot = bootDiskName(roots: roots, mounts: mounts), boot.name == name { d.bootMedium = boot.reason }
-            if let c = try? Probe.contents(fd: fd, size: d.size) {
-                // Only to recognise a CloudBIOS boot volume by its label.
-                var probed = d
-                probed.filesystem = c.filesystem
-                probed.partitions = c.partitions
-                markBootVolume(&probed)
-                if d.bootMedium == nil { d.bootMedium = probed.bootMedium }
-            }
             return d
         case S_IFREG:
             var d = DiskInfo(name: "", path: "", size: Int64(st.st_size), transport: .file)
