@@ -69,6 +69,7 @@ public enum Disks {
             d.fileID = "\(st.st_dev):\(st.st_ino)"
             if let c = try? Probe.contents(of: path, size: d.size) {
                 d.partitionTable = c.partitionTable; d.partitions = c.partitions; d.filesystem = c.filesystem
+                d.cloudbiosInstalled = isInstalled(d)
             }
             // An image file backing a mounted loop device is in use.
             for loop in Files.list(roots.sys + "/block") where loop.hasPrefix("loop") {
@@ -188,7 +189,13 @@ public enum Disks {
             d.partitions = kernelParts
         }
         d.byID = byID[name] ?? synthesizedByID(d)
-        d.cloudbiosInstalled = d.partitions.contains { $0.filesystem?.label == "CBSYSTEM" }
+        d.cloudbiosInstalled = isInstalled(d)
+    }
+
+    /// A disk CloudBIOS was installed on has its system partition (label
+    /// CB-SYSTEM, the installer's `Layout.systemLabel`).
+    static func isInstalled(_ d: DiskInfo) -> Bool {
+        d.partitions.contains { $0.filesystem?.label == "CB-SYSTEM" }
     }
 
     /// The by-id name udev would create: `virtio-SERIAL`, `ata-MODEL_SERIAL`, …

@@ -22,6 +22,7 @@ public enum BootSequence {
         BootPhase("hotplug", "listen for kernel uevents (new disks, NICs)", hardware: true) { $0.startHotplug() },
         BootPhase("network", "lo up; DHCP on every wired NIC", hardware: true) { $0.startNetwork() },
         BootPhase("volumes", "find labelled filesystems", hardware: false) { $0.scanVolumes() },
+        BootPhase("payload", "mount the hypervisor and installer payload (cloudbios.sqfs) in RAM", hardware: false) { $0.mountPayload() },
         BootPhase("config", "find and validate cloudbios.yaml", hardware: false) { $0.findConfig() },
         BootPhase("hostname", "set the hostname", hardware: false) { $0.setHostname() },
         BootPhase("storage", "mount the data partition or a tmpfs at /var/lib/cloudbios", hardware: true) { $0.mountStorage() },

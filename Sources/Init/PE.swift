@@ -31,6 +31,9 @@ public final class PE: @unchecked Sendable {
     public private(set) var hostname = "cloudbios"
     public private(set) var displayVM: String?
     public private(set) var completedPhases: [String] = []
+    /// Where the payload came from ("initramfs" or the squashfs path); nil
+    /// when it is missing or the core has none.
+    public internal(set) var payloadSource: String?
     /// Validates a config file: nil when valid, else the error text.
     public var validator: (String) -> String?
 

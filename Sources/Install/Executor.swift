@@ -9,6 +9,9 @@ import Glibc
 public struct InstallSources: Sendable, Equatable {
     public var kernel: String
     public var initramfs: String
+    /// The PE's payload (`cloudbios.sqfs`) when the initramfs is a core that
+    /// needs it; by default the file of that name beside the initramfs.
+    public var payload: String?
     /// Holds `i386-pc/` and `x86_64-efi/` (boot.img, modules).
     public var grubDir: String = "/usr/lib/grub"
     /// `images/grub-disk.cfg.in`; nil = the first of `GrubMenu.templatePaths`, else built in.
@@ -27,7 +30,16 @@ public struct InstallSources: Sendable, Equatable {
         public init(name: String, path: String) { self.name = name; self.path = path }
     }
 
-    public init(kernel: String, initramfs: String) { self.kernel = kernel; self.initramfs = initramfs }
+    public init(kernel: String, initramfs: String, payload: String? = nil) {
+        self.kernel = kernel; self.initramfs = initramfs
+        self.payload = payload ?? Self.payloadBeside(initramfs)
+    }
+
+    /// `cloudbios.sqfs` in the initramfs's directory, if it is there.
+    public static func payloadBeside(_ initramfs: String) -> String? {
+        let p = Files.parent(of: initramfs) + "/cloudbios.sqfs"
+        return Files.exists(p) ? p : nil
+    }
 
     /// Where the PE's own kernel and initramfs are: the mounted boot medium,
     /// else a repository build (`images/out`).
@@ -238,6 +250,7 @@ public final class InstallExecutor {
         try Files.makeDirectories(sys + "/boot/grub")
         try copyFile(src.kernel, sys + "/vmlinuz")
         try copyFile(src.initramfs, sys + "/initramfs.img")
+        if let p = src.payload { try copyFile(p, sys + "/cloudbios.sqfs") }
         for arch in ["i386-pc", "x86_64-efi"] {
             try Files.makeDirectories(sys + "/boot/grub/\(arch)")
             for f in Files.list(src.grubDir + "/" + arch) where f.hasSuffix(".mod") || f.hasSuffix(".lst") {
@@ -348,18 +361,7 @@ public final class InstallExecutor {
         try syscall("truncate \(path)") { ftruncate(fd, off_t(size)) }
     }
 
-    func copyFile(_ from: String, _ to: String) throws {
-        let i = try syscall("open \(from)") { open(from, O_RDONLY | O_CLOEXEC) }
-        defer { close(i) }
-        let o = try syscall("create \(to)") { open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
-        defer { close(o) }
-        var buf = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = try buf.withUnsafeMutableBytes { p in try syscall("read \(from)") { read(i, p.baseAddress, p.count) } }
-            if n == 0 { break }
-            try Files.writeAll(o, buf[0..<n], what: "write \(to)")
-        }
-    }
+    func copyFile(_ from: String, _ to: String) throws { try Files.copy(from, to: to) }
 
     func isRegular(_ p: String) -> Bool {
         var st = stat()

@@ -166,7 +166,12 @@ public final class ProgressReporter: @unchecked Sendable {
 public enum Install {
     /// The default sources: the running PE's kernel and initramfs (boot
     /// medium, else images/out), GRUB from /usr/lib/grub.
+    /// In the PE the installer's tools are in the payload, which may still
+    /// be being mounted: waits for it first.
     public static func defaultSources(kernel: String? = nil, initramfs: String? = nil, imageStore: String? = nil) throws -> InstallSources {
+        if let why = Payload.waitUsable() {
+            throw InstallError.missingSource("the installer's tools (mke2fs, GRUB, …) are not available: \(why)")
+        }
         var s = try InstallSources.locate(kernel: kernel, initramfs: initramfs)
         s.imageStore = imageStore
         if let t = getenv("TMPDIR").map({ String(cString: $0) }), Files.isDirectory(t) { s.stagingDir = t }

@@ -100,6 +100,20 @@ public enum Files {
 
     public static func remove(_ path: String) { unlink(path) }
 
+    /// Copies a file's bytes to `to` (created or truncated, mode 0644).
+    public static func copy(_ from: String, to: String) throws {
+        let i = try syscall("open \(from)") { open(from, O_RDONLY | O_CLOEXEC) }
+        defer { close(i) }
+        let o = try syscall("create \(to)") { open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        defer { close(o) }
+        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = try buf.withUnsafeMutableBytes { p in try syscall("read \(from)") { Glibc.read(i, p.baseAddress, p.count) } }
+            if n == 0 { break }
+            try writeAll(o, buf[0..<n], what: "write \(to)")
+        }
+    }
+
     /// Removes a directory tree (no symlink following).
     public static func removeTree(_ path: String) {
         var st = stat()

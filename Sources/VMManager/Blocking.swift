@@ -11,24 +11,6 @@ func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
     }
 }
 
-private final class ThreadBody {
-    let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
-}
-
-func spawnThread(_ body: @escaping @Sendable () -> Void) {
-    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
-    var tid = pthread_t()
-    if pthread_create(&tid, nil, { arg in
-        Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue().body()
-        return nil
-    }, box) == 0 {
-        pthread_detach(tid)
-    } else {
-        Unmanaged<ThreadBody>.fromOpaque(box).takeRetainedValue().body()
-    }
-}
-
 /// Runs a helper program to completion; throws with its output on failure.
 func runTool(_ argv: [String]) async throws {
     guard let path = Launcher.which(argv[0]) else { throw ManagerError.tool("\(argv[0]) is not installed") }
@@ -62,11 +44,7 @@ extension Substring {
     }
 }
 
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
+func now() -> Double { Clock.monotonic() }
 
 func sleep(seconds: Double) async {
     try? await Task.sleep(nanoseconds: UInt64(max(0, seconds) * 1e9))

@@ -391,6 +391,10 @@ public actor VMManager {
             throw APIError.unprocessable(error.description)
         }
         let accel = (try? QEMUCommand.accel(for: spec, host: host))?.name ?? "tcg"
+        // In the PE, QEMU is in the payload PID 1 may still be mounting.
+        if let why = try await blocking({ Payload.waitUsable() }) {
+            throw APIError(503, "VM '\(name)': the hypervisor is not available: \(why)")
+        }
         guard let qemu = Launcher.which(options.qemuBinary) else {
             throw APIError(503, "\(options.qemuBinary) is not installed")
         }

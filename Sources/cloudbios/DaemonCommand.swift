@@ -94,7 +94,7 @@ struct DaemonCommand: Command {
         signal(SIGINT) { _ in var b: UInt8 = 1; _ = write(TerminationPipe.writeFD, &b, 1) }
         let r = fds[0]
         await withCheckedContinuation { (k: CheckedContinuation<Void, Never>) in
-            Thread.detach {
+            spawnThread {
                 var b: UInt8 = 0
                 while read(r, &b, 1) < 0 && errno == EINTR {}
                 k.resume()
@@ -107,14 +107,3 @@ enum TerminationPipe {
     nonisolated(unsafe) static var writeFD: Int32 = -1
 }
 
-/// A detached OS thread for blocking waits.
-enum Thread {
-    private final class Body { let f: () -> Void; init(_ f: @escaping () -> Void) { self.f = f } }
-    static func detach(_ f: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Body(f)).toOpaque()
-        var t = pthread_t()
-        if pthread_create(&t, nil, { a in Unmanaged<Body>.fromOpaque(a!).takeRetainedValue().f(); return nil }, box) == 0 {
-            pthread_detach(t)
-        }
-    }
-}

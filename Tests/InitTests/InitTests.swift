@@ -1,5 +1,6 @@
 import Testing
 @testable import Init
+import Platform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,7 +8,7 @@ import Glibc
 @Suite struct BootSequenceTests {
     @Test func phasesAreInBootOrder() {
         #expect(BootSequence.names == ["mounts", "console", "cmdline", "modules", "hotplug", "network",
-                                       "volumes", "config", "hostname", "storage", "install", "services", "status"])
+                                       "volumes", "payload", "config", "hostname", "storage", "install", "services", "status"])
         // mounts come before anything that reads /proc or /sys
         let hw = BootSequence.phases.filter(\.hardware).map(\.name)
         #expect(hw == ["mounts", "console", "modules", "hotplug", "network", "storage", "install"])
@@ -254,7 +255,7 @@ import Glibc
         let pe = PE(mode: .offTarget(root: root), version: "test")
         pe.validator = { _ in nil }
         pe.boot()
-        #expect(pe.completedPhases == ["cmdline", "volumes", "config", "hostname", "services", "status"])
+        #expect(pe.completedPhases == ["cmdline", "volumes", "payload", "config", "hostname", "services", "status"])
         #expect(pe.configPath == root + "/media/CBCONFIG/cloudbios.yaml")
         #expect(pe.hostname == "demo")
         #expect(pe.servicePlan.map(\.arguments) == [
@@ -297,5 +298,29 @@ import Glibc
         let e = pe.configError ?? ""
         #expect(e.contains(root + "/media/CBCONFIG/cloudbios.yaml:4:3:"), "\(e)")
         #expect(pe.servicePlan.first?.arguments == ["daemon", "--state-dir", "/var/lib/cloudbios", "--nat", "bridge"])
+    }
+}
+
+@Suite struct PayloadTests {
+    @Test func candidatesPutTheBootMediumFirstThenTheInstalledSystem() {
+        let vols = [Volume(device: "/dev/vda2", label: "CB-SYSTEM", type: "ext4"),
+                    Volume(device: "/dev/vdb", label: "CBCONFIG", type: "vfat"),
+                    Volume(device: "/dev/sr0", label: "CLOUDBIOS", type: "iso9660")]
+        let c = Payload.candidates(vols)
+        #expect(c.map(\.volume.device) == ["/dev/sr0", "/dev/vda2"])
+        #expect(c.map(\.path) == ["boot/cloudbios.sqfs", "cloudbios.sqfs"])
+        #expect(Payload.candidates([Volume(device: "/dev/vdb", label: "CBCONFIG")]).isEmpty)
+    }
+
+    @Test func aPayloadUnpackedInTheInitramfsIsUsedOnlyWhenItsIdMatches() throws {
+        for (inside, expected) in [("abc123", "initramfs"), ("other", nil)] as [(String, String?)] {
+            let root = OffTargetBootTests().makeRoot(cmdline: "", blkid: "", files: [
+                "usr/lib/cloudbios/payload.id": "abc123\n",
+                "usr/lib/cloudbios/payload/cloudbios-payload.id": inside + "\n"])
+            let pe = PE(mode: .offTarget(root: root), version: "test")
+            pe.boot()
+            #expect(pe.completedPhases.contains("payload"))
+            #expect(pe.payloadSource == expected)
+        }
     }
 }

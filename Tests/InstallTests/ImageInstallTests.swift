@@ -21,7 +21,7 @@ func sh(_ cmd: String) throws -> String {
         dir = "/tmp/cb-install-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try Files.makeDirectories(dir + "/store")
         try Files.makeDirectories(dir + "/cfg/guest")
-        _ = try sh("head -c 1500000 /dev/urandom > \(dir)/vmlinuz && head -c 2500000 /dev/urandom > \(dir)/initramfs.img")
+        _ = try sh("head -c 1500000 /dev/urandom > \(dir)/vmlinuz && head -c 2500000 /dev/urandom > \(dir)/initramfs.img && head -c 700000 /dev/urandom > \(dir)/cloudbios.sqfs")
         _ = try sh("echo guest-kernel > \(dir)/cfg/guest/vmlinuz")
         // A sparse store image: 64 MiB with 1 MiB of data in the middle.
         _ = try sh("truncate -s 64M \(dir)/store/disk.raw && dd if=/dev/urandom of=\(dir)/store/disk.raw bs=1M seek=20 count=1 conv=notrunc status=none")
@@ -105,7 +105,7 @@ func sh(_ cmd: String) throws -> String {
         // What discovery now reports for the image.
         let info = try Disks.inspect(path: target)
         #expect(info.partitions.map { $0.filesystem?.label } == [nil, "CB-ESP", "CB-SYSTEM", "CB-CONFIG", "CB-DATA"])
-        #expect(info.cloudbiosInstalled == false || true)
+        #expect(info.cloudbiosInstalled)
 
         // ESP: GRUB on the removable path and our own.
         let esp = try sh("MTOOLS_SKIP_CHECK=1 mdir -/ -b -i \(target)@@\(2 << 20) ::/")
@@ -114,7 +114,8 @@ func sh(_ cmd: String) throws -> String {
 
         // System partition: kernel, initramfs, grub.cfg with one entry per VM, the marker.
         let sys = try sh("debugfs -R 'ls -p /' '\(at(target, 130))' 2>/dev/null")
-        for f in ["vmlinuz", "initramfs.img", "cloudbios-installed", "boot"] { #expect(sys.contains("/\(f)/")) }
+        for f in ["vmlinuz", "initramfs.img", "cloudbios.sqfs", "cloudbios-installed", "boot"] { #expect(sys.contains("/\(f)/")) }
+        #expect(try sh("debugfs -R 'dump /cloudbios.sqfs \(dir)/p.out' '\(at(target, 130))' 2>/dev/null; cmp \(dir)/p.out \(dir)/cloudbios.sqfs && echo same").contains("same"))
         #expect(try sh("debugfs -R 'dump /vmlinuz \(dir)/k.out' '\(at(target, 130))' 2>/dev/null; cmp \(dir)/k.out \(dir)/vmlinuz && echo same").contains("same"))
         let grub = try sh("debugfs -R 'cat /boot/grub/grub.cfg' '\(at(target, 130))' 2>/dev/null")
         #expect(grub.contains("cloudbios.display=tiny"))

@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The PE's payload: the hypervisor, its firmware and the installer's tools,
+/// which the panel does not need to answer. It travels as `cloudbios.sqfs`
+/// beside the core initramfs (so the boot loader loads less); PID 1 copies it
+/// to RAM and mounts it at `mountPoint` while the rest of the PE starts, and
+/// the core's symlinks point into it. The PXE initramfs carries it unpacked
+/// in place. Whoever needs QEMU or the installer's tools waits for it here.
+public enum Payload {
+    public static let mountPoint = "/usr/lib/cloudbios/payload"
+    /// The id of the payload this core was built with.
+    public static let idFile = "/usr/lib/cloudbios/payload.id"
+    /// The same id inside the payload.
+    public static let idName = "cloudbios-payload.id"
+    public static let fileName = "cloudbios.sqfs"
+    /// The RAM copy that is mounted.
+    public static let ramCopy = "/run/cloudbios/cloudbios.sqfs"
+    /// Written by PID 1 when no payload could be mounted: the reason.
+    public static let failedMarker = "/run/cloudbios/payload.failed"
+
+    public enum State: Equatable, Sendable {
+        /// This system has no separate payload (a development host).
+        case notNeeded
+        case ready
+        /// PID 1 is still mounting it.
+        case pending
+        case failed(String)
+    }
+
+    public static func state(root: String = "") -> State {
+        guard let want = Files.readTrimmed(root + idFile) else { return .notNeeded }
+        if matches(root + mountPoint, want) { return .ready }
+        if let why = Files.readTrimmed(root + failedMarker) { return .failed(why) }
+        return .pending
+    }
+
+    /// Whether `dir` holds the payload with id `want`.
+    public static func matches(_ dir: String, _ want: String) -> Bool {
+        Files.readTrimmed(dir + "/" + idName) == want
+    }
+
+    /// Blocks while the payload is being mounted (at most `timeout` s): nil
+    /// when QEMU and the tools can be used, else why not.
+    public static func waitUsable(timeout: Double = 60, root: String = "") -> String? {
+        let deadline = Clock.monotonic() + timeout
+        while true {
+            switch state(root: root) {
+            case .notNeeded, .ready: return nil
+            case .failed(let why): return why
+            case .pending:
+                if Clock.monotonic() >= deadline { return "the payload (\(fileName)) is still not mounted after \(Int(timeout)) s" }
+                usleep(100_000)
+            }
+        }
+    }
+}
+
+/// Runs `body` on a new detached OS thread (on the caller's if none can be made).
+public func spawnThread(_ body: @escaping @Sendable () -> Void) {
+    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    var tid = pthread_t()
+    if pthread_create(&tid, nil, { arg in
+        Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue().body()
+        return nil
+    }, box) == 0 {
+        pthread_detach(tid)
+    } else {
+        Unmanaged<ThreadBody>.fromOpaque(box).takeRetainedValue().body()
+    }
+}
+
+private final class ThreadBody {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}

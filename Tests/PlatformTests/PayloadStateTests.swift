@@ -1,0 +1,48 @@
+import Testing
+import Platform
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct PayloadStateTests {
+    func root() -> String {
+        var t = Array("/tmp/cb-payload-XXXXXX".utf8CString)
+        let r = t.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        try! Files.makeDirectories(r + Payload.mountPoint)
+        try! Files.makeDirectories(r + "/run/cloudbios")
+        return r
+    }
+
+    @Test func aCoreWithoutAPayloadNeedsNone() {
+        let r = root()
+        #expect(Payload.state(root: r) == .notNeeded)
+        #expect(Payload.waitUsable(timeout: 0, root: r) == nil)
+    }
+
+    @Test func pendingUntilTheMatchingPayloadIsMountedOrPID1GivesUp() throws {
+        let r = root()
+        try Files.writeAtomically(r + Payload.idFile, "id-1\n")
+        #expect(Payload.state(root: r) == .pending)
+        #expect(Payload.waitUsable(timeout: 0.2, root: r)?.contains("still not mounted") == true)
+        // a payload of another build is not ours
+        try Files.writeAtomically(r + Payload.mountPoint + "/" + Payload.idName, "id-2\n")
+        #expect(Payload.state(root: r) == .pending)
+        try Files.writeAtomically(r + Payload.failedMarker, "no cloudbios.sqfs\n")
+        #expect(Payload.state(root: r) == .failed("no cloudbios.sqfs"))
+        #expect(Payload.waitUsable(timeout: 5, root: r) == "no cloudbios.sqfs")
+        try Files.writeAtomically(r + Payload.mountPoint + "/" + Payload.idName, "id-1\n")
+        #expect(Payload.state(root: r) == .ready)
+    }
+
+    @Test func aWaiterWakesWhenThePayloadArrives() throws {
+        let r = root()
+        try Files.writeAtomically(r + Payload.idFile, "id-1\n")
+        spawnThread {
+            usleep(300_000)
+            try? Files.writeAtomically(r + Payload.mountPoint + "/" + Payload.idName, "id-1\n")
+        }
+        let t0 = Clock.monotonic()
+        #expect(Payload.waitUsable(timeout: 10, root: r) == nil)
+        #expect(Clock.monotonic() - t0 < 5)
+    }
+}
