@@ -16,7 +16,7 @@ let package = Package(
     targets: [
         // C system libraries (module maps + small shims)
         .systemLibrary(name: "CBlkid", path: "Sources/CBlkid", pkgConfig: "blkid"),
-        .systemLibrary(name: "CParted", path: "Sources/CParted", pkgConfig: "libparted"),
+        .systemLibrary(name: "CParted", path: "Sources/CParted"),  // headers only: Install loads libparted on first use
         .systemLibrary(name: "CMicroHTTPD", path: "Sources/CMicroHTTPD", pkgConfig: "libmicrohttpd"),
         .systemLibrary(name: "CVNC", path: "Sources/CVNC", pkgConfig: "libvncclient"),
         // Small C helpers for macros, variadics and ioctls.

@@ -53,12 +53,20 @@ public enum Disks {
             if Files.exists("\(roots.sys)/class/block/\(name)/partition") {
                 throw DiskError.isPartition(path)
             }
-            if let d = list(roots: roots).first(where: { $0.name == name }) { return d }
-            throw DiskError.notFound(path, "not a usable disk")
+            // Only this disk: no probing of every other disk on the machine.
+            guard !skipped(name, roots: roots), var d = sysfsDisk(name, roots: roots) else {
+                throw DiskError.notFound(path, "not a usable disk")
+            }
+            let mounts = MountTable(path: roots.mountinfo)
+            fill(&d, mounts: mounts, byID: byIDLinks(roots: roots), roots: roots)
+            if let boot = bootDiskName(roots: roots, mounts: mounts), boot.name == name { d.bootMedium = boot.reason }
+            markBootVolume(&d)
+            return d
         case S_IFREG:
             let mounts = MountTable(path: roots.mountinfo)
             var d = DiskInfo(name: Files.basename(path), path: path, size: Int64(st.st_size), transport: .file)
             d.readOnly = access(path, W_OK) != 0
+            d.fileID = "\(st.st_dev):\(st.st_ino)"
             if let c = try? Probe.contents(of: path, size: d.size) {
                 d.partitionTable = c.partitionTable; d.partitions = c.partitions; d.filesystem = c.filesystem
                 d.cloudbiosInstalled = isInstalled(d)
@@ -115,6 +123,7 @@ public enum Disks {
         d.removable = attr(roots, name, "removable") == "1"
         d.readOnly = attr(roots, name, "ro") == "1"
         d.backingFile = attr(roots, name, "loop/backing_file")
+        d.devNumber = attr(roots, name, "dev")
         if d.model == nil, transport == .loop { d.model = "loop" }
         return d
     }

@@ -63,6 +63,10 @@ public struct DiskInfo: Sendable, Equatable {
     public var backingFile: String?
     /// A `cloudbios-installed` system found on it (label CBSYSTEM).
     public var cloudbiosInstalled: Bool = false
+    /// Block devices: the device number, `MAJ:MIN` (sysfs `dev`).
+    public var devNumber: String?
+    /// Image files: the file's identity, `DEV:INODE` of the filesystem it is on.
+    public var fileID: String?
 
     public init(name: String, path: String, size: Int64, transport: Transport) {
         self.name = name; self.path = path; self.size = size; self.transport = transport

@@ -153,7 +153,12 @@ public final class ProgressReporter: @unchecked Sendable {
                                       "time": .int(Int(time(nil)))]
         if let p = percent { o["percent"] = .int(p) }
         if let h = hostname { o["hostname"] = .string(h) }
-        if w.post(.object(o)) == nil { log("webhook \(w.host):\(w.port) did not answer (\(event))") }
+        let r = w.deliver(.object(o))
+        if let s = r.status, !r.delivered {
+            log("webhook \(w.origin) answered HTTP \(s) to \(event)")
+        } else if r.status == nil {
+            log("webhook \(w.origin) did not take \(event) after \(r.attempts) attempt\(r.attempts == 1 ? "" : "s"): \(r.error ?? "no answer")")
+        }
     }
 }
 

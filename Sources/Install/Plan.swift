@@ -10,9 +10,17 @@ public struct PlannedTarget: Sendable, Equatable, CustomStringConvertible {
     public let size: Int64
     public let serial: String?
     public let isImageFile: Bool
+    /// Identity when planned, checked again through the opened descriptor
+    /// before the first write: the device number (`MAJ:MIN`), model and
+    /// loop backing file of a block device; `DEV:INODE` of an image file.
+    public let devNumber: String?
+    public let model: String?
+    public let backingFile: String?
+    public let fileID: String?
 
     fileprivate init(_ d: DiskInfo) {
         path = d.path; size = d.size; serial = d.serial; isImageFile = d.isImageFile
+        devNumber = d.devNumber; model = d.model; backingFile = d.backingFile; fileID = d.fileID
     }
     public var description: String { path }
 }

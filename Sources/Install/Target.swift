@@ -1,4 +1,5 @@
 import CShims
+import Disks
 import Platform
 #if canImport(Glibc)
 import Glibc
@@ -14,24 +15,62 @@ public final class TargetDevice {
     public let directFD: Int32
     public let isBlockDevice: Bool
 
-    public init(_ target: PlannedTarget) throws {
+    /// Opens the planned target and, before anything is written, proves
+    /// through the open descriptor that it is still the disk that was
+    /// planned (device number, serial, model, size, loop backing file; an
+    /// image file's inode) and that nothing mounts, holds or boots from it.
+    public init(_ target: PlannedTarget, roots: DiscoveryRoots = DiscoveryRoots()) throws {
         self.target = target
-        var st = stat()
-        try syscall("stat \(target.path)") { stat(target.path, &st) }
-        isBlockDevice = (st.st_mode & S_IFMT) == S_IFBLK
         // Not O_EXCL: mke2fs and debugfs open the disk exclusively while we
-        // hold it. The check phase proves nothing else claims it.
+        // hold it. The identity check proves nothing else claims it now.
         fd = try syscall("open \(target.path) for writing") { open(target.path, O_RDWR | O_CLOEXEC) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { let e = currentErrno(); close(fd); throw SystemError("fstat \(target.path)", errno: e) }
+        isBlockDevice = (st.st_mode & S_IFMT) == S_IFBLK
+        do {
+            try TargetDevice.verify(fd, isBlockDevice: isBlockDevice, against: target, roots: roots)
+        } catch {
+            close(fd)
+            throw error
+        }
+        directFD = isBlockDevice ? open(target.path, O_RDWR | O_CLOEXEC | cb_disks_o_direct) : -1
+        if directFD >= 0 {
+            // The second descriptor must reach the same device as the first.
+            var st2 = stat()
+            if fstat(directFD, &st2) != 0 || st2.st_rdev != st.st_rdev {
+                close(fd); close(directFD)
+                throw InstallError.targetChanged("\(target.path) changed while it was being opened; nothing was written")
+            }
+        }
+    }
+
+    /// The checks of `init`, on an open descriptor.
+    static func verify(_ fd: Int32, isBlockDevice: Bool, against t: PlannedTarget, roots: DiscoveryRoots) throws {
+        func changed(_ m: String) -> InstallError { .targetChanged("\(t.path) \(m); nothing was written") }
+        if t.isImageFile == isBlockDevice {
+            throw changed(isBlockDevice ? "is a block device now, an image file when planned" : "is not a block device now")
+        }
+        let now: DiskInfo
+        do { now = try Disks.identify(fd: fd, roots: roots) } catch { throw changed("cannot be identified: \(error)") }
         if isBlockDevice {
-            directFD = open(target.path, O_RDWR | O_CLOEXEC | cb_disks_o_direct)
+            guard let planned = t.devNumber else { throw changed("was planned without a device number") }
+            let name = now.name.isEmpty ? "" : " (/dev/\(now.name))"
+            if now.devNumber != planned { throw changed("opens device \(now.devNumber ?? "?")\(name) now, \(planned) when planned") }
+            if now.serial != t.serial { throw changed("has serial \(now.serial ?? "none") now, \(t.serial ?? "none") when planned") }
+            if now.model != t.model { throw changed("has model \(now.model ?? "none") now, \(t.model ?? "none") when planned") }
+            if now.backingFile != t.backingFile {
+                throw changed("is backed by \(now.backingFile ?? "nothing") now, \(t.backingFile ?? "nothing") when planned")
+            }
+            var s: UInt64 = 0
+            try syscall("BLKGETSIZE64 \(t.path)") { cb_disks_size(fd, &s) }
+            if Int64(s) != t.size { throw changed("is \(s) bytes now, \(t.size) when planned") }
         } else {
-            directFD = -1
+            if let planned = t.fileID, now.fileID != planned { throw changed("is another file now (inode \(now.fileID ?? "?"), \(planned) when planned)") }
+            if now.size != t.size { throw changed("is \(now.size) bytes now, \(t.size) when planned") }
         }
-        let size = try currentSize()
-        if size != target.size {
-            close(fd); if directFD >= 0 { close(directFD) }
-            throw InstallError.targetChanged("\(target.path) is \(size) bytes now, \(target.size) when planned")
-        }
+        if let bm = now.bootMedium { throw changed("is the boot medium now (\(bm))") }
+        let busy = now.allMountpoints
+        if !busy.isEmpty { throw changed("is in use now: \(busy.joined(separator: ", "))") }
     }
 
     deinit {

@@ -95,7 +95,9 @@ struct InstallCommand: Command {
         sel.wipe = wipe
         guard let size = Files.size(image) else { throw CLIError("\(image) does not exist", code: 2) }
         let plan: InstallPlan
-        do { plan = try Planner.plan(sel, disks: Disks.list(), target: info, rawImageSize: size) } catch {
+        // The target alone is inspected (its contents, mounts, and whether
+        // it is the boot medium): the other disks play no part in the plan.
+        do { plan = try Planner.plan(sel, disks: [info], target: info, rawImageSize: size) } catch {
             printErr("install: REFUSED: \(error)")
             throw ExitCode(2)
         }
