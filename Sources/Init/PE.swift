@@ -127,31 +127,46 @@ public final class PE: @unchecked Sendable {
     func loadModules() {
         let before = Set(loadedModules())
         // Not tied to a device: loaded in the background while coldplug runs
-        // (filesystems, tun, loop and bridge load on demand through the
-        // kernel's modprobe helper and their modules.alias entries)
-        var extra = ["button", "evdev"]
+        // (the config volumes' filesystems are loaded ahead of their mount;
+        // others, tun, loop and bridge load on demand through the kernel's
+        // modprobe helper and their modules.alias entries)
+        var extra = ["button", "evdev", "vfat", "nls_cp437", "nls_ascii", "isofs"]
         let cpuinfo = (try? Files.readString("/proc/cpuinfo")) ?? ""
         if cpuinfo.contains(" vmx") { extra.append("kvm_intel") }
         if cpuinfo.contains(" svm") { extra.append("kvm_amd") }
         if (try? Launcher("/sbin/modprobe", ["-a", "-q"] + extra).spawn()) == nil { log("modules: cannot run modprobe") }
+        // Drivers load as soon as their device shows up: the sysfs tree is
+        // scanned again every 50 ms while modprobe runs, so a device a driver
+        // creates (virtio disks and NICs behind virtio_pci) does not wait for
+        // a slower driver loading beside it (the CD-ROM's ATA stack).
         var seen = Set<String>()
-        for _ in 0..<4 {
+        var running: [pid_t] = []
+        let t0 = Clock.monotonic()
+        while true {
             let aliases = Modalias.scan(root + "/sys/devices").subtracting(seen)
-            if aliases.isEmpty { break }
             seen.formUnion(aliases)
-            // two modprobe processes side by side (module init is mostly CPU
-            // bound under emulation); dependencies shared by both are loaded once
             // display drivers (PCI class 03) set modes and take over the
             // console, which is slow and needed only by the viewer: not waited for
             // (nor are CPU-feature aliases: optimized crypto and checksums; nor
             // PS/2 devices: psmouse probes the port for a second)
             let display = aliases.filter { ($0.hasPrefix("pci:") && $0.contains("bc03sc")) || $0.hasPrefix("cpu:") || $0.hasPrefix("serio:") }.sorted()
             if !display.isEmpty { _ = try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + display).spawn() }
+            // two modprobe processes side by side (module init is mostly CPU
+            // bound under emulation); dependencies shared by both are loaded once
             let list = aliases.subtracting(display).sorted()
             let halves = [Array(list.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)),
                           Array(list.enumerated().filter { $0.offset % 2 == 1 }.map(\.element))]
-            let pids = halves.filter { !$0.isEmpty }.compactMap { try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + $0).spawn() }
-            for pid in pids { _ = Launcher.wait(pid) }
+            running += halves.filter { !$0.isEmpty }.compactMap { try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + $0).spawn() }
+            running = running.filter { pid in
+                var status: Int32 = 0
+                return waitpid(pid, &status, WNOHANG) == 0
+            }
+            if running.isEmpty && aliases.isEmpty { break }
+            if Clock.monotonic() - t0 > 30 {
+                log("modules: drivers still loading after 30 s; going on")
+                break
+            }
+            usleep(50_000)
         }
         let loaded = loadedModules().filter { !before.contains($0) }
         log("modules: \(seen.count) device aliases; loaded \(loaded.count): \(loaded.sorted().joined(separator: " "))")
@@ -197,7 +212,10 @@ public final class PE: @unchecked Sendable {
         }
         switch ev.subsystem {
         case "block" where ev["DEVTYPE"] == "disk":
-            log("hotplug: disk /dev/\(ev["DEVNAME"] ?? "?") appeared")
+            // the loop driver makes eight unused devices when it loads
+            let name = ev["DEVNAME"] ?? "?"
+            if name.hasPrefix("loop") && !Files.exists("/sys/block/\(name)/loop/backing_file") { break }
+            log("hotplug: disk /dev/\(name) appeared")
         case "net":
             if let iface = ev["INTERFACE"] { startDHCP(iface) }
         case "input":
@@ -260,12 +278,15 @@ public final class PE: @unchecked Sendable {
         }
         let deadline = Clock.monotonic() + (wanted != nil ? 15 : 1.5)
         while true {
+            // devices still appearing (a SCSI CD-ROM behind its ATA driver)
+            // get their drivers now, not after the boot
+            handleUevents()
             volumes = Volume.parseBlkid(capture("/usr/sbin/blkid", ["-c", "/dev/null"]))
             let labels = Set(volumes.compactMap(\.label))
             let found = wanted.map { labels.contains($0) }
                 ?? (labels.contains(PELabel.config) || labels.contains(PELabel.bootMedium) || labels.contains(PELabel.system))
             if found || Clock.monotonic() >= deadline { break }
-            usleep(250_000)
+            usleep(100_000)
         }
         for v in volumes { log("volume: \(v.device) \(v.type ?? "?") \(v.label.map { "LABEL=\($0)" } ?? "")") }
     }
