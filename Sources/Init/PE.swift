@@ -43,6 +43,8 @@ public final class PE: @unchecked Sendable {
     var outputs: [Int32: (name: String, buffer: [UInt8])] = [:]
     var inputFDs: [Int32: String] = [:]
     var dhcpInterfaces: Set<String> = []
+    /// Modaliases modprobe has been run for (uevents for them are not re-run).
+    var coldplugAliases: Set<String> = []
     var lastStatus: StatusInfo?
     var shutdownRequested: ShutdownKind?
     var statusDrawn = false
@@ -139,6 +141,7 @@ public final class PE: @unchecked Sendable {
         // scanned again every 50 ms while modprobe runs, so a device a driver
         // creates (virtio disks and NICs behind virtio_pci) does not wait for
         // a slower driver loading beside it (the CD-ROM's ATA stack).
+        openUeventSocket()
         var seen = Set<String>()
         var running: [pid_t] = []
         let t0 = Clock.monotonic()
@@ -168,6 +171,7 @@ public final class PE: @unchecked Sendable {
             }
             usleep(50_000)
         }
+        coldplugAliases = seen
         let loaded = loadedModules().filter { !before.contains($0) }
         log("modules: \(seen.count) device aliases; loaded \(loaded.count): \(loaded.sorted().joined(separator: " "))")
         for dev in Files.list("/sys/bus/pci/devices") where !Files.exists("/sys/bus/pci/devices/\(dev)/driver") {
@@ -184,9 +188,17 @@ public final class PE: @unchecked Sendable {
 
     // MARK: hotplug
 
+    /// The uevent socket is opened before coldplug, so a device that shows
+    /// up after the last scan (a CD-ROM behind an ATA port probed
+    /// asynchronously) is not missed.
+    func openUeventSocket() {
+        guard ueventFD < 0 else { return }
+        ueventFD = cb_init_uevent_socket()
+    }
+
     func startHotplug() {
         try? Files.writeAtomically("/proc/sys/kernel/hotplug", "")
-        ueventFD = cb_init_uevent_socket()
+        openUeventSocket()
         if ueventFD < 0 { log("hotplug: cannot open the uevent socket: \(SystemError("socket", errno: currentErrno()))") }
         else { log("hotplug: listening for uevents") }
         openInputDevices()
@@ -207,7 +219,8 @@ public final class PE: @unchecked Sendable {
             if ev.action == "remove" && ev.subsystem == "block" && ev["DEVTYPE"] == "disk" { log("hotplug: disk /dev/\(ev["DEVNAME"] ?? "?") removed") }
             return
         }
-        if let alias = ev["MODALIAS"] {
+        if let alias = ev["MODALIAS"], !coldplugAliases.contains(alias) {
+            coldplugAliases.insert(alias)
             _ = try? Launcher("/sbin/modprobe", ["-q", "-b", alias]).spawn()
         }
         switch ev.subsystem {

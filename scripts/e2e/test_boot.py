@@ -3,6 +3,7 @@ volume, brings up DHCP, starts the daemon, and serves the panel: /api/v1/health
 answers through the forwarded port and the configured user can log in. A
 broken config still boots, shows the exact error and serves health."""
 import json
+import os
 import re
 
 import pytest
@@ -62,6 +63,26 @@ def test_boot_serves_health_and_login(vm_factory, iso, tmp_path, firmware):
     assert status in (401, 403), raw
     status, raw = vm.https("/api/v1/host", headers={"Authorization": f"Bearer {login['token']}"})
     assert status == 200, raw
+    # the hypervisor and installer payload came from the ISO and is mounted
+    log = vm.wait_serial("cloudbios: payload: ", 120)
+    assert re.search(r"cloudbios: payload: /run/cloudbios/media/CLOUDBIOS/boot/cloudbios\.sqfs \(/dev/\w+\) "
+                     r"copied to RAM \(\d+ MiB\) and mounted", log), log[-3000:]
+
+
+def test_pxe_kernel_and_initramfs_boot_with_the_payload_inside(vm_factory, iso, tmp_path):
+    """images/out/vmlinuz + initramfs.img, as a PXE loader would start them
+    (no boot medium at all): the payload is already in place and the panel
+    answers."""
+    out = os.path.dirname(iso)  # built beside the ISO
+    vol = qemu.make_cbconfig(str(tmp_path / "cbconfig.img"), {"cloudbios.yaml": demo_config(qemu.password_hash(PASSWORD))})
+    vm = vm_factory(name="pe-pxe", kernel=os.path.join(out, "vmlinuz"), initrd=os.path.join(out, "initramfs.img"),
+                    append="console=ttyS0,115200", drives=[vol], memory=1024, forwards={8443: qemu.free_port()})
+    vm.start()
+    log = vm.wait_serial("cloudbios: boot: complete", BOOT_TIMEOUT)
+    assert_pe_booted(log, "e2e-host")
+    assert "cloudbios: payload: in the initramfs" in log, log[-3000:]
+    body = json.loads(vm.wait_https("/api/v1/health", PANEL_TIMEOUT))
+    assert body["status"] == "ok"
 
 
 def test_broken_config_still_boots_and_shows_the_error(vm_factory, iso, tmp_path):
