@@ -195,4 +195,29 @@ extension Files {
 
     @Test func onABlockDevice() throws { try check(onDevice: true) }
     @Test func onAnImageFile() throws { try check(onDevice: false) }
+
+    /// An image placed so that its bytes and the device's 4 KiB blocks do
+    /// not line up (a deferred head of 1000 bytes at offset 3096): the
+    /// direct writes bounce through the aligned buffer and the target
+    /// still holds the image byte for byte.
+    @Test func misalignedOnABlockDevice() throws {
+        let dir = "/tmp/cb-holes-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try Files.makeDirectories(dir)
+        defer { Files.removeTree(dir) }
+        let src = dir + "/src.img"
+        _ = try sh("truncate -s 20M \(src) && dd if=/dev/urandom of=\(src) bs=1M count=10 conv=notrunc status=none"
+                   + " && dd if=/dev/urandom of=\(src) bs=1M seek=14 count=1 conv=notrunc status=none")
+        let backing = dir + "/target.img"
+        _ = try sh("head -c 33554432 /dev/zero | tr '\\000' '\\377' > \(backing)")
+        let dev = try sh("losetup -f --show \(backing)").trimmingCharacters()
+        defer { _ = try? sh("losetup -d \(dev)") }
+        var i = InstallConfig(); i.wipe = true
+        let info = try Disks.inspect(path: dev)
+        let plan = try Planner.plan(i, disks: [info], target: info, rawImageSize: 20 << 20)
+        let t = try TargetDevice(plan.target)
+        try ImageWriter.write(src, to: t, at: 3096, deferHead: 1000)
+        _ = try sh("sync")
+        #expect(try sh("cmp -n \(20 << 20) \(src) \(dev) --ignore-initial=0:3096 && echo same").contains("same"))
+        #expect(try sh("head -c 3096 \(dev) | tr -d '\\377' | wc -c").trimmingCharacters() == "0")
+    }
 }
