@@ -55,9 +55,12 @@ struct DaemonCommand: Command {
         let manager: VMManager
         do { manager = try VMManager(options: options) } catch { throw CLIError("state dir \(dir): \(error)") }
 
-        // VMs still running from before are known before anyone can ask.
+        // Running VMs, the config's images and VMs are known before anyone
+        // can ask.
         await manager.reattach()
-        // The panel answers first; the KVM probe and host networking
+        for f in await manager.importImages(cfg.images, baseDirectory: cfg.baseDirectory) { Log.error(f) }
+        for f in await manager.applyConfig(cfg.vms) { Log.error(f) }
+        // The panel answers next; the KVM probe and host networking
         // (cbnat0, masquerading) are worked out beside it; whoever needs
         // them (GET /host, starting a VM) waits for that one result.
         let imageStore = dir + "/images"
@@ -67,8 +70,6 @@ struct DaemonCommand: Command {
         let panel = try startPanel(cfg, stateDir: dir, webRoot: webRoot, backend: backend)
         let host = await manager.host(hostname: cfg.hostname)
         Log.info("accel: \(host.accel) (\(host.accelReason))")
-        for f in await manager.importImages(cfg.images, baseDirectory: cfg.baseDirectory) { Log.error(f) }
-        for f in await manager.applyConfig(cfg.vms) { Log.error(f) }
         if !noAutostart { await manager.autostart() }
         Log.info("ready: state dir \(dir)" + (panel.map { ", panel \($0)" } ?? ""))
 
