@@ -40,6 +40,7 @@ extension PE {
         let deadline = t0 + 15
         var volumes = start
         var tried = Set<String>()
+        var rounds = 0
         while true {
             for c in Payload.candidates(volumes) where !tried.contains(c.volume.device) {
                 tried.insert(c.volume.device)
@@ -54,6 +55,13 @@ extension PE {
             }
             if Clock.monotonic() >= deadline { break }
             usleep(250_000)
+            // a boot medium whose driver has not loaded yet (its uevent
+            // lost or still queued): look for unclaimed devices once a second
+            rounds += 1
+            if rounds % 4 == 0 {
+                let aliases = Modalias.scan("/sys/devices").filter { !$0.hasPrefix("cpu:") }.sorted()
+                if !aliases.isEmpty { run("/sbin/modprobe", ["-a", "-q", "-b"] + aliases) }
+            }
             volumes = Volume.parseBlkid(capture("/usr/sbin/blkid", ["-c", "/dev/null"]))
         }
         let why = "no \(Payload.fileName) of this build (id \(want)) on a \(PELabel.bootMedium) or \(PELabel.system) volume"

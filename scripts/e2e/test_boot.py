@@ -49,7 +49,8 @@ def test_boot_serves_health_and_login(vm_factory, iso, tmp_path, firmware):
     log = vm.wait_serial("cloudbios: boot: complete", BOOT_TIMEOUT)
     assert_pe_booted(log, "e2e-host")
     vm.wait_serial("lease of 10.0.2.15 obtained", 60)
-    assert "https://10.0.2.15:8443/" in vm.serial()
+    # the status banner is redrawn with the address once the lease is in
+    vm.wait_serial("cloudbios: status: panel https://10.0.2.15:8443/", 30)
 
     body = json.loads(vm.wait_https("/api/v1/health", PANEL_TIMEOUT))
     assert body["status"] == "ok"
