@@ -18,7 +18,7 @@ let package = Package(
         .systemLibrary(name: "CBlkid", path: "Sources/CBlkid", pkgConfig: "blkid"),
         .systemLibrary(name: "CParted", path: "Sources/CParted"),  // headers only: Install loads libparted on first use
         .systemLibrary(name: "CMicroHTTPD", path: "Sources/CMicroHTTPD", pkgConfig: "libmicrohttpd"),
-        .systemLibrary(name: "CVNC", path: "Sources/CVNC", pkgConfig: "libvncclient"),
+        .systemLibrary(name: "CVNC", path: "Sources/CVNC"),  // headers only: CShims/vnc.c loads libvnc* on first use
         // Small C helpers for macros, variadics and ioctls.
         .target(name: "CShims", path: "Sources/CShims",
                 linkerSettings: [.linkedLibrary("crypt"), .linkedLibrary("gnutls"), .linkedLibrary("nettle")]),
@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "Install", dependencies: ["Config", "Disks", "Platform", "CParted", "CBlkid", "CShims"]),
         .target(name: "Panel", dependencies: ["Config", "Platform", "CMicroHTTPD", "CShims"]),
         .target(name: "Viewer", dependencies: ["Config", "Platform", "CVNC", "CShims"]),
-        .target(name: "Init", dependencies: ["Config", "Platform", "Install"]),
+        .target(name: "Init", dependencies: ["Config", "Platform", "Disks", "Install"]),
         .executableTarget(name: "cloudbios", dependencies: [
             "Config", "Platform", "QEMU", "VMManager", "Disks", "Install", "Panel", "Viewer", "Init",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -95,6 +97,11 @@ int cb_kvm_probe(const char *device, int timeout_ms, char *reason, size_t reason
         return 0;
     }
     if (pid == 0) {
+        /* Keep none of the caller's descriptors (its listening sockets): a
+           child stuck in KVM_RUN must not hold the panel's port after the
+           daemon is gone, nor outlive it. */
+        syscall(SYS_close_range, 3U, ~0U, 0U);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         alarm((unsigned)(timeout_ms / 1000 + 2)); /* belt and braces */
         _exit(probe_child(device));
     }

@@ -268,13 +268,6 @@ int cb_vt_set_graphics(int fd, int graphics) {
     return ioctl(fd, KDSETMODE, graphics ? KD_GRAPHICS : KD_TEXT) < 0 ? -errno : 0;
 }
 
-/* libvncclient's logging switch, referenced weakly so programs that do not
- * link libvncclient (every other test binary) still link. */
-extern int8_t rfbEnableClientLogging __attribute__((weak));
-void cb_vnc_client_logging(int on) {
-    if (&rfbEnableClientLogging) rfbEnableClientLogging = on ? 1 : 0;
-}
-
 #include <linux/uinput.h>
 
 int cb_uinput_open(const char *name) {

@@ -87,6 +87,14 @@ public enum Probe {
         public var filesystem: FilesystemInfo?
     }
 
+    /// The filesystem on a block device or a partition, as `blkid` reports
+    /// it (nil when there is none or the signatures are ambiguous), probed
+    /// in this process: at boot a `blkid` process costs more than the probe.
+    public static func filesystem(of path: String) -> FilesystemInfo? {
+        guard let h = try? ReadOnlyHandle(path), let fs = (try? BlkidProbe(h))?.filesystem(), fs.type != "ambiguous" else { return nil }
+        return fs
+    }
+
     public static func contents(of path: String, size: Int64) throws -> Contents {
         let h = try ReadOnlyHandle(path)
         let whole = try BlkidProbe(h)

@@ -1,3 +1,6 @@
+import Platform
+import Disks
+
 /// Filesystem labels the PE knows. The installer writes the installed ones.
 public enum PELabel {
     /// A removable volume (USB stick, extra disk) holding `cloudbios.yaml`.
@@ -20,6 +23,18 @@ public struct Volume: Equatable, Sendable {
     public var uuid: String?
     public init(device: String, label: String? = nil, type: String? = nil, uuid: String? = nil) {
         self.device = device; self.label = label; self.type = type; self.uuid = uuid
+    }
+
+    /// The filesystems on the block devices of `sys`/class/block (disks and
+    /// partitions with a size; loop and RAM disks are the PE's own), probed
+    /// with libblkid in this process, in device order.
+    public static func probeAll(sys: String = "/sys", dev: String = "/dev") -> [Volume] {
+        Files.list(sys + "/class/block").sorted().compactMap { name -> Volume? in
+            if name.hasPrefix("loop") || name.hasPrefix("ram") || name.hasPrefix("zram") { return nil }
+            guard let size = Files.readTrimmed(sys + "/class/block/\(name)/size"), size != "0",
+                  let fs = Probe.filesystem(of: dev + "/" + name) else { return nil }
+            return Volume(device: dev + "/" + name, label: fs.label, type: fs.type, uuid: fs.uuid)
+        }
     }
 
     /// Parses `blkid` output: `/dev/vdb: LABEL="CBCONFIG" UUID="…" TYPE="vfat"`.

@@ -8,6 +8,8 @@ public struct ConfigPeek: Equatable, Sendable {
     public var vmNames: [String] = []
     /// `console: {vnc: ADDR}`: the host console exported over VNC.
     public var consoleVNC: String?
+    /// The config has `install:` (set from the strict reading only).
+    public var installs = false
 
     public init(hostname: String? = nil, displayVM: String? = nil, panelPort: Int? = nil, vmNames: [String] = []) {
         self.hostname = hostname; self.displayVM = displayVM; self.panelPort = panelPort; self.vmNames = vmNames

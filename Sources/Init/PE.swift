@@ -128,14 +128,17 @@ public final class PE: @unchecked Sendable {
 
     func loadModules() {
         let before = Set(loadedModules())
-        // Not tied to a device: loaded in the background while coldplug runs
-        // (the config volumes' filesystems are loaded ahead of their mount;
-        // others, tun, loop and bridge load on demand through the kernel's
-        // modprobe helper and their modules.alias entries)
-        var extra = ["button", "evdev", "vfat", "nls_cp437", "nls_ascii", "isofs"]
-        let cpuinfo = (try? Files.readString("/proc/cpuinfo")) ?? ""
-        if cpuinfo.contains(" vmx") { extra.append("kvm_intel") }
-        if cpuinfo.contains(" svm") { extra.append("kvm_amd") }
+        // Loaded in the background while coldplug runs, ahead of the devices
+        // that need them: the CD-ROM driver (the drive an ISO boots from is
+        // claimed the moment the controller's probe creates it, not after a
+        // rescan and a modprobe of its own; sd_mod is not loaded ahead, its
+        // T10 checksum dependencies are slow to start and many machines
+        // have no SCSI disk), the config volumes' filesystems, the power
+        // button and evdev. Others (tun, loop, bridge) load on demand
+        // through the kernel's modprobe helper and their modules.alias entries.
+        var extra = ["sr_mod", "isofs", "vfat", "nls_cp437", "nls_ascii", "button", "evdev"]
+        // (KVM is in the payload of an ISO; a PXE initramfs carries it here)
+        extra += Self.kvmModules(cpuinfo: (try? Files.readString("/proc/cpuinfo")) ?? "")
         if (try? Launcher("/sbin/modprobe", ["-a", "-q"] + extra).spawn()) == nil { log("modules: cannot run modprobe") }
         // Drivers load as soon as their device shows up: the sysfs tree is
         // scanned again every 50 ms while modprobe runs, so a device a driver
@@ -144,16 +147,19 @@ public final class PE: @unchecked Sendable {
         openUeventSocket()
         var seen = Set<String>()
         var running: [pid_t] = []
+        var deferred = Set<String>()
         let t0 = Clock.monotonic()
         while true {
-            let aliases = Modalias.scan(root + "/sys/devices").subtracting(seen)
+            let aliases = Modalias.scan(sys: root + "/sys").subtracting(seen)
             seen.formUnion(aliases)
-            // display drivers (PCI class 03) set modes and take over the
-            // console, which is slow and needed only by the viewer: not waited for
-            // (nor are CPU-feature aliases: optimized crypto and checksums; nor
-            // PS/2 devices: psmouse probes the port for a second)
-            let display = aliases.filter { ($0.hasPrefix("pci:") && $0.contains("bc03sc")) || $0.hasPrefix("cpu:") || $0.hasPrefix("serio:") }.sorted()
-            if !display.isEmpty { _ = try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + display).spawn() }
+            // Display drivers (PCI class 03) set modes and take over the
+            // console, which is slow and needed only by the viewer; CPU-feature
+            // aliases give optimized crypto and checksums; psmouse probes the
+            // PS/2 port for a second. None of them is waited for, and they
+            // start only once the rest has loaded, so they take no CPU from
+            // the storage and network drivers the panel waits for.
+            let display = aliases.filter { ($0.hasPrefix("pci:") && $0.contains("bc03sc")) || $0.hasPrefix("cpu:") || $0.hasPrefix("serio:") }
+            deferred.formUnion(display)
             // two modprobe processes side by side (module init is mostly CPU
             // bound under emulation); dependencies shared by both are loaded once
             let list = aliases.subtracting(display).sorted()
@@ -172,10 +178,12 @@ public final class PE: @unchecked Sendable {
             usleep(50_000)
         }
         coldplugAliases = seen
+        if !deferred.isEmpty { _ = try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + deferred.sorted()).spawn() }
         let loaded = loadedModules().filter { !before.contains($0) }
         log("modules: \(seen.count) device aliases; loaded \(loaded.count): \(loaded.sorted().joined(separator: " "))")
         for dev in Files.list("/sys/bus/pci/devices") where !Files.exists("/sys/bus/pci/devices/\(dev)/driver") {
             let p = "/sys/bus/pci/devices/\(dev)/"
+            if let alias = Files.readTrimmed(p + "modalias"), deferred.contains(alias) { continue }  // still loading
             let cls = Files.readTrimmed(p + "class") ?? "?"
             if cls.hasPrefix("0x0600") || cls.hasPrefix("0x0601") || cls.hasPrefix("0x0604") || cls.hasPrefix("0x0680") { continue }
             log("modules: no driver for PCI \(dev) [\(Files.readTrimmed(p + "vendor") ?? "?"):\(Files.readTrimmed(p + "device") ?? "?")] class \(cls)")
@@ -294,7 +302,7 @@ public final class PE: @unchecked Sendable {
             // devices still appearing (a SCSI CD-ROM behind its ATA driver)
             // get their drivers now, not after the boot
             handleUevents()
-            volumes = Volume.parseBlkid(capture("/usr/sbin/blkid", ["-c", "/dev/null"]))
+            volumes = Volume.probeAll()
             let labels = Set(volumes.compactMap(\.label))
             let found = wanted.map { labels.contains($0) }
                 ?? (labels.contains(PELabel.config) || labels.contains(PELabel.bootMedium) || labels.contains(PELabel.system))
@@ -346,6 +354,7 @@ public final class PE: @unchecked Sendable {
             peek = ConfigPeek(hostname: cfg.hostname, displayVM: cfg.displayVM?.name, panelPort: cfg.panel.port,
                               vmNames: cfg.vms.map(\.name))
             peek.consoleVNC = cfg.console.vnc
+            peek.installs = cfg.install != nil
         }
     }
 
@@ -618,7 +627,10 @@ public final class PE: @unchecked Sendable {
         while true {
             let pid = waitpid(-1, &st, WNOHANG)
             if pid <= 0 { return }
-            supervisor.exited(pid: pid, status: Launcher.exitCode(st))
+            if !supervisor.exited(pid: pid, status: Launcher.exitCode(st)) {
+                // an orphan, or a child another thread (the payload's) waits for
+                ReapedChildren.record(pid, status: Launcher.exitCode(st))
+            }
         }
     }
 

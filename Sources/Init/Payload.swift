@@ -19,13 +19,23 @@ extension PE {
     func mountPayload() {
         guard let want = Files.readTrimmed(root + Payload.idFile) else { return } // a core without a payload
         if Payload.matches(root + Payload.mountPoint, want) {
+            // its drivers were there for coldplug
             log("payload: in the initramfs")
             payloadSource = "initramfs"
+            markPayloadReady()
             return
         }
         guard onTarget else { return }
         let volumes = self.volumes
+        // The panel comes first: copying the payload while the daemon starts
+        // slows both. A headless install (no daemon before it) and the
+        // rescue shell do not wait.
+        let panelPort = cmdline.rescue || peek.installs ? nil : (configError == nil ? peek.panelPort ?? 8443 : 8443)
         spawnThread { [self] in
+            if let port = panelPort {
+                let t0 = Clock.monotonic()
+                while !Self.listening(port: port) && Clock.monotonic() - t0 < 5 { usleep(50_000) }
+            }
             if let src = self.findAndMountPayload(want: want, volumes: volumes) {
                 self.payloadSource = src
             }
@@ -50,6 +60,8 @@ extension PE {
                 if attachPayload(src, want: want) {
                     let mib = (Files.size(Payload.ramCopy) ?? 0) >> 20
                     log("payload: \(src) (\(c.volume.device)) copied to RAM (\(mib) MiB) and mounted at \(Payload.mountPoint) in \(Supervisor.format(Clock.monotonic() - t0)) s")
+                    loadPayloadDrivers()
+                    markPayloadReady()
                     return src
                 }
             }
@@ -59,15 +71,53 @@ extension PE {
             // lost or still queued): look for unclaimed devices once a second
             rounds += 1
             if rounds % 4 == 0 {
-                let aliases = Modalias.scan("/sys/devices").filter { !$0.hasPrefix("cpu:") }.sorted()
+                let aliases = Modalias.unclaimed(sys: "/sys").filter { !$0.hasPrefix("cpu:") }.sorted()
                 if !aliases.isEmpty { run("/sbin/modprobe", ["-a", "-q", "-b"] + aliases) }
             }
-            volumes = Volume.parseBlkid(capture("/usr/sbin/blkid", ["-c", "/dev/null"]))
+            volumes = Volume.probeAll()
         }
         let why = "no \(Payload.fileName) of this build (id \(want)) on a \(PELabel.bootMedium) or \(PELabel.system) volume"
         try? Files.writeAtomically(Payload.failedMarker, why + "\n")
         log("payload: ERROR: \(why); virtual machines and installs are unavailable")
         return nil
+    }
+
+    /// The payload's drivers: KVM for the CPU's virtualization extension and
+    /// whatever matches a device still without a driver (the NIC of a
+    /// physical machine, a PS/2 mouse). Run before the payload is reported
+    /// ready, so the KVM probe finds /dev/kvm and a NIC has its DHCP going.
+    func loadPayloadDrivers() {
+        let t0 = Clock.monotonic()
+        let before = Set(loadedModules())
+        let cpuinfo = (try? Files.readString("/proc/cpuinfo")) ?? ""
+        let names = Self.kvmModules(cpuinfo: cpuinfo) + Modalias.unclaimed(sys: "/sys").filter { !$0.hasPrefix("cpu:") }.sorted()
+        if !names.isEmpty { run("/sbin/modprobe", ["-a", "-q", "-b"] + names) }
+        let loaded = loadedModules().filter { !before.contains($0) }.sorted()
+        log("payload: drivers: " + (loaded.isEmpty ? "none needed" : "loaded \(loaded.joined(separator: " ")) in \(Supervisor.format(Clock.monotonic() - t0)) s"))
+    }
+
+    /// Whether a TCP socket listens on `port` (/proc/net/tcp and tcp6).
+    static func listening(port: Int, proc: String = "/proc") -> Bool {
+        let hex = String(port, radix: 16, uppercase: true)
+        let want = ":" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+        for file in ["/net/tcp", "/net/tcp6"] {
+            for line in ((try? Files.readString(proc + file)) ?? "").split(separator: "\n").dropFirst() {
+                let f = line.split(separator: " ")
+                if f.count > 3, f[1].hasSuffix(want), f[3] == "0A" { return true }
+            }
+        }
+        return false
+    }
+
+    /// The KVM module for the CPU's virtualization extension, if it has one.
+    static func kvmModules(cpuinfo: String) -> [String] {
+        let flags = Set(cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").map(String.init) ?? [])
+        return (flags.contains("vmx") ? ["kvm_intel"] : []) + (flags.contains("svm") ? ["kvm_amd"] : [])
+    }
+
+    func markPayloadReady() {
+        try? Files.makeDirectories(Files.parent(of: root + Payload.readyMarker))
+        try? Files.writeAtomically(root + Payload.readyMarker, "")
     }
 
     private func attachPayload(_ src: String, want: String) -> Bool {

@@ -19,19 +19,22 @@ public enum Payload {
     public static let ramCopy = "/run/cloudbios/cloudbios.sqfs"
     /// Written by PID 1 when no payload could be mounted: the reason.
     public static let failedMarker = "/run/cloudbios/payload.failed"
+    /// Written by PID 1 once the payload is mounted and its drivers (KVM,
+    /// NICs of physical machines) are loaded: only then is it ready.
+    public static let readyMarker = "/run/cloudbios/payload.ready"
 
     public enum State: Equatable, Sendable {
         /// This system has no separate payload (a development host).
         case notNeeded
         case ready
-        /// PID 1 is still mounting it.
+        /// PID 1 is still mounting it or loading its drivers.
         case pending
         case failed(String)
     }
 
     public static func state(root: String = "") -> State {
         guard let want = Files.readTrimmed(root + idFile) else { return .notNeeded }
-        if matches(root + mountPoint, want) { return .ready }
+        if matches(root + mountPoint, want) && Files.exists(root + readyMarker) { return .ready }
         if let why = Files.readTrimmed(root + failedMarker) { return .failed(why) }
         return .pending
     }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import CShims
 
 /// Launches programs with an explicit argv and environment (posix_spawn, no
@@ -63,12 +64,24 @@ public struct Launcher: Sendable {
     }
 
     /// Waits for a child; returns its exit status (128+signal when killed).
+    /// A child that a reaper on another thread collected first (PID 1's
+    /// waitpid(-1)) is found in `ReapedChildren`.
     public static func wait(_ pid: pid_t) -> Int32 {
         var st: Int32 = 0
-        while waitpid(pid, &st, 0) < 0 {
-            if currentErrno() != EINTR { return -1 }
+        while true {
+            if waitpid(pid, &st, 0) == pid { return exitCode(st) }
+            switch currentErrno() {
+            case EINTR: continue
+            case ECHILD:
+                // the reaper records the status right after its waitpid
+                for _ in 0..<200 {
+                    if let s = ReapedChildren.take(pid) { return s }
+                    usleep(5_000)
+                }
+                return -1
+            default: return -1
+            }
         }
-        return exitCode(st)
     }
 
     public static func exitCode(_ st: Int32) -> Int32 {
@@ -96,4 +109,23 @@ public func processAlive(_ pid: pid_t) -> Bool {
         return r != "Z" && r != "X"
     }
     return true
+}
+
+/// Exit statuses of children a reaper collected with waitpid(-1) that it does
+/// not own (PID 1 reaps every orphan while its payload thread runs `mount`
+/// and `modprobe`): the thread waiting for one of them takes its status here
+/// instead of losing it to ECHILD.
+public enum ReapedChildren {
+    private static let statuses = Mutex<[pid_t: Int32]>([:])
+
+    public static func record(_ pid: pid_t, status: Int32) {
+        statuses.withLock { s in
+            if s.count >= 256 { s.removeAll() }  // nobody waited for those
+            s[pid] = status
+        }
+    }
+
+    public static func take(_ pid: pid_t) -> Int32? {
+        statuses.withLock { $0.removeValue(forKey: pid) }
+    }
 }

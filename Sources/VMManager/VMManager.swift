@@ -671,15 +671,15 @@ public actor VMManager {
 
     private func discoverFacts() async -> HostFacts {
         if let f = hostFacts { return f }
+        // In the PE the KVM module, the firmware, nft and the network
+        // modules are in the payload PID 1 mounts beside the start-up.
+        if let why = (try? await blocking({ Payload.waitUsable() })) ?? nil {
+            Log.error("payload: \(why); VMs cannot start")
+        }
         let timeout = options.kvmProbeTimeout
         let probe = (try? await blocking { KVMProbe.probe(timeout: timeout) }) ?? (usable: false, reason: "probe failed")
         if !probe.usable { Log.warning("KVM is not usable, guests run under TCG (slow): \(probe.reason)") }
         var f = HostFacts(kvmUsable: probe.usable, kvmReason: probe.reason)
-        // In the PE the firmware, nft and the network modules are in the
-        // payload PID 1 mounts beside the start-up.
-        if let why = (try? await blocking({ Payload.waitUsable() })) ?? nil {
-            Log.error("payload: \(why); VMs cannot start")
-        }
         for (code, vars) in [("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
                              ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
                              ("/usr/share/qemu/OVMF_CODE.fd", "/usr/share/qemu/OVMF_VARS.fd")]

@@ -44,6 +44,7 @@ public final class HostConsoleServer {
         self.width = width; self.height = height
         buffer = .allocate(capacity: width * height)
         buffer.initialize(repeating: 0, count: width * height)
+        do { try VNCLibrary.load() } catch { buffer.deallocate(); throw error }
         rfbLogEnable(Log.verbose ? 1 : 0)
         var argc: Int32 = 0
         guard let s = rfbGetScreen(&argc, nil, Int32(width), Int32(height), 8, 3, 4) else {

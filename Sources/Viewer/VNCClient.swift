@@ -5,6 +5,18 @@ import CVNC
 import Platform
 import CShims
 
+/// libvncclient and libvncserver are loaded on first use, not when cloudbios
+/// starts: in the PE they are in the payload (CShims/vnc.c).
+public enum VNCLibrary {
+    public static func load() throws {
+        if let why = Payload.waitUsable() { throw VNCError("the VNC libraries are in the payload, which is unavailable: \(why)") }
+        var err = [CChar](repeating: 0, count: 512)
+        if cb_vnc_load(&err, err.count) == 0 {
+            throw VNCError(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+    }
+}
+
 /// A failure of the VNC connection, with what was being done.
 public struct VNCError: Error, CustomStringConvertible, Sendable {
     public var description: String
@@ -30,6 +42,7 @@ public final class VNCClient {
     /// Connects and completes the RFB handshake. `path` is a Unix socket (or
     /// "host:port" for TCP, handy for debugging).
     public init(socket path: String, connectTimeout: UInt32 = 5) throws {
+        try VNCLibrary.load()
         cb_vnc_client_logging(Log.verbose ? 1 : 0)
         encodings = strdup("copyrect raw")
         guard let cl = rfbGetClient(8, 3, 4) else { free(encodings); throw VNCError("cannot allocate a VNC client") }

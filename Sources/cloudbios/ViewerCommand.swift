@@ -91,6 +91,9 @@ struct ViewerCommand: Command {
             try ViewerCommand.runBenchmark()
             return
         }
+        // In the PE the display drivers and libvnc* are in the payload: wait
+        // for it instead of failing to find a display and being restarted.
+        try VNCLibrary.load()
         let path = socket ?? vm.map { "\(stateDir)/run/\($0)/vnc.sock" }
         guard let path else {
             // console export only

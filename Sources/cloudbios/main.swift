@@ -33,8 +33,23 @@ let invokedAs = CommandLine.arguments.first.map { $0.split(separator: "/").last.
 if invokedAs == "init" {
     arguments = ["init"] + arguments.filter { !$0.hasPrefix("-") || $0.contains("=") == false }
 }
+/// The commands PID 1 runs at every boot (itself, the daemon, the viewer)
+/// are parsed on their own: parsing against the whole command tree reflects
+/// over every subcommand's options, which under emulation adds a tenth of a
+/// second to each start. Help, version and any parse error go the full way,
+/// so their output is the same.
+func parse(_ arguments: [String]) throws -> ParsableCommand {
+    let fullWay: Set<String> = ["-h", "--help", "help", "--version", "--experimental-dump-help", "--generate-completion-script"]
+    if let first = arguments.first, !arguments.contains(where: { fullWay.contains($0) || $0.hasPrefix("--generate-completion") }) {
+        let rest = Array(arguments.dropFirst())
+        let own: ParsableCommand.Type? = ["init": InitCommand.self, "daemon": DaemonCommand.self, "viewer": ViewerCommand.self][first]
+        if let own, let command = try? own.parseAsRoot(rest) { return command }
+    }
+    return try CloudBIOS.parseAsRoot(arguments)
+}
+
 do {
-    var command = try CloudBIOS.parseAsRoot(arguments)
+    var command = try parse(arguments)
     if var c = command as? Command {
         try await c.execute()
     } else {

@@ -8,7 +8,7 @@ import Glibc
 @Suite struct BootSequenceTests {
     @Test func phasesAreInBootOrder() {
         #expect(BootSequence.names == ["mounts", "console", "cmdline", "modules", "hotplug", "network",
-                                       "volumes", "payload", "config", "hostname", "storage", "install", "services", "status"])
+                                       "volumes", "config", "payload", "hostname", "storage", "install", "services", "status"])
         // mounts come before anything that reads /proc or /sys
         let hw = BootSequence.phases.filter(\.hardware).map(\.name)
         #expect(hw == ["mounts", "console", "modules", "hotplug", "network", "storage", "install"])
@@ -255,7 +255,7 @@ import Glibc
         let pe = PE(mode: .offTarget(root: root), version: "test")
         pe.validator = { _ in nil }
         pe.boot()
-        #expect(pe.completedPhases == ["cmdline", "volumes", "payload", "config", "hostname", "services", "status"])
+        #expect(pe.completedPhases == ["cmdline", "volumes", "config", "payload", "hostname", "services", "status"])
         #expect(pe.configPath == root + "/media/CBCONFIG/cloudbios.yaml")
         #expect(pe.hostname == "demo")
         #expect(pe.servicePlan.map(\.arguments) == [
@@ -321,6 +321,78 @@ import Glibc
             pe.boot()
             #expect(pe.completedPhases.contains("payload"))
             #expect(pe.payloadSource == expected)
+            // ready only when it is ours (its drivers were there for coldplug)
+            #expect(Payload.state(root: root) == (expected == nil ? .pending : .ready))
         }
+    }
+
+    @Test func volumesAreProbedInProcessLikeBlkid() throws {
+        var t = Array("/tmp/cb-vols-XXXXXX".utf8CString)
+        let r = t.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        defer { Files.removeTree(r) }
+        for d in ["/sys/class/block/vdb", "/sys/class/block/vdc", "/sys/class/block/loop0", "/sys/class/block/sr0", "/dev"] {
+            try Files.makeDirectories(r + d)
+        }
+        // vdb: a FAT filesystem labelled CBCONFIG; vdc: no filesystem; loop0
+        // (the PE's payload) is not a volume; sr0: an empty drive (size 0)
+        for (name, size) in [("vdb", "65536"), ("vdc", "65536"), ("loop0", "65536"), ("sr0", "0")] {
+            try Files.writeAtomically(r + "/sys/class/block/\(name)/size", size + "\n")
+        }
+        let mk = try Launcher("/bin/sh", ["-c", "truncate -s 32M \(r)/dev/vdb \(r)/dev/vdc \(r)/dev/loop0 && mkfs.vfat -n CBCONFIG \(r)/dev/vdb && mkfs.vfat -n OTHER \(r)/dev/loop0"]).run()
+        #expect(mk.status == 0, "\(mk.output)")
+        let vols = Volume.probeAll(sys: r + "/sys", dev: r + "/dev")
+        #expect(vols.map(\.device) == [r + "/dev/vdb"])
+        #expect(vols.first?.label == "CBCONFIG")
+        #expect(vols.first?.type == "vfat")
+        #expect(vols.first?.uuid?.isEmpty == false)
+    }
+
+    @Test func thePanelPortIsFoundListeningInProcNet() throws {
+        var t = Array("/tmp/cb-proc-XXXXXX".utf8CString)
+        let r = t.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        defer { Files.removeTree(r) }
+        try Files.makeDirectories(r + "/net")
+        let head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        // 8443 = 0x20FB: connected (01) on v4, listening (0A) on v6 only
+        try Files.writeAtomically(r + "/net/tcp", head + "   0: 0F02000A:20FB 0202000A:C350 01 00000000:00000000 00:00000000 00000000     0        0 1\n")
+        try Files.writeAtomically(r + "/net/tcp6", head)
+        #expect(!PE.listening(port: 8443, proc: r))
+        try Files.writeAtomically(r + "/net/tcp6", head + "   0: 00000000000000000000000000000000:20FB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2\n")
+        #expect(PE.listening(port: 8443, proc: r))
+        #expect(!PE.listening(port: 443, proc: r))
+        #expect(!PE.listening(port: 8443, proc: r + "/missing"))
+    }
+
+    @Test func kvmModuleFollowsTheCPUFlags() {
+        #expect(PE.kvmModules(cpuinfo: "processor\t: 0\nflags\t\t: fpu vme sse2 vmx ept\n") == ["kvm_intel"])
+        #expect(PE.kvmModules(cpuinfo: "flags\t\t: fpu svm npt\n") == ["kvm_amd"])
+        // a flag name inside another word is not the flag
+        #expect(PE.kvmModules(cpuinfo: "flags\t\t: fpu vmx_x svmx\nbugs\t\t: svm\n").isEmpty)
+        #expect(PE.kvmModules(cpuinfo: "").isEmpty)
+    }
+
+    @Test func payloadDriversAreMatchedOnlyForDevicesWithoutOne() throws {
+        var t = Array("/tmp/cb-sysfs-XXXXXX".utf8CString)
+        let r = t.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        defer { Files.removeTree(r) }
+        // devices live below devices/; each bus lists its own as links
+        let nic = "/devices/pci0000:00/0000:00:03.0", gpu = "/devices/pci0000:00/0000:00:02.0", usb = nic + "/usb1/1-1"
+        for d in [nic, gpu, usb, "/devices/system/cpu", "/bus/pci/devices", "/bus/usb/devices", "/bus/virtio/devices"] {
+            try Files.makeDirectories(r + d)
+        }
+        try Files.writeAtomically(r + nic + "/modalias", "pci:v00008086d00001533sv00008086sd00000000bc02sc00i00\n")
+        try Files.writeAtomically(r + gpu + "/modalias", "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00\n")
+        try Files.writeAtomically(r + usb + "/modalias", "usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00\n")
+        try Files.writeAtomically(r + "/devices/system/cpu/modalias", "cpu:type:x86,ven0000fam0006mod003A:feature:,0000,0001\n")
+        symlink("../../bus/pci/drivers/bochs-drm", r + gpu + "/driver")
+        symlink("../../../devices/pci0000:00/0000:00:03.0", r + "/bus/pci/devices/0000:00:03.0")
+        symlink("../../../devices/pci0000:00/0000:00:02.0", r + "/bus/pci/devices/0000:00:02.0")
+        symlink("../../../devices/pci0000:00/0000:00:03.0/usb1/1-1", r + "/bus/usb/devices/1-1")
+        #expect(Modalias.unclaimed(sys: r) == ["pci:v00008086d00001533sv00008086sd00000000bc02sc00i00",
+                                               "usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00"])
+        #expect(Modalias.scan(sys: r) == ["pci:v00008086d00001533sv00008086sd00000000bc02sc00i00",
+                                          "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00",
+                                          "usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00",
+                                          "cpu:type:x86,ven0000fam0006mod003A:feature:,0000,0001"])
     }
 }

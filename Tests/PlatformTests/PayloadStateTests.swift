@@ -30,8 +30,13 @@ import Glibc
         try Files.writeAtomically(r + Payload.failedMarker, "no cloudbios.sqfs\n")
         #expect(Payload.state(root: r) == .failed("no cloudbios.sqfs"))
         #expect(Payload.waitUsable(timeout: 5, root: r) == "no cloudbios.sqfs")
+        // ours mounted, its drivers still loading: not yet ready
+        Files.remove(r + Payload.failedMarker)
         try Files.writeAtomically(r + Payload.mountPoint + "/" + Payload.idName, "id-1\n")
+        #expect(Payload.state(root: r) == .pending)
+        try Files.writeAtomically(r + Payload.readyMarker, "")
         #expect(Payload.state(root: r) == .ready)
+        #expect(Payload.waitUsable(timeout: 0, root: r) == nil)
     }
 
     @Test func aWaiterWakesWhenThePayloadArrives() throws {
@@ -40,6 +45,8 @@ import Glibc
         spawnThread {
             usleep(300_000)
             try? Files.writeAtomically(r + Payload.mountPoint + "/" + Payload.idName, "id-1\n")
+            usleep(200_000)
+            try? Files.writeAtomically(r + Payload.readyMarker, "")
         }
         let t0 = Clock.monotonic()
         #expect(Payload.waitUsable(timeout: 10, root: r) == nil)

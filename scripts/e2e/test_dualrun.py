@@ -386,7 +386,10 @@ def viewer_initramfs(workdir, port, display, modules):
     for a in ["sh", "mount", "insmod", "ifconfig", "dmesg", "sleep", "cat", "echo", "printf"]:
         os.symlink("busybox", os.path.join(root, "bin", a))
     shutil.copy(BIN, os.path.join(root, "cloudbios"))
-    ldd = subprocess.run(["ldd", BIN], capture_output=True, text=True, check=True).stdout
+    # cloudbios loads libvncclient/libvncserver when the viewer starts (dlopen)
+    vnclibs = ["/lib/x86_64-linux-gnu/libvncclient.so.1", "/lib/x86_64-linux-gnu/libvncserver.so.1"]
+    ldd = "".join(subprocess.run(["ldd", b], capture_output=True, text=True, check=True).stdout
+                  for b in [BIN] + vnclibs) + "".join(f"{l}\n" for l in vnclibs)
     for line in ldd.splitlines():
         parts = line.split()
         path = parts[2] if "=>" in parts and len(parts) > 2 else (parts[0] if parts and parts[0].startswith("/") else None)

@@ -57,7 +57,10 @@ int cb_vt_activate(int n);
  * makes it redraw. fd: an open /dev/ttyN. */
 int cb_vt_set_graphics(int fd, int graphics);
 
-/* Turns libvncclient's log lines on stderr on or off. */
+/* Loads libvncclient and libvncserver (vnc.c): 1 when loaded, else 0 with
+ * the reason in err. Needed before any rfb* or Send* function is called. */
+int cb_vnc_load(char *err, size_t errlen);
+/* Turns libvncclient's log lines on stderr on or off (after cb_vnc_load). */
 void cb_vnc_client_logging(int on);
 
 /* A virtual keyboard (uinput) whose keys reach the console and the viewer. */
