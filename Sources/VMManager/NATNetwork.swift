@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Platform
 import QEMU
+import CShims
 
 /// `network: nat`: a host-internal bridge `cbnat0` (10.213.0.1/24) with DHCP
 /// (dnsmasq, else busybox udhcpd) and masquerading (nftables, else iptables),
@@ -132,7 +133,14 @@ enum NATNetwork {
 
     static func createTap(_ tap: String, bridge: String) async throws {
         if Files.exists("/sys/class/net/\(tap)") { _ = try? await runTool(["ip", "link", "del", tap]) }
-        try await runTool(["ip", "tuntap", "add", "dev", tap, "mode", "tap"])
+        // through /dev/net/tun (busybox's ip, the PE's, has no tuntap); the
+        // node appears when the tun driver loads
+        var rc = cb_tap_create(tap)
+        if rc == -ENOENT || rc == -ENODEV {
+            _ = try? await runTool(["modprobe", "tun"])
+            rc = cb_tap_create(tap)
+        }
+        if rc < 0 { throw SystemError("create tap \(tap) on /dev/net/tun", errno: -rc) }
         try await runTool(["ip", "link", "set", tap, "master", bridge])
         try await runTool(["ip", "link", "set", tap, "up"])
     }

@@ -514,7 +514,9 @@ vms:
     kernel: tiny-kernel
     initrd: tiny-initrd
     append: "{append}"
-    network: none
+    # nat: the PE makes cbnat0, its DHCP and masquerading, and the VM's tap
+    # (busybox's ip has no tuntap: the daemon creates it through /dev/net/tun)
+    network: nat
     accel: tcg
     autostart: true
     display: true

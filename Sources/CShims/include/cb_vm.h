@@ -8,6 +8,11 @@
 /// works, 0 otherwise; `reason` says why either way.
 int cb_kvm_probe(const char *device, int timeout_ms, char *reason, size_t reason_len);
 
+/// Creates the persistent tap device `name` (IFF_TAP | IFF_NO_PI, like `ip
+/// tuntap add mode tap`) through /dev/net/tun: busybox's `ip` has no tuntap.
+/// Returns 0 or -errno (-ENOENT: no /dev/net/tun, the tun driver is not loaded).
+int cb_tap_create(const char *name);
+
 /// SHA-256 of a file (nettle), as 64 lowercase hex digits plus NUL into
 /// `hex` (65 bytes). Returns 0 or an errno value.
 int cb_sha256_file(const char *path, char *hex);
