@@ -10,22 +10,17 @@ public enum Modalias {
     /// of the whole device tree reads thousands of entries, which under
     /// emulation costs a tenth of a second or more, every rescan.
     public static func scan(sys: String) -> Set<String> {
-        var out = Set<String>()
-        for dev in busDevices(sys: sys) {
-            if let a = Files.readTrimmed(dev + "/modalias"), !a.isEmpty { out.insert(a) }
-        }
-        if let a = Files.readTrimmed(sys + "/devices/system/cpu/modalias"), !a.isEmpty { out.insert(a) }
-        return out
+        aliases(of: busDevices(sys: sys) + [sys + "/devices/system/cpu"])
     }
 
     /// The modaliases of bus devices no driver has claimed.
     public static func unclaimed(sys: String) -> Set<String> {
-        var out = Set<String>()
         var st = stat()
-        for dev in busDevices(sys: sys) where lstat(dev + "/driver", &st) != 0 {
-            if let a = Files.readTrimmed(dev + "/modalias"), !a.isEmpty { out.insert(a) }
-        }
-        return out
+        return aliases(of: busDevices(sys: sys).filter { lstat($0 + "/driver", &st) != 0 })
+    }
+
+    static func aliases(of devices: [String]) -> Set<String> {
+        Set(devices.compactMap { Files.readTrimmed($0 + "/modalias") }.filter { !$0.isEmpty })
     }
 
     static func busDevices(sys: String) -> [String] {

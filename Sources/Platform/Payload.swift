@@ -62,6 +62,14 @@ public enum Payload {
 
 /// Runs `body` on a new detached OS thread (on the caller's if none can be made).
 public func spawnThread(_ body: @escaping @Sendable () -> Void) {
+    if !startThread(body) { body() }
+}
+
+/// Starts `body` on a new detached OS thread; false (and `body` never runs)
+/// when no thread can be made. For bodies that must not run on the caller's
+/// thread (a read loop).
+@discardableResult
+public func startThread(_ body: @escaping @Sendable () -> Void) -> Bool {
     let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
     var tid = pthread_t()
     if pthread_create(&tid, nil, { arg in
@@ -69,9 +77,10 @@ public func spawnThread(_ body: @escaping @Sendable () -> Void) {
         return nil
     }, box) == 0 {
         pthread_detach(tid)
-    } else {
-        Unmanaged<ThreadBody>.fromOpaque(box).takeRetainedValue().body()
+        return true
     }
+    Unmanaged<ThreadBody>.fromOpaque(box).release()
+    return false
 }
 
 private final class ThreadBody {

@@ -39,7 +39,7 @@ if invokedAs == "init" {
 /// second to each start. Help, version and any parse error go the full way,
 /// so their output is the same.
 func parse(_ arguments: [String]) throws -> ParsableCommand {
-    let fullWay: Set<String> = ["-h", "--help", "help", "--version", "--experimental-dump-help", "--generate-completion-script"]
+    let fullWay: Set<String> = ["-h", "--help", "help", "--version", "--experimental-dump-help"]
     if let first = arguments.first, !arguments.contains(where: { fullWay.contains($0) || $0.hasPrefix("--generate-completion") }) {
         let rest = Array(arguments.dropFirst())
         let own: ParsableCommand.Type? = ["init": InitCommand.self, "daemon": DaemonCommand.self, "viewer": ViewerCommand.self][first]
