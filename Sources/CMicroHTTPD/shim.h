@@ -8,7 +8,28 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 
-/* Wrappers for libmicrohttpd's variadic calls and macros (cb_mhd_ prefix). */
+/* libmicrohttpd is loaded when the panel starts (dlopen, with GnuTLS: see
+ * CShims/tlslibs.h; in the PE they travel in the payload): its functions are
+ * called through these pointers, which CShims' cb_tlslibs_load() fills. */
+#define CB_MHD_FUNCTIONS(X) \
+    X(MHD_start_daemon) \
+    X(MHD_stop_daemon) \
+    X(MHD_get_connection_info) \
+    X(MHD_get_connection_values) \
+    X(MHD_upgrade_action) \
+    X(MHD_suspend_connection) \
+    X(MHD_resume_connection) \
+    X(MHD_create_response_from_buffer) \
+    X(MHD_create_response_from_fd_at_offset64) \
+    X(MHD_create_response_for_upgrade) \
+    X(MHD_add_response_header) \
+    X(MHD_queue_response) \
+    X(MHD_destroy_response)
+#define CB_MHD_EXTERN(name) extern __typeof__(&name) cb_dl_##name;
+CB_MHD_FUNCTIONS(CB_MHD_EXTERN)
+
+/* Wrappers for libmicrohttpd's variadic calls and macros, and the calls
+ * Swift makes (cb_mhd_ prefix). */
 
 /// Starts a daemon on an already bound and listening socket: a thread pool
 /// of `threads` epoll loops, suspend/resume and upgrade allowed, TLS when
@@ -36,14 +57,14 @@ cb_mhd_start(int listen_fd, int ipv6, unsigned int threads,
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert_pem};
     }
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    return MHD_start_daemon(flags, 0, NULL, NULL, handler, handler_cls,
+    return cb_dl_MHD_start_daemon(flags, 0, NULL, NULL, handler, handler_cls,
                             MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
 }
 
 /// The client's IP address as text ("" when unknown).
 static inline void cb_mhd_client_ip(struct MHD_Connection *c, char *buf, size_t len) {
     buf[0] = 0;
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *ci = cb_dl_MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (!ci || !ci->client_addr) return;
     const struct sockaddr *sa = ci->client_addr;
     if (sa->sa_family == AF_INET)
@@ -60,8 +81,28 @@ static inline enum MHD_ValueKind cb_mhd_query_kind(void) { return MHD_GET_ARGUME
 static inline enum MHD_ValueKind cb_mhd_cookie_kind(void) { return MHD_COOKIE_KIND; }
 static inline int cb_mhd_completed_ok(enum MHD_RequestTerminationCode toe) { return toe == MHD_REQUEST_TERMINATED_COMPLETED_OK; }
 static inline enum MHD_Result cb_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *urh) {
-    return MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+    return cb_dl_MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 }
 static inline struct MHD_Response *cb_mhd_response_copy(size_t size, const void *data) {
-    return MHD_create_response_from_buffer(size, (void *)data, MHD_RESPMEM_MUST_COPY);
+    return cb_dl_MHD_create_response_from_buffer(size, (void *)data, MHD_RESPMEM_MUST_COPY);
 }
+
+static inline void cb_mhd_stop(struct MHD_Daemon *d) { cb_dl_MHD_stop_daemon(d); }
+static inline void cb_mhd_suspend(struct MHD_Connection *c) { cb_dl_MHD_suspend_connection(c); }
+static inline void cb_mhd_resume(struct MHD_Connection *c) { cb_dl_MHD_resume_connection(c); }
+static inline int cb_mhd_values(struct MHD_Connection *c, enum MHD_ValueKind kind, MHD_KeyValueIterator it, void *cls) {
+    return cb_dl_MHD_get_connection_values(c, kind, it, cls);
+}
+static inline struct MHD_Response *cb_mhd_response_fd(uint64_t size, int fd, uint64_t offset) {
+    return cb_dl_MHD_create_response_from_fd_at_offset64(size, fd, offset);
+}
+static inline struct MHD_Response *cb_mhd_response_upgrade(MHD_UpgradeHandler h, void *cls) {
+    return cb_dl_MHD_create_response_for_upgrade(h, cls);
+}
+static inline enum MHD_Result cb_mhd_add_header(struct MHD_Response *r, const char *name, const char *value) {
+    return cb_dl_MHD_add_response_header(r, name, value);
+}
+static inline enum MHD_Result cb_mhd_queue(struct MHD_Connection *c, unsigned int status, struct MHD_Response *r) {
+    return cb_dl_MHD_queue_response(c, status, r);
+}
+static inline void cb_mhd_destroy(struct MHD_Response *r) { cb_dl_MHD_destroy_response(r); }

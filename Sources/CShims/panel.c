@@ -2,6 +2,7 @@
 #include "cb_panel.h"
 #include <crypt.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,8 +11,19 @@
 #include <nettle/sha2.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include "tlslibs.h"
+
+/* gnutls errors are negative and small: this one is ours */
+#define CB_TLS_NO_LIBRARY (-100000)
+
+static void require_libraries(void) {
+    if (cb_tlslibs_ready()) return;
+    fprintf(stderr, "cloudbios: %s\n", cb_tlslibs_error());
+    abort();
+}
 
 int cb_crypt_verify(const char *password, const char *hash) {
+    if (!cb_tlslibs_ready()) return -1;
     size_t hlen = strlen(hash);
     if (hlen == 0 || hash[0] != '$') return -1;
     struct crypt_data *data = calloc(1, sizeof(struct crypt_data));
@@ -36,6 +48,7 @@ int cb_crypt_verify(const char *password, const char *hash) {
 }
 
 int cb_crypt_hash(const char *password, const char *prefix, char *out, size_t outlen) {
+    if (!cb_tlslibs_ready()) return ELIBACC;
     char setting[CRYPT_GENSALT_OUTPUT_SIZE];
     if (!crypt_gensalt_rn(prefix, 0, NULL, 0, setting, sizeof setting)) return errno ? errno : EINVAL;
     struct crypt_data *data = calloc(1, sizeof(struct crypt_data));
@@ -65,6 +78,7 @@ int cb_random(void *buf, size_t len) {
 }
 
 void cb_sha1(const void *data, size_t len, uint8_t out[20]) {
+    require_libraries();
     struct sha1_ctx c;
     sha1_init(&c);
     sha1_update(&c, len, data);
@@ -72,6 +86,7 @@ void cb_sha1(const void *data, size_t len, uint8_t out[20]) {
 }
 
 void cb_sha256(const void *data, size_t len, uint8_t out[32]) {
+    require_libraries();
     struct sha256_ctx c;
     sha256_init(&c);
     sha256_update(&c, len, data);
@@ -91,6 +106,9 @@ static char *dup_datum(gnutls_datum_t *d) {
 
 int cb_tls_generate(const char *hostname, const uint8_t *ip_bytes, const size_t *ip_lens, size_t nips,
                     char **cert_pem, char **key_pem) {
+    *cert_pem = NULL;
+    *key_pem = NULL;
+    if (!cb_tlslibs_ready()) return CB_TLS_NO_LIBRARY;
     gnutls_x509_privkey_t key = NULL;
     gnutls_x509_crt_t crt = NULL;
     gnutls_datum_t d = {NULL, 0};
@@ -144,6 +162,7 @@ out:
 }
 
 int cb_tls_fingerprint(const char *cert_pem, size_t len, uint8_t out[32]) {
+    if (!cb_tlslibs_ready()) return CB_TLS_NO_LIBRARY;
     gnutls_x509_crt_t crt;
     int rc = gnutls_x509_crt_init(&crt);
     if (rc < 0) return rc;
@@ -158,6 +177,7 @@ int cb_tls_fingerprint(const char *cert_pem, size_t len, uint8_t out[32]) {
 }
 
 int cb_tls_check_pair(const char *cert_pem, size_t cert_len, const char *key_pem, size_t key_len) {
+    if (!cb_tlslibs_ready()) return CB_TLS_NO_LIBRARY;
     gnutls_certificate_credentials_t cred;
     int rc = gnutls_certificate_allocate_credentials(&cred);
     if (rc < 0) return rc;
@@ -168,4 +188,7 @@ int cb_tls_check_pair(const char *cert_pem, size_t cert_len, const char *key_pem
     return rc < 0 ? rc : 0;
 }
 
-const char *cb_tls_error(int code) { return gnutls_strerror(code); }
+const char *cb_tls_error(int code) {
+    if (code == CB_TLS_NO_LIBRARY || !cb_tlslibs_ready()) return cb_tlslibs_error();
+    return gnutls_strerror(code);
+}

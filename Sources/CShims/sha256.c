@@ -4,9 +4,11 @@
 #include <fcntl.h>
 #include <nettle/sha2.h>
 #include <unistd.h>
+#include "tlslibs.h"
 
 int cb_sha256_file(const char *path, char *hex) {
     static const char digits[] = "0123456789abcdef";
+    if (!cb_tlslibs_ready()) return ELIBACC;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno;
     struct sha256_ctx ctx;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "tlslibs.h"
 
 struct cb_tls_client {
     int fd;
@@ -18,6 +19,7 @@ struct cb_tls_client {
 
 static cb_tls_client *tls_connect(int fd, const char *host, const char *cafile, int insecure, int pin_ca,
                                   char *err, size_t errlen) {
+    if (!cb_tlslibs_ready()) { snprintf(err, errlen, "%s", cb_tlslibs_error()); return NULL; }
     cb_tls_client *c = calloc(1, sizeof *c);
     if (!c) { snprintf(err, errlen, "out of memory"); return NULL; }
     int rc;

@@ -38,10 +38,17 @@ final class BlkidProbe {
     }
 
     /// The filesystem (or RAID/LVM/swap signature) in the probed range.
-    func filesystem() -> FilesystemInfo? {
+    /// `only`: the filesystem types to look for (nil: every type libblkid
+    /// knows, RAID and LVM members included).
+    func filesystem(only: [String]? = nil) -> FilesystemInfo? {
         blkid_probe_enable_partitions(pr, 0)
         blkid_probe_enable_superblocks(pr, 1)
         blkid_probe_set_superblocks_flags(pr, Int32(BLKID_SUBLKS_LABEL | BLKID_SUBLKS_UUID | BLKID_SUBLKS_TYPE))
+        if let only {
+            var names = only.map { strdup($0) } + [nil]
+            defer { for n in names { free(n) } }
+            _ = names.withUnsafeMutableBufferPointer { blkid_probe_filter_superblocks_type(pr, BLKID_FLTR_ONLYIN, $0.baseAddress!) }
+        }
         let rc = blkid_do_safeprobe(pr)
         if rc == -2 { return FilesystemInfo(type: "ambiguous") }
         guard rc == 0, let type = value("TYPE") else { return nil }
@@ -90,8 +97,10 @@ public enum Probe {
     /// The filesystem on a block device or a partition, as `blkid` reports
     /// it (nil when there is none or the signatures are ambiguous), probed
     /// in this process: at boot a `blkid` process costs more than the probe.
-    public static func filesystem(of path: String) -> FilesystemInfo? {
-        guard let h = try? ReadOnlyHandle(path), let fs = (try? BlkidProbe(h))?.filesystem(), fs.type != "ambiguous" else { return nil }
+    /// `only` limits the probe to those types (PID 1 looks only for what it
+    /// can mount: each other type is a read, some at the end of the device).
+    public static func filesystem(of path: String, only: [String]? = nil) -> FilesystemInfo? {
+        guard let h = try? ReadOnlyHandle(path), let fs = (try? BlkidProbe(h))?.filesystem(only: only), fs.type != "ambiguous" else { return nil }
         return fs
     }
 

@@ -25,14 +25,20 @@ public struct Volume: Equatable, Sendable {
         self.device = device; self.label = label; self.type = type; self.uuid = uuid
     }
 
+    /// The filesystem types PID 1 can mount (the core's drivers): a volume
+    /// of another type can hold nothing the PE reads at boot.
+    public static let mountableTypes = ["vfat", "ext4", "ext3", "ext2", "iso9660"]
+
     /// The filesystems on the block devices of `sys`/class/block (disks and
     /// partitions with a size; loop and RAM disks are the PE's own), probed
-    /// with libblkid in this process, in device order.
+    /// with libblkid in this process, in device order, for the types PID 1
+    /// can mount only (the others' signatures are more reads each, some at
+    /// the far end of the device).
     public static func probeAll(sys: String = "/sys", dev: String = "/dev") -> [Volume] {
         Files.list(sys + "/class/block").sorted().compactMap { name -> Volume? in
             if name.hasPrefix("loop") || name.hasPrefix("ram") || name.hasPrefix("zram") { return nil }
             guard let size = Files.readTrimmed(sys + "/class/block/\(name)/size"), size != "0",
-                  let fs = Probe.filesystem(of: dev + "/" + name) else { return nil }
+                  let fs = Probe.filesystem(of: dev + "/" + name, only: mountableTypes) else { return nil }
             return Volume(device: dev + "/" + name, label: fs.label, type: fs.type, uuid: fs.uuid)
         }
     }

@@ -48,15 +48,19 @@ public final class InitConsole {
 
     /// One log line, stamped with the seconds since boot.
     public func log(_ message: String) {
-        let t = Clock.boottime()
-        let stamp = String(Int(t)) + "." + String(Int((t - Double(Int(t))) * 1000) + 1000).dropFirst()
-        write("[\(stamp)] cloudbios: \(message)\n", screen: screenLogging)
+        write("[\(Self.stamp())] cloudbios: \(message)\n", screen: screenLogging)
     }
 
-    /// Output of a service, already prefixed: serial and file only (and the
-    /// screen while booting).
+    /// Output of a service, already prefixed with its name, stamped like
+    /// PID 1's own lines: serial and file only (and the screen while booting).
     public func forward(_ line: String) {
-        write(line + "\n", screen: screenLogging)
+        write("[\(Self.stamp())] \(line)\n", screen: screenLogging)
+    }
+
+    /// Seconds since boot with milliseconds, as the kernel's log has them.
+    static func stamp() -> String {
+        let ms = Int(Clock.boottime() * 1000)
+        return String(ms / 1000) + "." + String(ms % 1000 + 1000).dropFirst()
     }
 
     func write(_ text: String, screen toScreen: Bool) {

@@ -133,10 +133,11 @@ public final class PE: @unchecked Sendable {
         // claimed the moment the controller's probe creates it, not after a
         // rescan and a modprobe of its own; sd_mod is not loaded ahead, its
         // T10 checksum dependencies are slow to start and many machines
-        // have no SCSI disk), the config volumes' filesystems, the power
-        // button and evdev. Others (tun, loop, bridge) load on demand
-        // through the kernel's modprobe helper and their modules.alias entries.
-        var extra = ["sr_mod", "isofs", "vfat", "nls_cp437", "nls_ascii", "button", "evdev"]
+        // have no SCSI disk), the config volumes' filesystems, what the
+        // payload is mounted with (loop, squashfs), the power button and
+        // evdev. Others (tun, bridge) load on demand through the kernel's
+        // modprobe helper and their modules.alias entries.
+        var extra = ["sr_mod", "isofs", "vfat", "nls_cp437", "nls_ascii", "loop", "squashfs", "button", "evdev"]
         // (KVM is in the payload of an ISO; a PXE initramfs carries it here)
         extra += Self.kvmModules(cpuinfo: (try? Files.readString("/proc/cpuinfo")) ?? "")
         if (try? Launcher("/sbin/modprobe", ["-a", "-q"] + extra).spawn()) == nil { log("modules: cannot run modprobe") }

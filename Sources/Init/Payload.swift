@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Platform
+import CShims
 
 extension Payload {
     /// Where a payload may be, best first: the boot medium's /boot, then an
@@ -13,9 +14,13 @@ extension Payload {
 }
 
 extension PE {
-    /// Mounts the payload that belongs to this core, on its own thread: the
-    /// panel does not need it, so the boot goes on. The daemon (starting a
-    /// VM) and the install phase wait for it through `Payload.waitUsable`.
+    /// Mounts the payload that belongs to this core, on its own thread, so
+    /// the boot goes on: straight from the medium it is on first (the
+    /// daemon's TLS and HTTP libraries are in it, so the panel waits for
+    /// this), then, once the panel listens, loads its drivers and reports it
+    /// ready (starting a VM and the install phase wait for that through
+    /// `Payload.waitUsable`), and copies it to RAM under the mount, so the
+    /// boot medium can be removed.
     func mountPayload() {
         guard let want = Files.readTrimmed(root + Payload.idFile) else { return } // a core without a payload
         if Payload.matches(root + Payload.mountPoint, want) {
@@ -27,25 +32,31 @@ extension PE {
         }
         guard onTarget else { return }
         let volumes = self.volumes
-        // The panel comes first: copying the payload while the daemon starts
-        // slows both. A headless install (no daemon before it) and the
-        // rescue shell do not wait.
+        // The panel comes first: loading drivers and copying while the
+        // daemon starts slows both. A headless install (no daemon before
+        // it) and the rescue shell do not wait.
         let panelPort = cmdline.rescue || peek.installs ? nil : (configError == nil ? peek.panelPort ?? 8443 : 8443)
         spawnThread { [self] in
+            guard let (src, loop) = self.findAndMountPayload(want: want, volumes: volumes) else { return }
+            self.payloadSource = src
+            if panelPort != nil { self.readAheadPanelLibraries() }
             if let port = panelPort {
                 let t0 = Clock.monotonic()
                 while !Self.listening(port: port) && Clock.monotonic() - t0 < 5 { usleep(50_000) }
             }
-            if let src = self.findAndMountPayload(want: want, volumes: volumes) {
-                self.payloadSource = src
-            }
+            self.loadPayloadDrivers()
+            self.markPayloadReady()
+            self.copyPayloadToRAM(src, loop: loop)
         }
     }
 
-    /// Blocking: copies the first matching payload to RAM and mounts it.
-    private func findAndMountPayload(want: String, volumes start: [Volume]) -> String? {
+    /// Blocking: mounts the first matching payload from where it is.
+    private func findAndMountPayload(want: String, volumes start: [Volume]) -> (source: String, loop: String)? {
         let t0 = Clock.monotonic()
-        run("/sbin/modprobe", ["-a", "-q", "loop", "squashfs"])
+        // (coldplug loaded them already unless it gave up early)
+        if !Files.exists("/sys/module/loop") || !Files.exists("/sys/module/squashfs") {
+            run("/sbin/modprobe", ["-a", "-q", "loop", "squashfs"])
+        }
         // A USB stick may still be settling: look again for a while.
         let deadline = t0 + 15
         var volumes = start
@@ -57,12 +68,9 @@ extension PE {
                 guard let dir = mountVolume(c.volume) else { continue }
                 let src = dir + "/" + c.path
                 guard Files.exists(src) else { continue }
-                if attachPayload(src, want: want) {
-                    let mib = (Files.size(Payload.ramCopy) ?? 0) >> 20
-                    log("payload: \(src) (\(c.volume.device)) copied to RAM (\(mib) MiB) and mounted at \(Payload.mountPoint) in \(Supervisor.format(Clock.monotonic() - t0)) s")
-                    loadPayloadDrivers()
-                    markPayloadReady()
-                    return src
+                if let loop = attachPayload(src, want: want) {
+                    log("payload: \(src) (\(c.volume.device)) mounted at \(Payload.mountPoint) in \(Supervisor.format(Clock.monotonic() - t0)) s")
+                    return (src, loop)
                 }
             }
             if Clock.monotonic() >= deadline { break }
@@ -78,8 +86,45 @@ extension PE {
         }
         let why = "no \(Payload.fileName) of this build (id \(want)) on a \(PELabel.bootMedium) or \(PELabel.system) volume"
         try? Files.writeAtomically(Payload.failedMarker, why + "\n")
-        log("payload: ERROR: \(why); virtual machines and installs are unavailable")
+        log("payload: ERROR: \(why); the panel, virtual machines and installs are unavailable")
         return nil
+    }
+
+    /// Reads the daemon's TLS and HTTP libraries once, so they are in the
+    /// page cache, decompressed, by the time the starting daemon loads them
+    /// (it would otherwise fault them in from the medium page by page).
+    func readAheadPanelLibraries() {
+        let list = (try? Files.readString(root + Payload.mountPoint + "/" + Payload.panelListName)) ?? ""
+        var buf = [UInt8](repeating: 0, count: 1 << 17)
+        for path in list.split(separator: "\n") where path.hasPrefix("/") {
+            let fd = open(root + Payload.mountPoint + path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            while buf.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
+            close(fd)
+        }
+    }
+
+    /// Copies the mounted payload to RAM and moves its loop device onto the
+    /// copy: nothing reads the boot medium after this.
+    private func copyPayloadToRAM(_ src: String, loop: String) {
+        let t0 = Clock.monotonic()
+        do {
+            try Files.copy(src, to: Payload.ramCopy)
+        } catch {
+            log("payload: cannot copy \(src) to RAM: \(error); it is read from the boot medium, which must stay in")
+            Files.remove(Payload.ramCopy)
+            return
+        }
+        let rc = cb_loop_change_file(loop, Payload.ramCopy)
+        if rc != 0 {
+            log("payload: cannot move \(loop) onto the RAM copy: \(SystemError("LOOP_CHANGE_FD", errno: rc)); it is read from the boot medium, which must stay in")
+            Files.remove(Payload.ramCopy)
+            return
+        }
+        let mib = (Files.size(Payload.ramCopy) ?? 0) >> 20
+        let name = loop.split(separator: "/").last.map(String.init) ?? loop
+        let backing = Files.readTrimmed("/sys/block/\(name)/loop/backing_file") ?? "?"
+        log("payload: copied to RAM (\(mib) MiB) in \(Supervisor.format(Clock.monotonic() - t0)) s; the boot medium is no longer read (\(loop) reads \(backing))")
     }
 
     /// The payload's drivers: KVM for the CPU's virtualization extension and
@@ -120,23 +165,28 @@ extension PE {
         try? Files.writeAtomically(root + Payload.readyMarker, "")
     }
 
-    private func attachPayload(_ src: String, want: String) -> Bool {
+    /// Mounts `src` read-only through a loop device; its path when it is
+    /// the payload this core wants.
+    private func attachPayload(_ src: String, want: String) -> String? {
+        var dev = [CChar](repeating: 0, count: 64)
+        var fd: Int32 = -1
+        let rc = cb_loop_attach(src, &dev, dev.count, &fd)
+        guard rc == 0 else {
+            log("payload: cannot attach \(src) to a loop device: \(SystemError("loop", errno: rc))")
+            return nil
+        }
+        // the device is detached when it is unmounted and this is closed
+        defer { close(fd) }
+        let loop = String(decoding: dev.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         do {
-            try Files.copy(src, to: Payload.ramCopy)
+            try Mount.mount(loop, on: Payload.mountPoint, type: "squashfs", flags: UInt(MS_RDONLY | MS_NODEV))
         } catch {
-            log("payload: cannot copy \(src): \(error)")
-            Files.remove(Payload.ramCopy)
-            return false
+            log("payload: cannot mount \(src): \(error)")
+            return nil
         }
-        guard run("/bin/mount", ["-t", "squashfs", "-o", "ro,loop", Payload.ramCopy, Payload.mountPoint]) == 0 else {
-            log("payload: cannot mount \(src)")
-            Files.remove(Payload.ramCopy)
-            return false
-        }
-        if Payload.matches(Payload.mountPoint, want) { return true }
+        if Payload.matches(Payload.mountPoint, want) { return loop }
         log("payload: \(src) belongs to another CloudBIOS build (id \(Files.readTrimmed(Payload.mountPoint + "/" + Payload.idName) ?? "none"), this core wants \(want)); skipped")
         _ = umount2(Payload.mountPoint, Int32(MNT_DETACH))
-        Files.remove(Payload.ramCopy)
-        return false
+        return nil
     }
 }

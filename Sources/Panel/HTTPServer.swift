@@ -22,6 +22,7 @@ final class HTTPServer: @unchecked Sendable {
     init(api: PanelAPI) { self.api = api }
 
     func start(listenFD: Int32, ipv6: Bool, threads: Int, tls: TLSMaterial?) throws {
+        try TLSLibraries.load()
         let me = Unmanaged.passUnretained(self).toOpaque()
         let d: OpaquePointer?
         if let tls {
@@ -53,14 +54,14 @@ final class HTTPServer: @unchecked Sendable {
             }
             return l
         }
-        for (_, ref) in left { MHD_resume_connection(ref.c) }
+        for (_, ref) in left { cb_mhd_resume(ref.c) }
         for _ in 0..<300 {
             if inFlight.withLock({ draining.isEmpty }) { break }
             usleep(10_000)
         }
         endUpgrades()
         inFlight.withLock { daemon = nil }
-        MHD_stop_daemon(d)
+        cb_mhd_stop(d)
     }
 
     deinit { stop() }
@@ -216,7 +217,7 @@ final class HTTPServer: @unchecked Sendable {
             return true
         }
         guard accepted else { return queue(conn, ctx, .error(503, "the server is shutting down")) }
-        MHD_suspend_connection(conn)
+        cb_mhd_suspend(conn)
         Task {
             let r = await f()
             // Exactly one of this task and `stop` resumes the connection.
@@ -225,7 +226,7 @@ final class HTTPServer: @unchecked Sendable {
                 ctx.ready = r
                 return true
             }
-            if mine { MHD_resume_connection(ref.c) }
+            if mine { cb_mhd_resume(ref.c) }
         }
         return cb_mhd_yes()
     }
@@ -240,17 +241,17 @@ final class HTTPServer: @unchecked Sendable {
                 cb_mhd_response_copy($0.count, $0.baseAddress)
             }
         case .file(let fd, let offset, let length):
-            resp = MHD_create_response_from_fd_at_offset64(UInt64(length), fd, UInt64(offset))
+            resp = cb_mhd_response_fd(UInt64(length), fd, UInt64(offset))
             if resp == nil { close(fd) }
         case .upgrade(let handler):
             let box = Unmanaged.passRetained(UpgradeBox(handler, server: self)).toOpaque()
-            resp = MHD_create_response_for_upgrade(HTTPServer.upgradeHandler, box)
+            resp = cb_mhd_response_upgrade(HTTPServer.upgradeHandler, box)
         }
         guard let resp else { return cb_mhd_no() }
-        for (k, v) in r.headers { MHD_add_response_header(resp, k, v) }
-        for (k, v) in api.securityHeaderList { MHD_add_response_header(resp, k, v) }
-        let ret = MHD_queue_response(conn, UInt32(r.status), resp)
-        MHD_destroy_response(resp)
+        for (k, v) in r.headers { cb_mhd_add_header(resp, k, v) }
+        for (k, v) in api.securityHeaderList { cb_mhd_add_header(resp, k, v) }
+        let ret = cb_mhd_queue(conn, UInt32(r.status), resp)
+        cb_mhd_destroy(resp)
         return ret
     }
 
@@ -336,7 +337,7 @@ final class HTTPServer: @unchecked Sendable {
         let c = Collector()
         c.lowercase = lowercase
         _ = withExtendedLifetime(c) {
-            MHD_get_connection_values(conn, kind, { cls, _, key, value in
+            cb_mhd_values(conn, kind, { cls, _, key, value in
                 let c = Unmanaged<Collector>.fromOpaque(cls!).takeUnretainedValue()
                 if let key {
                     let k = String(cString: key)

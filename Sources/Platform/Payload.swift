@@ -15,6 +15,9 @@ public enum Payload {
     /// The same id inside the payload.
     public static let idName = "cloudbios-payload.id"
     public static let fileName = "cloudbios.sqfs"
+    /// Inside the payload: the libraries the daemon loads before its panel
+    /// answers, one absolute path a line.
+    public static let panelListName = "cloudbios-panel.list"
     /// The RAM copy that is mounted.
     public static let ramCopy = "/run/cloudbios/cloudbios.sqfs"
     /// Written by PID 1 when no payload could be mounted: the reason.
@@ -42,6 +45,25 @@ public enum Payload {
     /// Whether `dir` holds the payload with id `want`.
     public static func matches(_ dir: String, _ want: String) -> Bool {
         Files.readTrimmed(dir + "/" + idName) == want
+    }
+
+    /// Whether the payload's files can be read (mounted, or not needed),
+    /// whether or not its drivers are loaded yet.
+    public static func isMounted(root: String = "") -> Bool {
+        guard let want = Files.readTrimmed(root + idFile) else { return true }
+        return matches(root + mountPoint, want)
+    }
+
+    /// Blocks until the payload's files can be read (at most `timeout` s),
+    /// not for its drivers: nil then, else why not.
+    public static func waitMounted(timeout: Double = 60, root: String = "") -> String? {
+        let deadline = Clock.monotonic() + timeout
+        while !isMounted(root: root) {
+            if let why = Files.readTrimmed(root + failedMarker) { return why }
+            if Clock.monotonic() >= deadline { return "the payload (\(fileName)) is still not mounted after \(Int(timeout)) s" }
+            usleep(20_000)
+        }
+        return nil
     }
 
     /// Blocks while the payload is being mounted (at most `timeout` s): nil

@@ -58,6 +58,9 @@ struct DaemonCommand: Command {
         // Running VMs, the config's images and VMs are known before anyone
         // can ask.
         await manager.reattach()
+        // Image hashes, TLS and HTTP: in the PE these libraries come with
+        // the payload, which PID 1 mounts beside the daemon's start.
+        do { try TLSLibraries.load() } catch { throw CLIError(error.description) }
         for f in await manager.importImages(cfg.images, baseDirectory: cfg.baseDirectory) { Log.error(f) }
         for f in await manager.applyConfig(cfg.vms) { Log.error(f) }
         // The panel answers next; the KVM probe and host networking

@@ -1,6 +1,7 @@
 import Testing
 @testable import Init
 import Platform
+import Disks
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -330,21 +331,27 @@ import Glibc
         var t = Array("/tmp/cb-vols-XXXXXX".utf8CString)
         let r = t.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         defer { Files.removeTree(r) }
-        for d in ["/sys/class/block/vdb", "/sys/class/block/vdc", "/sys/class/block/loop0", "/sys/class/block/sr0", "/dev"] {
+        for d in ["/sys/class/block/vdb", "/sys/class/block/vdc", "/sys/class/block/vdd", "/sys/class/block/vde", "/sys/class/block/loop0", "/sys/class/block/sr0", "/dev"] {
             try Files.makeDirectories(r + d)
         }
         // vdb: a FAT filesystem labelled CBCONFIG; vdc: no filesystem; loop0
-        // (the PE's payload) is not a volume; sr0: an empty drive (size 0)
-        for (name, size) in [("vdb", "65536"), ("vdc", "65536"), ("loop0", "65536"), ("sr0", "0")] {
+        // (the PE's payload) is not a volume; sr0: an empty drive (size 0);
+        // vdd: swap, which PID 1 cannot mount, even labelled CBCONFIG; vde:
+        // an ext4 data partition
+        for (name, size) in [("vdb", "65536"), ("vdc", "65536"), ("vdd", "65536"), ("vde", "65536"), ("loop0", "65536"), ("sr0", "0")] {
             try Files.writeAtomically(r + "/sys/class/block/\(name)/size", size + "\n")
         }
-        let mk = try Launcher("/bin/sh", ["-c", "truncate -s 32M \(r)/dev/vdb \(r)/dev/vdc \(r)/dev/loop0 && mkfs.vfat -n CBCONFIG \(r)/dev/vdb && mkfs.vfat -n OTHER \(r)/dev/loop0"]).run()
+        let mk = try Launcher("/bin/sh", ["-c", "truncate -s 32M \(r)/dev/vdb \(r)/dev/vdc \(r)/dev/vdd \(r)/dev/vde \(r)/dev/loop0 && mkfs.vfat -n CBCONFIG \(r)/dev/vdb && mkfs.vfat -n OTHER \(r)/dev/loop0 && mkswap -L CBCONFIG \(r)/dev/vdd && mke2fs -q -F -t ext4 -L CB-DATA \(r)/dev/vde"]).run()
         #expect(mk.status == 0, "\(mk.output)")
+        // the swap signature is really there: an unfiltered probe sees it
+        #expect(Probe.filesystem(of: r + "/dev/vdd")?.type == "swap")
         let vols = Volume.probeAll(sys: r + "/sys", dev: r + "/dev")
-        #expect(vols.map(\.device) == [r + "/dev/vdb"])
+        #expect(vols.map(\.device) == [r + "/dev/vdb", r + "/dev/vde"])
         #expect(vols.first?.label == "CBCONFIG")
         #expect(vols.first?.type == "vfat")
         #expect(vols.first?.uuid?.isEmpty == false)
+        #expect(vols.last?.label == "CB-DATA")
+        #expect(vols.last?.type == "ext4")
     }
 
     @Test func thePanelPortIsFoundListeningInProcNet() throws {

@@ -64,10 +64,13 @@ def test_boot_serves_health_and_login(vm_factory, iso, tmp_path, firmware):
     assert status in (401, 403), raw
     status, raw = vm.https("/api/v1/host", headers={"Authorization": f"Bearer {login['token']}"})
     assert status == 200, raw
-    # the hypervisor and installer payload came from the ISO and is mounted
-    log = vm.wait_serial("cloudbios: payload: ", 120)
+    # the hypervisor and installer payload came from the ISO: mounted from
+    # it first, then copied to RAM under the mount
+    log = vm.wait_serial("cloudbios: payload: copied to RAM", 120)
     assert re.search(r"cloudbios: payload: /run/cloudbios/media/CLOUDBIOS/boot/cloudbios\.sqfs \(/dev/\w+\) "
-                     r"copied to RAM \(\d+ MiB\) and mounted", log), log[-3000:]
+                     r"mounted at /usr/lib/cloudbios/payload in ", log), log[-3000:]
+    assert re.search(r"cloudbios: payload: copied to RAM \(\d+ MiB\) in [0-9.]+ s; the boot medium is no longer read "
+                     r"\(/dev/loop\d+ reads /run/cloudbios/cloudbios\.sqfs\)", log), log[-3000:]
 
 
 def test_pxe_kernel_and_initramfs_boot_with_the_payload_inside(vm_factory, iso, tmp_path):

@@ -14,6 +14,7 @@ int cb_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[
              int stdin_fd, int stdout_fd, int stderr_fd, int new_session);
 
 #include "cb_panel.h"
+#include "cb_tlslibs.h"
 #include "cb_init.h"
 #include "cb_vm.h"
 
