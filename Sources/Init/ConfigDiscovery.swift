@@ -1,5 +1,9 @@
 import Platform
 import Disks
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Filesystem labels the PE knows. The installer writes the installed ones.
 public enum PELabel {
@@ -35,11 +39,24 @@ public struct Volume: Equatable, Sendable {
     /// can mount only (the others' signatures are more reads each, some at
     /// the far end of the device).
     public static func probeAll(sys: String = "/sys", dev: String = "/dev") -> [Volume] {
-        Files.list(sys + "/class/block").sorted().compactMap { name -> Volume? in
-            if name.hasPrefix("loop") || name.hasPrefix("ram") || name.hasPrefix("zram") { return nil }
-            guard let size = Files.readTrimmed(sys + "/class/block/\(name)/size"), size != "0",
-                  let fs = Probe.filesystem(of: dev + "/" + name, only: mountableTypes) else { return nil }
+        probeAll(sys: sys, dev: dev) { Probe.filesystem(of: $0, only: mountableTypes) }
+    }
+
+    /// The same with another probe of a device path (a cache of earlier probes).
+    static func probeAll(sys: String, dev: String, probe: (String) -> FilesystemInfo?) -> [Volume] {
+        blockDevices(sys: sys).compactMap { name -> Volume? in
+            guard let fs = probe(dev + "/" + name) else { return nil }
             return Volume(device: dev + "/" + name, label: fs.label, type: fs.type, uuid: fs.uuid)
+        }
+    }
+
+    /// The names of the disks and partitions in `sys`/class/block that may
+    /// hold a volume: with a size, not the PE's own loop and RAM disks.
+    static func blockDevices(sys: String) -> [String] {
+        Files.list(sys + "/class/block").sorted().filter { name in
+            if name.hasPrefix("loop") || name.hasPrefix("ram") || name.hasPrefix("zram") { return false }
+            guard let size = Files.readTrimmed(sys + "/class/block/\(name)/size") else { return false }
+            return size != "0"
         }
     }
 
@@ -149,5 +166,67 @@ public enum ConfigDiscovery {
             }
         }
         return out
+    }
+}
+
+/// Volumes probed while the drivers are still loading: each disk and
+/// partition is probed once, on a thread of its own, as soon as it appears
+/// (a CD-ROM's probe is a few hundred milliseconds of ATAPI commands), so
+/// the volumes are known when coldplug ends. Later probes of the same
+/// device wait for that result instead of probing again.
+final class VolumeCache: Sendable {
+    private struct State {
+        var results: [String: FilesystemInfo?] = [:]
+        var queue: [String] = []
+        var working = false
+    }
+    private let state = Mutex(State())
+    private let probe: @Sendable (String) -> FilesystemInfo?
+
+    init(probe: @escaping @Sendable (String) -> FilesystemInfo? = { Probe.filesystem(of: $0, only: Volume.mountableTypes) }) {
+        self.probe = probe
+    }
+
+    /// Queues the devices not seen before for probing in the background.
+    func prefetch(sys: String, dev: String) {
+        let devices = Volume.blockDevices(sys: sys).map { dev + "/" + $0 }
+        let start = state.withLock { s -> Bool in
+            let fresh = devices.filter { s.results[$0] == nil && !s.queue.contains($0) }
+            s.queue += fresh
+            guard !fresh.isEmpty, !s.working else { return false }
+            s.working = true
+            return true
+        }
+        if start { spawnThread { [self] in work() } }
+    }
+
+    private func work() {
+        while let path = state.withLock({ s -> String? in
+            if s.queue.isEmpty { s.working = false; return nil }
+            return s.queue[0]
+        }) {
+            let fs = probe(path)
+            state.withLock { s in
+                s.results[path] = .some(fs)
+                s.queue.removeFirst()
+            }
+        }
+    }
+
+    /// The volumes now: a filesystem found in the background is not probed
+    /// again (a device where none was found is: a USB stick may not have
+    /// been readable yet).
+    func probeAll(sys: String, dev: String) -> [Volume] {
+        Volume.probeAll(sys: sys, dev: dev) { path in
+            while true {
+                let (done, pending) = state.withLock { s in (s.results[path], s.queue.contains(path)) }
+                if let done, let fs = done { return fs }
+                if !pending { break }
+                usleep(5_000)
+            }
+            let fs = probe(path)
+            state.withLock { s in s.results[path] = .some(fs) }
+            return fs
+        }
     }
 }

@@ -45,6 +45,8 @@ public final class PE: @unchecked Sendable {
     var dhcpInterfaces: Set<String> = []
     /// Modaliases modprobe has been run for (uevents for them are not re-run).
     var coldplugAliases: Set<String> = []
+    /// Volumes probed as their devices appear during coldplug.
+    let volumeCache = VolumeCache()
     var lastStatus: StatusInfo?
     var shutdownRequested: ShutdownKind?
     var statusDrawn = false
@@ -137,10 +139,12 @@ public final class PE: @unchecked Sendable {
         // payload is mounted with (loop, squashfs), the power button and
         // evdev. Others (tun, bridge) load on demand through the kernel's
         // modprobe helper and their modules.alias entries.
-        var extra = ["sr_mod", "isofs", "vfat", "nls_cp437", "nls_ascii", "loop", "squashfs", "button", "evdev"]
+        // The CD-ROM driver goes with the storage controllers' (below), the
+        // rest with the other drivers.
+        let cdrom = ["sr_mod", "isofs"]
+        var extra = ["vfat", "nls_cp437", "nls_ascii", "loop", "squashfs", "button", "evdev"]
         // (KVM is in the payload of an ISO; a PXE initramfs carries it here)
         extra += Self.kvmModules(cpuinfo: (try? Files.readString("/proc/cpuinfo")) ?? "")
-        if (try? Launcher("/sbin/modprobe", ["-a", "-q"] + extra).spawn()) == nil { log("modules: cannot run modprobe") }
         // Drivers load as soon as their device shows up: the sysfs tree is
         // scanned again every 50 ms while modprobe runs, so a device a driver
         // creates (virtio disks and NICs behind virtio_pci) does not wait for
@@ -164,13 +168,33 @@ public final class PE: @unchecked Sendable {
             // two modprobe processes side by side (module init is mostly CPU
             // bound under emulation); dependencies shared by both are loaded once
             let list = aliases.subtracting(display).sorted()
-            let halves = [Array(list.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)),
+            let groups: [[String]]
+            if extra.isEmpty {
+                groups = [Array(list.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)),
                           Array(list.enumerated().filter { $0.offset % 2 == 1 }.map(\.element))]
-            running += halves.filter { !$0.isEmpty }.compactMap { try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + $0).spawn() }
+            } else {
+                // At first the ATA and SATA controllers' drivers get a
+                // process of their own, followed by the CD-ROM driver (ready
+                // when the probe finds the drive), and the other storage
+                // controllers (virtio, NVMe, USB) lead the other: probing
+                // their ports and buses takes time but little CPU, so both
+                // probes run while the rest loads.
+                let ata = list.filter { Self.isStorageController($0, ataOnly: true) }
+                let storage = list.filter { Self.isStorageController($0) && !ata.contains($0) }
+                groups = [ata + cdrom,
+                          storage + list.filter { !Self.isStorageController($0) } + extra]
+                extra = []
+            }
+            for group in groups where !group.isEmpty {
+                if let pid = try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + group).spawn() { running.append(pid) }
+                else { log("modules: cannot run modprobe") }
+            }
             running = running.filter { pid in
                 var status: Int32 = 0
                 return waitpid(pid, &status, WNOHANG) == 0
             }
+            // disks and partitions are probed as they appear
+            if onTarget { volumeCache.prefetch(sys: root + "/sys", dev: root + "/dev") }
             if running.isEmpty && aliases.isEmpty { break }
             if Clock.monotonic() - t0 > 30 {
                 log("modules: drivers still loading after 30 s; going on")
@@ -189,6 +213,19 @@ public final class PE: @unchecked Sendable {
             if cls.hasPrefix("0x0600") || cls.hasPrefix("0x0601") || cls.hasPrefix("0x0604") || cls.hasPrefix("0x0680") { continue }
             log("modules: no driver for PCI \(dev) [\(Files.readTrimmed(p + "vendor") ?? "?"):\(Files.readTrimmed(p + "device") ?? "?")] class \(cls)")
         }
+    }
+
+    /// Whether a modalias is a PCI storage controller's (class 01: IDE,
+    /// SATA, NVMe, SCSI, virtio-blk) or a USB host controller's (0C03);
+    /// with `ataOnly`, an IDE (0101) or SATA (0106) controller's.
+    static func isStorageController(_ alias: String, ataOnly: Bool = false) -> Bool {
+        // pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X (hex in upper case)
+        guard alias.hasPrefix("pci:") else { return false }
+        let u = Array(alias.utf8)
+        guard let i = u.indices.dropLast(7).first(where: { u[$0] == UInt8(ascii: "b") && u[$0 + 1] == UInt8(ascii: "c") }) else { return false }
+        let cls = String(decoding: u[(i + 2)..<(i + 8)], as: UTF8.self).uppercased()  // "01SC06"
+        if ataOnly { return cls == "01SC01" || cls == "01SC06" }
+        return cls.hasPrefix("01") || cls == "0CSC03"
     }
 
     func loadedModules() -> [String] {
@@ -303,7 +340,7 @@ public final class PE: @unchecked Sendable {
             // devices still appearing (a SCSI CD-ROM behind its ATA driver)
             // get their drivers now, not after the boot
             handleUevents()
-            volumes = Volume.probeAll()
+            volumes = volumeCache.probeAll(sys: "/sys", dev: "/dev")
             let labels = Set(volumes.compactMap(\.label))
             let found = wanted.map { labels.contains($0) }
                 ?? (labels.contains(PELabel.config) || labels.contains(PELabel.bootMedium) || labels.contains(PELabel.system))

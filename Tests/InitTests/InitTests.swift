@@ -2,6 +2,7 @@ import Testing
 @testable import Init
 import Platform
 import Disks
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -327,6 +328,33 @@ import Glibc
         }
     }
 
+    @Test func volumesFoundDuringColdplugAreNotProbedAgain() throws {
+        var t = Array("/tmp/cb-volcache-XXXXXX".utf8CString)
+        let r = t.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        defer { Files.removeTree(r) }
+        for (name, size) in [("sr0", "1000"), ("vda", "1000"), ("vdb", "0")] {
+            try Files.makeDirectories(r + "/sys/class/block/\(name)")
+            try Files.writeAtomically(r + "/sys/class/block/\(name)/size", size + "\n")
+        }
+        let calls = Mutex<[String: Int]>([:])
+        // sr0: a slow probe with a filesystem; vda: nothing on it
+        let cache = VolumeCache { path in
+            calls.withLock { $0[path, default: 0] += 1 }
+            if path.hasSuffix("sr0") { usleep(300_000); return FilesystemInfo(type: "iso9660", label: "CLOUDBIOS") }
+            return nil
+        }
+        cache.prefetch(sys: r + "/sys", dev: "/dev")
+        cache.prefetch(sys: r + "/sys", dev: "/dev")  // nothing new: queued once
+        // asked while the slow probe still runs: waits for it, no second probe
+        let vols = cache.probeAll(sys: r + "/sys", dev: "/dev")
+        #expect(vols == [Volume(device: "/dev/sr0", label: "CLOUDBIOS", type: "iso9660")])
+        let counts = calls.withLock { $0 }
+        #expect(counts["/dev/sr0"] == 1)
+        // a device without a filesystem is probed again (it may not have been readable yet)
+        #expect(counts["/dev/vda"] == 2)
+        #expect(counts["/dev/vdb"] == nil)  // empty drive: no size
+    }
+
     @Test func volumesAreProbedInProcessLikeBlkid() throws {
         var t = Array("/tmp/cb-vols-XXXXXX".utf8CString)
         let r = t.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
@@ -376,6 +404,28 @@ import Glibc
         // a flag name inside another word is not the flag
         #expect(PE.kvmModules(cpuinfo: "flags\t\t: fpu vmx_x svmx\nbugs\t\t: svm\n").isEmpty)
         #expect(PE.kvmModules(cpuinfo: "").isEmpty)
+    }
+
+    @Test func storageControllersAreToldFromTheirPCIClass() {
+        // PIIX IDE (01 01), AHCI (01 06), NVMe (01 08), virtio-blk (01 00), xHCI (0C 03)
+        for storage in ["pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80",
+                        "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01",
+                        "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02",
+                        "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00",
+                        "pci:v00001B36d0000000Dsv00000000sd00000000bc0Csc03i30"] {
+            #expect(PE.isStorageController(storage), "\(storage)")
+        }
+        #expect(PE.isStorageController("pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80", ataOnly: true))
+        #expect(PE.isStorageController("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01", ataOnly: true))
+        #expect(!PE.isStorageController("pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02", ataOnly: true))
+        #expect(!PE.isStorageController("pci:v00001B36d0000000Dsv00000000sd00000000bc0Csc03i30", ataOnly: true))
+        // virtio-net (02), VGA (03), an SMBus controller (0C 05), not PCI
+        for other in ["pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+                      "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00",
+                      "pci:v00008086d00002930sv00001AF4sd00001100bc0Csc05i00",
+                      "acpi:PNP0C0C:", "virtio:d00000002v00001AF4", "pci:short"] {
+            #expect(!PE.isStorageController(other), "\(other)")
+        }
     }
 
     @Test func payloadDriversAreMatchedOnlyForDevicesWithoutOne() throws {
