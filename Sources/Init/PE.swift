@@ -47,6 +47,8 @@ public final class PE: @unchecked Sendable {
     var coldplugAliases: Set<String> = []
     /// Volumes probed as their devices appear during coldplug.
     let volumeCache = VolumeCache()
+    /// The payload's mount, started once the volumes are known.
+    let payloadMount = PayloadMount()
     var lastStatus: StatusInfo?
     var shutdownRequested: ShutdownKind?
     var statusDrawn = false
@@ -348,6 +350,7 @@ public final class PE: @unchecked Sendable {
             usleep(100_000)
         }
         for v in volumes { log("volume: \(v.device) \(v.type ?? "?") \(v.label.map { "LABEL=\($0)" } ?? "")") }
+        startPayloadMount()
     }
 
     func findConfig() {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Platform
+import Synchronization
 import CShims
 
 extension Payload {
@@ -14,16 +15,30 @@ extension Payload {
 }
 
 extension PE {
-    /// Mounts the payload that belongs to this core, on its own thread, so
-    /// the boot goes on: straight from the medium it is on first (the
-    /// daemon's TLS and HTTP libraries are in it, so the panel waits for
-    /// this), then, once the panel listens, loads its drivers and reports it
-    /// ready (starting a VM and the install phase wait for that through
-    /// `Payload.waitUsable`), and copies it to RAM under the mount, so the
-    /// boot medium can be removed.
+    /// Starts mounting the payload that belongs to this core, on a thread of
+    /// its own, as soon as the volumes are known: straight from the medium
+    /// it is on, then reading the daemon's libraries ahead (the daemon's TLS
+    /// and HTTP stack is in it, so the panel waits for this).
+    func startPayloadMount() {
+        guard onTarget, let want = Files.readTrimmed(root + Payload.idFile),
+              !Payload.matches(root + Payload.mountPoint, want) else { return }
+        let volumes = self.volumes
+        payloadMount.begin()
+        spawnThread { [self] in
+            let mounted = self.findAndMountPayload(want: want, volumes: volumes)
+            if mounted != nil { self.readAheadPanelLibraries() }
+            self.payloadMount.finish(mounted)
+        }
+    }
+
+    /// Once the mount is done and the panel listens (the rescue shell and a
+    /// headless install do not wait for the panel), loads the payload's
+    /// drivers and reports it ready (starting a VM and the install phase
+    /// wait for that through `Payload.waitUsable`), then copies it to RAM
+    /// under the mount, so the boot medium can be removed.
     func mountPayload() {
         guard let want = Files.readTrimmed(root + Payload.idFile) else { return } // a core without a payload
-        if Payload.matches(root + Payload.mountPoint, want) {
+        if Payload.matches(root + Payload.mountPoint, want) && !payloadMount.started {
             // its drivers were there for coldplug
             log("payload: in the initramfs")
             payloadSource = "initramfs"
@@ -31,15 +46,11 @@ extension PE {
             return
         }
         guard onTarget else { return }
-        let volumes = self.volumes
-        // The panel comes first: loading drivers and copying while the
-        // daemon starts slows both. A headless install (no daemon before
-        // it) and the rescue shell do not wait.
+        // Loading drivers and copying while the daemon starts slows both.
         let panelPort = cmdline.rescue || peek.installs ? nil : (configError == nil ? peek.panelPort ?? 8443 : 8443)
         spawnThread { [self] in
-            guard let (src, loop) = self.findAndMountPayload(want: want, volumes: volumes) else { return }
+            guard let (src, loop) = self.payloadMount.wait() else { return }
             self.payloadSource = src
-            if panelPort != nil { self.readAheadPanelLibraries() }
             if let port = panelPort {
                 let t0 = Clock.monotonic()
                 while !Self.listening(port: port) && Clock.monotonic() - t0 < 5 { usleep(50_000) }
@@ -188,5 +199,32 @@ extension PE {
         log("payload: \(src) belongs to another CloudBIOS build (id \(Files.readTrimmed(Payload.mountPoint + "/" + Payload.idName) ?? "none"), this core wants \(want)); skipped")
         _ = umount2(Payload.mountPoint, Int32(MNT_DETACH))
         return nil
+    }
+}
+
+/// The payload's mount, started in the volumes phase and waited for by the
+/// payload phase's thread.
+final class PayloadMount: Sendable {
+    private struct State {
+        var started = false
+        var done = false
+        var result: (source: String, loop: String)?
+    }
+    private let state = Mutex(State())
+
+    var started: Bool { state.withLock { $0.started } }
+    func begin() { state.withLock { $0.started = true } }
+    func finish(_ result: (source: String, loop: String)?) {
+        state.withLock { $0.result = result; $0.done = true }
+    }
+
+    /// Blocks until the mount is done: where from and on which loop device,
+    /// nil when it failed or never started.
+    func wait() -> (source: String, loop: String)? {
+        while true {
+            let (started, done, result) = state.withLock { ($0.started, $0.done, $0.result) }
+            if !started || done { return result }
+            usleep(10_000)
+        }
     }
 }
