@@ -564,7 +564,8 @@ public final class PE: @unchecked Sendable {
                           panelPort: peek.panelPort ?? 8443,
                           tlsFingerprint: Files.readTrimmed(root + stateDir + "/tls/fingerprint"),
                           configSource: configPath.map { "\($0) (\(configSource ?? "?"))" },
-                          configError: configError, vms: vms, display: displayVM)
+                          configError: configError, vms: vms, display: displayVM,
+                          payloadError: Files.readTrimmed(root + Payload.failedMarker))
     }
 
     func showStatus() {

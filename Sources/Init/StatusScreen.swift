@@ -9,13 +9,17 @@ public struct StatusInfo: Equatable, Sendable {
     public var configError: String?
     public var vms: [(name: String, state: String)]
     public var display: String?
+    /// Why the payload (the panel's libraries, QEMU, the installer) could
+    /// not be mounted.
+    public var payloadError: String?
 
     public init(version: String, hostname: String, addresses: [(interface: String, address: String)] = [],
                 panelPort: Int = 8443, tlsFingerprint: String? = nil, configSource: String? = nil,
-                configError: String? = nil, vms: [(name: String, state: String)] = [], display: String? = nil) {
+                configError: String? = nil, vms: [(name: String, state: String)] = [], display: String? = nil,
+                payloadError: String? = nil) {
         self.version = version; self.hostname = hostname; self.addresses = addresses; self.panelPort = panelPort
         self.tlsFingerprint = tlsFingerprint; self.configSource = configSource; self.configError = configError
-        self.vms = vms; self.display = display
+        self.vms = vms; self.display = display; self.payloadError = payloadError
     }
 
     public static func == (a: StatusInfo, b: StatusInfo) -> Bool {
@@ -23,6 +27,7 @@ public struct StatusInfo: Equatable, Sendable {
             && a.addresses.map { $0.interface + " " + $0.address } == b.addresses.map { $0.interface + " " + $0.address }
             && a.tlsFingerprint == b.tlsFingerprint && a.configSource == b.configSource && a.configError == b.configError
             && a.vms.map { $0.name + " " + $0.state } == b.vms.map { $0.name + " " + $0.state } && a.display == b.display
+            && a.payloadError == b.payloadError
     }
 
     /// The panel URLs, one per address (a placeholder while there is none).
@@ -38,8 +43,15 @@ public enum StatusScreen {
         l.append("CloudBIOS \(s.version) on \(s.hostname)")
         l.append(String(repeating: "=", count: 60))
         l.append("")
-        l.append("Manage this host with a web browser:")
-        for u in s.panelURLs { l.append("    \(u)") }
+        if let e = s.payloadError {
+            // the panel cannot start without the payload's libraries
+            l.append("PAYLOAD ERROR: \(e)")
+            l.append("    The web panel, virtual machines and installs are unavailable:")
+            l.append("    write the whole ISO to the boot medium again.")
+        } else {
+            l.append("Manage this host with a web browser:")
+            for u in s.panelURLs { l.append("    \(u)") }
+        }
         l.append("")
         l.append("TLS certificate SHA-256 fingerprint:")
         l.append("    \(s.tlsFingerprint ?? "(waiting for the panel)")")

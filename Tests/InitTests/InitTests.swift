@@ -216,6 +216,17 @@ import Glibc
         #expect(text.contains("https://10.0.2.15:8443/"))
         #expect(text.contains("AB:CD"))
         #expect(text.contains("c.yaml:3:5: unknown key 'memroy'"))
+        #expect(!text.contains("PAYLOAD ERROR"))
+    }
+
+    @Test func statusSaysWhyThePanelIsMissingWithoutThePayload() {
+        let text = StatusScreen.render(StatusInfo(version: "0.1.0", hostname: "box1",
+                                                  addresses: [(interface: "eth0", address: "10.0.2.15")],
+                                                  payloadError: "no cloudbios.sqfs of this build (id 1234)"))
+        #expect(text.contains("PAYLOAD ERROR: no cloudbios.sqfs of this build (id 1234)"))
+        #expect(text.contains("web panel, virtual machines and installs are unavailable"))
+        // no URL that would not answer
+        #expect(!text.contains("https://10.0.2.15:8443/"))
     }
 
     @Test func parsesUevents() {

@@ -101,3 +101,25 @@ def test_broken_config_still_boots_and_shows_the_error(vm_factory, iso, tmp_path
     # the daemon runs with defaults: the panel's health answers
     body = json.loads(vm.wait_https("/api/v1/health", PANEL_TIMEOUT))
     assert body["status"] == "ok"
+
+
+def test_a_core_without_its_payload_boots_and_says_why_there_is_no_panel(vm_factory, iso, tmp_path):
+    """Only the ISO's core initramfs, no boot medium (as if only vmlinuz and
+    boot/initramfs.img had been copied): PID 1 looks for the payload, reports
+    that it is missing, and keeps retrying the daemon, which cannot serve its
+    panel without the payload's libraries; nothing panics."""
+    out = os.path.dirname(iso)
+    core = os.path.join(out, "work", "core.img")
+    vol = qemu.make_cbconfig(str(tmp_path / "cbconfig.img"), {"cloudbios.yaml": demo_config(qemu.password_hash(PASSWORD))})
+    vm = vm_factory(name="pe-core-only", kernel=os.path.join(out, "vmlinuz"), initrd=core,
+                    append="console=ttyS0,115200", drives=[vol], memory=1024, forwards={8443: qemu.free_port()})
+    vm.start()
+    log = vm.wait_serial("cloudbios: payload: ERROR: ", BOOT_TIMEOUT)
+    assert "cloudbios: boot: complete" in log
+    assert re.search(r"cloudbios: payload: ERROR: no cloudbios\.sqfs of this build \(id \w+\) on a CLOUDBIOS or "
+                     r"CB-SYSTEM volume; the panel, virtual machines and installs are unavailable", log), log[-3000:]
+    log = vm.wait_serial("the TLS and HTTP libraries are in the payload, which is unavailable", 120)
+    # the daemon is retried, PID 1 lives on
+    log = vm.wait_serial("), restart 1", 120)
+    assert "cloudbios: daemon exited with status" in log
+    assert "Kernel panic" not in log
