@@ -91,7 +91,9 @@ extension PE {
             rounds += 1
             if rounds % 4 == 0 {
                 let aliases = Modalias.unclaimed(sys: "/sys").filter { !$0.hasPrefix("cpu:") }.sorted()
-                if !aliases.isEmpty { run("/sbin/modprobe", ["-a", "-q", "-b"] + aliases) }
+                // (quietly: the payload's own drivers, display and KVM
+                // among them, cannot load before it is there)
+                if !aliases.isEmpty { _ = try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + aliases).run() }
             }
             volumes = Volume.probeAll()
         }
