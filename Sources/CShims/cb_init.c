@@ -4,11 +4,11 @@
 #include <fcntl.h>
 #include <linux/input.h>
 #include <linux/loop.h>
-#include <stdio.h>
-#include <sys/ioctl.h>
 #include <linux/netlink.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/un.h>

@@ -13,6 +13,17 @@ public enum Modalias {
         aliases(of: busDevices(sys: sys) + [sys + "/devices/system/cpu"])
     }
 
+    /// The PCI class and subclass of a PCI modalias, as four upper-case hex
+    /// digits ("0106": a SATA controller); nil for other buses.
+    public static func pciClass(_ alias: String) -> String? {
+        // pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X
+        guard alias.hasPrefix("pci:") else { return nil }
+        let u = Array(alias.utf8)
+        guard let i = u.indices.dropLast(7).first(where: { u[$0] == UInt8(ascii: "b") && u[$0 + 1] == UInt8(ascii: "c") }),
+              u[i + 4] == UInt8(ascii: "s"), u[i + 5] == UInt8(ascii: "c") else { return nil }
+        return String(decoding: u[(i + 2)..<(i + 4)] + u[(i + 6)..<(i + 8)], as: UTF8.self).uppercased()
+    }
+
     /// The modaliases of bus devices no driver has claimed.
     public static func unclaimed(sys: String) -> Set<String> {
         var st = stat()

@@ -132,17 +132,16 @@ public final class PE: @unchecked Sendable {
 
     func loadModules() {
         let before = Set(loadedModules())
-        // Loaded in the background while coldplug runs, ahead of the devices
-        // that need them: the CD-ROM driver (the drive an ISO boots from is
-        // claimed the moment the controller's probe creates it, not after a
-        // rescan and a modprobe of its own; sd_mod is not loaded ahead, its
-        // T10 checksum dependencies are slow to start and many machines
-        // have no SCSI disk), the config volumes' filesystems, what the
-        // payload is mounted with (loop, squashfs), the power button and
-        // evdev. Others (tun, bridge) load on demand through the kernel's
-        // modprobe helper and their modules.alias entries.
-        // The CD-ROM driver goes with the storage controllers' (below), the
-        // rest with the other drivers.
+        // Loaded with the first drivers, ahead of the devices that need
+        // them: the CD-ROM driver with the ATA drivers (the drive an ISO
+        // boots from is claimed the moment the controller's probe creates
+        // it, not after a rescan and a modprobe of its own; sd_mod is not
+        // loaded ahead, its T10 checksum dependencies are slow to start and
+        // many machines have no SCSI disk); with the other drivers the
+        // config volumes' filesystems, what the payload is mounted with
+        // (loop, squashfs), the power button and evdev. Others (tun, bridge)
+        // load on demand through the kernel's modprobe helper and their
+        // modules.alias entries.
         let cdrom = ["sr_mod", "isofs"]
         var extra = ["vfat", "nls_cp437", "nls_ascii", "loop", "squashfs", "button", "evdev"]
         // (KVM is in the payload of an ISO; a PXE initramfs carries it here)
@@ -165,7 +164,7 @@ public final class PE: @unchecked Sendable {
             // PS/2 port for a second. None of them is waited for, and they
             // start only once the rest has loaded, so they take no CPU from
             // the storage and network drivers the panel waits for.
-            let display = aliases.filter { ($0.hasPrefix("pci:") && $0.contains("bc03sc")) || $0.hasPrefix("cpu:") || $0.hasPrefix("serio:") }
+            let display = aliases.filter { Modalias.pciClass($0)?.hasPrefix("03") == true || $0.hasPrefix("cpu:") || $0.hasPrefix("serio:") }
             deferred.formUnion(display)
             // two modprobe processes side by side (module init is mostly CPU
             // bound under emulation); dependencies shared by both are loaded once
@@ -221,13 +220,9 @@ public final class PE: @unchecked Sendable {
     /// SATA, NVMe, SCSI, virtio-blk) or a USB host controller's (0C03);
     /// with `ataOnly`, an IDE (0101) or SATA (0106) controller's.
     static func isStorageController(_ alias: String, ataOnly: Bool = false) -> Bool {
-        // pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X (hex in upper case)
-        guard alias.hasPrefix("pci:") else { return false }
-        let u = Array(alias.utf8)
-        guard let i = u.indices.dropLast(7).first(where: { u[$0] == UInt8(ascii: "b") && u[$0 + 1] == UInt8(ascii: "c") }) else { return false }
-        let cls = String(decoding: u[(i + 2)..<(i + 8)], as: UTF8.self).uppercased()  // "01SC06"
-        if ataOnly { return cls == "01SC01" || cls == "01SC06" }
-        return cls.hasPrefix("01") || cls == "0CSC03"
+        guard let cls = Modalias.pciClass(alias) else { return false }
+        if ataOnly { return cls == "0101" || cls == "0106" }
+        return cls.hasPrefix("01") || cls == "0C03"
     }
 
     func loadedModules() -> [String] {

@@ -190,7 +190,7 @@ extension PE {
         }
         // the device is detached when it is unmounted and this is closed
         defer { close(fd) }
-        let loop = String(decoding: dev.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let loop = String(nulTerminated: dev)
         do {
             try Mount.mount(loop, on: Payload.mountPoint, type: "squashfs", flags: UInt(MS_RDONLY | MS_NODEV))
         } catch {

@@ -153,7 +153,7 @@ public struct Webhook: Sendable {
             var err = [CChar](repeating: 0, count: 512)
             let s = cb_tls_client_connect_verified(fd, hook.host, hook.caFile, &err, err.count)
             guard let s else {
-                let why = String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                let why = String(nulTerminated: err)
                 throw WebhookError.tls(why.isEmpty ? "TLS handshake failed" : why)
             }
             session = s

@@ -35,7 +35,7 @@ public enum KVMProbe {
         }
         var buf = [CChar](repeating: 0, count: 256)
         let ok = cb_kvm_probe(device, Int32(max(0.05, timeout) * 1000), &buf, buf.count)
-        let reason = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let reason = String(nulTerminated: buf)
         return Result(usable: ok == 1, reason: reason)
     }
 }

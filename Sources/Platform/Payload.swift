@@ -57,28 +57,25 @@ public enum Payload {
     /// Blocks until the payload's files can be read (at most `timeout` s),
     /// not for its drivers: nil then, else why not.
     public static func waitMounted(timeout: Double = 60, root: String = "") -> String? {
-        let deadline = Clock.monotonic() + timeout
-        while !isMounted(root: root) {
-            if let why = Files.readTrimmed(root + failedMarker) { return why }
-            if Clock.monotonic() >= deadline { return "the payload (\(fileName)) is still not mounted after \(Int(timeout)) s" }
-            usleep(20_000)
-        }
-        return nil
+        wait(timeout: timeout, root: root, poll: 20_000) { isMounted(root: root) }
     }
 
     /// Blocks while the payload is being mounted (at most `timeout` s): nil
     /// when QEMU and the tools can be used, else why not.
     public static func waitUsable(timeout: Double = 60, root: String = "") -> String? {
+        wait(timeout: timeout, root: root, poll: 100_000) { [.ready, .notNeeded].contains(state(root: root)) }
+    }
+
+    /// Polls `done` until it holds (nil), PID 1 reports the payload failed
+    /// (its reason) or `timeout` s pass.
+    private static func wait(timeout: Double, root: String, poll: UInt32, until done: () -> Bool) -> String? {
         let deadline = Clock.monotonic() + timeout
-        while true {
-            switch state(root: root) {
-            case .notNeeded, .ready: return nil
-            case .failed(let why): return why
-            case .pending:
-                if Clock.monotonic() >= deadline { return "the payload (\(fileName)) is still not mounted after \(Int(timeout)) s" }
-                usleep(100_000)
-            }
+        while !done() {
+            if let why = Files.readTrimmed(root + failedMarker) { return why }
+            if Clock.monotonic() >= deadline { return "the payload (\(fileName)) is still not mounted after \(Int(timeout)) s" }
+            usleep(poll)
         }
+        return nil
     }
 }
 

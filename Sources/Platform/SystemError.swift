@@ -39,3 +39,11 @@ public func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String
         return r
     }
 }
+
+extension String {
+    /// The text a C function wrote into `buffer`, up to its NUL (an error
+    /// message, a device path).
+    public init(nulTerminated buffer: [CChar]) {
+        self.init(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -22,7 +22,7 @@ public enum TLSLibraries {
         }
         var err = [CChar](repeating: 0, count: 512)
         if cb_tlslibs_load(&err, err.count) == 0 {
-            throw Unavailable(description: String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw Unavailable(description: String(nulTerminated: err))
         }
     }
 }

@@ -30,7 +30,7 @@ enum Download {
             var err = [CChar](repeating: 0, count: 512)
             tls = cb_tls_client_connect_verified(fd, hp.host, caFile, &err, err.count)
             guard tls != nil else {
-                let why = String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                let why = String(nulTerminated: err)
                 throw APIError.unprocessable("\(url): \(why)")
             }
         }

@@ -12,7 +12,7 @@ public enum VNCLibrary {
         if let why = Payload.waitUsable() { throw VNCError("the VNC libraries are in the payload, which is unavailable: \(why)") }
         var err = [CChar](repeating: 0, count: 512)
         if cb_vnc_load(&err, err.count) == 0 {
-            throw VNCError(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw VNCError(String(nulTerminated: err))
         }
     }
 }

@@ -47,7 +47,7 @@ struct APIClient {
             var err = [CChar](repeating: 0, count: 256)
             tls = cb_tls_client_connect(fd, host, caFile, insecure ? 1 : 0, &err, err.count)
             if tls == nil {
-                let why = String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                let why = String(nulTerminated: err)
                 throw CLIError("\(host):\(port): \(why) (pass --cacert STATE/tls/cert.pem, or --insecure)")
             }
         }

@@ -426,6 +426,11 @@ import Glibc
                         "pci:v00001B36d0000000Dsv00000000sd00000000bc0Csc03i30"] {
             #expect(PE.isStorageController(storage), "\(storage)")
         }
+        // the class and subclass, as the display drivers are told apart too
+        #expect(Modalias.pciClass("pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00") == "0300")
+        #expect(Modalias.pciClass("pci:v00001B36d0000000Dsv00000000sd00000000bc0Csc03i30") == "0C03")
+        #expect(Modalias.pciClass("virtio:d00000002v00001AF4") == nil)
+        #expect(Modalias.pciClass("pci:short") == nil)
         #expect(PE.isStorageController("pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80", ataOnly: true))
         #expect(PE.isStorageController("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01", ataOnly: true))
         #expect(!PE.isStorageController("pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02", ataOnly: true))
