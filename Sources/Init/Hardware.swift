@@ -87,7 +87,7 @@ public enum Network {
                     var a = sin.pointee.sin_addr
                     _ = inet_ntop(AF_INET, &a, &buf, 64)
                 }
-                out.append((name, String(cString: buf)))
+                out.append((name, String(nulTerminated: buf)))
             }
         }
         return out

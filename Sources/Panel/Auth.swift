@@ -22,7 +22,7 @@ public enum PasswordHash {
         var buf = [CChar](repeating: 0, count: 512)
         let rc = cb_crypt_hash(password, prefix, &buf, buf.count)
         if rc != 0 { throw SystemError("crypt", errno: Int32(rc)) }
-        return String(cString: buf)
+        return String(nulTerminated: buf)
     }
 }
 

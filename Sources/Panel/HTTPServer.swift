@@ -328,7 +328,7 @@ final class HTTPServer: @unchecked Sendable {
         cb_mhd_client_ip(conn, &ip, 64)
         var head = RequestHead(method: method.map { String(cString: $0) } ?? "GET",
                                path: url.map { String(cString: $0) } ?? "/",
-                               query: query, cookies: cookies, clientIP: String(cString: ip))
+                               query: query, cookies: cookies, clientIP: String(nulTerminated: ip))
         head.headers = headers
         return head
     }

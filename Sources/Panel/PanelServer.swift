@@ -87,7 +87,7 @@ public final class PanelServer: @unchecked Sendable {
     static func systemHostname() -> String {
         var buf = [CChar](repeating: 0, count: 256)
         guard gethostname(&buf, 255) == 0 else { return "cloudbios" }
-        let s = String(cString: buf)
+        let s = String(nulTerminated: buf)
         return s.isEmpty ? "cloudbios" : s
     }
 

@@ -117,7 +117,7 @@ public struct TLSMaterial: Sendable {
             } else if Int32(sa.pointee.sa_family) == AF_INET6 {
                 sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { var a = $0.pointee.sin6_addr; inet_ntop(AF_INET6, &a, &buf, 64) }
             } else { continue }
-            let s = String(cString: buf)
+            let s = String(nulTerminated: buf)
             if !s.isEmpty, !s.hasPrefix("fe80"), !out.contains(s) { out.append(s) }
         }
         return out

@@ -85,7 +85,7 @@ struct DaemonCommand: Command {
     static func cwd() -> String {
         var buf = [CChar](repeating: 0, count: 4096)
         guard getcwd(&buf, buf.count) != nil else { return "/" }
-        return String(cString: buf)
+        return String(nulTerminated: buf)
     }
 
     /// Blocks until SIGTERM or SIGINT (a self-pipe written by the handler,
