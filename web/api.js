@@ -58,7 +58,7 @@ export async function request(method, path, opts = {}) {
     } catch (e) {
         throw new APIError(0, "the daemon cannot be reached (" + e.message + ")");
     }
-    if (res.status === 401 && !opts.quiet && path !== "/login" && path !== "/session") {
+    if (res.status === 401 && !opts.quiet && path !== "/login" && path !== "/session" && path !== "/setup") {
         forget();
         onExpired();
         throw new APIError(401, "session expired");
@@ -80,6 +80,14 @@ export const del = (path) => request("DELETE", path);
 export async function login(user, password) {
     const r = await request("POST", "/login", { json: { user, password } });
     remember({ user, csrf: r.csrf, expires: r.expires });
+    return r;
+}
+
+// First run: creates the first admin with the console's setup code and
+// logs in as that admin.
+export async function setup(body) {
+    const r = await request("POST", "/setup", { json: body });
+    remember({ user: r.user, csrf: r.csrf, expires: r.expires });
     return r;
 }
 

@@ -88,10 +88,59 @@ function showLogin(message) {
     ($("login-user").value ? $("login-password") : $("login-user")).focus();
 }
 
+function showSetup(info, message) {
+    stopPolling();
+    $("shell").hidden = true;
+    $("login").hidden = true;
+    $("setup").hidden = false;
+    $("setup-msg").textContent = message || "";
+    const save = $("setup-save");
+    save.disabled = !info.can_save;
+    save.checked = !!info.can_save;
+    save.parentElement.hidden = info.storage === "config";
+    $("setup-note").textContent = info.note || "";
+    $("setup-code").focus();
+}
+
+$("setup-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const msg = $("setup-msg");
+    msg.textContent = "";
+    if ($("setup-password").value !== $("setup-password2").value) {
+        msg.textContent = "The passwords differ.";
+        $("setup-password2").select();
+        return;
+    }
+    const btn = $("setup-submit");
+    btn.disabled = true;
+    try {
+        const key = $("setup-key").value.trim();
+        const r = await api.setup({
+            code: $("setup-code").value.trim(),
+            user: $("setup-user").value.trim(),
+            password: $("setup-password").value,
+            save: $("setup-save").checked && !$("setup-save").disabled,
+            ssh_authorized_keys: key ? key.split("\n").map((k) => k.trim()).filter(Boolean) : [],
+        });
+        $("setup").hidden = true;
+        showShell();
+        flash(r.message);
+    } catch (e) {
+        if (e.status === 409) { $("setup").hidden = true; showLogin("The first admin exists already: log in."); return; }
+        msg.textContent = e.status === 403 ? "Wrong setup code: look again at this machine's screen or serial console."
+            : e.status === 429 ? "Too many wrong codes: " + e.message : e.message;
+        if (e.status === 403) $("setup-code").select();
+    } finally {
+        btn.disabled = false;
+    }
+});
+
 function showShell(prefetched) {
     $("login").hidden = true;
+    $("setup").hidden = true;
     $("shell").hidden = false;
     $("whoami").textContent = api.currentSession().user || "";
+    api.get("/setup", { quiet: true }).then((st) => { $("ram-banner").hidden = !(st && st.storage === "ram"); }).catch(() => {});
     if (prefetched) { accept(...prefetched); startPolling(POLL_MS); } else startPolling();
     route();
 }
@@ -367,8 +416,9 @@ window.addEventListener("hashchange", route);
 (async () => {
     try {
         const quiet = (p) => api.get(p, { quiet: true }).catch(() => null);
-        const [s, vms, host] = await Promise.all([api.restore(), quiet("/vms"), quiet("/host")]);
-        if (!s) showLogin("");
+        const [s, vms, host, setup] = await Promise.all([api.restore(), quiet("/vms"), quiet("/host"), quiet("/setup")]);
+        if (setup && setup.required) showSetup(setup, "");
+        else if (!s) showLogin("");
         else showShell(Array.isArray(vms) && host ? [vms, host] : null);
     } catch (e) {
         showLogin(e.message);

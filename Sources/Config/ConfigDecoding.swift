@@ -154,26 +154,40 @@ extension StrictDecoder {
                 finish(t)
             }
         }
-        if let n = m["users"], let items = list(n, "panel.users") {
-            var seen = Set<String>()
-            for (i, item) in items.enumerated() {
-                guard var u = map(item, "panel.users[\(i)]") else { continue }
-                let name = u["name"].flatMap { string($0, "panel.users[\(i)].name") }
-                let hash = u["password_hash"].flatMap { string($0, "panel.users[\(i)].password_hash") }
-                finish(u)
-                guard let name else { error(item, "panel.users[\(i)] needs a name"); continue }
-                if let e = Names.checkUser(name) { error(item, e); continue }
-                guard let hash else { error(item, "panel.users[\(i)] '\(name)' needs password_hash (make one with 'cloudbios passwd')"); continue }
-                if !(hash.hasPrefix("$6$") || hash.hasPrefix("$y$") || hash.hasPrefix("$5$") || hash.hasPrefix("$gy$")) {
-                    error(item, "panel.users[\(i)].password_hash must be a crypt(3) hash ($6$… sha512-crypt or $y$… yescrypt); make one with 'cloudbios passwd'")
-                    continue
-                }
-                if !seen.insert(name).inserted { error(item, "duplicate user '\(name)'"); continue }
-                p.users.append(PanelUser(name: name, passwordHash: hash))
-            }
-        }
+        if let n = m["users"] { p.users = users(n, "panel.users") }
         finish(m)
         return p
+    }
+
+    /// A list of panel users (`panel.users` in the config, `users` in the
+    /// machine's own `users.yaml`).
+    mutating func users(_ n: Node, _ path: String) -> [PanelUser] {
+        var out: [PanelUser] = []
+        guard let items = list(n, path) else { return out }
+        var seen = Set<String>()
+        for (i, item) in items.enumerated() {
+            guard var u = map(item, "\(path)[\(i)]") else { continue }
+            let name = u["name"].flatMap { string($0, "\(path)[\(i)].name") }
+            let hash = u["password_hash"].flatMap { string($0, "\(path)[\(i)].password_hash") }
+            var keys: [String] = []
+            if let kn = u["ssh_authorized_keys"], let ks = list(kn, "\(path)[\(i)].ssh_authorized_keys") {
+                for k in ks {
+                    guard let s = string(k, "\(path)[\(i)].ssh_authorized_keys") else { continue }
+                    if let e = Names.checkSSHKey(s) { error(k, e) } else { keys.append(s) }
+                }
+            }
+            finish(u)
+            guard let name else { error(item, "\(path)[\(i)] needs a name"); continue }
+            if let e = Names.checkUser(name) { error(item, e); continue }
+            guard let hash else { error(item, "\(path)[\(i)] '\(name)' needs password_hash (make one with 'cloudbios passwd')"); continue }
+            if !Names.isCryptHash(hash) {
+                error(item, "\(path)[\(i)].password_hash must be a crypt(3) hash ($6$… sha512-crypt or $y$… yescrypt); make one with 'cloudbios passwd'")
+                continue
+            }
+            if !seen.insert(name).inserted { error(item, "duplicate user '\(name)'"); continue }
+            out.append(PanelUser(name: name, passwordHash: hash, sshAuthorizedKeys: keys))
+        }
+        return out
     }
 
     mutating func network(_ node: Node) -> NetworkConfig {

@@ -42,7 +42,11 @@ public struct PanelUser: Sendable, Equatable {
     public var name: String
     /// crypt(3) hash: `$6$…` (sha512-crypt) or `$y$…` (yescrypt).
     public var passwordHash: String
-    public init(name: String, passwordHash: String) { self.name = name; self.passwordHash = passwordHash }
+    /// Public keys guests' cloud-init gets by default (set at first run).
+    public var sshAuthorizedKeys: [String] = []
+    public init(name: String, passwordHash: String, sshAuthorizedKeys: [String] = []) {
+        self.name = name; self.passwordHash = passwordHash; self.sshAuthorizedKeys = sshAuthorizedKeys
+    }
 }
 
 public struct NetworkConfig: Sendable, Equatable {

@@ -29,6 +29,27 @@ public enum Names {
     }
 
     /// Panel user names: `[A-Za-z0-9_][A-Za-z0-9._-]{0,31}`.
+    /// Whether a password hash is a crypt(3) hash the panel can verify.
+    public static func isCryptHash(_ hash: String) -> Bool {
+        (hash.hasPrefix("$6$") || hash.hasPrefix("$y$") || hash.hasPrefix("$5$") || hash.hasPrefix("$gy$"))
+            && hash.utf8.count <= 512 && hash.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
+    }
+
+    /// An OpenSSH public key line: `TYPE BASE64 [comment]`, one line, printable.
+    public static func checkSSHKey(_ key: String) -> String? {
+        let u = Array(key.utf8)
+        guard !u.isEmpty, u.count <= 16384 else { return "an SSH public key must be 1 to 16384 characters" }
+        guard u.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) else { return "an SSH public key must be one line of printable ASCII" }
+        let parts = key.split(separator: " ", omittingEmptySubsequences: true)
+        let types = ["ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+                     "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-dss"]
+        guard parts.count >= 2, types.contains(String(parts[0])),
+              parts[1].utf8.count >= 16, parts[1].utf8.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "=") }) else {
+            return "not an SSH public key (expected 'ssh-ed25519 AAAA… comment', as in ~/.ssh/id_ed25519.pub)"
+        }
+        return nil
+    }
+
     public static func checkUser(_ name: String) -> String? {
         let u = Array(name.utf8)
         guard !u.isEmpty, u.count <= 32 else { return "user name must be 1 to 32 characters" }

@@ -27,6 +27,8 @@ public final class PE: @unchecked Sendable {
     public private(set) var configPath: String?
     public private(set) var configSource: String?
     public private(set) var configError: String?
+    /// The volume the config was read from, when it came from one.
+    public private(set) var configVolume: Volume?
     public private(set) var peek = ConfigPeek()
     public private(set) var hostname = "cloudbios"
     public private(set) var displayVM: String?
@@ -49,6 +51,8 @@ public final class PE: @unchecked Sendable {
     let volumeCache = VolumeCache()
     /// The payload's mount, started once the volumes are known.
     let payloadMount = PayloadMount()
+    /// Every volume mount of this boot, made once and shared.
+    let mounts = VolumeMounts()
     var lastStatus: StatusInfo?
     var shutdownRequested: ShutdownKind?
     var statusDrawn = false
@@ -216,6 +220,31 @@ public final class PE: @unchecked Sendable {
         }
     }
 
+    /// The storage, network and USB controllers without a driver, as the
+    /// status screen names them.
+    static func devicesWithoutDriver(sys: String = "/sys") -> [String] {
+        Files.list(sys + "/bus/pci/devices").sorted().compactMap { dev -> String? in
+            let p = sys + "/bus/pci/devices/\(dev)/"
+            guard !Files.exists(p + "driver"), let cls = Files.readTrimmed(p + "class") else { return nil }
+            let kind: String
+            switch cls.dropFirst(2).prefix(4).lowercased() {
+            case "0100": kind = "SCSI controller"
+            case "0101": kind = "IDE controller"
+            case "0104": kind = "RAID controller"
+            case "0106": kind = "SATA controller"
+            case "0107": kind = "SAS controller"
+            case "0108": kind = "NVMe controller"
+            case "0c03": kind = "USB controller"
+            default:
+                if cls.dropFirst(2).hasPrefix("01") { kind = "storage controller" }
+                else if cls.dropFirst(2).hasPrefix("02") { kind = "network controller" }
+                else { return nil }
+            }
+            let id = (Files.readTrimmed(p + "vendor") ?? "?").dropFirst(2) + ":" + (Files.readTrimmed(p + "device") ?? "?").dropFirst(2)
+            return "PCI \(dev) [\(id)] \(kind)"
+        }
+    }
+
     /// Whether a modalias is a PCI storage controller's (class 01: IDE,
     /// SATA, NVMe, SCSI, virtio-blk) or a USB host controller's (0C03);
     /// with `ataOnly`, an IDE (0101) or SATA (0106) controller's.
@@ -332,7 +361,13 @@ public final class PE: @unchecked Sendable {
         let wanted = cmdline.configSource.flatMap { s -> String? in
             if case .label(let l) = ConfigSource.parse(s) { return l } else { return nil }
         }
-        let deadline = Clock.monotonic() + (wanted != nil ? 15 : 1.5)
+        let t0 = Clock.monotonic()
+        let deadline = t0 + (wanted != nil ? 15 : 1.5)
+        // USB disks appear after the other buses (the USB storage driver
+        // waits for the device to settle): a CBCONFIG stick beside a CD is
+        // waited for while its disk is still on the way, for a bounded time
+        let usbDeadline = t0 + 12
+        var usbWaitLogged = false
         while true {
             // devices still appearing (a SCSI CD-ROM behind its ATA driver)
             // get their drivers now, not after the boot
@@ -340,12 +375,42 @@ public final class PE: @unchecked Sendable {
             volumes = volumeCache.probeAll(sys: "/sys", dev: "/dev")
             let labels = Set(volumes.compactMap(\.label))
             let found = wanted.map { labels.contains($0) }
-                ?? (labels.contains(PELabel.config) || labels.contains(PELabel.bootMedium) || labels.contains(PELabel.system))
-            if found || Clock.monotonic() >= deadline { break }
+                ?? labels.contains(PELabel.config)
+            let enough = found || labels.contains(PELabel.bootMedium) || labels.contains(PELabel.system)
+            let now = Clock.monotonic()
+            if found { break }
+            let usbPending = Self.usbStoragePending(sys: "/sys")
+            if usbPending && now < usbDeadline {
+                if !usbWaitLogged { usbWaitLogged = true; log("volumes: waiting for USB storage still being enumerated") }
+            } else if enough || now >= deadline {
+                if usbPending { log("volumes: USB storage still without a disk after \(Int(usbDeadline - t0)) s; going on") }
+                break
+            }
             usleep(100_000)
         }
         for v in volumes { log("volume: \(v.device) \(v.type ?? "?") \(v.label.map { "LABEL=\($0)" } ?? "")") }
         startPayloadMount()
+    }
+
+    /// Whether a USB mass-storage interface has no disk yet (its driver
+    /// still loading, or the device still settling).
+    static func usbStoragePending(sys: String) -> Bool {
+        for name in Files.list(sys + "/bus/usb/devices") where name.contains(":") {
+            let dir = sys + "/bus/usb/devices/" + name
+            guard Files.readTrimmed(dir + "/bInterfaceClass") == "08" else { continue }
+            if !hasBlockDevice(dir, depth: 5) { return true }
+        }
+        return false
+    }
+
+    static func hasBlockDevice(_ dir: String, depth: Int) -> Bool {
+        if Files.isDirectory(dir + "/block") { return true }
+        guard depth > 0 else { return false }
+        for e in Files.list(dir) where e.hasPrefix("host") || e.hasPrefix("target") || e.first?.isNumber == true {
+            if e.contains(":") && !e.hasPrefix("target") && e.split(separator: ":").count != 4 { continue }
+            if hasBlockDevice(dir + "/" + e, depth: depth - 1) { return true }
+        }
+        return false
     }
 
     func findConfig() {
@@ -366,7 +431,7 @@ public final class PE: @unchecked Sendable {
             case .volume(let v, let file, let source):
                 guard let dir = mountVolume(v) else { continue }
                 let path = dir + "/" + file
-                if Files.exists(path) { configPath = path; configSource = "\(source) (\(v.device))" }
+                if Files.exists(path) { configPath = path; configSource = "\(source) (\(v.device))"; configVolume = v }
                 else if case .label(let l) = source, cmdline.configSource != nil {
                     configError = "LABEL=\(l): no \(file) at the root of \(v.device)"
                 }
@@ -406,24 +471,15 @@ public final class PE: @unchecked Sendable {
         }
     }
 
-    /// Mounts a volume read-only below /run/cloudbios/media (off-target: the
-    /// fake root's media/LABEL directory).
+    /// The directory a volume is mounted on, read-only, below
+    /// /run/cloudbios/media (off-target: the fake root's media/LABEL
+    /// directory); mounted once by `mounts`, whoever asks first.
     func mountVolume(_ v: Volume) -> String? {
-        let name = v.label ?? String(v.device.split(separator: "/").last ?? "vol")
         if !onTarget {
-            let d = root + "/media/" + name
+            let d = root + "/media/" + (v.label ?? String(v.device.split(separator: "/").last ?? "vol"))
             return Files.isDirectory(d) ? d : nil
         }
-        let dir = "/run/cloudbios/media/" + name
-        if Mount.table().contains(where: { $0.target == dir }) { return dir }
-        let type = v.type ?? "auto"
-        do {
-            try Mount.mount(v.device, on: dir, type: type, flags: UInt(MS_RDONLY | MS_NOSUID | MS_NODEV))
-            return dir
-        } catch {
-            log("volume: cannot mount \(v.device) (\(type)): \(error)")
-            return nil
-        }
+        return mounts.mount(v) { self.log($0) }
     }
 
     func fetch(_ url: String, to dest: String) -> Bool {
@@ -505,6 +561,10 @@ public final class PE: @unchecked Sendable {
         // In the PE the daemon owns the host's VM networking: cbnat0 with
         // DHCP and masquerading for nat VMs, vmbr0 for bridge VMs.
         daemon += ["--state-dir", stateDir, "--nat", "bridge"]
+        // the first-run admin: beside the config on a writable volume, else
+        // in RAM (the setup may then save it to the boot stick)
+        daemon += ["--users-file", usersFile, "--setup-code-file", root + PE.setupCodeFile]
+        if let disk = bootMediumDisk { daemon += ["--boot-medium", disk] }
         var out = [(name: "daemon", arguments: daemon)]
         let export = configError == nil ? peek.consoleVNC.map { ["--export-console", $0] } ?? [] : []
         if let vm = displayVM {
@@ -513,6 +573,36 @@ public final class PE: @unchecked Sendable {
             out.append((name: "console-vnc", arguments: ["viewer"] + export))
         }
         return out
+    }
+
+    /// Where the first-run setup code is written for the consoles.
+    public static let setupCodeFile = "/run/cloudbios/setup-code"
+
+    /// The machine's own panel users (`users.yaml`): beside the config when
+    /// that is on a writable volume (an installed config partition, a
+    /// CBCONFIG stick), else in RAM.
+    public var usersFile: String {
+        if let p = configPath, let v = configVolume, v.type != "iso9660", v.label != PELabel.bootMedium {
+            return Files.parent(of: p) + "/" + LocalUsers.fileName
+        }
+        return root + "/run/cloudbios/" + LocalUsers.fileName
+    }
+
+    /// The whole disk holding the boot medium (the CLOUDBIOS volume), when
+    /// there is exactly one.
+    public var bootMediumDisk: String? {
+        guard onTarget else { return nil }
+        let disks = Set(volumes.filter { $0.label == PELabel.bootMedium }.map { Self.wholeDisk($0.device) })
+        return disks.count == 1 ? disks.first : nil
+    }
+
+    /// `/dev/sda` for `/dev/sda1` (and for `/dev/sda`).
+    static func wholeDisk(_ dev: String, sys: String = "/sys") -> String {
+        let name = String(dev.split(separator: "/").last ?? "")
+        guard Files.exists(sys + "/class/block/\(name)/partition"),
+              let target = Files.readLink(sys + "/class/block/" + name) else { return dev }
+        let parts = target.split(separator: "/")
+        return parts.count >= 2 ? "/dev/" + parts[parts.count - 2] : dev
     }
 
     func planServices() {
@@ -560,7 +650,9 @@ public final class PE: @unchecked Sendable {
                           tlsFingerprint: Files.readTrimmed(root + stateDir + "/tls/fingerprint"),
                           configSource: configPath.map { "\($0) (\(configSource ?? "?"))" },
                           configError: configError, vms: vms, display: displayVM,
-                          payloadError: Files.readTrimmed(root + Payload.failedMarker))
+                          payloadError: Files.readTrimmed(root + Payload.failedMarker),
+                          setupCode: Files.readTrimmed(root + PE.setupCodeFile),
+                          noDriver: onTarget ? Self.devicesWithoutDriver() : [])
     }
 
     func showStatus() {
@@ -576,6 +668,12 @@ public final class PE: @unchecked Sendable {
         guard onTarget else { return }
         if first || s.addresses.map(\.address) != old?.addresses.map(\.address) || s.tlsFingerprint != old?.tlsFingerprint {
             log("status: panel \(s.panelURLs.joined(separator: " ")) TLS SHA-256 \(s.tlsFingerprint ?? "(not yet)")")
+        }
+        if let code = s.setupCode, code != old?.setupCode {
+            log("status: first run: no admin yet; open the panel and enter the setup code \(code)")
+        }
+        if s.noDriver != (old?.noDriver ?? []) {
+            for d in s.noDriver { log("status: no driver for \(d)") }
         }
         console.screenLogging = false
         console.drawStatus(StatusScreen.render(s))

@@ -12,14 +12,19 @@ public struct StatusInfo: Equatable, Sendable {
     /// Why the payload (the panel's libraries, QEMU, the installer) could
     /// not be mounted.
     public var payloadError: String?
+    /// The first-run setup code while no admin exists.
+    public var setupCode: String?
+    /// Controllers that have no driver (storage, network, USB).
+    public var noDriver: [String] = []
 
     public init(version: String, hostname: String, addresses: [(interface: String, address: String)] = [],
                 panelPort: Int = 8443, tlsFingerprint: String? = nil, configSource: String? = nil,
                 configError: String? = nil, vms: [(name: String, state: String)] = [], display: String? = nil,
-                payloadError: String? = nil) {
+                payloadError: String? = nil, setupCode: String? = nil, noDriver: [String] = []) {
         self.version = version; self.hostname = hostname; self.addresses = addresses; self.panelPort = panelPort
         self.tlsFingerprint = tlsFingerprint; self.configSource = configSource; self.configError = configError
         self.vms = vms; self.display = display; self.payloadError = payloadError
+        self.setupCode = setupCode; self.noDriver = noDriver
     }
 
     public static func == (a: StatusInfo, b: StatusInfo) -> Bool {
@@ -27,7 +32,7 @@ public struct StatusInfo: Equatable, Sendable {
             && a.addresses.map { $0.interface + " " + $0.address } == b.addresses.map { $0.interface + " " + $0.address }
             && a.tlsFingerprint == b.tlsFingerprint && a.configSource == b.configSource && a.configError == b.configError
             && a.vms.map { $0.name + " " + $0.state } == b.vms.map { $0.name + " " + $0.state } && a.display == b.display
-            && a.payloadError == b.payloadError
+            && a.payloadError == b.payloadError && a.setupCode == b.setupCode && a.noDriver == b.noDriver
     }
 
     /// The panel URLs, one per address (a placeholder while there is none).
@@ -51,6 +56,11 @@ public enum StatusScreen {
         } else {
             l.append("Manage this host with a web browser:")
             for u in s.panelURLs { l.append("    \(u)") }
+            if let code = s.setupCode {
+                l.append("")
+                l.append("FIRST RUN: no admin yet. Open the panel and enter this setup code:")
+                l.append("    \(code)")
+            }
         }
         l.append("")
         l.append("TLS certificate SHA-256 fingerprint:")
@@ -64,6 +74,10 @@ public enum StatusScreen {
         }
         l.append("")
         l.append("Config: \(s.configSource ?? "none found (defaults)")")
+        if !s.noDriver.isEmpty {
+            l.append("Devices without a driver (disks or NICs behind them are not seen):")
+            for d in s.noDriver.prefix(4) { l.append("    \(d)") }
+        }
         if let e = s.configError {
             l.append("CONFIG ERROR:")
             for line in e.split(separator: "\n").prefix(8) { l.append("    \(line)") }

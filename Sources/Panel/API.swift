@@ -25,7 +25,9 @@ public final class PanelAPI: Sendable {
     public let sessions: SessionStore
     public let ipLimiter: RateLimiter
     public let userLimiter: RateLimiter
-    let users: [String: String]
+    let users: UserDirectory
+    /// The first-run setup, when this panel offers one.
+    let firstRun: FirstRun?
     let tls: Bool
     let version: String
     let statics: StaticFiles
@@ -41,13 +43,13 @@ public final class PanelAPI: Sendable {
     public init(backend: any PanelBackend, users: [PanelUser], tls: Bool, version: String,
                 webRoot: String, novncRoot: String = "/usr/share/novnc",
                 sessions: SessionStore = SessionStore(), ipLimiter: RateLimiter = RateLimiter(),
-                userLimiter: RateLimiter = RateLimiter(), listCacheSeconds: Double = 0.25) {
+                userLimiter: RateLimiter = RateLimiter(), listCacheSeconds: Double = 0.25,
+                directory: UserDirectory? = nil, firstRun: FirstRun? = nil) {
         self.backend = backend
         self.vmListCache = ResponseCache(ttl: listCacheSeconds)
         self.securityHeaderList = PanelAPI.securityHeaders(tls: tls)
-        var u: [String: String] = [:]
-        for user in users { u[user.name] = user.passwordHash }
-        self.users = u
+        self.users = directory ?? UserDirectory(config: users, store: nil)
+        self.firstRun = firstRun
         self.tls = tls
         self.version = version
         self.statics = StaticFiles(webRoot: webRoot, novncRoot: novncRoot)
@@ -55,7 +57,7 @@ public final class PanelAPI: Sendable {
         self.ipLimiter = ipLimiter
         self.userLimiter = userLimiter
         self.dummyHash = (try? PasswordHash.make(Random.token(), prefix: "$6$")) ?? "$6$x$x"
-        sessions.retain(users: Set(u.keys))
+        sessions.retain(users: Set(self.users.all().keys))
     }
 
     // MARK: - planning
@@ -66,6 +68,11 @@ public final class PanelAPI: Sendable {
         switch Router.route(method: head.method, path: head.path) {
         case .failure(let e): return (e.status == 404 ? "unknown" : "invalid", .respond(e.response))
         case .success(let r): route = r
+        }
+        // Until the first admin exists only the setup (and what the page
+        // needs to show it) answers.
+        if let f = firstRun, f.pending, !route.isPublic || route == .login {
+            return (route.label, .respond(.error(401, FirstRun.requiredMessage)))
         }
         let credential: Credential?
         switch AuthPolicy.authorize(head, route: route, sessions: sessions) {
@@ -89,7 +96,17 @@ public final class PanelAPI: Sendable {
         let backend = self.backend
         switch route {
         case .health:
-            return .respond(.json(.object(["status": .string("ok"), "version": .string(version)])))
+            var h: [String: JSONValue] = ["status": .string("ok"), "version": .string(version)]
+            if let f = firstRun { h["setup_required"] = .bool(f.pending) }
+            return .respond(.json(.object(h)))
+        case .setupStatus:
+            guard let f = firstRun else { return .respond(.json(.object(["required": .bool(false)]))) }
+            let st = f.storage
+            return .respond(.json(.object(["required": .bool(f.pending), "storage": .string(st.storage),
+                                           "can_save": .bool(st.canSave), "note": .string(st.note),
+                                           "code_hint": .string(FirstRun.codeHint)])))
+        case .setup:
+            return jsonBody(head) { [self] body in await setup(body, head) }
         case .login:
             return jsonBody(head) { [self] body in await login(body, head) }
         case .logout:
@@ -259,6 +276,57 @@ public final class PanelAPI: Sendable {
         return try VMSpec.decode(json: body, file: "body", name: name)
     }
 
+    // MARK: - first run
+
+    func setup(_ body: [UInt8], _ head: RequestHead) async -> HTTPResponse {
+        guard let firstRun else { return .error(409, "this panel has no first-run setup; log in") }
+        let v: JSONValue
+        do throws(ConfigError) { v = try JSONValue.parse(body) } catch { return .error(400, PanelAPI.bodyMessage(error)) }
+        guard case .object(let o) = v else { return .error(400, "body must be a JSON object {\"code\", \"user\", \"password\"}") }
+        let known = ["code", "user", "password", "save", "ssh_authorized_keys"]
+        for k in o.keys.sorted() where !known.contains(k) {
+            return .error(400, "unknown key '\(Names.clip(k))' (expected \(known.joined(separator: ", ")))")
+        }
+        guard let code = o["code"]?.stringValue, let user = o["user"]?.stringValue, let password = o["password"]?.stringValue else {
+            return .error(400, "'code', 'user' and 'password' must be strings")
+        }
+        var save = false
+        if let sv = o["save"] {
+            guard case .bool(let b) = sv else { return .error(400, "'save' must be true or false") }
+            save = b
+        }
+        var keys: [String] = []
+        if let kv = o["ssh_authorized_keys"] {
+            guard case .array(let items) = kv else { return .error(400, "'ssh_authorized_keys' must be a list of strings") }
+            for item in items {
+                guard let k = item.stringValue else { return .error(400, "'ssh_authorized_keys' must be a list of strings") }
+                let t = k.trimmingSpaces
+                if !t.isEmpty { keys.append(t) }
+            }
+        }
+        guard code.utf8.count <= 64, user.utf8.count <= 64 else { return .error(400, "code or user too long") }
+        let outcome: FirstRun.Outcome
+        do {
+            outcome = try firstRun.setup(.init(code: code, user: user, password: password, save: save, sshAuthorizedKeys: keys),
+                                         from: head.clientIP)
+        } catch {
+            switch error {
+            case .done: return .error(409, "the first admin exists already; log in")
+            case .throttled(let wait):
+                return .error(429, "too many wrong setup codes; try again in \(wait) s", headers: [("Retry-After", String(wait))])
+            case .wrongCode: return .error(403, "wrong setup code: " + FirstRun.codeHint)
+            case .invalid(let m): return .error(422, m)
+            case .failed(let m): return .error(503, m)
+            }
+        }
+        let s = sessions.create(user: user)
+        return .json(.object(["token": .string(s.token), "expires": .string(rfc3339(sessions.expiry(of: s))),
+                              "csrf": .string(s.csrf), "user": .string(user),
+                              "storage": .string(outcome.storage), "message": .string(outcome.message)]),
+                     status: 201,
+                     headers: [("Set-Cookie", cookie(value: s.token, maxAge: Int(sessions.idleTimeout))), ("Cache-Control", "no-store")])
+    }
+
     // MARK: - login
 
     func login(_ body: [UInt8], _ head: RequestHead) async -> HTTPResponse {
@@ -278,7 +346,7 @@ public final class PanelAPI: Sendable {
             Log.warning("panel: login refused for '\(Names.clip(user))' from \(head.clientIP): too many failures")
             return .error(429, "too many failed logins; try again in \(wait) s", headers: [("Retry-After", String(wait))])
         }
-        let hash = users[user]
+        let hash = users.passwordHash(user)
         let ok = PasswordHash.verify(password, hash: hash ?? dummyHash) && hash != nil
         guard ok else {
             ipLimiter.recordFailure(ipKey)

@@ -33,7 +33,8 @@ public final class PanelServer: @unchecked Sendable {
     /// Loads or creates the TLS material (`<stateDir>/tls/`), and restores
     /// sessions from `<stateDir>/sessions`. Does not listen yet.
     public init(config: PanelConfig, stateDir: String, webRoot: String?, backend: any PanelBackend,
-                version: String = "dev", hostname: String? = nil) throws {
+                version: String = "dev", hostname: String? = nil,
+                userStore: UserStore? = nil, firstRun: FirstRun.Options? = nil) throws {
         self.config = config
         self.stateDir = stateDir
         self.webRoot = StaticFiles.resolveWebRoot(webRoot)
@@ -43,10 +44,12 @@ public final class PanelServer: @unchecked Sendable {
         for u in config.users where !PasswordHash.isSupported(u.passwordHash) {
             Log.warning("panel: user '\(u.name)' has a password hash this system cannot verify; that user cannot log in")
         }
-        if config.users.isEmpty { Log.warning("panel: no users configured (panel.users); nobody can log in") }
+        let directory = UserDirectory(config: config.users, store: userStore)
+        let setup = firstRun.map { FirstRun(users: directory, options: $0) }
+        if directory.isEmpty && setup == nil { Log.warning("panel: no users configured (panel.users); nobody can log in") }
         let sessions = SessionStore(persistPath: stateDir + "/sessions")
         self.api = PanelAPI(backend: backend, users: config.users, tls: tls != nil, version: version,
-                            webRoot: self.webRoot, sessions: sessions)
+                            webRoot: self.webRoot, sessions: sessions, directory: directory, firstRun: setup)
     }
 
     /// Binds `panel.listen` and starts serving.
@@ -69,6 +72,10 @@ public final class PanelServer: @unchecked Sendable {
             server = s
             port = boundPort
             Log.info("panel: listening on \(url)" + (tls.map { " (TLS, SHA-256 \($0.fingerprint))" } ?? ""))
+            if let f = api.firstRun, let code = f.currentCode() {
+                // the machine's own consoles: PID 1 relays this to serial and the screen
+                Log.info("first run: no panel user yet; open the panel (port \(port)) and enter the setup code \(code) to create the first admin")
+            }
         }
     }
 

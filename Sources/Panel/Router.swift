@@ -4,6 +4,8 @@ import Config
 /// a decoded path to one of these, or to the error a client gets.
 public enum Route: Sendable, Equatable {
     case health, login, logout, session
+    /// First run: `GET` tells whether it is needed, `POST` creates the first admin.
+    case setupStatus, setup
     case host
     case listVMs, createVM
     case getVM(String), updateVM(String), deleteVM(String)
@@ -23,7 +25,7 @@ public enum Route: Sendable, Equatable {
     /// Reachable without a session.
     public var isPublic: Bool {
         switch self {
-        case .health, .login, .page, .novnc: return true
+        case .health, .login, .setupStatus, .setup, .page, .novnc: return true
         default: return false
         }
     }
@@ -33,6 +35,8 @@ public enum Route: Sendable, Equatable {
         switch self {
         case .health: return "GET /api/v1/health"
         case .login: return "POST /api/v1/login"
+        case .setupStatus: return "GET /api/v1/setup"
+        case .setup: return "POST /api/v1/setup"
         case .logout: return "POST /api/v1/logout"
         case .session: return "GET /api/v1/session"
         case .host: return "GET /api/v1/host"
@@ -112,6 +116,12 @@ public enum Router {
             case "health": return only(method, ["GET"], .health)
             case "login": return only(method, ["POST"], .login)
             case "logout": return only(method, ["POST"], .logout)
+            case "setup":
+                switch method {
+                case "GET": return .success(.setupStatus)
+                case "POST": return .success(.setup)
+                default: return .failure(notAllowed(method, ["GET", "POST"]))
+                }
             case "session": return only(method, ["GET"], .session)
             case "host": return only(method, ["GET"], .host)
             case "vms":

@@ -140,3 +140,13 @@ public enum Files {
 }
 
 @inline(__always) func cb_errnoValue() -> Int32 { currentErrno() }
+
+extension Files {
+    /// The target of a symbolic link, as stored.
+    public static func readLink(_ path: String) -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink(path, &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -61,3 +61,31 @@ public enum Mount {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+extension Mount {
+    /// The mount that holds `path` (the longest mount point it is under).
+    public static func containing(_ path: String, table: [Entry] = Mount.table()) -> Entry? {
+        table.filter { path == $0.target || path.hasPrefix($0.target == "/" ? "/" : $0.target + "/") }
+            .max { $0.target.count < $1.target.count }
+    }
+
+    /// Whether `path` lives in memory (tmpfs, ramfs, the initramfs).
+    public static func isVolatile(_ path: String) -> Bool {
+        guard let m = containing(path) else { return true }
+        return ["tmpfs", "ramfs", "rootfs"].contains(m.type)
+    }
+
+    /// Runs `body` with the filesystem holding `path` writable: a
+    /// read-only mount is remounted read-write for the call and read-only
+    /// again after it, whatever `body` does.
+    public static func withWritable<T>(_ path: String, _ body: () throws -> T) throws -> T {
+        guard let m = containing(path), m.options.split(separator: ",").contains("ro") else { return try body() }
+        let flags = UInt(MS_REMOUNT | MS_NOSUID | MS_NODEV)
+        try syscall("remount \(m.target) read-write") { Glibc.mount(m.source, m.target, m.type, flags, nil) }
+        defer {
+            sync()
+            _ = Glibc.mount(m.source, m.target, m.type, flags | UInt(MS_RDONLY), nil)
+        }
+        return try body()
+    }
+}

@@ -23,14 +23,14 @@ public struct Launcher: Sendable {
 
     /// Starts the program with stdin from /dev/null and stdout/stderr to the
     /// given descriptors (or /dev/null). Returns its pid.
-    public func spawn(stdout: Int32 = -1, stderr: Int32 = -1) throws -> pid_t {
+    public func spawn(stdin: Int32 = -1, stdout: Int32 = -1, stderr: Int32 = -1) throws -> pid_t {
         let devnull = open("/dev/null", O_RDWR | O_CLOEXEC)
         defer { if devnull >= 0 { close(devnull) } }
         var pid: pid_t = 0
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
-        let rc = cb_spawn(&pid, path, argv, envp, devnull,
+        let rc = cb_spawn(&pid, path, argv, envp, stdin >= 0 ? stdin : devnull,
                           stdout >= 0 ? stdout : devnull, stderr >= 0 ? stderr : devnull,
                           newSession ? 1 : 0)
         if rc != 0 { throw SystemError("spawn \(path)", errno: rc) }
@@ -40,12 +40,17 @@ public struct Launcher: Sendable {
     /// Runs the program to completion, capturing stdout and stderr (merged
     /// when `mergeError`). Blocks the calling thread.
     public func run(mergeError: Bool = true) throws -> (status: Int32, output: String) {
+        try run(mergeError: mergeError, stdin: -1)
+    }
+
+    /// The same with standard input from `stdin`.
+    public func run(mergeError: Bool = true, stdin: Int32) throws -> (status: Int32, output: String) {
         var fds: [Int32] = [0, 0]
         try syscall("pipe") { pipe(&fds) }
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC); _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         let pid: pid_t
         do {
-            pid = try spawn(stdout: fds[1], stderr: mergeError ? fds[1] : -1)
+            pid = try spawn(stdin: stdin, stdout: fds[1], stderr: mergeError ? fds[1] : -1)
         } catch {
             close(fds[0]); close(fds[1]); throw error
         }

@@ -3,6 +3,7 @@ import Config
 import Platform
 import VMManager
 import Install
+import Panel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,6 +30,15 @@ struct DaemonCommand: Command {
 
     @Option(name: .customLong("web-root"), help: "Directory of the panel's static files.")
     var webRoot: String?
+
+    @Option(name: .customLong("users-file"), help: "The machine's own panel users (users.yaml; default: beside --config, else in the state dir).")
+    var usersFile: String?
+
+    @Option(name: .customLong("setup-code-file"), help: "Where the first-run setup code is written for the local consoles (default: STATE_DIR/setup-code).")
+    var setupCodeFile: String?
+
+    @Option(name: .customLong("boot-medium"), help: "The disk CloudBIOS booted from; the first-run setup may add a CBCONFIG partition to it.")
+    var bootMedium: String?
 
     @Flag(name: .customLong("no-autostart"), help: "Do not start autostart VMs.")
     var noAutostart = false
@@ -70,7 +80,16 @@ struct DaemonCommand: Command {
         let installer = Installer(config: cfg, configText: configText,
                                   sources: { try Install.defaultSources(imageStore: imageStore) })
         let backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer)
-        let panel = try startPanel(cfg, stateDir: dir, webRoot: webRoot, backend: backend)
+        let users = UserStore(path: usersFile ?? config.map { Files.parent(of: $0) + "/" + LocalUsers.fileName }
+                                        ?? dir + "/" + LocalUsers.fileName)
+        let medium = bootMedium
+        var setup = FirstRun.Options(codeFile: setupCodeFile ?? dir + "/setup-code", saveBlocker: BootStick.blocker(disk: medium))
+        if let medium, setup.saveBlocker == nil {
+            setup.saveToStick = { files in
+                try BootStick.addConfigPartition(disk: medium, files: files, mountDir: "/run/cloudbios/media/\(BootStick.label)-saved") { Log.info($0) }
+            }
+        }
+        let panel = try startPanel(cfg, stateDir: dir, webRoot: webRoot, backend: backend, users: users, firstRun: setup)
         let host = await manager.host(hostname: cfg.hostname)
         Log.info("accel: \(host.accel) (\(host.accelReason))")
         if !noAutostart { await manager.autostart() }

@@ -6,11 +6,13 @@ import Platform
 nonisolated(unsafe) private var runningPanel: PanelServer?
 
 /// Starts the web panel and REST API in front of the backend; returns its URL.
-func startPanel(_ cfg: CloudBIOSConfig, stateDir: String, webRoot: String?, backend: any PanelBackend) throws -> String? {
+func startPanel(_ cfg: CloudBIOSConfig, stateDir: String, webRoot: String?, backend: any PanelBackend,
+                users: UserStore? = nil, firstRun: FirstRun.Options? = nil) throws -> String? {
     let server: PanelServer
     do {
         server = try PanelServer(config: cfg.panel, stateDir: stateDir, webRoot: webRoot, backend: backend,
-                                 version: CloudBIOSVersion.string, hostname: cfg.hostname)
+                                 version: CloudBIOSVersion.string, hostname: cfg.hostname,
+                                 userStore: users, firstRun: firstRun)
         try server.start()
     } catch {
         throw CLIError("panel on \(cfg.panel.listen): \(error)")

@@ -272,7 +272,8 @@ import Glibc
         #expect(pe.configPath == root + "/media/CBCONFIG/cloudbios.yaml")
         #expect(pe.hostname == "demo")
         #expect(pe.servicePlan.map(\.arguments) == [
-            ["daemon", "--config", root + "/media/CBCONFIG/cloudbios.yaml", "--state-dir", "/var/lib/cloudbios", "--nat", "bridge"],
+            ["daemon", "--config", root + "/media/CBCONFIG/cloudbios.yaml", "--state-dir", "/var/lib/cloudbios", "--nat", "bridge",
+             "--users-file", root + "/media/CBCONFIG/users.yaml", "--setup-code-file", root + "/run/cloudbios/setup-code"],
             ["viewer", "--vm", "demo"]])
     }
 
@@ -299,7 +300,9 @@ import Glibc
         pe.boot()
         #expect(pe.configError?.hasSuffix("cloudbios.yaml:2:6: unexpected end of flow sequence") == true)
         #expect(pe.hostname == "cloudbios")
-        #expect(pe.servicePlan.map(\.arguments) == [["daemon", "--state-dir", "/var/lib/cloudbios", "--nat", "bridge"]])
+        #expect(pe.servicePlan.map(\.arguments) == [["daemon", "--state-dir", "/var/lib/cloudbios", "--nat", "bridge",
+                                                     "--users-file", root + "/media/CBCONFIG/users.yaml",
+                                                     "--setup-code-file", root + "/run/cloudbios/setup-code"]])
         #expect(pe.statusInfo().configError == pe.configError)
     }
 
@@ -310,7 +313,7 @@ import Glibc
         pe.boot()
         let e = pe.configError ?? ""
         #expect(e.contains(root + "/media/CBCONFIG/cloudbios.yaml:4:3:"), "\(e)")
-        #expect(pe.servicePlan.first?.arguments == ["daemon", "--state-dir", "/var/lib/cloudbios", "--nat", "bridge"])
+        #expect(pe.servicePlan.first?.arguments.prefix(5) == ["daemon", "--state-dir", "/var/lib/cloudbios", "--nat", "bridge"])
     }
 }
 
