@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
+#include <linux/blkpg.h>
 
 int cb_disks_zeroout(int fd, uint64_t start, uint64_t length) {
     uint64_t range[2] = { start, length };
@@ -37,3 +39,13 @@ void *cb_disks_aligned_alloc(uint64_t alignment, uint64_t size) {
 const int cb_disks_seek_data = SEEK_DATA;
 const int cb_disks_seek_hole = SEEK_HOLE;
 const int cb_disks_o_direct = O_DIRECT;
+
+int cb_disks_add_partition(int fd, int number, int64_t start, int64_t length) {
+    struct blkpg_partition p;
+    memset(&p, 0, sizeof p);
+    p.start = start;
+    p.length = length;
+    p.pno = number;
+    struct blkpg_ioctl_arg a = { .op = BLKPG_ADD_PARTITION, .flags = 0, .datalen = sizeof p, .data = &p };
+    return ioctl(fd, BLKPG, &a);
+}

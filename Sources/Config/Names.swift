@@ -50,6 +50,16 @@ public enum Names {
         return nil
     }
 
+    /// A network interface name (`eth0`, `enp1s0`, `vmbr0.10`).
+    public static func checkInterface(_ name: String) -> String? {
+        let u = Array(name.utf8)
+        guard !u.isEmpty, u.count <= 15, u[0] != UInt8(ascii: "-"), u[0] != UInt8(ascii: "."),
+              u.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }) else {
+            return "'\(clip(name))' is not a network interface name"
+        }
+        return nil
+    }
+
     public static func checkUser(_ name: String) -> String? {
         let u = Array(name.utf8)
         guard !u.isEmpty, u.count <= 32 else { return "user name must be 1 to 32 characters" }
@@ -86,4 +96,12 @@ public enum Names {
         let printable = String(String.UnicodeScalarView(s.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "?" : $0 }))
         return printable.count > 40 ? String(printable.prefix(40)) + "…" : printable
     }
+}
+
+/// IPv4 literals as the config accepts them.
+public enum IPv4 {
+    /// `192.0.2.10`
+    public static func isAddress(_ s: String) -> Bool { StrictDecoder.validIPv4(s) }
+    /// `192.0.2.10/24`
+    public static func isCIDR(_ s: String) -> Bool { StrictDecoder.validCIDR(s) }
 }

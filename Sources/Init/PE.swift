@@ -339,6 +339,43 @@ public final class PE: @unchecked Sendable {
             && (Files.readTrimmed(p + "/type") ?? "1") == "1"
     }
 
+    /// Applies the network change the host console asked for: a static
+    /// address replaces the interface's DHCP client, `dhcp` brings it back.
+    /// Checked again here: the file is input like any other.
+    func applyNetworkRequest() {
+        guard let text = Files.readTrimmed(PE.networkRequestFile) else { return }
+        Files.remove(PE.networkRequestFile)
+        let f = text.split(separator: " ").map(String.init)
+        guard f.count >= 2, Names.checkInterface(f[0]) == nil, Files.exists("/sys/class/net/" + f[0]) else {
+            log("network: console: no interface '\(Names.clip(f.first ?? ""))'; nothing changed")
+            return
+        }
+        let iface = f[0], address = f[1]
+        if address == "dhcp" {
+            log("network: console: \(iface) back to DHCP")
+            _ = run("/sbin/ip", ["-4", "addr", "flush", "dev", iface])
+            dhcpInterfaces.remove(iface)
+            startDHCP(iface)
+            return
+        }
+        let gateway = f.count > 2 && f[2] != "-" ? f[2] : nil
+        let dns = Array(f.dropFirst(3))
+        guard IPv4.isCIDR(address), gateway.map(IPv4.isAddress) ?? true, dns.allSatisfy(IPv4.isAddress) else {
+            log("network: console: '\(Names.clip(text))' is not an address, gateway and DNS servers; nothing changed")
+            return
+        }
+        if let pid = supervisor.disable("dhcp-\(iface)") { kill(pid, SIGTERM) }
+        dhcpInterfaces.insert(iface)  // hotplug must not start DHCP again
+        _ = run("/sbin/ip", ["-4", "addr", "flush", "dev", iface])
+        _ = run("/sbin/ip", ["link", "set", iface, "up"])
+        let rc = run("/sbin/ip", ["addr", "add", address, "dev", iface])
+        if let g = gateway { _ = run("/sbin/ip", ["route", "replace", "default", "via", g, "dev", iface]) }
+        if !dns.isEmpty { try? Files.writeAtomically("/etc/resolv.conf", dns.map { "nameserver \($0)\n" }.joined()) }
+        log("network: console: \(iface) static \(address)" + (gateway.map { " gateway \($0)" } ?? "") + (dns.isEmpty ? "" : " dns \(dns.joined(separator: " "))")
+            + (rc == 0 ? "" : " (ip failed with status \(rc))"))
+        refreshStatus(force: true)
+    }
+
     func startDHCP(_ iface: String) {
         guard isWired(iface), !dhcpInterfaces.contains(iface) else { return }
         dhcpInterfaces.insert(iface)
@@ -368,11 +405,16 @@ public final class PE: @unchecked Sendable {
         // waited for while its disk is still on the way, for a bounded time
         let usbDeadline = t0 + 12
         var usbWaitLogged = false
+        var lastDevices: [String] = []
         while true {
             // devices still appearing (a SCSI CD-ROM behind its ATA driver)
             // get their drivers now, not after the boot
             handleUevents()
+            let devices = Volume.blockDevices(sys: "/sys")
             volumes = volumeCache.probeAll(sys: "/sys", dev: "/dev")
+            // a disk that just appeared may still be getting its partitions
+            let settled = devices == lastDevices && devices == Volume.blockDevices(sys: "/sys")
+            lastDevices = devices
             let labels = Set(volumes.compactMap(\.label))
             let found = wanted.map { labels.contains($0) }
                 ?? labels.contains(PELabel.config)
@@ -382,7 +424,9 @@ public final class PE: @unchecked Sendable {
             let usbPending = Self.usbStoragePending(sys: "/sys")
             if usbPending && now < usbDeadline {
                 if !usbWaitLogged { usbWaitLogged = true; log("volumes: waiting for USB storage still being enumerated") }
-            } else if enough || now >= deadline {
+            } else if enough && (settled || !usbWaitLogged) {
+                break
+            } else if now >= (usbWaitLogged ? usbDeadline : deadline) {
                 if usbPending { log("volumes: USB storage still without a disk after \(Int(usbDeadline - t0)) s; going on") }
                 break
             }
@@ -567,6 +611,10 @@ public final class PE: @unchecked Sendable {
         if let disk = bootMediumDisk { daemon += ["--boot-medium", disk] }
         var out = [(name: "daemon", arguments: daemon)]
         let export = configError == nil ? peek.consoleVNC.map { ["--export-console", $0] } ?? [] : []
+        // the host console's menu on the local screen (tty1)
+        var menu = ["host-console", "--users-file", usersFile, "--setup-code-file", root + PE.setupCodeFile]
+        if let p = configPath, configError == nil { menu += ["--config", p] }
+        out.append((name: "host-console", arguments: menu))
         if let vm = displayVM {
             out.append((name: "viewer", arguments: ["viewer", "--vm", vm] + export))
         } else if !export.isEmpty {
@@ -574,6 +622,12 @@ public final class PE: @unchecked Sendable {
         }
         return out
     }
+
+    /// The status screen's text, for the host console's menu.
+    public static let statusFile = "/run/cloudbios/status.txt"
+    /// A network change asked for on the host console (`IFACE dhcp` or
+    /// `IFACE CIDR [GATEWAY [DNS…]]`); PID 1 applies it on SIGHUP.
+    public static let networkRequestFile = "/run/cloudbios/network-request"
 
     /// Where the first-run setup code is written for the consoles.
     public static let setupCodeFile = "/run/cloudbios/setup-code"
@@ -614,6 +668,10 @@ public final class PE: @unchecked Sendable {
                 supervisor.add(Service(name: "shell-tty1", path: "/sbin/getty", arguments: ["-n", "-l", "/bin/sh", "0", "tty1"]))
                 supervisor.add(Service(name: "shell-ttyS0", path: "/sbin/getty", arguments: ["-n", "-l", "/bin/sh", "115200", "ttyS0"]))
             }
+        }
+        if let disk = bootMediumDisk {
+            // what the disk tools (installer, disks list) know as the boot medium
+            try? Files.writeAtomically("/run/cloudbios/boot-device", disk + "\n")
         }
         for s in servicePlan {
             log("services: \(s.name): cloudbios \(s.arguments.joined(separator: " "))")
@@ -676,7 +734,10 @@ public final class PE: @unchecked Sendable {
             for d in s.noDriver { log("status: no driver for \(d)") }
         }
         console.screenLogging = false
-        console.drawStatus(StatusScreen.render(s))
+        let text = StatusScreen.render(s)
+        try? Files.writeAtomically(PE.statusFile, text)
+        // the host console's menu draws it with its menu when it runs
+        if supervisor.service("host-console")?.pid == nil { console.drawStatus(text) }
     }
 
     // MARK: the loop
@@ -735,7 +796,8 @@ public final class PE: @unchecked Sendable {
         while true {
             let s = cb_init_read_signal(signalFD)
             if s <= 0 { return }
-            if s == SIGCHLD || s == SIGHUP { continue }
+            if s == SIGHUP { applyNetworkRequest(); continue }
+            if s == SIGCHLD { continue }
             if let kind = ShutdownKind(signal: s), shutdownRequested == nil {
                 log("signal \(s): \(kind.rawValue) requested")
                 shutdownRequested = kind

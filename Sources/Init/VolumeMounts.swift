@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Platform
+import CShims
 import Synchronization
 
 /// The one owner of the PE's volume mounts: each volume is mounted once,
@@ -28,9 +29,7 @@ public final class VolumeMounts: Sendable {
     /// `existing` finds a directory where a device is mounted already (the
     /// mount table), so a mount made before this registry is reused.
     public init(base: String = "/run/cloudbios/media",
-                mounter: @escaping Mounter = { dev, dir, type in
-                    try Mount.mount(dev, on: dir, type: type, flags: UInt(MS_RDONLY | MS_NOSUID | MS_NODEV))
-                },
+                mounter: @escaping Mounter = VolumeMounts.mountReadOnly,
                 existing: @escaping @Sendable (String) -> String? = { dev in
                     Mount.table().first { $0.source == dev && $0.target.hasPrefix("/run/cloudbios/media/") }?.target
                 }) {
@@ -74,6 +73,34 @@ public final class VolumeMounts: Sendable {
             state.withLock { $0[v.device] = .failed(why) }
             return nil
         }
+    }
+
+    /// Mounts a volume read-only. A whole disk that also has partitions (a
+    /// hybrid ISO written to a USB stick, whose ISO 9660 filesystem starts
+    /// at sector 0) is mounted through a read-only loop device over it: a
+    /// filesystem mounted on the disk itself would claim it whole, and
+    /// none of its partitions (the stick's CBCONFIG) could then be mounted
+    /// or formatted.
+    public static func mountReadOnly(_ device: String, on dir: String, type: String) throws {
+        let flags = UInt(MS_RDONLY | MS_NOSUID | MS_NODEV)
+        guard hasPartitions(device) else {
+            try Mount.mount(device, on: dir, type: type, flags: flags)
+            return
+        }
+        var dev = [CChar](repeating: 0, count: 64)
+        var fd: Int32 = -1
+        let rc = cb_loop_attach(device, &dev, dev.count, &fd)
+        guard rc == 0 else { throw SystemError("loop device over \(device)", errno: rc) }
+        // detached when unmounted and this is closed
+        defer { close(fd) }
+        try Mount.mount(String(nulTerminated: dev), on: dir, type: type, flags: flags)
+    }
+
+    /// Whether `device` is a whole disk with partitions.
+    static func hasPartitions(_ device: String, sys: String = "/sys") -> Bool {
+        let name = String(device.split(separator: "/").last ?? "")
+        guard !name.isEmpty, Files.isDirectory(sys + "/block/" + name) else { return false }
+        return Files.list(sys + "/block/" + name).contains { $0.hasPrefix(name) && Files.exists(sys + "/block/\(name)/\($0)/partition") }
     }
 
     /// Where `device` is mounted, if it is.

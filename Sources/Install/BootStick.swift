@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Platform
+import CShims
 
 /// The USB stick CloudBIOS booted from (its ISO written raw): what the
 /// first-run setup may add to it — one small `CBCONFIG` FAT partition in
@@ -71,10 +72,19 @@ public enum BootStick {
         // end of the stick first, then add the partition
         _ = try? Launcher("/usr/sbin/sfdisk", ["--relocate", "gpt-bak-std", disk]).run()
         let script = "start=\(start), size=\(size), type=\(basicData), name=\(label)\n"
-        // (the stick's image is in use: sfdisk tells the kernel of the new
-        // partition alone when it cannot re-read the whole table)
-        let r = try runWithInput("/usr/sbin/sfdisk", ["--append", "--wipe", "never", "--wipe-partitions", "always", disk], input: script)
+        // (the stick's image is in use, so --force; our own checks above
+        // keep the new partition after everything on the stick)
+        let r = try runWithInput("/usr/sbin/sfdisk", ["--append", "--force", "--no-reread", "--no-tell-kernel", "--wipe", "never",
+                                                      "--wipe-partitions", "always", disk], input: script)
         guard r.status == 0 else { throw InstallError.failed("sfdisk: \(r.output.split(separator: "\n").last ?? "")") }
+        // tell the kernel of that partition alone: the others are in use
+        let number = (partitions(of: name).compactMap { Int(Files.readTrimmed("/sys/block/\(name)/\($0)/partition") ?? "") }.max() ?? 0) + 1
+        let fd = open(disk, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open \(disk)", errno: currentErrno()) }
+        let rc = cb_disks_add_partition(fd, Int32(number), start * 512, size * 512)
+        let e = currentErrno()
+        close(fd)
+        if rc != 0 { throw InstallError.failed("the kernel refused the new partition \(number) of \(disk): \(SystemError("BLKPG", errno: e))") }
         var part: String?
         for _ in 0..<50 {
             part = partitions(of: name).first { !before.contains($0) }
@@ -83,8 +93,8 @@ public enum BootStick {
         }
         guard let p = part else { throw InstallError.failed("the kernel did not show the new partition of \(disk)") }
         let dev = "/dev/" + p
-        let mk = try Launcher("/usr/sbin/mkfs.fat", ["-F", "32", "-n", label, dev]).run()
-        guard mk.status == 0 else { throw InstallError.failed("mkfs.fat \(dev): \(mk.output.split(separator: "\n").last ?? "")") }
+        let mk = try Launcher("/usr/sbin/mkfs.fat", ["-n", label, dev]).run()
+        guard mk.status == 0 else { throw InstallError.failed("mkfs.fat \(dev): \(mk.output.split(separator: "\n").joined(separator: " "))") }
         try Mount.mount(dev, on: mountDir, type: "vfat", flags: UInt(MS_NOSUID | MS_NODEV), options: "umask=077")
         do {
             for (file, text) in files.sorted(by: { $0.key < $1.key }) {

@@ -13,6 +13,7 @@ struct CloudBIOS: ParsableCommand {
         subcommands: [
             InitCommand.self, DaemonCommand.self, VMCommand.self, ConfigCommand.self,
             DisksCommand.self, InstallCommand.self, PasswdCommand.self, ViewerCommand.self,
+            HostConsoleCommand.self,
         ]
     )
 }
@@ -42,7 +43,8 @@ func parse(_ arguments: [String]) throws -> ParsableCommand {
     let fullWay: Set<String> = ["-h", "--help", "help", "--version", "--experimental-dump-help"]
     if let first = arguments.first, !arguments.contains(where: { fullWay.contains($0) || $0.hasPrefix("--generate-completion") }) {
         let rest = Array(arguments.dropFirst())
-        let own: ParsableCommand.Type? = ["init": InitCommand.self, "daemon": DaemonCommand.self, "viewer": ViewerCommand.self][first]
+        let own: ParsableCommand.Type? = ["init": InitCommand.self, "daemon": DaemonCommand.self, "viewer": ViewerCommand.self,
+                                         "host-console": HostConsoleCommand.self][first]
         if let own, let command = try? own.parseAsRoot(rest) { return command }
     }
     return try CloudBIOS.parseAsRoot(arguments)

@@ -9,6 +9,9 @@ int cb_disks_zeroout(int fd, uint64_t start, uint64_t length);
 int cb_disks_discard(int fd, uint64_t start, uint64_t length);
 /// BLKRRPART: have the kernel re-read the partition table.
 int cb_disks_reread_partitions(int fd);
+/// BLKPG_ADD_PARTITION: tell the kernel of one new partition (number,
+/// start and length in bytes) while others of the disk are in use.
+int cb_disks_add_partition(int fd, int number, int64_t start, int64_t length);
 /// BLKGETSIZE64.
 int cb_disks_size(int fd, uint64_t *size);
 /// BLKSSZGET: logical sector size.
