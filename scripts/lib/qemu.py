@@ -107,7 +107,8 @@ class VM:
                      "-device", "ide-cd,drive=cd0,bootindex=0"]
         for d in drives:
             args += ["-drive", d if "=" in d else f"file={d},format=raw,if=virtio"]
-        fwd = "".join(f",hostfwd=tcp:127.0.0.1:{h}-:{g}" for g, h in self.forwards.items())
+        # a guest port, or "ADDRESS:PORT" for one guest address
+        fwd = "".join(f",hostfwd=tcp:127.0.0.1:{h}-{g if isinstance(g, str) else f':{g}'}" for g, h in self.forwards.items())
         args += ["-nic", f"user,model=virtio-net-pci{fwd}"]
         if kernel:
             args += ["-kernel", kernel]
@@ -187,6 +188,18 @@ class VM:
             time.sleep(1)
         raise AssertionError(f"{path} did not answer within {timeout} s (last: {last}); serial tail:\n"
                              f"{self.serial()[-5000:]}")
+
+    def type_text(self, text):
+        """Types `text` on the VM's keyboard through QMP send-key (letters,
+        digits, '.', '/', '-', ' ' and '\n' for Enter)."""
+        names = {".": "dot", "/": "slash", "-": "minus", " ": "spc", "\n": "ret", ":": ["shift", "semicolon"]}
+        for ch in text:
+            k = names.get(ch, ch.lower() if ch.isalnum() else None)
+            if k is None:
+                raise ValueError(f"cannot type {ch!r}")
+            keys = k if isinstance(k, list) else (["shift", k] if ch.isupper() else [k])
+            self.qmp.execute("send-key", keys=[{"type": "qcode", "data": x} for x in keys])
+            time.sleep(0.15)
 
     def kill(self):
         if self.qmp:
