@@ -274,6 +274,8 @@ import Glibc
         #expect(pe.servicePlan.map(\.arguments) == [
             ["daemon", "--config", root + "/media/CBCONFIG/cloudbios.yaml", "--state-dir", "/var/lib/cloudbios", "--nat", "bridge",
              "--users-file", root + "/media/CBCONFIG/users.yaml", "--setup-code-file", root + "/run/cloudbios/setup-code"],
+            ["host-console", "--users-file", root + "/media/CBCONFIG/users.yaml", "--setup-code-file", root + "/run/cloudbios/setup-code",
+             "--config", root + "/media/CBCONFIG/cloudbios.yaml"],
             ["viewer", "--vm", "demo"]])
     }
 
@@ -288,7 +290,7 @@ import Glibc
         let pe = PE(mode: .offTarget(root: root), version: "test")
         pe.validator = { _ in nil }
         pe.boot()
-        #expect(pe.servicePlan.count == 2)
+        #expect(pe.servicePlan.map(\.name) == ["daemon", "host-console", viewer.contains("--vm") ? "viewer" : "console-vnc"])
         #expect(pe.servicePlan.last?.arguments == viewer)
     }
 
@@ -300,8 +302,11 @@ import Glibc
         pe.boot()
         #expect(pe.configError?.hasSuffix("cloudbios.yaml:2:6: unexpected end of flow sequence") == true)
         #expect(pe.hostname == "cloudbios")
+        // the broken config's volume still keeps the machine's own users
         #expect(pe.servicePlan.map(\.arguments) == [["daemon", "--state-dir", "/var/lib/cloudbios", "--nat", "bridge",
                                                      "--users-file", root + "/media/CBCONFIG/users.yaml",
+                                                     "--setup-code-file", root + "/run/cloudbios/setup-code"],
+                                                    ["host-console", "--users-file", root + "/media/CBCONFIG/users.yaml",
                                                      "--setup-code-file", root + "/run/cloudbios/setup-code"]])
         #expect(pe.statusInfo().configError == pe.configError)
     }
