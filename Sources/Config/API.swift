@@ -19,7 +19,23 @@ public struct VMStatus: Sendable, Equatable {
     public var cpuPercent: Double?
     public var memoryUsedMiB: Int?
     public var uptimeSeconds: Int?
+    /// The guest's addresses while it runs.
+    public var addresses: [GuestAddress] = []
     public init(spec: VMSpec, state: VMState) { self.spec = spec; self.state = state }
+}
+
+/// An address of a guest, as its agent (or the NAT's DHCP lease) tells.
+public struct GuestAddress: Sendable, Equatable {
+    public var interface: String
+    public var address: String
+    public var prefix: Int
+    /// `ipv4` or `ipv6`.
+    public var family: String
+    /// `agent` or `dhcp`.
+    public var source: String
+    public init(interface: String, address: String, prefix: Int, family: String, source: String) {
+        self.interface = interface; self.address = address; self.prefix = prefix; self.family = family; self.source = source
+    }
 }
 
 public struct ImageInfo: Sendable, Equatable {

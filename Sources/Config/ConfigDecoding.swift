@@ -48,7 +48,16 @@ extension VMSpec {
         if !(16...ConfigLoader.maxMemoryMiB).contains(memory) { return "memory must be between 16 and \(ConfigLoader.maxMemoryMiB) MiB" }
         if !(1...ConfigLoader.maxCPUs).contains(cpus) { return "cpus must be between 1 and \(ConfigLoader.maxCPUs)" }
         for n in [kernel, initrd, cdrom].compactMap({ $0 }) { if let e = Names.checkImage(n) { return e } }
-        for d in disks { if case .image(let n) = d, let e = Names.checkImage(n) { return e } }
+        for d in disks { if let n = d.image, let e = Names.checkImage(n) { return e } }
+        var ids = Set<String>()
+        for d in disks {
+            if let id = d.id {
+                if let e = Names.checkDiskID(id) { return e }
+                if !ids.insert(id).inserted { return "disk id '\(id)' is used twice" }
+            }
+            if d.image == nil && d.size == nil { return "a disk needs a size or an image" }
+        }
+        if !forwards.isEmpty && network != .nat { return "forwards need network: nat" }
         if let a = append, let e = Names.checkAppend(a) { return e }
         if initrd != nil && kernel == nil { return "initrd needs kernel" }
         if append != nil && kernel == nil { return "append needs kernel" }
@@ -114,7 +123,7 @@ extension StrictDecoder {
             if !cfg.images.isEmpty {
                 for (i, vm) in cfg.vms.enumerated() {
                     var refs = [vm.kernel, vm.initrd, vm.cdrom].compactMap { $0 }
-                    for d in vm.disks { if case .image(let n) = d { refs.append(n) } }
+                    refs += vm.disks.compactMap(\.image)
                     for r in refs where !defined.contains(r) {
                         error(items[i].mark, "vms[\(i)] '\(vm.name)' uses image '\(r)', which is not in images:")
                     }
@@ -188,6 +197,51 @@ extension StrictDecoder {
             out.append(PanelUser(name: name, passwordHash: hash, sshAuthorizedKeys: keys))
         }
         return out
+    }
+
+    /// `cloud_init:` of a VM.
+    mutating func cloudInit(_ node: Node, _ path: String) -> CloudInitSpec? {
+        guard var m = map(node, path) else { return nil }
+        var c = CloudInitSpec()
+        if let n = m["hostname"], let s = string(n, path + ".hostname") {
+            if Self.validHostname(s) { c.hostname = s } else { error(n, "\(path).hostname '\(Names.clip(s))' is not a valid host name") }
+        }
+        if let n = m["user"], let s = string(n, path + ".user") {
+            if let e = Names.checkGuestUser(s) { error(n, "\(path).\(e)") } else { c.user = s }
+        }
+        if let n = m["password_hash"], let s = string(n, path + ".password_hash") {
+            if Names.isCryptHash(s) { c.passwordHash = s } else { error(n, "\(path).password_hash must be a crypt(3) hash ($6$… or $y$…; 'cloudbios passwd' makes one)") }
+        }
+        if let n = m["ssh_authorized_keys"], let ks = list(n, path + ".ssh_authorized_keys") {
+            for k in ks {
+                guard let s = string(k, path + ".ssh_authorized_keys") else { continue }
+                if let e = Names.checkSSHKey(s) { error(k, e) } else { c.sshAuthorizedKeys.append(s) }
+            }
+        }
+        if let n = m["network"] {
+            if case .scalar = n.kind {
+                if string(n, path + ".network") != "dhcp" { error(n, "\(path).network must be dhcp or {address, gateway, dns}") }
+            } else if var nm = map(n, path + ".network") {
+                let address = nm["address"].flatMap { string($0, path + ".network.address") }
+                let gateway = nm["gateway"].flatMap { string($0, path + ".network.gateway") }
+                var dns: [String] = []
+                if let dn = nm["dns"], let ds = list(dn, path + ".network.dns") {
+                    for d in ds { if let s = string(d, path + ".network.dns"), Self.validIPv4(s) { dns.append(s) } else { error(d, "\(path).network.dns entries must be IPv4 addresses") } }
+                }
+                finish(nm)
+                if let address, Self.validCIDR(address) {
+                    if let gateway, !Self.validIPv4(gateway) { error(n, "\(path).network.gateway must be an IPv4 address") }
+                    else { c.network = .staticIPv4(address: address, gateway: gateway, dns: dns) }
+                } else {
+                    error(n, "\(path).network.address must be an IPv4 CIDR like 10.213.0.10/24")
+                }
+            }
+        }
+        if let n = m["user_data"], let s = string(n, path + ".user_data") {
+            if s.utf8.count > 64 << 10 { error(n, "\(path).user_data is larger than 64 KiB") } else { c.userData = s }
+        }
+        finish(m)
+        return c
     }
 
     mutating func network(_ node: Node) -> NetworkConfig {
@@ -310,33 +364,61 @@ extension StrictDecoder {
         if let n = m["cdrom"], !n.isNull { spec.cdrom = imageRef(n, p + "cdrom") }
         if let n = m["disks"], let items = list(n, p + "disks") {
             if items.count > 16 { error(n, "\(p)disks: at most 16 disks") }
+            var ids: [String: Mark] = [:]
             for (i, item) in items.enumerated() {
                 let dp = "\(p)disks[\(i)]"
                 guard var dm = map(item, dp) else { continue }
                 let sz = dm["size"]
                 let im = dm["image"]
+                let idn = dm["id"]
                 finish(dm)
-                if let sz, im == nil {
-                    if let v = size(sz, dp + ".size", bareUnit: 1, max: ConfigLoader.maxDiskBytes) {
-                        if v < 1 << 20 { error(sz, "\(dp).size must be at least 1M") } else { spec.disks.append(.blank(size: v)) }
-                    }
-                } else if let im, sz == nil {
-                    if let s = imageRef(im, dp + ".image") { spec.disks.append(.image(s)) }
-                } else {
-                    error(item, "\(dp) needs exactly one of size or image")
+                var disk = DiskSpec()
+                if let idn, let s = string(idn, dp + ".id") {
+                    if let e = Names.checkDiskID(s) { error(idn, "\(dp).\(e)") }
+                    else if let prev = ids[s] { error(idn, "\(dp).id '\(s)' is used twice (first at line \(prev.line))") }
+                    else { disk.id = s; ids[s] = idn.mark }
                 }
+                if let sz, let v = size(sz, dp + ".size", bareUnit: 1, max: ConfigLoader.maxDiskBytes) {
+                    if v < 1 << 20 { error(sz, "\(dp).size must be at least 1M") } else { disk.size = v }
+                }
+                if let im { disk.image = imageRef(im, dp + ".image") }
+                if sz == nil && im == nil { error(item, "\(dp) needs a size (a blank disk) or an image (a copy of a store image)"); continue }
+                spec.disks.append(disk)
             }
         }
+        if let n = m["cloud_init"], !n.isNull { spec.cloudInit = cloudInit(n, p + "cloud_init") }
+        if let n = m["forwards"], let items = list(n, p + "forwards") {
+            var seen: [String: Mark] = [:]
+            for (i, item) in items.enumerated() {
+                let fp = "\(p)forwards[\(i)]"
+                guard var fm = map(item, fp) else { continue }
+                let hn = fm["host"], gn = fm["guest"]
+                let host = hn.flatMap { int($0, fp + ".host", 1...65535) }
+                let guest = gn.flatMap { int($0, fp + ".guest", 1...65535) }
+                let proto = fm["proto"].flatMap { choice($0, fp + ".proto", PortForward.Proto.self) } ?? .tcp
+                finish(fm)
+                if hn == nil || gn == nil { error(item, "\(fp) needs host and guest ports, e.g. {host: 2222, guest: 22}") }
+                guard let host, let guest else { continue }
+                let key = "\(proto.rawValue)/\(host)"
+                if let prev = seen[key] { error(item, "\(fp): host port \(proto.rawValue) \(host) is forwarded twice (first at line \(prev.line))"); continue }
+                seen[key] = item.mark
+                spec.forwards.append(PortForward(host: host, guest: guest, proto: proto))
+            }
+        }
+        if let n = m["agent"], let v = bool(n, p + "agent") { spec.agent = v }
         if let n = m["firmware"], let v = choice(n, p + "firmware", Firmware.self) { spec.firmware = v }
         if let n = m["network"], let v = choice(n, p + "network", NetworkMode.self) { spec.network = v }
         if let n = m["accel"], let v = choice(n, p + "accel", Accel.self) { spec.accel = v }
         if let n = m["autostart"], let v = bool(n, p + "autostart") { spec.autostart = v }
         if let n = m["order"], let v = int(n, p + "order", -100000...100000) { spec.order = v }
         if let n = m["display"], let v = bool(n, p + "display") { spec.display = v }
+        if !spec.forwards.isEmpty && spec.network != .nat, let n = m["forwards"] {
+            error(n, "\(p)forwards need network: nat (a bridged VM is reached at its own address)")
+        }
         if spec.initrd != nil && spec.kernel == nil { error(node, "\(p)initrd needs kernel") }
         if spec.append != nil && spec.kernel == nil { error(node, "\(p)append needs kernel") }
         // read-only keys the API returns; accepted so a GET body can be PUT back
-        for k in ["state", "pid", "message", "accel_in_use", "cpu_percent", "memory_used_mib", "uptime_seconds"] { _ = m[k] }
+        for k in ["state", "pid", "message", "accel_in_use", "cpu_percent", "memory_used_mib", "uptime_seconds", "addresses", "node"] { _ = m[k] }
         return name == nil ? nil : spec
     }
 

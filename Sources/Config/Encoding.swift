@@ -3,10 +3,29 @@
 
 extension DiskSpec: JSONRepresentable {
     public var json: JSONValue {
-        switch self {
-        case .blank(let size): return .object(["size": .string(Sizes.format(size))])
-        case .image(let n): return .object(["image": .string(n)])
+        var o: [String: JSONValue] = [:]
+        if let id { o["id"] = .string(id) }
+        if let image { o["image"] = .string(image) }
+        if let size { o["size"] = .string(Sizes.format(size)) }
+        return .object(o)
+    }
+}
+
+extension CloudInitSpec: JSONRepresentable {
+    public var json: JSONValue {
+        var o: [String: JSONValue] = ["ssh_authorized_keys": .array(sshAuthorizedKeys.map { .string($0) })]
+        if let hostname { o["hostname"] = .string(hostname) }
+        if let user { o["user"] = .string(user) }
+        if let passwordHash { o["password_hash"] = .string(passwordHash) }
+        if let userData { o["user_data"] = .string(userData) }
+        switch network {
+        case .dhcp: o["network"] = .string("dhcp")
+        case .staticIPv4(let a, let g, let d):
+            var n: [String: JSONValue] = ["address": .string(a), "dns": .array(d.map { .string($0) })]
+            if let g { n["gateway"] = .string(g) }
+            o["network"] = .object(n)
         }
+        return .object(o)
     }
 }
 
@@ -22,6 +41,9 @@ extension VMSpec: JSONRepresentable {
         if let initrd { o["initrd"] = .string(initrd) }
         if let append { o["append"] = .string(append) }
         if let cdrom { o["cdrom"] = .string(cdrom) }
+        if let cloudInit { o["cloud_init"] = cloudInit.json }
+        o["forwards"] = .array(forwards.map { .object(["host": .int($0.host), "guest": .int($0.guest), "proto": .string($0.proto.rawValue)]) })
+        o["agent"] = .bool(agent)
         return .object(o)
     }
 }
@@ -36,6 +58,10 @@ extension VMStatus: JSONRepresentable {
         if let cpuPercent { o["cpu_percent"] = .number((cpuPercent * 10).rounded() / 10) }
         if let memoryUsedMiB { o["memory_used_mib"] = .int(memoryUsedMiB) }
         if let uptimeSeconds { o["uptime_seconds"] = .int(uptimeSeconds) }
+        o["addresses"] = .array(addresses.map {
+            .object(["interface": .string($0.interface), "address": .string($0.address), "prefix": .int($0.prefix),
+                     "family": .string($0.family), "source": .string($0.source)])
+        })
         return .object(o)
     }
 }

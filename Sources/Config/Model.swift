@@ -116,15 +116,75 @@ public struct VMSpec: Sendable, Equatable {
     public var autostart: Bool = false
     public var order: Int = 0
     public var display: Bool = false
+    public var cloudInit: CloudInitSpec?
+    public var forwards: [PortForward] = []
+    /// The qemu-guest-agent channel.
+    public var agent: Bool = true
 
     public init(name: String) { self.name = name }
 }
 
+extension VMSpec {
+    /// Gives each disk without an id the first free `diskN` (N from its
+    /// position when free, so the first form's files keep their names).
+    public mutating func assignDiskIDs() {
+        var used = Set(disks.compactMap(\.id))
+        for i in disks.indices where disks[i].id == nil {
+            var n = i
+            while used.contains("disk\(n)") { n += 1 }
+            disks[i].id = "disk\(n)"
+            used.insert("disk\(n)")
+        }
+    }
+}
+
 /// A VM disk: a new qcow2 of `size` bytes, or a copy-on-write overlay of a
-/// store image.
-public enum DiskSpec: Sendable, Equatable {
-    case blank(size: Int64)
-    case image(String)
+/// store image (of any format qemu-img reads), grown to `size` when given.
+/// Its file is named by its id, never by its position, so removing one disk
+/// leaves the others on their own files.
+public struct DiskSpec: Sendable, Equatable {
+    /// Stable id (`[a-z0-9][a-z0-9-]{0,31}`); nil until given: disks of the
+    /// first form (no ids) get `disk0`, `disk1`, … once, when stored.
+    public var id: String?
+    public var image: String?
+    public var size: Int64?
+
+    public init(id: String? = nil, image: String? = nil, size: Int64? = nil) {
+        self.id = id; self.image = image; self.size = size
+    }
+
+    public static func blank(size: Int64, id: String? = nil) -> DiskSpec { DiskSpec(id: id, size: size) }
+    public static func image(_ name: String, size: Int64? = nil, id: String? = nil) -> DiskSpec { DiskSpec(id: id, image: name, size: size) }
+}
+
+/// `cloud_init:` — a NoCloud seed (volume label `cidata`) CloudBIOS builds
+/// for the VM and attaches as a drive of its own.
+public struct CloudInitSpec: Sendable, Equatable {
+    /// Default: the VM's name.
+    public var hostname: String?
+    /// The user that gets the keys and passwordless sudo (default `debian`).
+    public var user: String?
+    public var passwordHash: String?
+    public var sshAuthorizedKeys: [String] = []
+    public var network: CloudInitNetwork = .dhcp
+    /// Extra user-data, merged after the keys above.
+    public var userData: String?
+    public init() {}
+}
+
+public enum CloudInitNetwork: Sendable, Equatable {
+    case dhcp
+    /// `address` is an IPv4 CIDR.
+    case staticIPv4(address: String, gateway: String?, dns: [String])
+}
+
+/// `forwards:` — a host port to a guest port of a `network: nat` VM.
+public struct PortForward: Sendable, Equatable {
+    public enum Proto: String, Sendable, Equatable, CaseIterable { case tcp, udp }
+    public var host: Int
+    public var guest: Int
+    public var proto: Proto = .tcp
+    public init(host: Int, guest: Int, proto: Proto = .tcp) { self.host = host; self.guest = guest; self.proto = proto }
 }
 
 // MARK: - install

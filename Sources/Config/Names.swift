@@ -60,6 +60,27 @@ public enum Names {
         return nil
     }
 
+    /// A disk's id: `[a-z0-9][a-z0-9-]{0,31}` (its file is named by it).
+    public static func checkDiskID(_ id: String) -> String? {
+        let u = Array(id.utf8)
+        let lowerOrDigit: (UInt8) -> Bool = { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) }
+        guard !u.isEmpty, u.count <= 32, lowerOrDigit(u[0]), u.allSatisfy({ lowerOrDigit($0) || $0 == UInt8(ascii: "-") }) else {
+            return "id '\(clip(id))' must be 1 to 32 lower-case letters, digits and '-', starting with a letter or digit"
+        }
+        return nil
+    }
+
+    /// A Linux user name for a guest (cloud-init creates it).
+    public static func checkGuestUser(_ name: String) -> String? {
+        let u = Array(name.utf8)
+        guard !u.isEmpty, u.count <= 32, (u[0] >= 0x61 && u[0] <= 0x7a) || u[0] == UInt8(ascii: "_"),
+              u.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }),
+              name != "root" else {
+            return "user '\(clip(name))' must be a Linux user name other than root (lower-case letters, digits, '_', '-')"
+        }
+        return nil
+    }
+
     public static func checkUser(_ name: String) -> String? {
         let u = Array(name.utf8)
         guard !u.isEmpty, u.count <= 32 else { return "user name must be 1 to 32 characters" }

@@ -35,8 +35,8 @@ public struct HostFacts: Sendable, Equatable {
 ///
 /// ```
 /// STATE/vms/NAME.json        definition
-/// STATE/disks/NAME/diskN.qcow2, efivars.fd
-/// STATE/run/NAME/qmp.sock vnc.sock serial.log qemu.pid qemu.log
+/// STATE/disks/NAME/ID.qcow2, efivars.fd, cidata.img (cloud-init seed)
+/// STATE/run/NAME/qmp.sock vnc.sock qga.sock serial.log qemu.pid qemu.log
 /// ```
 public struct VMPaths: Sendable, Equatable {
     public var name: String
@@ -56,7 +56,12 @@ public struct VMPaths: Sendable, Equatable {
     /// QEMU's own stderr (errors before it daemonizes).
     public var qemuLog: String { "\(runDir)/qemu.log" }
     public var diskDir: String { "\(stateDir)/disks/\(name)" }
-    public func disk(_ index: Int) -> String { "\(diskDir)/disk\(index).qcow2" }
+    /// A disk's file, named by the disk's id (validated: `Names.checkDiskID`).
+    public func disk(_ id: String) -> String { "\(diskDir)/\(id).qcow2" }
+    /// The cloud-init NoCloud seed (a FAT volume labelled CIDATA).
+    public var cloudInitSeed: String { "\(diskDir)/cidata.img" }
+    /// The qemu-guest-agent channel.
+    public var agentSocket: String { "\(runDir)/qga.sock" }
     public var efiVars: String { "\(diskDir)/efivars.fd" }
 }
 
@@ -110,7 +115,9 @@ public enum QEMUCommand {
         "cbt" + String(fnv1a(name) & 0xffff_ffff, radix: 16).leftPadded(to: 8)
     }
 
-    public static func argv(spec: VMSpec, host: HostFacts, paths: VMPaths, images: ImageResolver) throws(QEMUError) -> [String] {
+    public static func argv(spec given: VMSpec, host: HostFacts, paths: VMPaths, images: ImageResolver) throws(QEMUError) -> [String] {
+        var spec = given
+        spec.assignDiskIDs()
         if let problem = Names.checkVM(spec.name) { throw .invalid(problem) }
         guard spec.name == paths.name else { throw .invalid("paths are for '\(paths.name)', not '\(spec.name)'") }
         try checkPath(paths.stateDir)
@@ -171,16 +178,29 @@ public enum QEMUCommand {
 
         // disks, then the cdrom, in boot order
         var bootIndex = 1
-        for (i, disk) in spec.disks.enumerated() {
-            if case .image(let n) = disk { _ = try images.path(n) }
-            a += ["-drive", "if=none,id=disk\(i),format=qcow2,file=\(escape(paths.disk(i))),discard=unmap"]
-            a += ["-device", "virtio-blk-pci,drive=disk\(i),id=virtio-disk\(i),bootindex=\(bootIndex)"]
+        for disk in spec.disks {
+            let id = disk.id ?? ""
+            if let problem = Names.checkDiskID(id) { throw .invalid(problem) }
+            if let n = disk.image { _ = try images.path(n) }
+            a += ["-drive", "if=none,id=disk-\(id),format=qcow2,file=\(escape(paths.disk(id))),discard=unmap"]
+            a += ["-device", "virtio-blk-pci,drive=disk-\(id),id=virtio-disk-\(id),bootindex=\(bootIndex)"]
             bootIndex += 1
         }
         if let cdrom = spec.cdrom {
             let p = try images.path(cdrom)
             a += ["-drive", "if=none,id=cd0,media=cdrom,readonly=on,format=raw,file=\(escape(p))"]
             a += ["-device", "ide-cd,bus=ide.1,drive=cd0,id=cdrom0,bootindex=\(bootIndex)"]
+        }
+        // the cloud-init seed: a read-only drive of its own, never booted
+        if spec.cloudInit != nil {
+            a += ["-drive", "if=none,id=cidata,format=raw,readonly=on,file=\(escape(paths.cloudInitSeed))"]
+            a += ["-device", "virtio-blk-pci,drive=cidata,id=virtio-cidata"]
+        }
+        // the guest agent's channel
+        if spec.agent {
+            a += ["-chardev", "socket,id=qga0,path=\(escape(paths.agentSocket)),server=on,wait=off"]
+            a += ["-device", "virtio-serial-pci,id=vser0"]
+            a += ["-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0"]
         }
 
         // network
@@ -193,7 +213,9 @@ public enum QEMUCommand {
             case .bridge:
                 a += ["-netdev", "tap,id=net0,ifname=\(tapName(for: spec.name)),script=no,downscript=no"]
             case .user:
-                a += ["-netdev", "user,id=net0"]
+                // forwards from any host address to the guest
+                let fwd = spec.forwards.map { ",hostfwd=\($0.proto.rawValue)::\($0.host)-:\($0.guest)" }.joined()
+                a += ["-netdev", "user,id=net0" + fwd]
             }
             a += ["-device", "virtio-net-pci,netdev=net0,mac=\(mac),id=nic0"]
         case .bridge:

@@ -8,19 +8,17 @@ extension VMSpec {
         if let p = validationError() { throw .unprocessable(p) }
         guard disks.count <= 16 else { throw .unprocessable("at most 16 disks") }
         for d in disks {
-            switch d {
-            case .blank(let size):
+            if let size = d.size {
                 guard size >= 1 << 20 && size <= 64 << 40 else { throw .unprocessable("disk size must be between 1M and 64T") }
-            case .image(let n):
-                if let p = Names.checkImage(n) { throw .unprocessable(p) }
             }
+            if let n = d.image, let p = Names.checkImage(n) { throw .unprocessable(p) }
         }
     }
 
     /// Store images this VM refers to.
     var imageNames: [String] {
         var names = [kernel, initrd, cdrom].compactMap { $0 }
-        for case .image(let n) in disks { names.append(n) }
+        names += disks.compactMap(\.image)
         return names
     }
 }

@@ -32,6 +32,11 @@ public struct VMManagerOptions: Sendable {
     public var trustFile: String?
     /// Largest image upload.
     public var maxImageSize: Int64 = 64 << 30
+    /// The SSH keys a `cloud_init:` without keys of its own gets (the panel
+    /// users', set at first run).
+    public var defaultSSHKeys: @Sendable () -> [String] = { [] }
+    /// Host ports VMs may not forward (the panel's): "tcp/8443".
+    public var reservedPorts: [String: String] = [:]
     public var version: String = "0.1.0"
     public init(stateDir: String) { self.stateDir = stateDir }
 }
@@ -78,6 +83,8 @@ public actor VMManager {
         var panicked = false
         var lastSample: (time: Double, cpu: Double)?
         var cpuPercent: Double?
+        /// What the guest agent last said of the guest's addresses.
+        var addresses: [GuestAddress] = []
     }
 
     public init(options: VMManagerOptions) throws {
@@ -132,6 +139,7 @@ public actor VMManager {
                     runtimes[name]?.qmp = rt.qmp
                     await refreshState(name)
                     Log.info("reattached to VM \(name) (pid \(pid), \(runtimes[name]?.state.rawValue ?? "?"))")
+                    watchAgent(name, generation: rt.generation)
                 } catch {
                     Log.warning("VM \(name) runs (pid \(pid)) but its QMP socket does not answer: \(error)")
                 }
@@ -228,7 +236,8 @@ public actor VMManager {
     /// missing ones, update stopped ones that differ).
     public func applyConfig(_ vms: [VMSpec]) -> [String] {
         var failures: [String] = []
-        for spec in vms {
+        for var spec in vms {
+            spec.assignDiskIDs()
             do {
                 if let existing = specs[spec.name] {
                     if existing != spec {
@@ -268,9 +277,12 @@ public actor VMManager {
     /// file's VMs, whose images may have failed to import: the VM is defined
     /// and its status says which image is missing.
     public func create(_ spec: VMSpec, requireImages: Bool = true) throws(APIError) -> VMStatus {
+        var spec = spec
+        spec.assignDiskIDs()
         try spec.validate()
         guard specs[spec.name] == nil else { throw .conflict("VM '\(spec.name)' already exists") }
         try checkSocketPaths(spec.name)
+        try checkForwards(spec)
         if requireImages { try checkImages(spec) }
         try save(spec)
         specs[spec.name] = spec
@@ -278,10 +290,20 @@ public actor VMManager {
     }
 
     public func update(_ name: String, _ spec: VMSpec, requireImages: Bool = true) throws(APIError) -> VMStatus {
-        guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }
+        guard let old = specs[name] else { throw .notFound("no VM named '\(Names.clip(name))'") }
+        var spec = spec
+        spec.assignDiskIDs()
+        // a disk keeps its id for life; it can grow, never shrink
+        for d in spec.disks {
+            guard let id = d.id, let before = old.disks.first(where: { $0.id == id }), let was = before.size else { continue }
+            if let now = d.size, now < was {
+                throw .unprocessable("disk '\(id)' cannot shrink from \(Sizes.format(was)) to \(Sizes.format(now)) (its data would be lost)")
+            }
+        }
         guard spec.name == name else { throw .unprocessable("the body's name '\(Names.clip(spec.name))' differs from '\(name)'; VMs cannot be renamed") }
         try spec.validate()
         guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict("VM '\(name)' is running; stop it first") }
+        try checkForwards(spec)
         if requireImages { try checkImages(spec) }
         try save(spec)
         specs[name] = spec
@@ -297,6 +319,19 @@ public actor VMManager {
         Files.removeTree(p.runDir)
         specs[name] = nil
         crashes[name] = nil
+    }
+
+    /// 409 when a host port `spec` forwards is the panel's or another VM's.
+    private func checkForwards(_ spec: VMSpec) throws(APIError) {
+        for f in spec.forwards {
+            let key = "\(f.proto.rawValue)/\(f.host)"
+            if let owner = options.reservedPorts[key] {
+                throw .conflict("host port \(f.proto.rawValue) \(f.host) is taken by \(owner)")
+            }
+            for (other, o) in specs where other != spec.name && o.forwards.contains(where: { $0.host == f.host && $0.proto == f.proto }) {
+                throw .conflict("host port \(f.proto.rawValue) \(f.host) is forwarded to VM '\(other)' already")
+            }
+        }
     }
 
     /// 422 naming the first image of `spec` that is not in the store.
@@ -444,7 +479,32 @@ public actor VMManager {
             Log.info("VM \(name): network nat uses QEMU user networking (\(why))")
         }
         Log.info("started VM \(name) (pid \(runtimes[name]?.pid ?? 0), \(accel))")
+        watchAgent(name, generation: gen)
         return status(name)!
+    }
+
+    /// Asks the guest agent for the guest's addresses while the VM runs:
+    /// every 3 s until it first answers, then every 15 s.
+    private func watchAgent(_ name: String, generation gen: Int) {
+        guard let spec = specs[name], spec.agent else { return }
+        let socket = paths(name).agentSocket
+        Task { [weak self] in
+            var answered = false
+            while let self, await self.isCurrent(name, generation: gen) {
+                if let found = (try? await blocking({ GuestAgent.addresses(socket: socket, timeout: 2) })) ?? nil {
+                    await self.setAddresses(name, generation: gen, found)
+                    answered = true
+                }
+                try? await Task.sleep(nanoseconds: answered ? 15_000_000_000 : 3_000_000_000)
+            }
+        }
+    }
+
+    private func isCurrent(_ name: String, generation gen: Int) -> Bool { runtimes[name]?.generation == gen }
+
+    private func setAddresses(_ name: String, generation gen: Int, _ a: [GuestAddress]) {
+        guard runtimes[name]?.generation == gen else { return }
+        runtimes[name]?.addresses = a
     }
 
     /// Hard power-off: QMP `quit`, then SIGKILL if QEMU lingers.
@@ -635,6 +695,7 @@ public actor VMManager {
         }
         var s = VMStatus(spec: spec, state: rt.panicked ? .crashed : rt.state)
         s.pid = rt.pid > 0 ? rt.pid : nil
+        s.addresses = rt.addresses
         s.accel = rt.accel
         s.uptimeSeconds = Int(now() - rt.startedAt)
         if rt.panicked { s.message = "guest panicked" }
@@ -696,29 +757,47 @@ public actor VMManager {
         return f
     }
 
-    private func prepareDisks(_ spec: VMSpec, _ p: VMPaths, host: HostFacts) async throws {
+    /// Creates the VM's disks that do not exist yet (blank, or a
+    /// copy-on-write overlay of a store image in whatever format it is),
+    /// grows the ones whose size went up, and writes the cloud-init seed.
+    func prepareDisks(_ spec: VMSpec, _ p: VMPaths, host: HostFacts) async throws {
         try Files.makeDirectories(p.diskDir)
-        for (i, d) in spec.disks.enumerated() where !Files.exists(p.disk(i)) {
-            switch d {
-            case .blank(let size):
-                try await runTool(["qemu-img", "create", "-q", "-f", "qcow2", p.disk(i), "\(size)"])
-            case .image(let n):
-                let backing = store.path(n)
-                let format = Self.isQCOW2(backing) ? "qcow2" : "raw"
-                try await runTool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F", format, p.disk(i)])
+        for d in spec.disks {
+            guard let id = d.id else { throw APIError.unprocessable("disk without an id") }
+            let file = p.disk(id)
+            if !Files.exists(file) {
+                if let n = d.image {
+                    let backing = store.path(n)
+                    let info = try await DiskImage.info(backing)
+                    guard DiskImage.backingFormats.contains(info.format) else {
+                        throw APIError.unprocessable("image '\(n)' is \(info.format), which cannot back a disk (use \(DiskImage.backingFormats.joined(separator: ", ")))")
+                    }
+                    if let size = d.size, size < info.virtualSize {
+                        throw APIError.unprocessable("disk '\(id)': size \(Sizes.format(size)) is smaller than image '\(n)' (\(Sizes.format(info.virtualSize)))")
+                    }
+                    var argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F", info.format, file]
+                    if let size = d.size { argv.append(String(size)) }
+                    try await runTool(argv)
+                } else if let size = d.size {
+                    try await runTool(["qemu-img", "create", "-q", "-f", "qcow2", file, String(size)])
+                }
+            } else if let size = d.size {
+                let info = try await DiskImage.info(file)
+                if size > info.virtualSize {
+                    try await runTool(["qemu-img", "resize", "-q", "-f", "qcow2", file, String(size)])
+                    Log.info("VM \(spec.name): disk \(id) grown to \(Sizes.format(size))")
+                }
             }
         }
         if spec.firmware == .uefi, !Files.exists(p.efiVars), let template = host.ovmfVarsTemplate {
             try Files.writeAtomically(p.efiVars, Files.read(template), mode: 0o600)
         }
-    }
-
-    static func isQCOW2(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var magic = [UInt8](repeating: 0, count: 4)
-        return read(fd, &magic, 4) == 4 && magic == [0x51, 0x46, 0x49, 0xfb]
+        if var c = spec.cloudInit {
+            if c.sshAuthorizedKeys.isEmpty { c.sshAuthorizedKeys = options.defaultSSHKeys() }
+            var s = spec
+            s.cloudInit = c
+            try await CloudInitSeed(vm: s, mac: QEMUCommand.mac(for: spec.name)).build(at: p.cloudInitSeed)
+        }
     }
 
     private func connectQMP(_ name: String, generation gen: Int, timeout: Double) async throws -> QMPClient {

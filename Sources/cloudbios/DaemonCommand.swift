@@ -62,6 +62,11 @@ struct DaemonCommand: Command {
         // https:// images: the system's CA store, or the usual override
         if let f = getenv("SSL_CERT_FILE"), f.pointee != 0 { options.trustFile = String(cString: f) }
         options.version = CloudBIOSVersion.string
+        options.reservedPorts["tcp/\(cfg.panel.port)"] = "the panel"
+        let users = UserStore(path: usersFile ?? config.map { Files.parent(of: $0) + "/" + LocalUsers.fileName }
+                                        ?? dir + "/" + LocalUsers.fileName)
+        let configUsers = cfg.panel.users
+        options.defaultSSHKeys = { (configUsers + users.load()).flatMap(\.sshAuthorizedKeys) }
         let manager: VMManager
         do { manager = try VMManager(options: options) } catch { throw CLIError("state dir \(dir): \(error)") }
 
@@ -80,8 +85,7 @@ struct DaemonCommand: Command {
         let installer = Installer(config: cfg, configText: configText,
                                   sources: { try Install.defaultSources(imageStore: imageStore) })
         let backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer)
-        let users = UserStore(path: usersFile ?? config.map { Files.parent(of: $0) + "/" + LocalUsers.fileName }
-                                        ?? dir + "/" + LocalUsers.fileName)
+
         let medium = bootMedium
         var setup = FirstRun.Options(codeFile: setupCodeFile ?? dir + "/setup-code", saveBlocker: BootStick.blocker(disk: medium))
         if let medium, setup.saveBlocker == nil {

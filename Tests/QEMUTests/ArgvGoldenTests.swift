@@ -44,6 +44,15 @@ import Glibc
         ("no-network-forced-tcg", spec("offline") {
             $0.network = .none; $0.accel = .tcg; $0.cdrom = "rescue.iso"
         }, kvmHost),
+        // a cloud image with ids, cloud-init and forwards on user networking
+        ("cloud-image-forwards-user-nat", spec("web1") {
+            $0.memory = 1024; $0.cpus = 2
+            $0.disks = [.image("debian-12", size: 8 << 30, id: "root"), .blank(size: 20 << 30, id: "data")]
+            var c = CloudInitSpec(); c.sshAuthorizedKeys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me"]
+            $0.cloudInit = c
+            $0.forwards = [PortForward(host: 2222, guest: 22), PortForward(host: 5353, guest: 53, proto: .udp)]
+        }, tcgHost),
+        ("agent-off", spec("quiet") { $0.agent = false; $0.disks = [.blank(size: 1 << 30, id: "only")] }, tcgHost),
     ]
 
     @Test(arguments: cases.map { $0.0 })
