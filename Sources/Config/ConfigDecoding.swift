@@ -406,6 +406,14 @@ extension StrictDecoder {
             }
         }
         if let n = m["agent"], let v = bool(n, p + "agent") { spec.agent = v }
+        if let n = m["boot"], let items = list(n, p + "boot") {
+            var order: [BootDevice] = []
+            for item in items {
+                guard let d = choice(item, p + "boot", BootDevice.self) else { continue }
+                if order.contains(d) { error(item, "\(p)boot names \(d.rawValue) twice") } else { order.append(d) }
+            }
+            spec.boot = order
+        }
         if let n = m["firmware"], let v = choice(n, p + "firmware", Firmware.self) { spec.firmware = v }
         if let n = m["network"], let v = choice(n, p + "network", NetworkMode.self) { spec.network = v }
         if let n = m["accel"], let v = choice(n, p + "accel", Accel.self) { spec.accel = v }

@@ -118,6 +118,8 @@ public struct VMSpec: Sendable, Equatable {
     public var display: Bool = false
     public var cloudInit: CloudInitSpec?
     public var forwards: [PortForward] = []
+    /// Boot order; nil: the CD first when one is set, else the disks.
+    public var boot: [BootDevice]?
     /// The qemu-guest-agent channel.
     public var agent: Bool = true
 
@@ -177,6 +179,8 @@ public enum CloudInitNetwork: Sendable, Equatable {
     /// `address` is an IPv4 CIDR.
     case staticIPv4(address: String, gateway: String?, dns: [String])
 }
+
+public enum BootDevice: String, Sendable, Equatable, CaseIterable { case cdrom, disk }
 
 /// `forwards:` — a host port to a guest port of a `network: nat` VM.
 public struct PortForward: Sendable, Equatable {

@@ -176,21 +176,29 @@ public enum QEMUCommand {
         a += ["-device", "qemu-xhci,id=xhci"]
         a += ["-device", "usb-tablet,bus=xhci.0"]
 
-        // disks, then the cdrom, in boot order
-        var bootIndex = 1
+        // disks and the CD drive in boot order (the drive is always there,
+        // empty without a medium, so media can change while the VM runs)
+        let order = spec.boot ?? (spec.cdrom != nil ? [.cdrom, .disk] : [.disk, .cdrom])
+        let cdFirst = (order.firstIndex(of: .cdrom) ?? Int.max) < (order.firstIndex(of: .disk) ?? Int.max)
+        let cdBoots = order.contains(.cdrom)
+        let disksBoot = order.contains(.disk)
+        var bootIndex = cdFirst && cdBoots ? 2 : 1
         for disk in spec.disks {
             let id = disk.id ?? ""
             if let problem = Names.checkDiskID(id) { throw .invalid(problem) }
             if let n = disk.image { _ = try images.path(n) }
             a += ["-drive", "if=none,id=disk-\(id),format=qcow2,file=\(escape(paths.disk(id))),discard=unmap"]
-            a += ["-device", "virtio-blk-pci,drive=disk-\(id),id=virtio-disk-\(id),bootindex=\(bootIndex)"]
-            bootIndex += 1
+            a += ["-device", "virtio-blk-pci,drive=disk-\(id),id=virtio-disk-\(id)" + (disksBoot ? ",bootindex=\(bootIndex)" : "")]
+            if disksBoot { bootIndex += 1 }
         }
+        let cdIndex = cdFirst ? 1 : bootIndex
         if let cdrom = spec.cdrom {
             let p = try images.path(cdrom)
             a += ["-drive", "if=none,id=cd0,media=cdrom,readonly=on,format=raw,file=\(escape(p))"]
-            a += ["-device", "ide-cd,bus=ide.1,drive=cd0,id=cdrom0,bootindex=\(bootIndex)"]
+        } else {
+            a += ["-drive", "if=none,id=cd0,media=cdrom,readonly=on"]
         }
+        a += ["-device", "ide-cd,bus=ide.1,drive=cd0,id=cdrom0" + (cdBoots ? ",bootindex=\(cdIndex)" : "")]
         // the cloud-init seed: a read-only drive of its own, never booted
         if spec.cloudInit != nil {
             a += ["-drive", "if=none,id=cidata,format=raw,readonly=on,file=\(escape(paths.cloudInitSeed))"]

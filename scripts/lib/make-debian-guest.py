@@ -302,7 +302,8 @@ def customize(root):
     # leftovers
     for pattern in ["var/cache/apt/*.bin", "var/cache/apt/archives/*.deb", "var/lib/apt/lists/*_*",
                     "var/cache/debconf/*-old", "var/lib/dpkg/*-old", "var/log/*.log", "var/log/apt/*",
-                    "var/cache/ldconfig/aux-cache", "tmp/*", "var/tmp/*", "root/.bash_history"]:
+                    "var/cache/ldconfig/aux-cache", "tmp/*", "var/tmp/*", "root/.bash_history",
+                    "vmlinuz.old", "initrd.img.old"]:
         for p in glob.glob(f"{root}/{pattern}"):
             if os.path.isdir(p) and not os.path.islink(p):
                 shutil.rmtree(p)
