@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Platform
+import Testing
+@testable import Panel
+
+/// What a stranger on the network can send the panel before and after
+/// logging in: paths, bodies, login attempts, WebSocket frames, TLS.
+@Suite(.serialized) struct NetworkEdgeTests {
+    @Test func oversizedWebSocketFramesCloseWith1009() async throws {
+        let s = try TestServer(tag: "wsbig")
+        let (token, _) = try await s.login()
+        await s.backend.addVM("tiny")
+        let sock = s.dir + "/vnc.sock"
+        let echo = try EchoServer(path: sock)
+        defer { echo.stop() }
+        await s.backend.setVNCPath(sock)
+        let http = s.http
+        for claimed in [UInt64(WebSocket.Decoder.rfbMaxPayload + 1), 4 << 30, 1 << 62] {
+            let (head, frame) = try await offPool { () -> (String, WebSocket.Frame?) in
+                let fd = try http.connect()
+                defer { close(fd) }
+                var tv = timeval(tv_sec: 5, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                TestHTTP.send(fd, wsHandshake(http.port, "/api/v1/vms/tiny/console?token=\(token)"))
+                let head = readHead(fd)
+                // a binary frame header claiming `claimed` bytes, and a few of them
+                var header: [UInt8] = [0x82, 0xFF]
+                for i in (0..<8).reversed() { header.append(UInt8((claimed >> (UInt64(i) * 8)) & 0xff)) }
+                TestHTTP.send(fd, header + [1, 2, 3, 4] + [UInt8](repeating: 0x55, count: 1000))
+                var dec = WebSocket.Decoder(requireMask: false)
+                return (head, try readFrame(fd, &dec))
+            }
+            #expect(head.hasPrefix("HTTP/1.1 101"), "\(head)")
+            #expect(frame?.opcode == .close && frame.map { Array($0.payload.prefix(2)) } == [0x03, 0xF1], "\(claimed): \(String(describing: frame))")
+        }
+        // a frame of exactly the cap still goes through to the VNC side
+        echo.stop()
+        let sink = try SinkServer(path: sock)
+        let payload = [UInt8](repeating: 0x42, count: WebSocket.Decoder.rfbMaxPayload)
+        let pong = try await offPool { () -> WebSocket.Frame? in
+            let fd = try http.connect()
+            defer { close(fd) }
+            TestHTTP.send(fd, wsHandshake(http.port, "/api/v1/vms/tiny/console?token=\(token)"))
+            _ = readHead(fd)
+            TestHTTP.send(fd, WebSocket.encode(.init(opcode: .binary, payload: payload), mask: [9, 9, 9, 9]))
+            TestHTTP.send(fd, WebSocket.encode(.init(opcode: .ping, payload: [1]), mask: [9, 9, 9, 9]))
+            var dec = WebSocket.Decoder(requireMask: false)
+            return try readFrame(fd, &dec)
+        }
+        #expect(pong == .init(opcode: .pong, payload: [1]))
+        #expect(sink.received() == payload.count)
+    }
+}
+
+/// A Unix-socket server that reads one connection to its end and counts
+/// the bytes (stands in for QEMU's VNC taking client input).
+final class SinkServer: @unchecked Sendable {
+    private let lock = Lock()
+    private var count = 0
+    private var finished = false
+
+    init(path: String) throws {
+        unlink(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in path.utf8.enumerated() { p[i] = b } }
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard rc == 0, listen(fd, 1) == 0 else { throw SystemError("bind \(path)", errno: currentErrno()) }
+        spawnThread { [self] in
+            let c = accept(fd, nil, nil)
+            close(fd)
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while c >= 0 {
+                let n = buf.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                lock.withLock { count += n }
+            }
+            if c >= 0 { close(c) }
+            lock.withLock { finished = true }
+        }
+    }
+
+    /// Bytes read, once the connection has ended (waits up to 10 s for that).
+    func received() -> Int {
+        for _ in 0..<1000 where !lock.withLock({ finished }) { usleep(10_000) }
+        return lock.withLock { count }
+    }
+}
