@@ -9,6 +9,31 @@ import Testing
 /// What a stranger on the network can send the panel before and after
 /// logging in: paths, bodies, login attempts, WebSocket frames, TLS.
 @Suite(.serialized) struct NetworkEdgeTests {
+    @Test func failedLoginsFromOneAddressDoNotLockTheUserOutElsewhere() async throws {
+        let dir = makeTempDir("throttle")
+        defer { Files.removeTree(dir) }
+        let api = PanelAPI(backend: FakeBackend(dir: dir), users: [PanelUser(name: "admin", passwordHash: TestServer.hash)],
+                           tls: false, version: "t", webRoot: dir)
+        func login(_ user: String, _ password: String, from ip: String) async -> Int {
+            let head = RequestHead(method: "POST", path: "/api/v1/login", headers: ["Content-Type": "application/json"], clientIP: ip)
+            return await api.handle(head, body: Array(#"{"user":"\#(user)","password":"\#(password)"}"#.utf8)).status
+        }
+        var attacker: [Int] = []
+        for _ in 0..<7 { attacker.append(await login("admin", "guess", from: "203.0.113.9")) }
+        #expect(attacker == [401, 401, 401, 401, 401, 429, 429])
+        // the attacker's address is throttled for admin, even with the right password …
+        #expect(await login("admin", "correct horse", from: "203.0.113.9") == 429)
+        // … while admin logs in from anywhere else
+        #expect(await login("admin", "correct horse", from: "192.0.2.20") == 200)
+
+        // one address trying many names is throttled as an address
+        var spray: [Int] = []
+        for i in 0..<22 { spray.append(await login("user\(i)", "guess", from: "198.51.100.7")) }
+        #expect(spray.prefix(20).allSatisfy { $0 == 401 } && spray.suffix(2) == [429, 429], "\(spray)")
+        #expect(await login("admin", "correct horse", from: "198.51.100.7") == 429)
+        #expect(await login("admin", "correct horse", from: "198.51.100.8") == 200)
+    }
+
     @Test func oversizedWebSocketFramesCloseWith1009() async throws {
         let s = try TestServer(tag: "wsbig")
         let (token, _) = try await s.login()
