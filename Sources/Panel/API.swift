@@ -85,7 +85,13 @@ public final class PanelAPI: Sendable {
         case .denied(let status, let message): return (route.label, .respond(.error(status, message)))
         case .allowed(let c): credential = c
         }
-        let p = plan(route, head, credential)
+        var p = plan(route, head, credential)
+        if credential == nil, case .body(let limit, let f) = p, limit > PanelAPI.preAuthLimit {
+            if let n = head.contentLength, n > PanelAPI.preAuthLimit {
+                return (route.label, .respond(PanelAPI.tooLarge(PanelAPI.preAuthLimit)))
+            }
+            p = .body(limit: PanelAPI.preAuthLimit, f)
+        }
         guard AuthPolicy.isStateChanging(head.method) else { return (route.label, p) }
         // A change through the API is visible to the next read.
         let cache = vmListCache
@@ -236,12 +242,14 @@ public final class PanelAPI: Sendable {
                                                     : "Content-Type must be application/json, not '\(Names.clip(ct))'"))
         }
         if let n = head.contentLength, n > PanelAPI.jsonLimit {
-            return .respond(PanelAPI.tooLarge)
+            return .respond(PanelAPI.tooLarge(PanelAPI.jsonLimit))
         }
         return .body(limit: PanelAPI.jsonLimit) { bytes in await PanelAPI.guarded { try await body(bytes) } }
     }
 
-    static let tooLarge = HTTPResponse.error(413, "request body is larger than \(PanelAPI.jsonLimit) bytes")
+    static func tooLarge(_ limit: Int) -> HTTPResponse {
+        .error(413, "request body is larger than \(limit) bytes")
+    }
 
     /// Maps thrown errors to answers: `APIError` as given, decoder errors as
     /// 400 (syntax) or 422 (content), anything else as 500.
@@ -457,7 +465,7 @@ public final class PanelAPI: Sendable {
         switch plan(head).plan {
         case .respond(let x): r = x
         case .run(let f): r = await f()
-        case .body(let limit, let f): r = body.count > limit ? PanelAPI.tooLarge : await f(body)
+        case .body(let limit, let f): r = body.count > limit ? PanelAPI.tooLarge(limit) : await f(body)
         case .upload(let begin, let finish):
             do {
                 let u = try await begin()

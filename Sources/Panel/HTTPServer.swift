@@ -141,7 +141,7 @@ final class HTTPServer: @unchecked Sendable {
             case .body(let limit, _):
                 ctx.limit = limit
                 if let n = head.contentLength, n > Int64(limit) {
-                    return queue(conn, ctx, PanelAPI.tooLarge)
+                    return queue(conn, ctx, PanelAPI.tooLarge(limit))
                 }
             case .upload(let begin, _):
                 switch runBlocking(begin) {
@@ -188,7 +188,7 @@ final class HTTPServer: @unchecked Sendable {
         case .run(let f):
             return runAsync(conn, ctx, f)
         case .body(_, let f):
-            if ctx.tooLarge { return queue(conn, ctx, PanelAPI.tooLarge) }
+            if ctx.tooLarge { return queue(conn, ctx, PanelAPI.tooLarge(ctx.limit)) }
             let body = ctx.body
             ctx.body = []
             return runAsync(conn, ctx) { await f(body) }

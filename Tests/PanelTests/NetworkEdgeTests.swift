@@ -9,6 +9,36 @@ import Testing
 /// What a stranger on the network can send the panel before and after
 /// logging in: paths, bodies, login attempts, WebSocket frames, TLS.
 @Suite(.serialized) struct NetworkEdgeTests {
+    @Test func bodiesBeforeLoginAreSmall() async throws {
+        let s = try TestServer(tag: "prelogin")
+        let big = #"{"user":"admin","password":""# + String(repeating: "x", count: PanelAPI.preAuthLimit) + #""}"#
+        let login = try await s.http.json("POST", "/api/v1/login", big)
+        #expect(login.status == 413 && login.error == "request body is larger than 8192 bytes", "\(login.status) \(login.text)")
+        let setup = try await s.http.json("POST", "/api/v1/setup", big)
+        #expect(setup.status == 413, "\(setup.text)")
+
+        // without a Content-Length (chunked), the cap holds while reading
+        let http = s.http
+        let chunked = try await offPool { () -> TestHTTP.Reply in
+            let fd = try http.connect()
+            defer { close(fd) }
+            TestHTTP.send(fd, Array("POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".utf8))
+            for _ in 0..<4 { TestHTTP.send(fd, Array("1000\r\n".utf8) + [UInt8](repeating: 0x20, count: 4096) + Array("\r\n".utf8)) }
+            TestHTTP.send(fd, Array("0\r\n\r\n".utf8))
+            return TestHTTP.parse(TestHTTP.readAll(fd))
+        }
+        #expect(chunked.status == 413, "\(chunked.text)")
+
+        // a normal login still works; logged in, JSON bodies keep their 1 MiB
+        let (token, _) = try await s.login()
+        let spec = #"{"name":"big","memory":256,"append":""# + String(repeating: "a", count: 100_000) + #""}"#
+        let create = try await s.http.json("POST", "/api/v1/vms", spec, headers: ["Authorization": "Bearer \(token)"])
+        #expect(create.status != 413 && create.status < 500, "\(create.status) \(create.text)")
+        let huge = try await s.http.json("POST", "/api/v1/vms", String(repeating: " ", count: PanelAPI.jsonLimit + 1),
+                                         headers: ["Authorization": "Bearer \(token)"])
+        #expect(huge.status == 413 && huge.error == "request body is larger than 1048576 bytes")
+    }
+
     @Test func failedLoginsFromOneAddressDoNotLockTheUserOutElsewhere() async throws {
         let dir = makeTempDir("throttle")
         defer { Files.removeTree(dir) }
