@@ -9,6 +9,22 @@ import Testing
 /// What a stranger on the network can send the panel before and after
 /// logging in: paths, bodies, login attempts, WebSocket frames, TLS.
 @Suite(.serialized) struct NetworkEdgeTests {
+    @Test func nulInAPathIsRefused() async throws {
+        let s = try TestServer(tag: "nul")
+        let (token, _) = try await s.login()
+        let auth = ["Authorization": "Bearer \(token)"]
+        // MHD would hand over "/index.html", "/api/v1/health", … cut at the NUL
+        for (method, path) in [("GET", "/index.html%00.css"), ("GET", "/api/v1/health%00"), ("GET", "/api/v1/vms/tiny%00x"),
+                               ("GET", "/css/panel.css%00/../../etc/passwd"), ("POST", "/api/v1/login%00")] {
+            let r = try await s.http.request(method, path, headers: auth)
+            #expect(r.status == 400 && r.error == "path contains a NUL byte", "\(method) \(path): \(r.status) \(r.text)")
+        }
+        // other escapes still decode, and the query still reaches the route
+        #expect(try await s.http.request("GET", "/css/panel%2Ecss").text == "body{}")
+        #expect(try await s.http.request("GET", "/api/v1/health?x=%00").status == 200)
+        #expect(Router.route(method: "GET", path: "/api/v1/vms/a\u{0}b") == .failure(RouteError(400, "path contains a NUL byte")))
+    }
+
     @Test func bodiesBeforeLoginAreSmall() async throws {
         let s = try TestServer(tag: "prelogin")
         let big = #"{"user":"admin","password":""# + String(repeating: "x", count: PanelAPI.preAuthLimit) + #""}"#
