@@ -124,6 +124,36 @@ import Testing
         #expect(pong == .init(opcode: .pong, payload: [1]))
         #expect(sink.received() == payload.count)
     }
+
+    /// `openssl s_client` against the panel's self-signed TLS: what it
+    /// negotiates, or nil when the handshake is refused.
+    func negotiate(_ port: Int, _ args: [String]) async throws -> String? {
+        let r = try await offPool {
+            try Launcher("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(port)", "-brief"] + args).run()
+        }
+        guard r.status == 0 else { return nil }
+        let protocolLine = r.output.split(separator: "\n").first { $0.hasPrefix("Protocol version:") }
+        let cipherLine = r.output.split(separator: "\n").first { $0.hasPrefix("Ciphersuite:") }
+        guard let protocolLine, let cipherLine else { return nil }
+        return protocolLine.split(separator: " ").last! + " " + cipherLine.split(separator: " ").last!
+    }
+
+    @Test func tlsOffersOnly12And13WithAEAD() async throws {
+        let s = try TestServer(tls: .selfSigned, tag: "tlspolicy")
+        let port = s.server.port
+        // the client offers the old versions and ciphers (security level 0),
+        // so a refusal is the server's
+        let legacy = "DEFAULT:@SECLEVEL=0"
+        #expect(try await negotiate(port, ["-tls1", "-cipher", legacy]) == nil)
+        #expect(try await negotiate(port, ["-tls1_1", "-cipher", legacy]) == nil)
+        for cbc in ["ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA256"] {
+            #expect(try await negotiate(port, ["-tls1_2", "-cipher", cbc + ":@SECLEVEL=0"]) == nil, "\(cbc)")
+        }
+        #expect(try await negotiate(port, ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"]) == "TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256")
+        #expect(try await negotiate(port, ["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"]) == "TLSv1.2 ECDHE-ECDSA-CHACHA20-POLY1305")
+        #expect(try await negotiate(port, ["-tls1_3"])?.hasPrefix("TLSv1.3 TLS_") == true)
+        #expect(try await negotiate(port, ["-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256"]) == "TLSv1.3 TLS_AES_128_GCM_SHA256")
+    }
 }
 
 /// A Unix-socket server that reads one connection to its end and counts
