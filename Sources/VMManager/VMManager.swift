@@ -32,6 +32,10 @@ public struct VMManagerOptions: Sendable {
     public var trustFile: String?
     /// Largest image upload.
     public var maxImageSize: Int64 = 64 << 30
+    /// How long a config image's download may take in all.
+    public var downloadTimeout: Double = 3600
+    /// How long a download waits for the server's next bytes.
+    public var downloadReadTimeout: Double = 60
     public var version: String = "0.1.0"
     public init(stateDir: String) { self.stateDir = stateDir }
 }
@@ -63,6 +67,8 @@ public actor VMManager {
     private var bridgeSetup: Task<String, any Error>?
     /// Why a config image is missing from the store (its import failed), by image name.
     private var importFailures: [String: String] = [:]
+    /// Config images whose download is announced or under way.
+    private var downloading: Set<String> = []
     private var generation = 0
     private var cpuInfo: (model: String, count: Int)?
 
@@ -147,10 +153,20 @@ public actor VMManager {
         }
     }
 
-    /// Starts VMs with `autostart: true` in `order`, then by name.
-    public func autostart() async {
-        let list = specs.values.filter(\.autostart).sorted { ($0.order, $0.name) < ($1.order, $1.name) }
+    /// Starts VMs with `autostart: true` (of `names`, when given) in
+    /// `order`, then by name. A VM that needs an image still downloading is
+    /// left alone; their names are returned, to start once the downloads end.
+    @discardableResult
+    public func autostart(_ names: [String]? = nil) async -> [String] {
+        var waiting: [String] = []
+        let list = specs.values.filter { $0.autostart && names?.contains($0.name) != false }
+            .sorted { ($0.order, $0.name) < ($1.order, $1.name) }
         for spec in list where runtimes[spec.name] == nil {
+            if spec.imageNames.contains(where: { downloading.contains($0) && !store.exists($0) }) {
+                Log.info("VM \(spec.name) starts once its images are downloaded")
+                waiting.append(spec.name)
+                continue
+            }
             do {
                 _ = try await start(spec.name)
                 Log.info("autostarted VM \(spec.name)")
@@ -158,6 +174,13 @@ public actor VMManager {
                 Log.error("autostart of VM \(spec.name) failed: \(error)")
             }
         }
+        return waiting
+    }
+
+    /// Marks config images as downloading before their download starts (see
+    /// `importImages`): their VMs say so, and `autostart` waits for them.
+    public func announceDownloads(_ sources: [ImageSource]) {
+        for src in sources where src.file == nil && src.url != nil { downloading.insert(src.name) }
     }
 
     /// Imports the config's images (idempotent: an image whose content already
@@ -169,18 +192,27 @@ public actor VMManager {
                 if let p = Names.checkImage(src.name) { throw APIError.unprocessable(p) }
                 let store = self.store
                 if src.file == nil, let url = src.url {
+                    defer { downloading.remove(src.name) }
                     // downloads are idempotent by name and hash: skip when the stored image matches
                     if store.exists(src.name), let want = src.sha256, (try? await blocking { try store.hash(src.name) }) == want { continue }
                     if store.exists(src.name), src.sha256 == nil { importFailures[src.name] = nil; continue }
                     if !referencingVMs(src.name).filter({ runtimes[$0] != nil }).isEmpty {
                         throw APIError.conflict("image '\(src.name)' is in use by a running VM; not replaced")
                     }
-                    let limit = options.maxImageSize, trust = options.trustFile
+                    let limits = Download.Limits(size: options.maxImageSize, deadline: now() + options.downloadTimeout,
+                                                 readTimeout: options.downloadReadTimeout)
+                    let trust = options.trustFile
+                    Log.info("downloading image \(src.name) from \(url)")
                     _ = try await blocking { () -> String in
                         let (tmp, fd) = try store.createTemp(for: src.name)
                         var open = true
                         do {
-                            _ = try Download.fetch(url, into: fd, limit: limit, caFile: trust)
+                            do {
+                                _ = try Download.fetch(url, into: fd, limits: limits, caFile: trust)
+                            } catch {
+                                let status = (error as? APIError)?.status ?? 422
+                                throw APIError(status, "image '\(src.name)': download failed: \(error)")
+                            }
                             try syscall("fsync \(tmp)") { fsync(fd) }
                             close(fd)
                             open = false
@@ -197,6 +229,7 @@ public actor VMManager {
                         }
                     }
                     Log.info("downloaded image \(src.name) from \(url)")
+                    importFailures[src.name] = nil
                     continue
                 }
                 guard let file = src.file else { throw APIError.unprocessable("image '\(src.name)' needs file or url") }
@@ -315,6 +348,8 @@ public actor VMManager {
             : "needs images \(missing.map { "'\($0)'" }.joined(separator: ", ")), which are not in the image store"
         let reasons = missing.compactMap { importFailures[$0] }
         if !reasons.isEmpty { m += " (import failed: \(reasons.joined(separator: "; ")))" }
+        let pending = missing.filter { downloading.contains($0) }
+        if !pending.isEmpty { m += " (downloading: \(pending.map { "'\($0)'" }.joined(separator: ", ")))" }
         return m
     }
 
