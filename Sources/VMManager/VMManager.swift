@@ -36,6 +36,8 @@ public struct VMManagerOptions: Sendable {
     public var downloadTimeout: Double = 3600
     /// How long a download waits for the server's next bytes.
     public var downloadReadTimeout: Double = 60
+    /// A running VM's serial log is rotated (to serial.log.1) past this size.
+    public var serialLogLimit: Int64 = 16 << 20
     public var version: String = "0.1.0"
     public init(stateDir: String) { self.stateDir = stateDir }
 }
@@ -92,6 +94,12 @@ public actor VMManager {
         try QEMUCommand.checkPath(options.stateDir)
         for d in ["vms", "images", "disks", "run"] { try Files.makeDirectories("\(options.stateDir)/\(d)") }
         store = try ImageStore(directory: "\(options.stateDir)/images")
+        // what writes cut short by a crash or power loss left behind
+        let dirs = [options.stateDir, "\(options.stateDir)/vms", store.hashDirectory, "\(options.stateDir)/tls"]
+            + Files.list("\(options.stateDir)/disks").map { "\(options.stateDir)/disks/\($0)" }
+        for d in dirs {
+            for f in Files.removeStaleTemporaries(in: d) { Log.info("removed \(d)/\(f), left by an interrupted write") }
+        }
         for f in Files.list("\(options.stateDir)/vms") where f.hasSuffix(".json") {
             let path = "\(options.stateDir)/vms/\(f)"
             do {
@@ -438,6 +446,7 @@ public actor VMManager {
         try await prepareDisks(spec, p, host: host)
         cleanRunDir(p)
         Files.remove(p.serialLog)
+        Files.remove(p.serialLogRotated)
         try Files.makeDirectories(p.runDir, mode: 0o700)
         if spec.network == .bridge || (spec.network == .nat && { if case .bridge = host.nat { return true }; return false }()) {
             let bridge: String
@@ -525,6 +534,26 @@ public actor VMManager {
     }
 
     // MARK: - console, serial, screenshot
+
+    /// Keeps each running VM's serial log under `serialLogLimit`: past it the
+    /// log becomes serial.log.1 (replacing the one before) and QEMU goes on in
+    /// a new serial.log (QMP `chardev-change`), so a guest flooding its
+    /// console holds at most about twice the limit on disk.
+    public func rotateSerialLogs() async {
+        for (name, rt) in runtimes {
+            guard let qmp = rt.qmp else { continue }
+            let p = paths(name)
+            guard let size = Files.size(p.serialLog), size > options.serialLogLimit else { continue }
+            do {
+                try syscall("rename \(p.serialLog)") { rename(p.serialLog, p.serialLogRotated) }
+                let backend: JSONValue = .object(["type": .string("file"), "data": .object(["out": .string(p.serialLog)])])
+                try await qmp.execute("chardev-change", arguments: .object(["id": .string(QEMUCommand.serialChardev), "backend": backend]),
+                                      timeout: 5)
+            } catch {
+                Log.warning("VM \(name): cannot rotate the serial log: \(error)")
+            }
+        }
+    }
 
     public func serialLogPath(_ name: String) throws(APIError) -> String {
         guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }

@@ -105,9 +105,16 @@ struct DaemonCommand: Command {
             _ = await manager.importImages(downloads, baseDirectory: baseDirectory)
             if !waiting.isEmpty { await manager.autostart(waiting) }
         }
+        let serialLogs = Task {
+            while !Task.isCancelled {
+                await manager.rotateSerialLogs()
+                try? await Task.sleep(nanoseconds: 5_000_000_000)
+            }
+        }
 
         await Self.waitForTermination()
         Log.info("exiting; running VMs keep running and are reattached at the next start")
+        serialLogs.cancel()
         await manager.detach()
         stopPanel()
     }
