@@ -31,23 +31,36 @@ CB_MHD_FUNCTIONS(CB_MHD_EXTERN)
 /* Wrappers for libmicrohttpd's variadic calls and macros, and the calls
  * Swift makes (cb_mhd_ prefix). */
 
+/// Called with each request's target as the client sent it (before
+/// percent-decoding); what it returns is the request's first `*con_cls`.
+typedef void *(*cb_mhd_uri_callback)(void *cls, const char *uri, struct MHD_Connection *connection);
+
+/// The panel's TLS: versions 1.2 and 1.3 only, forward-secret key exchange
+/// and AEAD ciphers only (no CBC, no RC4, no static RSA).
+#define CB_MHD_TLS_PRIORITIES \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA" \
+    ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD"
+
 /// Starts a daemon on an already bound and listening socket: a thread pool
-/// of `threads` epoll loops, suspend/resume and upgrade allowed, TLS when
-/// `key_pem` and `cert_pem` are given. Returns NULL on failure.
+/// of `threads` epoll loops, suspend/resume and upgrade allowed, TLS
+/// (CB_MHD_TLS_PRIORITIES) when `key_pem` and `cert_pem` are given.
+/// Returns NULL on failure.
 static inline struct MHD_Daemon *
 cb_mhd_start(int listen_fd, int ipv6, unsigned int threads,
              MHD_AccessHandlerCallback handler, void *handler_cls,
              MHD_RequestCompletedCallback completed, void *completed_cls,
+             cb_mhd_uri_callback uri_callback, void *uri_cls,
              const char *key_pem, const char *cert_pem,
              unsigned int connection_limit, unsigned int timeout_seconds) {
     unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE
                        | MHD_USE_TURBO;
     if (ipv6) flags |= MHD_USE_IPv6;
-    struct MHD_OptionItem opts[12];
+    struct MHD_OptionItem opts[16];
     int n = 0;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL};
     if (threads > 1) opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, completed_cls};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_callback, uri_cls};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, connection_limit, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, timeout_seconds, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL};
@@ -55,6 +68,7 @@ cb_mhd_start(int listen_fd, int ipv6, unsigned int threads,
         flags |= MHD_USE_TLS;
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key_pem};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert_pem};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)CB_MHD_TLS_PRIORITIES};
     }
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     return cb_dl_MHD_start_daemon(flags, 0, NULL, NULL, handler, handler_cls,

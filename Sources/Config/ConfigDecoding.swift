@@ -301,7 +301,14 @@ extension StrictDecoder {
             if case .scalar(let s, .plain) = n.kind, s == "off" || s == "false" || n.isNull {
                 c.vnc = nil
             } else if let s = string(n, "console.vnc") {
-                if HostPort.parse(s) != nil { c.vnc = s } else { error(n, "console.vnc must be off or HOST:PORT, e.g. 127.0.0.1:5900") }
+                if let hp = HostPort.parse(s) {
+                    // the export has no password: only this machine may reach it
+                    if hp.isLoopback { c.vnc = s } else {
+                        error(n, "console.vnc must listen on a loopback address (127.0.0.1 or [::1]), not '\(hp.host)': the host console's VNC has no password; reach it through an SSH tunnel")
+                    }
+                } else {
+                    error(n, "console.vnc must be off or HOST:PORT, e.g. 127.0.0.1:5900")
+                }
             }
         }
         finish(m)

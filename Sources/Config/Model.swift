@@ -255,4 +255,11 @@ public struct HostPort: Sendable, Equatable {
         guard host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".:-".contains($0)) }) else { return nil }
         return HostPort(host: String(host), port: port)
     }
+
+    /// `::1` or an address in 127.0.0.0/8 (names are not resolved here).
+    public var isLoopback: Bool {
+        if host == "::1" { return true }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
 }

@@ -21,10 +21,16 @@ public enum Plan: Sendable {
 /// renders their answers. No sockets here; the HTTP server drives it.
 public final class PanelAPI: Sendable {
     public static let jsonLimit = 1 << 20
+    /// Bodies read before anyone logged in (login, first-run setup): a
+    /// stranger gets no more memory than a login form needs.
+    public static let preAuthLimit = 8 << 10
     let backend: any PanelBackend
     public let sessions: SessionStore
+    /// Failed logins per client address, whatever the user names.
     public let ipLimiter: RateLimiter
-    public let userLimiter: RateLimiter
+    /// Failed logins per client address and user name. Never per user
+    /// alone: failures from one address must not lock a user out of all.
+    public let addressUserLimiter: RateLimiter
     let users: UserDirectory
     /// The first-run setup, when this panel offers one.
     let firstRun: FirstRun?
@@ -42,8 +48,8 @@ public final class PanelAPI: Sendable {
 
     public init(backend: any PanelBackend, users: [PanelUser], tls: Bool, version: String,
                 webRoot: String, novncRoot: String = "/usr/share/novnc",
-                sessions: SessionStore = SessionStore(), ipLimiter: RateLimiter = RateLimiter(),
-                userLimiter: RateLimiter = RateLimiter(), listCacheSeconds: Double = 0.25,
+                sessions: SessionStore = SessionStore(), ipLimiter: RateLimiter = RateLimiter(maxFailures: 20),
+                addressUserLimiter: RateLimiter = RateLimiter(maxFailures: 5), listCacheSeconds: Double = 0.25,
                 directory: UserDirectory? = nil, firstRun: FirstRun? = nil) {
         self.backend = backend
         self.vmListCache = ResponseCache(ttl: listCacheSeconds)
@@ -55,7 +61,7 @@ public final class PanelAPI: Sendable {
         self.statics = StaticFiles(webRoot: webRoot, novncRoot: novncRoot)
         self.sessions = sessions
         self.ipLimiter = ipLimiter
-        self.userLimiter = userLimiter
+        self.addressUserLimiter = addressUserLimiter
         self.dummyHash = (try? PasswordHash.make(Random.token(), prefix: "$6$")) ?? "$6$x$x"
         sessions.retain(users: Set(self.users.all().keys))
     }
@@ -79,7 +85,13 @@ public final class PanelAPI: Sendable {
         case .denied(let status, let message): return (route.label, .respond(.error(status, message)))
         case .allowed(let c): credential = c
         }
-        let p = plan(route, head, credential)
+        var p = plan(route, head, credential)
+        if credential == nil, case .body(let limit, let f) = p, limit > PanelAPI.preAuthLimit {
+            if let n = head.contentLength, n > PanelAPI.preAuthLimit {
+                return (route.label, .respond(PanelAPI.tooLarge(PanelAPI.preAuthLimit)))
+            }
+            p = .body(limit: PanelAPI.preAuthLimit, f)
+        }
         guard AuthPolicy.isStateChanging(head.method) else { return (route.label, p) }
         // A change through the API is visible to the next read.
         let cache = vmListCache
@@ -230,12 +242,14 @@ public final class PanelAPI: Sendable {
                                                     : "Content-Type must be application/json, not '\(Names.clip(ct))'"))
         }
         if let n = head.contentLength, n > PanelAPI.jsonLimit {
-            return .respond(PanelAPI.tooLarge)
+            return .respond(PanelAPI.tooLarge(PanelAPI.jsonLimit))
         }
         return .body(limit: PanelAPI.jsonLimit) { bytes in await PanelAPI.guarded { try await body(bytes) } }
     }
 
-    static let tooLarge = HTTPResponse.error(413, "request body is larger than \(PanelAPI.jsonLimit) bytes")
+    static func tooLarge(_ limit: Int) -> HTTPResponse {
+        .error(413, "request body is larger than \(limit) bytes")
+    }
 
     /// Maps thrown errors to answers: `APIError` as given, decoder errors as
     /// 400 (syntax) or 422 (content), anything else as 500.
@@ -341,8 +355,8 @@ public final class PanelAPI: Sendable {
         }
         guard user.utf8.count <= 64, password.utf8.count <= 1024 else { return .error(400, "user or password too long") }
         let ipKey = "ip:" + head.clientIP
-        let userKey = "user:" + user
-        if let wait = [ipLimiter.retryAfter(ipKey), userLimiter.retryAfter(userKey)].compactMap({ $0 }).max() {
+        let userKey = "ip:" + head.clientIP + " user:" + user
+        if let wait = [ipLimiter.retryAfter(ipKey), addressUserLimiter.retryAfter(userKey)].compactMap({ $0 }).max() {
             Log.warning("panel: login refused for '\(Names.clip(user))' from \(head.clientIP): too many failures")
             return .error(429, "too many failed logins; try again in \(wait) s", headers: [("Retry-After", String(wait))])
         }
@@ -350,11 +364,11 @@ public final class PanelAPI: Sendable {
         let ok = PasswordHash.verify(password, hash: hash ?? dummyHash) && hash != nil
         guard ok else {
             ipLimiter.recordFailure(ipKey)
-            userLimiter.recordFailure(userKey)
+            addressUserLimiter.recordFailure(userKey)
             Log.warning("panel: failed login for '\(Names.clip(user))' from \(head.clientIP)")
             return .error(401, "invalid user or password")
         }
-        userLimiter.reset(userKey)
+        addressUserLimiter.reset(userKey)
         let s = sessions.create(user: user)
         let expires = sessions.expiry(of: s)
         Log.info("panel: '\(user)' logged in from \(head.clientIP)")
@@ -451,7 +465,7 @@ public final class PanelAPI: Sendable {
         switch plan(head).plan {
         case .respond(let x): r = x
         case .run(let f): r = await f()
-        case .body(let limit, let f): r = body.count > limit ? PanelAPI.tooLarge : await f(body)
+        case .body(let limit, let f): r = body.count > limit ? PanelAPI.tooLarge(limit) : await f(body)
         case .upload(let begin, let finish):
             do {
                 let u = try await begin()

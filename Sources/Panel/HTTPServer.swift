@@ -27,10 +27,10 @@ final class HTTPServer: @unchecked Sendable {
         let d: OpaquePointer?
         if let tls {
             d = cb_mhd_start(listenFD, ipv6 ? 1 : 0, UInt32(threads), HTTPServer.accessHandler, me,
-                             HTTPServer.completedHandler, me, tls.keyPEM, tls.certPEM, 1024, 120)
+                             HTTPServer.completedHandler, me, HTTPServer.targetHandler, nil, tls.keyPEM, tls.certPEM, 1024, 120)
         } else {
             d = cb_mhd_start(listenFD, ipv6 ? 1 : 0, UInt32(threads), HTTPServer.accessHandler, me,
-                             HTTPServer.completedHandler, me, nil, nil, 1024, 120)
+                             HTTPServer.completedHandler, me, HTTPServer.targetHandler, nil, nil, nil, 1024, 120)
         }
         guard let d else { throw SystemError("start the HTTP server", errno: currentErrno() == 0 ? EINVAL : currentErrno()) }
         daemon = d
@@ -77,6 +77,10 @@ final class HTTPServer: @unchecked Sendable {
         var method = ""
         var path = ""
         var started = monotonicNow()
+        /// The request target as sent, still percent-encoded.
+        var target: String?
+        /// The first call of the access handler (headers in) is done.
+        var headRead = false
         var body: [UInt8] = []
         var limit = 0
         var tooLarge = false
@@ -93,6 +97,14 @@ final class HTTPServer: @unchecked Sendable {
     static let accessHandler: MHD_AccessHandlerCallback = { cls, conn, url, method, _, data, size, conCls in
         let server = Unmanaged<HTTPServer>.fromOpaque(cls!).takeUnretainedValue()
         return server.access(conn!, url, method, data, size!, conCls!)
+    }
+
+    /// Each request's context is made here, from the raw target: MHD hands
+    /// the access handler a decoded C string, cut short at a `%00`.
+    static let targetHandler: cb_mhd_uri_callback = { _, uri, _ in
+        let ctx = Context()
+        ctx.target = uri.map { String(cString: $0) }
+        return Unmanaged.passRetained(ctx).toOpaque()
     }
 
     static let completedHandler: MHD_RequestCompletedCallback = { cls, _, conCls, toe in
@@ -119,13 +131,19 @@ final class HTTPServer: @unchecked Sendable {
     private func access(_ conn: OpaquePointer, _ url: UnsafePointer<CChar>?, _ method: UnsafePointer<CChar>?,
                         _ data: UnsafePointer<CChar>?, _ size: UnsafeMutablePointer<Int>,
                         _ conCls: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> MHD_Result {
-        guard let raw = conCls.pointee else {
+        let ctx: Context
+        if let raw = conCls.pointee {
+            ctx = Unmanaged<Context>.fromOpaque(raw).takeUnretainedValue()
+        } else {
+            ctx = Context()
+            conCls.pointee = Unmanaged.passRetained(ctx).toOpaque()
+        }
+        if !ctx.headRead {
             // First call: headers are in. Answers are queued on the final
             // call, once the request is complete, so the connection stays
             // alive; an early answer (413, 401 before an upload) closes it.
-            let ctx = Context()
-            conCls.pointee = Unmanaged.passRetained(ctx).toOpaque()
-            let head = requestHead(conn, url, method)
+            ctx.headRead = true
+            let head = requestHead(conn, url, method, target: ctx.target)
             ctx.method = head.method
             ctx.path = head.path
             let (label, plan) = api.plan(head)
@@ -141,7 +159,7 @@ final class HTTPServer: @unchecked Sendable {
             case .body(let limit, _):
                 ctx.limit = limit
                 if let n = head.contentLength, n > Int64(limit) {
-                    return queue(conn, ctx, PanelAPI.tooLarge)
+                    return queue(conn, ctx, PanelAPI.tooLarge(limit))
                 }
             case .upload(let begin, _):
                 switch runBlocking(begin) {
@@ -151,7 +169,6 @@ final class HTTPServer: @unchecked Sendable {
             }
             return cb_mhd_yes()
         }
-        let ctx = Unmanaged<Context>.fromOpaque(raw).takeUnretainedValue()
         if size.pointee > 0 {
             let n = size.pointee
             size.pointee = 0
@@ -188,7 +205,7 @@ final class HTTPServer: @unchecked Sendable {
         case .run(let f):
             return runAsync(conn, ctx, f)
         case .body(_, let f):
-            if ctx.tooLarge { return queue(conn, ctx, PanelAPI.tooLarge) }
+            if ctx.tooLarge { return queue(conn, ctx, PanelAPI.tooLarge(ctx.limit)) }
             let body = ctx.body
             ctx.body = []
             return runAsync(conn, ctx) { await f(body) }
@@ -320,14 +337,21 @@ final class HTTPServer: @unchecked Sendable {
 
     final class Collector { var values: [String: String] = [:]; var lowercase = true }
 
-    private func requestHead(_ conn: OpaquePointer, _ url: UnsafePointer<CChar>?, _ method: UnsafePointer<CChar>?) -> RequestHead {
+    /// The path is decoded from the raw target when there is one, so that a
+    /// `%00` reaches the router as the NUL it is (and is refused there).
+    private func requestHead(_ conn: OpaquePointer, _ url: UnsafePointer<CChar>?, _ method: UnsafePointer<CChar>?,
+                             target: String?) -> RequestHead {
         let headers = collect(conn, cb_mhd_header_kind(), lowercase: true)
         let query = collect(conn, cb_mhd_query_kind(), lowercase: false)
         let cookies = collect(conn, cb_mhd_cookie_kind(), lowercase: false)
         var ip = [CChar](repeating: 0, count: 64)
         cb_mhd_client_ip(conn, &ip, 64)
+        var path = url.map { String(cString: $0) } ?? "/"
+        if let target, target.hasPrefix("/") {
+            path = percentDecode(String(target.prefix { $0 != "?" }))
+        }
         var head = RequestHead(method: method.map { String(cString: $0) } ?? "GET",
-                               path: url.map { String(cString: $0) } ?? "/",
+                               path: path,
                                query: query, cookies: cookies, clientIP: String(nulTerminated: ip))
         head.headers = headers
         return head

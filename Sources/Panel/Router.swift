@@ -89,6 +89,7 @@ public enum Router {
         let method = rawMethod == "HEAD" ? "GET" : rawMethod
         guard path.utf8.count <= maxPathBytes else { return .failure(RouteError(414, "path is too long")) }
         guard path.hasPrefix("/") else { return .failure(RouteError(400, "path must start with '/'")) }
+        if path.utf8.contains(0) { return .failure(RouteError(400, "path contains a NUL byte")) }
         if path.utf8.contains(where: { $0 < 0x20 || $0 == 0x7f }) {
             return .failure(RouteError(400, "path contains control characters"))
         }

@@ -74,7 +74,12 @@ public enum WebSocket {
         public var requireMask: Bool
         private var inFragmentedMessage = false
 
-        public init(maxPayload: Int = 16 << 20, requireMask: Bool = true) {
+        /// RFB from a browser is key and pointer events and the odd
+        /// clipboard text: 1 MiB is plenty, and the most a client can make
+        /// the server hold for one frame.
+        public static let rfbMaxPayload = 1 << 20
+
+        public init(maxPayload: Int = rfbMaxPayload, requireMask: Bool = true) {
             self.maxPayload = maxPayload
             self.requireMask = requireMask
         }

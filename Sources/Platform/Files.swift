@@ -63,6 +63,21 @@ public enum Files {
         if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 
+    /// Removes what `writeAtomically` leaves in `dir` when its writer dies
+    /// before the rename: `NAME.tmp.PID` whose PID no longer runs. Returns
+    /// the names removed.
+    @discardableResult
+    public static func removeStaleTemporaries(in dir: String) -> [String] {
+        var removed: [String] = []
+        for name in list(dir) {
+            let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count >= 3, parts[parts.count - 2] == "tmp", let pid = pid_t(parts[parts.count - 1]), pid > 0 else { continue }
+            if kill(pid, 0) == 0 || cb_errnoValue() == EPERM { continue }
+            if unlink(dir + "/" + name) == 0 { removed.append(name) }
+        }
+        return removed
+    }
+
     public static func writeAtomically(_ path: String, _ string: String, mode: mode_t = 0o644) throws {
         try writeAtomically(path, Array(string.utf8), mode: mode)
     }

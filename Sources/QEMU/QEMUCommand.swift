@@ -52,6 +52,8 @@ public struct VMPaths: Sendable, Equatable {
     public var qmpSocket: String { "\(runDir)/qmp.sock" }
     public var vncSocket: String { "\(runDir)/vnc.sock" }
     public var serialLog: String { "\(runDir)/serial.log" }
+    /// The serial log's previous part, once it grew past its limit.
+    public var serialLogRotated: String { "\(runDir)/serial.log.1" }
     public var pidFile: String { "\(runDir)/qemu.pid" }
     /// QEMU's own stderr (errors before it daemonizes).
     public var qemuLog: String { "\(runDir)/qemu.log" }
@@ -89,6 +91,8 @@ public enum QEMUError: Error, Sendable, Equatable, CustomStringConvertible {
 /// VM spec → QEMU argv. Pure: the same inputs give the same argv, which the
 /// golden tests pin down one argument per line.
 public enum QEMUCommand {
+    /// The chardev the serial log is written through (QMP names it).
+    public static let serialChardev = "serial0"
     public static let binary = "qemu-system-x86_64"
 
     /// The accelerator a spec gets on this host and why.
@@ -139,8 +143,8 @@ public enum QEMUCommand {
         // control, console and display: Unix sockets and files in the run dir only
         a += ["-chardev", "socket,id=qmp,path=\(escape(paths.qmpSocket)),server=on,wait=off"]
         a += ["-mon", "chardev=qmp,mode=control"]
-        a += ["-chardev", "file,id=serial0,path=\(escape(paths.serialLog))"]
-        a += ["-serial", "chardev:serial0"]
+        a += ["-chardev", "file,id=\(serialChardev),path=\(escape(paths.serialLog))"]
+        a += ["-serial", "chardev:\(serialChardev)"]
         a += ["-vnc", "unix:\(escape(paths.vncSocket))"]
         a += ["-display", "none"]
         a += ["-vga", "std"]

@@ -7,11 +7,64 @@ import Platform
 
 /// Streams `http://` or `https://HOST[:PORT]/PATH` into a file descriptor
 /// (images listed with `url:` in the config). HTTP/1.1, Content-Length,
-/// chunked or read-to-close bodies; redirects are not followed. HTTPS
-/// (GnuTLS) verifies the server's certificate and name against the system's
-/// trust store, or against `caFile`. Integrity comes from the config's `sha256`.
+/// chunked or read-to-close bodies; up to `maxRedirects` redirects are
+/// followed (never from https to http). HTTPS (GnuTLS) verifies the
+/// server's certificate and name against the system's trust store, or
+/// against `caFile`. Integrity comes from the config's `sha256`.
+///
+/// The server is not trusted: the whole transfer has a deadline, each read
+/// a timeout, and memory stays bounded whatever the server sends (a read's
+/// worth of body at a time, sizes checked against `limit` before use).
 enum Download {
-    static func fetch(_ url: String, into out: Int32, limit: Int64, timeout: Int = 60, caFile: String? = nil) throws -> Int64 {
+    static let maxRedirects = 5
+    /// Longest chunk-size line (the size, then optional extensions).
+    static let maxChunkLine = 1024
+
+    struct Limits {
+        /// Most bytes the body may have.
+        var size: Int64
+        /// When the whole download must be done (monotonic seconds).
+        var deadline: Double
+        /// Longest wait for any one read or write.
+        var readTimeout: Double
+    }
+
+    static func fetch(_ url: String, into out: Int32, limits: Limits, caFile: String? = nil) throws -> Int64 {
+        var current = url
+        for _ in 0...maxRedirects {
+            switch try fetchOnce(current, into: out, limits: limits, caFile: caFile) {
+            case .body(let size):
+                return size
+            case .redirect(let location):
+                let next = try resolve(location, against: current)
+                if current.hasPrefix("https://") && next.hasPrefix("http://") {
+                    throw failure(url, "redirected from https to http (\(Names.clip(next))); refused")
+                }
+                current = next
+            }
+        }
+        throw failure(url, "more than \(maxRedirects) redirects")
+    }
+
+    enum Outcome { case body(Int64), redirect(String) }
+
+    static func failure(_ url: String, _ why: String) -> APIError {
+        APIError.unprocessable("\(Names.clip(url)): \(why)")
+    }
+
+    /// Where a `Location` points: an absolute http(s) URL, or a path on the
+    /// same server.
+    static func resolve(_ location: String, against url: String) throws -> String {
+        if location.hasPrefix("http://") || location.hasPrefix("https://") { return location }
+        guard location.hasPrefix("/"), !location.hasPrefix("//") else {
+            throw failure(url, "redirect to '\(Names.clip(location))', which is not an http(s) URL or an absolute path")
+        }
+        let scheme = url.hasPrefix("https://") ? "https://" : "http://"
+        let hostPort = url.dropFirst(scheme.count).prefix { $0 != "/" }
+        return scheme + hostPort + location
+    }
+
+    static func fetchOnce(_ url: String, into out: Int32, limits: Limits, caFile: String?) throws -> Outcome {
         let https = url.hasPrefix("https://")
         guard https || url.hasPrefix("http://") else {
             throw APIError.unprocessable("url '\(Names.clip(url))': only http:// and https:// are supported (use file: for local images)")
@@ -23,89 +76,186 @@ enum Download {
             throw APIError.unprocessable("url '\(Names.clip(url))' has no valid host")
         }
         guard path.allSatisfy({ $0.isASCII && $0 > " " }) else { throw APIError.unprocessable("url '\(Names.clip(url))' has an invalid path") }
-        let fd = try connect(hp.host, hp.port, timeout: timeout)
-        defer { close(fd) }
-        var tls: OpaquePointer? = nil
+        let conn = Connection(url: url, limits: limits)
+        conn.fd = try connect(hp.host, hp.port, timeout: conn.nextTimeout())
+        defer { conn.close() }
         if https {
             var err = [CChar](repeating: 0, count: 512)
-            tls = cb_tls_client_connect_verified(fd, hp.host, caFile, &err, err.count)
-            guard tls != nil else {
-                let why = String(nulTerminated: err)
-                throw APIError.unprocessable("\(url): \(why)")
-            }
+            conn.tls = cb_tls_client_connect_verified(conn.fd, hp.host, caFile, &err, err.count)
+            guard conn.tls != nil else { throw failure(url, String(nulTerminated: err)) }
         }
-        defer { if let tls { cb_tls_client_close(tls) } }
-        let req = Array("GET \(path.isEmpty ? "/" : String(path)) HTTP/1.1\r\nHost: \(hostPort)\r\nUser-Agent: cloudbios\r\nConnection: close\r\n\r\n".utf8)
-        if let tls {
-            var off = 0
-            while off < req.count {
-                let n = req.withUnsafeBytes { p in cb_tls_client_send(tls, p.baseAddress! + off, p.count - off) }
-                guard n > 0 else { throw APIError.unprocessable("\(url): TLS send failed") }
-                off += n
-            }
-        } else {
-            try Files.writeAll(fd, req, what: "send to \(hostPort)")
-        }
+        try conn.send(Array("GET \(path.isEmpty ? "/" : String(path)) HTTP/1.1\r\nHost: \(hostPort)\r\nUser-Agent: cloudbios\r\nConnection: close\r\n\r\n".utf8))
 
-        var buf = [UInt8](repeating: 0, count: 1 << 16)
-        var pending: [UInt8] = []
-        func readMore() throws -> Bool {
-            let n: Int
-            if let tls {
-                n = buf.withUnsafeMutableBytes { p in cb_tls_client_recv(tls, p.baseAddress, p.count) }
-                guard n >= 0 else { throw APIError.unprocessable("\(url): TLS receive failed or timed out") }
-            } else {
-                n = try buf.withUnsafeMutableBytes { p in try syscall("read from \(hostPort)") { read(fd, p.baseAddress, p.count) } }
-            }
-            if n == 0 { return false }
-            pending += buf[0..<n]
-            return true
-        }
         // head
         var headEnd: Int?
         while headEnd == nil {
-            if let i = find(pending, [13, 10, 13, 10]) { headEnd = i; break }
-            guard pending.count < 65536, try readMore() else { throw APIError.unprocessable("\(url): malformed HTTP response") }
+            if let i = find(conn.pending, [13, 10, 13, 10]) { headEnd = i; break }
+            guard conn.pending.count < 65536, try conn.readMore() else { throw failure(url, "malformed HTTP response") }
         }
-        let head = String(decoding: pending[..<headEnd!], as: UTF8.self).lowercased().split(separator: "\r\n")
-        pending.removeFirst(headEnd! + 4)
+        let head = String(decoding: conn.pending[..<headEnd!], as: UTF8.self).split(separator: "\r\n")
+        conn.pending.removeFirst(headEnd! + 4)
         let status = head.first?.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-        guard status == 200 else { throw APIError.unprocessable("\(url): HTTP \(status)") }
         func header(_ n: String) -> String? {
-            head.first { $0.hasPrefix(n + ":") }.map { String($0.dropFirst(n.count + 1)).trimmingSpacesAndTabs() }
+            head.first { $0.lowercased().hasPrefix(n + ":") }.map { String($0.dropFirst(n.count + 1)).trimmingSpacesAndTabs() }
         }
+        if [301, 302, 303, 307, 308].contains(status) {
+            guard let location = header("location"), !location.isEmpty else { throw failure(url, "HTTP \(status) without a Location") }
+            return .redirect(location)
+        }
+        guard status == 200 else { throw failure(url, "HTTP \(status)") }
+
         var total: Int64 = 0
         func emit(_ bytes: ArraySlice<UInt8>) throws {
             total += Int64(bytes.count)
-            guard total <= limit else { throw APIError(413, "\(url): larger than \(Sizes.human(limit))") }
+            guard total <= limits.size else { throw APIError(413, "\(Names.clip(url)): larger than \(Sizes.human(limits.size))") }
             try Files.writeAll(out, bytes, what: "write image")
         }
-        if header("transfer-encoding")?.contains("chunked") == true {
+        /// Writes the next `count` body bytes as they arrive.
+        func copy(_ count: Int64, what: String) throws {
+            var left = count
+            while left > 0 {
+                if conn.pending.isEmpty {
+                    guard try conn.readMore() else { throw failure(url, "truncated: \(what)") }
+                }
+                let take = Int(min(Int64(conn.pending.count), left))
+                try emit(conn.pending[0..<take])
+                conn.pending.removeFirst(take)
+                left -= Int64(take)
+            }
+        }
+        if header("transfer-encoding")?.lowercased().contains("chunked") == true {
             while true {
-                var lineEnd = find(pending, [13, 10])
-                while lineEnd == nil { guard try readMore() else { throw APIError.unprocessable("\(url): truncated") }; lineEnd = find(pending, [13, 10]) }
-                let sizeText = String(decoding: pending[..<lineEnd!], as: UTF8.self).split(separator: ";").first ?? ""
-                guard let size = Int(sizeText.trimmingCharacters(), radix: 16) else { throw APIError.unprocessable("\(url): bad chunk") }
-                pending.removeFirst(lineEnd! + 2)
+                let size = try chunkSize(conn, url: url)
                 if size == 0 { break }
-                while pending.count < size + 2 { guard try readMore() else { throw APIError.unprocessable("\(url): truncated") } }
-                try emit(pending[0..<size])
-                pending.removeFirst(size + 2)
+                guard size <= limits.size - total else {
+                    throw APIError(413, "\(Names.clip(url)): a chunk of \(size) bytes makes it larger than \(Sizes.human(limits.size))")
+                }
+                try copy(size, what: "a chunk ended early")
+                while conn.pending.count < 2 {
+                    guard try conn.readMore() else { throw failure(url, "truncated after a chunk") }
+                }
+                guard conn.pending[0] == 13, conn.pending[1] == 10 else { throw failure(url, "bad chunked encoding: no CRLF after a chunk") }
+                conn.pending.removeFirst(2)
             }
-        } else if let lenText = header("content-length"), let len = Int64(lenText) {
-            guard len <= limit else { throw APIError(413, "\(url): larger than \(Sizes.human(limit))") }
-            while true {
-                let take = min(Int64(pending.count), len - total)
-                if take > 0 { try emit(pending[0..<Int(take)]); pending.removeFirst(Int(take)) }
-                if total >= len { break }
-                guard try readMore() else { throw APIError.unprocessable("\(url): truncated after \(total) of \(len) bytes") }
-            }
+        } else if let lenText = header("content-length") {
+            guard let len = Int64(lenText), len >= 0 else { throw failure(url, "bad Content-Length '\(Names.clip(lenText))'") }
+            guard len <= limits.size else { throw APIError(413, "\(Names.clip(url)): larger than \(Sizes.human(limits.size))") }
+            try copy(len, what: "\(len) bytes announced")
         } else {
             repeat {
-                try emit(pending[...]); pending.removeAll(keepingCapacity: true)
-            } while try readMore()
+                try emit(conn.pending[...])
+                conn.pending.removeAll(keepingCapacity: true)
+            } while try conn.readMore()
         }
-        return total
+        return .body(total)
+    }
+
+    /// Reads a chunk-size line: hex digits (a size that fits an Int64),
+    /// optional `;extensions`, CRLF.
+    static func chunkSize(_ conn: Connection, url: String) throws -> Int64 {
+        var lineEnd = find(conn.pending, [13, 10])
+        while lineEnd == nil {
+            guard conn.pending.count <= maxChunkLine else { throw failure(url, "bad chunked encoding: chunk-size line too long") }
+            guard try conn.readMore() else { throw failure(url, "truncated before a chunk size") }
+            lineEnd = find(conn.pending, [13, 10])
+        }
+        guard lineEnd! <= maxChunkLine else { throw failure(url, "bad chunked encoding: chunk-size line too long") }
+        let line = String(decoding: conn.pending[..<lineEnd!], as: UTF8.self)
+        conn.pending.removeFirst(lineEnd! + 2)
+        let digits = Substring(line.prefix { $0 != ";" }).trimmingCharacters()
+        guard !digits.isEmpty, digits.count <= 16, digits.allSatisfy(\.isHexDigit), let size = Int64(digits, radix: 16) else {
+            throw failure(url, "bad chunked encoding: chunk size '\(Names.clip(line))'")
+        }
+        return size
+    }
+
+    /// One connection: the socket, TLS on it when https, and bytes read but
+    /// not used yet. Every read waits at most the read timeout, and never
+    /// past the deadline.
+    final class Connection {
+        let url: String
+        let limits: Limits
+        var fd: Int32 = -1
+        var tls: OpaquePointer?
+        var pending: [UInt8] = []
+        private var buffer = [UInt8](repeating: 0, count: 1 << 16)
+
+        init(url: String, limits: Limits) { self.url = url; self.limits = limits }
+
+        /// The timeout for the next socket operation; throws past the deadline.
+        func nextTimeout() throws -> Double {
+            let left = limits.deadline - now()
+            guard left > 0 else { throw Download.failure(url, "not done within the download's deadline") }
+            return min(limits.readTimeout, left)
+        }
+
+        func arm() throws {
+            let t = try nextTimeout()
+            var tv = timeval(tv_sec: Int(t), tv_usec: Int((t - t.rounded(.down)) * 1e6))
+            if tv.tv_sec == 0 && tv.tv_usec == 0 { tv.tv_usec = 1000 }
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        }
+
+        /// Why a read or write returned nothing in time.
+        func timedOut() -> APIError {
+            if now() >= limits.deadline { return Download.failure(url, "not done within the download's deadline") }
+            return Download.failure(url, "the server sent nothing for \(Int(limits.readTimeout)) s")
+        }
+
+        func send(_ bytes: [UInt8]) throws {
+            var off = 0
+            while off < bytes.count {
+                try arm()
+                let n: Int
+                if let tls {
+                    n = bytes.withUnsafeBytes { p in cb_tls_client_send(tls, p.baseAddress! + off, p.count - off) }
+                    guard n > 0 else { throw Download.failure(url, "TLS send failed or timed out") }
+                } else {
+                    n = bytes.withUnsafeBytes { p in Glibc.send(fd, p.baseAddress! + off, p.count - off, Int32(MSG_NOSIGNAL)) }
+                    if n < 0 {
+                        let e = currentErrno()
+                        if e == EINTR { continue }
+                        if e == EAGAIN || e == EWOULDBLOCK { throw timedOut() }
+                        throw SystemError("send to \(Names.clip(url))", errno: e)
+                    }
+                }
+                off += n
+            }
+        }
+
+        /// Appends the next bytes to `pending`; false at the end of the stream.
+        func readMore() throws -> Bool {
+            while true {
+                try arm()
+                let n: Int
+                if let tls {
+                    n = buffer.withUnsafeMutableBytes { p in cb_tls_client_recv(tls, p.baseAddress, p.count) }
+                    if n < 0 {
+                        if now() >= limits.deadline { throw timedOut() }
+                        throw Download.failure(url, "TLS receive failed or timed out")
+                    }
+                } else {
+                    n = buffer.withUnsafeMutableBytes { p in Glibc.read(fd, p.baseAddress, p.count) }
+                    if n < 0 {
+                        let e = currentErrno()
+                        if e == EINTR { continue }
+                        if e == EAGAIN || e == EWOULDBLOCK { throw timedOut() }
+                        throw SystemError("read from \(Names.clip(url))", errno: e)
+                    }
+                }
+                if n == 0 { return false }
+                pending += buffer[0..<n]
+                return true
+            }
+        }
+
+        func close() {
+            if let tls { cb_tls_client_close(tls) }
+            tls = nil
+            if fd >= 0 { Glibc.close(fd) }
+            fd = -1
+        }
     }
 
     static func find(_ a: [UInt8], _ needle: [UInt8]) -> Int? {
@@ -114,7 +264,9 @@ enum Download {
         return nil
     }
 
-    static func connect(_ host: String, _ port: Int, timeout: Int) throws -> Int32 {
+    /// Connects to the first address of `host` that answers within `timeout`
+    /// (on Linux, SO_SNDTIMEO bounds connect too).
+    static func connect(_ host: String, _ port: Int, timeout: Double) throws -> Int32 {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var res: UnsafeMutablePointer<addrinfo>?
@@ -126,7 +278,7 @@ enum Download {
         while let a = ai {
             let fd = socket(a.pointee.ai_family, a.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), a.pointee.ai_protocol)
             if fd >= 0 {
-                var tv = timeval(tv_sec: timeout, tv_usec: 0)
+                var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
                 setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
                 if Glibc.connect(fd, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 { return fd }

@@ -37,6 +37,12 @@ public struct VMManagerOptions: Sendable {
     public var defaultSSHKeys: @Sendable () -> [String] = { [] }
     /// Host ports VMs may not forward (the panel's): "tcp/8443".
     public var reservedPorts: [String: String] = [:]
+    /// How long a config image's download may take in all.
+    public var downloadTimeout: Double = 3600
+    /// How long a download waits for the server's next bytes.
+    public var downloadReadTimeout: Double = 60
+    /// A running VM's serial log is rotated (to serial.log.1) past this size.
+    public var serialLogLimit: Int64 = 16 << 20
     public var version: String = "0.1.0"
     public init(stateDir: String) { self.stateDir = stateDir }
 }
@@ -68,6 +74,8 @@ public actor VMManager {
     private var bridgeSetup: Task<String, any Error>?
     /// Why a config image is missing from the store (its import failed), by image name.
     private var importFailures: [String: String] = [:]
+    /// Config images whose download is announced or under way.
+    private var downloading: Set<String> = []
     private var generation = 0
     private var cpuInfo: (model: String, count: Int)?
 
@@ -93,6 +101,12 @@ public actor VMManager {
         try QEMUCommand.checkPath(options.stateDir)
         for d in ["vms", "images", "disks", "run"] { try Files.makeDirectories("\(options.stateDir)/\(d)") }
         store = try ImageStore(directory: "\(options.stateDir)/images")
+        // what writes cut short by a crash or power loss left behind
+        let dirs = [options.stateDir, "\(options.stateDir)/vms", store.hashDirectory, "\(options.stateDir)/tls"]
+            + Files.list("\(options.stateDir)/disks").map { "\(options.stateDir)/disks/\($0)" }
+        for d in dirs {
+            for f in Files.removeStaleTemporaries(in: d) { Log.info("removed \(d)/\(f), left by an interrupted write") }
+        }
         for f in Files.list("\(options.stateDir)/vms") where f.hasSuffix(".json") {
             let path = "\(options.stateDir)/vms/\(f)"
             do {
@@ -155,10 +169,20 @@ public actor VMManager {
         }
     }
 
-    /// Starts VMs with `autostart: true` in `order`, then by name.
-    public func autostart() async {
-        let list = specs.values.filter(\.autostart).sorted { ($0.order, $0.name) < ($1.order, $1.name) }
+    /// Starts VMs with `autostart: true` (of `names`, when given) in
+    /// `order`, then by name. A VM that needs an image still downloading is
+    /// left alone; their names are returned, to start once the downloads end.
+    @discardableResult
+    public func autostart(_ names: [String]? = nil) async -> [String] {
+        var waiting: [String] = []
+        let list = specs.values.filter { $0.autostart && names?.contains($0.name) != false }
+            .sorted { ($0.order, $0.name) < ($1.order, $1.name) }
         for spec in list where runtimes[spec.name] == nil {
+            if spec.imageNames.contains(where: { downloading.contains($0) && !store.exists($0) }) {
+                Log.info("VM \(spec.name) starts once its images are downloaded")
+                waiting.append(spec.name)
+                continue
+            }
             do {
                 _ = try await start(spec.name)
                 Log.info("autostarted VM \(spec.name)")
@@ -166,6 +190,13 @@ public actor VMManager {
                 Log.error("autostart of VM \(spec.name) failed: \(error)")
             }
         }
+        return waiting
+    }
+
+    /// Marks config images as downloading before their download starts (see
+    /// `importImages`): their VMs say so, and `autostart` waits for them.
+    public func announceDownloads(_ sources: [ImageSource]) {
+        for src in sources where src.file == nil && src.url != nil { downloading.insert(src.name) }
     }
 
     /// Imports the config's images (idempotent: an image whose content already
@@ -177,18 +208,27 @@ public actor VMManager {
                 if let p = Names.checkImage(src.name) { throw APIError.unprocessable(p) }
                 let store = self.store
                 if src.file == nil, let url = src.url {
+                    defer { downloading.remove(src.name) }
                     // downloads are idempotent by name and hash: skip when the stored image matches
                     if store.exists(src.name), let want = src.sha256, (try? await blocking { try store.hash(src.name) }) == want { continue }
                     if store.exists(src.name), src.sha256 == nil { importFailures[src.name] = nil; continue }
                     if !referencingVMs(src.name).filter({ runtimes[$0] != nil }).isEmpty {
                         throw APIError.conflict("image '\(src.name)' is in use by a running VM; not replaced")
                     }
-                    let limit = options.maxImageSize, trust = options.trustFile
+                    let limits = Download.Limits(size: options.maxImageSize, deadline: now() + options.downloadTimeout,
+                                                 readTimeout: options.downloadReadTimeout)
+                    let trust = options.trustFile
+                    Log.info("downloading image \(src.name) from \(url)")
                     _ = try await blocking { () -> String in
                         let (tmp, fd) = try store.createTemp(for: src.name)
                         var open = true
                         do {
-                            _ = try Download.fetch(url, into: fd, limit: limit, caFile: trust)
+                            do {
+                                _ = try Download.fetch(url, into: fd, limits: limits, caFile: trust)
+                            } catch {
+                                let status = (error as? APIError)?.status ?? 422
+                                throw APIError(status, "image '\(src.name)': download failed: \(error)")
+                            }
                             try syscall("fsync \(tmp)") { fsync(fd) }
                             close(fd)
                             open = false
@@ -205,6 +245,7 @@ public actor VMManager {
                         }
                     }
                     Log.info("downloaded image \(src.name) from \(url)")
+                    importFailures[src.name] = nil
                     continue
                 }
                 guard let file = src.file else { throw APIError.unprocessable("image '\(src.name)' needs file or url") }
@@ -350,6 +391,8 @@ public actor VMManager {
             : "needs images \(missing.map { "'\($0)'" }.joined(separator: ", ")), which are not in the image store"
         let reasons = missing.compactMap { importFailures[$0] }
         if !reasons.isEmpty { m += " (import failed: \(reasons.joined(separator: "; ")))" }
+        let pending = missing.filter { downloading.contains($0) }
+        if !pending.isEmpty { m += " (downloading: \(pending.map { "'\($0)'" }.joined(separator: ", ")))" }
         return m
     }
 
@@ -438,6 +481,7 @@ public actor VMManager {
         try await prepareDisks(spec, p, host: host)
         cleanRunDir(p)
         Files.remove(p.serialLog)
+        Files.remove(p.serialLogRotated)
         try Files.makeDirectories(p.runDir, mode: 0o700)
         if spec.network == .bridge || (spec.network == .nat && { if case .bridge = host.nat { return true }; return false }()) {
             let bridge: String
@@ -550,6 +594,26 @@ public actor VMManager {
     }
 
     // MARK: - console, serial, screenshot
+
+    /// Keeps each running VM's serial log under `serialLogLimit`: past it the
+    /// log becomes serial.log.1 (replacing the one before) and QEMU goes on in
+    /// a new serial.log (QMP `chardev-change`), so a guest flooding its
+    /// console holds at most about twice the limit on disk.
+    public func rotateSerialLogs() async {
+        for (name, rt) in runtimes {
+            guard let qmp = rt.qmp else { continue }
+            let p = paths(name)
+            guard let size = Files.size(p.serialLog), size > options.serialLogLimit else { continue }
+            do {
+                try syscall("rename \(p.serialLog)") { rename(p.serialLog, p.serialLogRotated) }
+                let backend: JSONValue = .object(["type": .string("file"), "data": .object(["out": .string(p.serialLog)])])
+                try await qmp.execute("chardev-change", arguments: .object(["id": .string(QEMUCommand.serialChardev), "backend": backend]),
+                                      timeout: 5)
+            } catch {
+                Log.warning("VM \(name): cannot rotate the serial log: \(error)")
+            }
+        }
+    }
 
     public func serialLogPath(_ name: String) throws(APIError) -> String {
         guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }

@@ -76,7 +76,12 @@ struct DaemonCommand: Command {
         // Image hashes, TLS and HTTP: in the PE these libraries come with
         // the payload, which PID 1 mounts beside the daemon's start.
         do { try TLSLibraries.load() } catch { throw CLIError(error.description) }
-        for f in await manager.importImages(cfg.images, baseDirectory: cfg.baseDirectory) { Log.error(f) }
+        // Local files are imported now; downloads (`url:`) run in the
+        // background once the panel answers, each with a deadline: a slow
+        // or hostile image server delays nothing else.
+        let downloads = cfg.images.filter { $0.file == nil && $0.url != nil }
+        _ = await manager.importImages(cfg.images.filter { !($0.file == nil && $0.url != nil) }, baseDirectory: cfg.baseDirectory)
+        await manager.announceDownloads(downloads)
         for f in await manager.applyConfig(cfg.vms) { Log.error(f) }
         // The panel answers next; the KVM probe and host networking
         // (cbnat0, masquerading) are worked out beside it; whoever needs
@@ -96,11 +101,24 @@ struct DaemonCommand: Command {
         let panel = try startPanel(cfg, stateDir: dir, webRoot: webRoot, backend: backend, users: users, firstRun: setup)
         let host = await manager.host(hostname: cfg.hostname)
         Log.info("accel: \(host.accel) (\(host.accelReason))")
-        if !noAutostart { await manager.autostart() }
+        let waiting = noAutostart ? [] : await manager.autostart()
         Log.info("ready: state dir \(dir)" + (panel.map { ", panel \($0)" } ?? ""))
+        let baseDirectory = cfg.baseDirectory
+        Task {
+            // failures are logged, and the VMs needing those images say why
+            _ = await manager.importImages(downloads, baseDirectory: baseDirectory)
+            if !waiting.isEmpty { await manager.autostart(waiting) }
+        }
+        let serialLogs = Task {
+            while !Task.isCancelled {
+                await manager.rotateSerialLogs()
+                try? await Task.sleep(nanoseconds: 5_000_000_000)
+            }
+        }
 
         await Self.waitForTermination()
         Log.info("exiting; running VMs keep running and are reattached at the next start")
+        serialLogs.cancel()
         await manager.detach()
         stopPanel()
     }

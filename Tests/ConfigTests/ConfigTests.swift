@@ -125,6 +125,17 @@ func errors(_ yaml: String) -> [String] {
         #expect(e.first.map { $0.hasPrefix("c.yaml:\(at): ") } == true, "\(e)")
     }
 
+    @Test func consoleVNCStaysOnLoopback() throws {
+        for address in ["127.0.0.1:5900", "127.0.0.53:5901", "[::1]:5900"] {
+            #expect(errors("version: 1\nconsole:\n  vnc: \"\(address)\"\n").isEmpty, "\(address)")
+        }
+        for address in ["0.0.0.0:5900", "192.168.1.5:5900", "[::]:5900", "localhost:5900", "127.0.0.1.nip.io:5900"] {
+            let e = errors("version: 1\nconsole:\n  vnc: \"\(address)\"\n")
+            #expect(e.count == 1 && e[0].hasPrefix("c.yaml:3:8: console.vnc must listen on a loopback address"), "\(address): \(e)")
+        }
+        #expect(try ConfigLoader.load(path: "c.yaml", text: "version: 1\nconsole:\n  vnc: off\n").console.vnc == nil)
+    }
+
     @Test func sizes() {
         #expect(Sizes.parse("256M") == 256 << 20)
         #expect(Sizes.parse("8G") == 8 << 30)
