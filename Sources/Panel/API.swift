@@ -180,6 +180,21 @@ public final class PanelAPI: Sendable {
             }
         case .console(let name):
             return console(name, head)
+        case .cdrom(let name):
+            return jsonBody(head) { body in
+                let v: JSONValue
+                do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw APIError.badRequest(PanelAPI.bodyMessage(error)) }
+                guard case .object(let o) = v, o.keys.sorted() == ["image"], let image = o["image"] else {
+                    throw APIError.badRequest("body must be {\"image\": NAME} to insert or {\"image\": null} to eject")
+                }
+                let name_: String?
+                switch image {
+                case .null: name_ = nil
+                case .string(let s): name_ = s
+                default: throw APIError.badRequest("'image' must be an image name or null")
+                }
+                return .json(try await backend.setCDROM(name, name_).json)
+            }
         case .listImages:
             return run { .json(.array(await backend.listImages().map(\.json))) }
         case .getImage(let name):

@@ -9,6 +9,8 @@ public protocol PanelBackend: Sendable {
     func vm(_ name: String) async throws -> VMStatus
     func createVM(_ spec: VMSpec) async throws -> VMStatus
     func updateVM(_ name: String, _ spec: VMSpec) async throws -> VMStatus
+    /// Inserts a store image into the VM's CD drive (nil ejects), now.
+    func setCDROM(_ name: String, _ image: String?) async throws -> VMStatus
     func deleteVM(_ name: String) async throws
     func perform(_ action: VMAction, on name: String) async throws -> VMStatus
     /// Path of the VM's serial log file (the server streams it).

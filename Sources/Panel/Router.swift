@@ -11,6 +11,8 @@ public enum Route: Sendable, Equatable {
     case getVM(String), updateVM(String), deleteVM(String)
     case vmAction(String, VMAction)
     case serial(String), screenshot(String), console(String)
+    /// `POST /api/v1/vms/{name}/cdrom` `{"image": NAME | null}`
+    case cdrom(String)
     case listImages
     case getImage(String), putImage(String), deleteImage(String)
     case disks
@@ -49,6 +51,7 @@ public enum Route: Sendable, Equatable {
         case .serial: return "GET /api/v1/vms/{name}/serial"
         case .screenshot: return "GET /api/v1/vms/{name}/screenshot"
         case .console: return "GET /api/v1/vms/{name}/console"
+        case .cdrom: return "POST /api/v1/vms/{name}/cdrom"
         case .listImages: return "GET /api/v1/images"
         case .getImage: return "GET /api/v1/images/{name}"
         case .putImage: return "PUT /api/v1/images/{name}"
@@ -174,6 +177,7 @@ public enum Router {
             case "serial": return only(method, ["GET"], .serial(name))
             case "screenshot": return only(method, ["GET"], .screenshot(name))
             case "console": return only(method, ["GET"], .console(name))
+            case "cdrom": return only(method, ["POST"], .cdrom(name))
             default:
                 guard let action = VMAction(rawValue: rest[2]) else { return .failure(notFound(path)) }
                 return only(method, ["POST"], .vmAction(name, action))

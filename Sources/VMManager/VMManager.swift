@@ -93,6 +93,9 @@ public actor VMManager {
         var cpuPercent: Double?
         /// What the guest agent last said of the guest's addresses.
         var addresses: [GuestAddress] = []
+        /// The devices QEMU has now (the spec it started with, plus the
+        /// changes made live since): a saved edit may wait for a restart.
+        var live: VMSpec?
     }
 
     public init(options: VMManagerOptions) throws {
@@ -146,7 +149,7 @@ public actor VMManager {
             guard Names.checkVM(name) == nil, Files.isDirectory(p.runDir) else { continue }
             if let pid = Self.livePID(p), specs[name] != nil {
                 var rt = Runtime(pid: pid, qmp: nil, state: .running, accel: Self.accelOf(pid), startedAt: Self.startTime(pid),
-                                 generation: nextGeneration())
+                                 generation: nextGeneration(), live: specs[name])
                 runtimes[name] = rt
                 do {
                     rt.qmp = try await connectQMP(name, generation: rt.generation, timeout: 5)
@@ -334,13 +337,7 @@ public actor VMManager {
         guard let old = specs[name] else { throw .notFound("no VM named '\(Names.clip(name))'") }
         var spec = spec
         spec.assignDiskIDs()
-        // a disk keeps its id for life; it can grow, never shrink
-        for d in spec.disks {
-            guard let id = d.id, let before = old.disks.first(where: { $0.id == id }), let was = before.size else { continue }
-            if let now = d.size, now < was {
-                throw .unprocessable("disk '\(id)' cannot shrink from \(Sizes.format(was)) to \(Sizes.format(now)) (its data would be lost)")
-            }
-        }
+        try checkShrink(old: old, new: spec)
         guard spec.name == name else { throw .unprocessable("the body's name '\(Names.clip(spec.name))' differs from '\(name)'; VMs cannot be renamed") }
         try spec.validate()
         guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict("VM '\(name)' is running; stop it first") }
@@ -349,6 +346,96 @@ public actor VMManager {
         try save(spec)
         specs[name] = spec
         return status(name)!
+    }
+
+    /// `PUT /api/v1/vms/{name}`: on a stopped VM an update; on a running
+    /// one the definition is saved and what can change live does now — a
+    /// grown disk is resized (the guest sees it), a changed `cdrom` swaps
+    /// the medium; added or removed disks and the rest apply at the next
+    /// start. A shrink is refused either way.
+    public func edit(_ name: String, _ spec: VMSpec) async throws -> VMStatus {
+        guard let old = specs[name] else { throw APIError.notFound("no VM named '\(Names.clip(name))'") }
+        guard let rt = runtimes[name] else { return try update(name, spec) }
+        guard rt.state != .starting, !busy.contains(name), let qmp = rt.qmp else { throw APIError.conflict("VM '\(name)' is busy; try again") }
+        guard spec.name == name else { throw APIError.unprocessable("the body's name '\(Names.clip(spec.name))' differs from '\(name)'; VMs cannot be renamed") }
+        var new = spec
+        new.assignDiskIDs()
+        try new.validate()
+        try checkShrink(old: old, new: new)
+        try checkForwards(new)
+        try checkImages(new)
+        var live = rt.live ?? old
+        let p = paths(name)
+        for d in new.disks {
+            guard let id = d.id, let size = d.size, let i = live.disks.firstIndex(where: { $0.id == id }) else { continue }
+            let current = (try? await DiskImage.info(p.disk(id)))?.virtualSize ?? live.disks[i].size ?? 0
+            guard size > current else { continue }
+            do {
+                _ = try await qmp.execute("block_resize", arguments: .object(["device": .string("disk-\(id)"), "size": .int64(size)]))
+            } catch {
+                throw APIError(409, "VM '\(name)': disk '\(id)' cannot grow now: \(error)")
+            }
+            live.disks[i].size = size
+            Log.info("VM \(name): disk \(id) grown live to \(Sizes.format(size))")
+        }
+        if new.cdrom != live.cdrom {
+            try await changeMedium(name, qmp, new.cdrom)
+            live.cdrom = new.cdrom
+        }
+        try save(new)
+        specs[name] = new
+        runtimes[name]?.live = live
+        var st = status(name)!
+        if live.disks != new.disks || live.cloudInit != new.cloudInit || live.forwards != new.forwards
+            || live.memory != new.memory || live.cpus != new.cpus || live.firmware != new.firmware || live.network != new.network {
+            st.message = "saved; some changes apply at the next start"
+        }
+        return st
+    }
+
+    /// `POST /api/v1/vms/{name}/cdrom`: inserts a store image (nil ejects),
+    /// now when the VM runs, and keeps it in the definition.
+    public func setCDROM(_ name: String, _ image: String?) async throws -> VMStatus {
+        guard var spec = specs[name] else { throw APIError.notFound("no VM named '\(Names.clip(name))'") }
+        if let image {
+            if let e = Names.checkImage(image) { throw APIError.unprocessable(e) }
+            guard store.exists(image) else { throw APIError.unprocessable("image '\(image)' is not in the image store") }
+        }
+        if let rt = runtimes[name] {
+            guard let qmp = rt.qmp, rt.state != .starting else { throw APIError.conflict("VM '\(name)' is busy; try again") }
+            try await changeMedium(name, qmp, image)
+            runtimes[name]?.live?.cdrom = image
+        }
+        spec.cdrom = image
+        try save(spec)
+        specs[name] = spec
+        return status(name)!
+    }
+
+    private func changeMedium(_ name: String, _ qmp: QMPClient, _ image: String?) async throws {
+        do {
+            if let image {
+                _ = try await qmp.execute("blockdev-change-medium", arguments: .object([
+                    "id": .string("cdrom0"), "filename": .string(store.path(image)), "format": .string("raw"),
+                    "read-only-mode": .string("read-only")]))
+                Log.info("VM \(name): CD \(image) inserted")
+            } else {
+                _ = try await qmp.execute("eject", arguments: .object(["id": .string("cdrom0"), "force": .bool(true)]))
+                Log.info("VM \(name): CD ejected")
+            }
+        } catch {
+            throw APIError(409, "VM '\(name)': the CD cannot change now: \(error)")
+        }
+    }
+
+    /// A disk keeps its id for life; it can grow, never shrink.
+    private func checkShrink(old: VMSpec, new: VMSpec) throws(APIError) {
+        for d in new.disks {
+            guard let id = d.id, let before = old.disks.first(where: { $0.id == id }), let was = before.size else { continue }
+            if let now = d.size, now < was {
+                throw .unprocessable("disk '\(id)' cannot shrink from \(Sizes.format(was)) to \(Sizes.format(now)) (its data would be lost)")
+            }
+        }
     }
 
     public func delete(_ name: String) throws(APIError) {
@@ -490,7 +577,7 @@ public actor VMManager {
         }
 
         let gen = nextGeneration()
-        runtimes[name] = Runtime(pid: 0, qmp: nil, state: .starting, accel: accel, startedAt: now(), generation: gen)
+        runtimes[name] = Runtime(pid: 0, qmp: nil, state: .starting, accel: accel, startedAt: now(), generation: gen, live: spec)
         do {
             let log = try syscall("open \(p.qemuLog)") { open(p.qemuLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
             let launcher = Launcher(qemu, Array(argv.dropFirst()))

@@ -15,7 +15,8 @@ struct VMManagerBackend: PanelBackend {
     func listVMs() async -> [VMStatus] { await manager.list() }
     func vm(_ name: String) async throws -> VMStatus { try await manager.vm(name) }
     func createVM(_ spec: VMSpec) async throws -> VMStatus { try await manager.create(spec) }
-    func updateVM(_ name: String, _ spec: VMSpec) async throws -> VMStatus { try await manager.update(name, spec) }
+    func updateVM(_ name: String, _ spec: VMSpec) async throws -> VMStatus { try await manager.edit(name, spec) }
+    func setCDROM(_ name: String, _ image: String?) async throws -> VMStatus { try await manager.setCDROM(name, image) }
     func deleteVM(_ name: String) async throws { try await manager.delete(name) }
     func perform(_ action: VMAction, on name: String) async throws -> VMStatus { try await manager.perform(action, on: name) }
     func serialLogPath(_ name: String) async throws -> String { try await manager.serialLogPath(name) }

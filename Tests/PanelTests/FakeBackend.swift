@@ -46,6 +46,12 @@ actor FakeBackend: PanelBackend {
         vms[name] = v
         return v
     }
+    func setCDROM(_ name: String, _ image: String?) async throws -> VMStatus {
+        guard var v = vms[name] else { throw APIError.notFound("no VM named '\(name)'") }
+        v.spec.cdrom = image
+        vms[name] = v
+        return v
+    }
     func deleteVM(_ name: String) async throws {
         guard vms.removeValue(forKey: name) != nil else { throw APIError.notFound("no VM named '\(name)'") }
     }

@@ -128,6 +128,32 @@ def test_debian_cloud_image_with_cloud_init_ssh_agent_and_acpi(daemon, debian_im
             break
         time.sleep(3)
     assert "10.0.2.15" in addrs, vm
+    # a larger disk, live: the guest sees it grow; a smaller one is refused
+    spec = daemon.json("GET", "/api/v1/vms/web1")
+    spec["disks"][0]["size"] = "5G"
+    daemon.json("PUT", "/api/v1/vms/web1", spec)
+    deadline = time.time() + 60
+    while time.time() < deadline and ssh(key, port, "cat /sys/block/vda/size").stdout.strip() != str(5 << 30 >> 9):
+        time.sleep(2)
+    assert ssh(key, port, "cat /sys/block/vda/size").stdout.strip() == str(5 << 30 >> 9)
+    spec["disks"][0]["size"] = "4G"
+    status, raw, _ = daemon.request("PUT", "/api/v1/vms/web1", spec)
+    assert status == 422 and b"cannot shrink" in raw, raw
+    assert daemon.json("GET", "/api/v1/vms/web1")["disks"][0]["size"] == "5G"
+    # an ISO inserted while the guest runs is read by it; ejected again
+    iso_dir = os.path.join(daemon.dir, "iso")
+    os.makedirs(iso_dir)
+    with open(os.path.join(iso_dir, "hello.txt"), "w") as f:
+        f.write("hello from the image store\n")
+    iso = os.path.join(daemon.dir, "tools.iso")
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", "CBTOOLS", "-o", iso, iso_dir], check=True)
+    assert daemon.upload("tools-iso", iso)[0] == 201
+    assert daemon.json("POST", "/api/v1/vms/web1/cdrom", {"image": "tools-iso"})["cdrom"] == "tools-iso"
+    r = ssh(key, port, "sudo mount -o ro /dev/sr0 /mnt && cat /mnt/hello.txt; sudo umount /mnt")
+    assert "hello from the image store" in r.stdout, r.stdout + r.stderr
+    assert "cdrom" not in daemon.json("POST", "/api/v1/vms/web1/cdrom", {"image": None})
+    status, raw, _ = daemon.request("POST", "/api/v1/vms/web1/cdrom", {"image": "no-such-image"})
+    assert status == 422, raw
     # ACPI shutdown: the guest powers itself off
     daemon.json("POST", "/api/v1/vms/web1/shutdown")
     deadline = time.time() + 180
