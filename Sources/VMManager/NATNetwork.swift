@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Config
 import Platform
 import QEMU
 import CShims
@@ -56,12 +57,22 @@ enum NATNetwork {
         // DHCP for guests
         try Files.makeDirectories(dir)
         let pidFile = "\(dir)/dhcp.pid"
-        if let t = Files.readTrimmed(pidFile), let pid = Int32(t), processAlive(pid) {
+        if let t = Files.readTrimmed(pidFile), let pid = Int32(t), processAlive(pid),
+           (try? Files.readString("/proc/\(pid)/cmdline"))?.contains("--dhcp-hostsfile") != false || Launcher.which("dnsmasq") == nil {
             // already serving
         } else if Launcher.which("dnsmasq") != nil {
+            // one of an older daemon, without the hosts file: replaced
+            if let t = Files.readTrimmed(pidFile), let pid = Int32(t), processAlive(pid) {
+                kill(pid, SIGTERM)
+                for _ in 0..<50 where processAlive(pid) { try? await Task.sleep(nanoseconds: 20_000_000) }
+            }
+            // fixed addresses (guests with forwards) come from the hosts
+            // file, re-read on SIGHUP; DNS is forwarded to the host's resolvers
+            if !Files.exists(hostsFile(dir)) { try Files.writeAtomically(hostsFile(dir), "") }
             try await runTool(["dnsmasq", "--conf-file=/dev/null", "--interface=\(bridge)", "--bind-interfaces",
                                "--except-interface=lo", "--dhcp-range=10.213.0.100,10.213.0.250,12h",
-                               "--dhcp-option=option:router,10.213.0.1", "--pid-file=\(pidFile)",
+                               "--dhcp-option=option:router,10.213.0.1", "--dhcp-option=option:dns-server,10.213.0.1",
+                               "--pid-file=\(pidFile)", "--dhcp-hostsfile=\(hostsFile(dir))",
                                "--dhcp-leasefile=\(dir)/dnsmasq.leases"])
         } else if Launcher.which("busybox") != nil {
             let conf = "\(dir)/udhcpd.conf"
@@ -84,23 +95,82 @@ enum NATNetwork {
         try await masquerade(dir: dir)
     }
 
+    /// A forward of a host port to a NAT guest's fixed address.
+    struct Forward: Equatable, Sendable {
+        var proto: String
+        var hostPort: Int
+        var address: String
+        var guestPort: Int
+    }
+
     /// The nftables ruleset of the `cloudbios` table: guests' traffic leaving
-    /// through any interface but the bridge is masqueraded.
-    static func nftRuleset() -> String {
+    /// through any interface but the bridge is masqueraded; each forward
+    /// sends a port of every host address (from outside and from the host
+    /// itself) to its guest.
+    static func nftRuleset(forwards: [Forward] = []) -> String {
         // The empty `table` + `delete table` pair makes the load replace a
         // table left by an earlier run in one atomic transaction (and works
         // when there is none), so restarts never stack rules.
-        """
+        var out = """
         table ip cloudbios
         delete table ip cloudbios
         table ip cloudbios {
         \tchain postrouting {
         \t\ttype nat hook postrouting priority 100; policy accept;
         \t\tip saddr \(subnet) ip daddr != \(subnet) oifname != "\(bridge)" masquerade
-        \t}
-        }
 
         """
+        guard !forwards.isEmpty else { return out + "\t}\n}\n" }
+        // the host's own connections (127.0.0.1:PORT) reach the guest from the bridge's address
+        out += "\t\toifname \"\(bridge)\" ip saddr 127.0.0.0/8 ct status dnat masquerade\n\t}\n"
+        let dnat = forwards.map { "\t\tfib daddr type local \($0.proto) dport \($0.hostPort) dnat to \($0.address):\($0.guestPort)\n" }.joined()
+        out += "\tchain prerouting {\n\t\ttype nat hook prerouting priority -100; policy accept;\n" + dnat + "\t}\n"
+        out += "\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n" + dnat + "\t}\n"
+        return out + "}\n"
+    }
+
+    static func hostsFile(_ dir: String) -> String { "\(dir)/dhcp-hosts" }
+
+    /// The fixed address of each NAT guest with forwards (10.213.0.2–99,
+    /// kept in `dir`/addresses across restarts), the DHCP server told of
+    /// them, and the forwards put in place. Called whenever definitions change.
+    static func applyForwards(dir: String, vms: [(name: String, mac: String, forwards: [PortForward])]) async throws -> [String: String] {
+        let file = "\(dir)/addresses"
+        var known: [String: String] = [:]
+        for line in ((try? Files.readString(file)) ?? "").split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count == 2 { known[String(f[0])] = String(f[1]) }
+        }
+        let wanted = vms.filter { !$0.forwards.isEmpty }
+        var addresses = known.filter { k in wanted.contains { $0.name == k.key } }
+        for vm in wanted where addresses[vm.name] == nil {
+            let used = Set(addresses.values)
+            guard let free = (2...99).map({ "10.213.0.\($0)" }).first(where: { !used.contains($0) }) else {
+                throw ManagerError.tool("no free NAT address for VM \(vm.name)")
+            }
+            addresses[vm.name] = free
+        }
+        try Files.makeDirectories(dir)
+        try Files.writeAtomically(file, addresses.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)\n" }.joined())
+        let hosts = wanted.compactMap { vm in addresses[vm.name].map { "\(vm.mac),\($0),\(vm.name)\n" } }.joined()
+        if (try? Files.readString(hostsFile(dir))) != hosts {
+            try Files.writeAtomically(hostsFile(dir), hosts)
+            if let t = Files.readTrimmed("\(dir)/dhcp.pid"), let pid = Int32(t), processAlive(pid) { kill(pid, SIGHUP) }
+        }
+        var rules: [Forward] = []
+        for vm in wanted {
+            guard let a = addresses[vm.name] else { continue }
+            for f in vm.forwards { rules.append(Forward(proto: f.proto.rawValue, hostPort: f.host, address: a, guestPort: f.guest)) }
+        }
+        if Launcher.which("nft") != nil {
+            let path = "\(dir)/nftables.conf"
+            try Files.writeAtomically(path, nftRuleset(forwards: rules))
+            try await runTool(["nft", "-f", path])
+        } else if !rules.isEmpty {
+            throw ManagerError.tool("forwards need nftables (nft)")
+        }
+        if !rules.isEmpty { try? writeProc("/proc/sys/net/ipv4/conf/\(bridge)/route_localnet", "1\n") }
+        return addresses
     }
 
     /// Turns on IPv4 forwarding and installs the masquerade (nftables, else

@@ -98,6 +98,9 @@ public actor VMManager {
         var live: VMSpec?
     }
 
+    /// The fixed NAT addresses of VMs with forwards (bridge NAT).
+    var natAddresses: [String: String] = [:]
+
     public init(options: VMManagerOptions) throws {
         self.options = options
         self.stateDir = options.stateDir
@@ -330,6 +333,7 @@ public actor VMManager {
         if requireImages { try checkImages(spec) }
         try save(spec)
         specs[spec.name] = spec
+        if !spec.forwards.isEmpty { Task { await self.refreshForwards() } }
         return status(spec.name)!
     }
 
@@ -345,6 +349,7 @@ public actor VMManager {
         if requireImages { try checkImages(spec) }
         try save(spec)
         specs[name] = spec
+        if spec.forwards != old.forwards { Task { await self.refreshForwards() } }
         return status(name)!
     }
 
@@ -385,6 +390,7 @@ public actor VMManager {
         try save(new)
         specs[name] = new
         runtimes[name]?.live = live
+        if new.forwards != old.forwards { await refreshForwards() }
         var st = status(name)!
         if live.disks != new.disks || live.cloudInit != new.cloudInit || live.forwards != new.forwards
             || live.memory != new.memory || live.cpus != new.cpus || live.firmware != new.firmware || live.network != new.network {
@@ -445,8 +451,10 @@ public actor VMManager {
         Files.remove(p.definition)
         Files.removeTree(p.diskDir)
         Files.removeTree(p.runDir)
+        let hadForwards = !(specs[name]?.forwards.isEmpty ?? true)
         specs[name] = nil
         crashes[name] = nil
+        if hadForwards { Task { await self.refreshForwards() } }
     }
 
     /// 409 when a host port `spec` forwards is the panel's or another VM's.
@@ -636,6 +644,20 @@ public actor VMManager {
     private func setAddresses(_ name: String, generation gen: Int, _ a: [GuestAddress]) {
         guard runtimes[name]?.generation == gen else { return }
         runtimes[name]?.addresses = a
+    }
+
+    /// On the NAT bridge, the fixed addresses and port forwards of the
+    /// `network: nat` VMs follow their definitions (QEMU user networking
+    /// carries its forwards in the VM's own command line).
+    func refreshForwards() async {
+        guard case .bridge? = hostFacts?.nat else { return }
+        let vms = specs.values.filter { $0.network == .nat }.sorted { $0.name < $1.name }
+            .map { (name: $0.name, mac: QEMUCommand.mac(for: $0.name), forwards: $0.forwards) }
+        do {
+            natAddresses = try await NATNetwork.applyForwards(dir: "\(stateDir)/nat", vms: vms)
+        } catch {
+            Log.error("NAT forwards: \(error)")
+        }
     }
 
     /// Hard power-off: QMP `quit`, then SIGKILL if QEMU lingers.
@@ -905,6 +927,7 @@ public actor VMManager {
             natNote = "network nat: QEMU user networking (\(why))"
         }
         hostFacts = f
+        await refreshForwards()
         return f
     }
 

@@ -146,6 +146,14 @@ import Platform
         #expect(meta.contains(seed.instanceID))
     }
 
+    @Test func natForwardsBecomeDNATRulesFromOutsideAndFromTheHost() {
+        let r = NATNetwork.nftRuleset(forwards: [.init(proto: "tcp", hostPort: 2222, address: "10.213.0.2", guestPort: 22)])
+        #expect(r.split(separator: "\n").filter { $0.contains("fib daddr type local tcp dport 2222 dnat to 10.213.0.2:22") }.count == 2)  // prerouting + output
+        #expect(r.contains("type nat hook output priority -100"))
+        #expect(r.contains("ip saddr 127.0.0.0/8 ct status dnat masquerade"))
+        #expect(!NATNetwork.nftRuleset().contains("dnat"))
+    }
+
     @Test func agentAndImageFactsAreParsed() throws {
         let ifaces = try JSONValue.parse(Array("""
         [{"name":"lo","ip-addresses":[{"ip-address-type":"ipv4","ip-address":"127.0.0.1","prefix":8}]},

@@ -309,6 +309,11 @@ def test_nat_bridge_in_a_private_network_namespace():
         assert facts.get("NO_MASQ_SEEN_SOURCE") == "fail", r.stdout
         assert facts.get("RESTART_MASQ_RULES") == "1", r.stdout
         assert facts.get("RESTART_SEEN_SOURCE") == "198.51.100.2", r.stdout
+        # forwards of host ports to a nat VM's fixed address: from outside and from the host itself
+        assert facts.get("RESTART_DNAT_RULES") == "2", r.stdout  # prerouting and output
+        assert facts.get("FWD_ADDR", "").startswith("10.213.0.") and facts.get("FWD_DHCP_HOST") == "1", r.stdout
+        assert facts.get("FWD_FROM_OUTSIDE") == "guest-f1", r.stdout + r.stderr
+        assert facts.get("FWD_FROM_HOST") == "guest-f1", r.stdout + r.stderr
         # the gateway's MAC stays put while taps come and go (guests' ARP caches stay right)
         assert facts.get("BRIDGE_MAC") == facts.get("RESTART_BRIDGE_MAC") == "02:cb:0a:d5:00:01", r.stdout
     finally:

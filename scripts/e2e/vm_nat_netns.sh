@@ -16,6 +16,7 @@ images: [{name: k, file: vmlinuz}, {name: i, file: initrd.img}, {name: ni, file:
 vms:
   - {name: n1, memory: 128, kernel: k, initrd: i, network: nat, autostart: true}
   - {name: g1, memory: 160, kernel: k, initrd: ni, network: nat, append: "console=ttyS0 quiet netguest.server=198.51.100.1:8080"}
+  - {name: f1, memory: 128, kernel: k, initrd: i, network: nat, forwards: [{host: 18080, guest: 8080}]}
 Y
 "$B" daemon --config "$DIR/c.yaml" --state-dir "$S" > "$DIR/daemon.log" 2>&1 &
 D=$!
@@ -75,7 +76,7 @@ i=0
 while [ $i -lt 30 ] && ! nsenter -t "$OUT" -n sh -c 'ss -ltn 2>/dev/null | grep -q :8080'; do sleep 0.1; i=$((i+1)); done
 echo "IP_FORWARD=$(cat /proc/sys/net/ipv4/ip_forward)"
 echo "NAT_SEEN_SOURCE=$(fetch)"
-echo "NFT_MASQ_RULES=$(nft list table ip cloudbios 2>/dev/null | grep -c masquerade)"
+echo "NFT_MASQ_RULES=$(nft list table ip cloudbios 2>/dev/null | grep -c 'oifname != "cbnat0" masquerade')"
 # a real guest (TCG) on its tap: a DHCP lease from the daemon's server, then
 # the outside through the masquerade
 CLOUDBIOS_PASSWORD=pw "$B" vm start --url http://127.0.0.1:18555 --user admin g1 >/dev/null
@@ -98,9 +99,43 @@ for n in 3 4; do
     while [ $i -lt 100 ] && ! grep -q "ready:" "$DIR/daemon$n.log"; do sleep 0.2; i=$((i+1)); done
     kill $D; wait $D
 done
-echo "RESTART_MASQ_RULES=$(nft list ruleset 2>/dev/null | grep -c masquerade)"
+echo "RESTART_MASQ_RULES=$(nft list ruleset 2>/dev/null | grep -c 'oifname != "cbnat0" masquerade')"
+echo "RESTART_DNAT_RULES=$(nft list ruleset 2>/dev/null | grep -c 'dport 18080 dnat')"
 echo "RESTART_SEEN_SOURCE=$(fetch)"
 echo "RESTART_BRIDGE_MAC=$(cat /sys/class/net/cbnat0/address)"
+
+# forwards: f1 has a fixed address in the DHCP server's hosts file; port
+# 18080 of every host address reaches port 8080 there (a stand-in for the
+# guest on cbnat0 listens), from outside and from the host itself
+FADDR=$(awk '$1=="f1"{print $2}' "$S/nat/addresses" 2>/dev/null)
+echo "FWD_ADDR=$FADDR"
+echo "FWD_DHCP_HOST=$(grep -c ",$FADDR,f1" "$S/nat/dhcp-hosts" 2>/dev/null)"
+unshare -n sleep 120 & FG=$!
+sleep 0.3
+ip link add fv0 type veth peer name eth0 netns "$FG"
+ip link set fv0 master cbnat0
+ip link set fv0 up
+nsenter -t "$FG" -n sh -c "ip link set lo up; ip addr add $FADDR/24 dev eth0; ip link set eth0 up; ip route add default via 10.213.0.1"
+nsenter -t "$FG" -n timeout 100 python3 -c '
+import http.server as h
+class H(h.BaseHTTPRequestHandler):
+    def do_GET(s):
+        s.send_response(200); s.end_headers(); s.wfile.write(b"guest-f1")
+    def log_message(s, *a): pass
+h.HTTPServer(("0.0.0.0", 8080), H).serve_forever()' &
+FWEB=$!
+i=0
+while [ $i -lt 30 ] && ! nsenter -t "$FG" -n sh -c 'ss -ltn 2>/dev/null | grep -q :8080'; do sleep 0.1; i=$((i+1)); done
+get() { timeout 20 python3 -c '
+import sys, urllib.request
+try: print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())
+except Exception as e: print("fail")' "$1" 2>/dev/null || echo fail; }
+echo "FWD_FROM_OUTSIDE=$(nsenter -t "$OUT" -n timeout 20 python3 -c '
+import urllib.request
+try: print(urllib.request.urlopen("http://198.51.100.2:18080/", timeout=5).read().decode())
+except Exception: print("fail")')"
+echo "FWD_FROM_HOST=$(get http://127.0.0.1:18080/)"
+kill $FWEB $FG 2>/dev/null
 kill $WEB $OUT $GST 2>/dev/null
 [ -f "$S/nat/dhcp.pid" ] && kill "$(cat "$S/nat/dhcp.pid")"
 exit 0
