@@ -174,6 +174,7 @@ export const ACTIONS = {
     start: { label: "Start", states: ["stopped", "crashed"] },
     shutdown: { label: "Shut down", states: ["running"] },
     reboot: { label: "Reboot", states: ["running"] },
+    reset: { label: "Reset", states: ["running", "paused"], danger: true },
     pause: { label: "Pause", states: ["running"] },
     resume: { label: "Resume", states: ["paused"] },
     stop: { label: "Stop", states: ["running", "paused", "starting"], danger: true },

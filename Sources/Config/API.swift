@@ -5,7 +5,9 @@ public enum VMState: String, Sendable, Equatable, Codable, CaseIterable {
 }
 
 public enum VMAction: String, Sendable, Equatable, CaseIterable {
-    case start, stop, shutdown, reboot, pause, resume
+    /// `reboot` asks the guest (its agent, else Ctrl+Alt+Del); `reset` is
+    /// the hard one.
+    case start, stop, shutdown, reboot, reset, pause, resume
 }
 
 /// A VM as the API shows it: its spec plus live state.

@@ -31,6 +31,24 @@ public enum GuestAgent {
         return v["return"]
     }
 
+    /// Sends a command that never replies (`guest-shutdown`) after a sync
+    /// showed the agent is there; whether it was sent.
+    public static func send(socket path: String, _ command: String, arguments: JSONValue? = nil, timeout: Double = 2) -> Bool {
+        guard case .success(let fd) = connectUnix(path) else { return false }
+        defer { close(fd) }
+        let id = Int.random(in: 1...Int(Int32.max))
+        var reader = LineReader(fd: fd)
+        guard send(fd, .object(["execute": .string("guest-sync"), "arguments": .object(["id": .int(id)])])) else { return false }
+        let deadline = Monotonic.now + timeout
+        while true {
+            guard let line = reader.line(deadline: deadline), let v = try? JSONValue.parse(Array(line.utf8)) else { return false }
+            if case .number(let n)? = v["return"], Int(n) == id { break }
+        }
+        var msg: [String: JSONValue] = ["execute": .string(command)]
+        if let arguments { msg["arguments"] = arguments }
+        return send(fd, .object(msg))
+    }
+
     /// The guest's addresses (loopback and link-local left out).
     public static func addresses(socket path: String, timeout: Double = 2) -> [GuestAddress]? {
         guard case .array(let ifaces)? = execute(socket: path, "guest-network-get-interfaces", timeout: timeout) else { return nil }

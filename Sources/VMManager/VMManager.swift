@@ -515,6 +515,8 @@ public actor VMManager {
         case .stop: return try await stop(name)
         case .shutdown: return try await shutdown(name)
         case .reboot:
+            try await reboot(name)
+        case .reset:
             try await command(name, "system_reset", needs: [.running, .paused])
         case .pause:
             try await command(name, "stop", needs: [.running])
@@ -674,15 +676,47 @@ public actor VMManager {
         return status(name)!
     }
 
+    /// A clean reboot: the guest agent's `guest-shutdown` (mode reboot)
+    /// when it answers, else Ctrl+Alt+Del, which Linux and Windows take as
+    /// a reboot request. (`reset` is the hard one.)
+    private func reboot(_ name: String) async throws {
+        guard let rt = runtimes[name], let qmp = rt.qmp, rt.state == .running else {
+            throw APIError.conflict("VM '\(name)' is not running")
+        }
+        if let spec = specs[name], spec.agent {
+            let socket = paths(name).agentSocket
+            let sent = try? await blocking { () -> Bool in
+                // the agent answers a sync first; guest-shutdown itself never replies
+                guard GuestAgent.execute(socket: socket, "guest-ping", timeout: 2) != nil else { return false }
+                return GuestAgent.send(socket: socket, "guest-shutdown", arguments: .object(["mode": .string("reboot")]))
+            }
+            if sent == true {
+                Log.info("VM \(name): reboot asked through the guest agent")
+                return
+            }
+        }
+        let keys: [JSONValue] = ["ctrl", "alt", "delete"].map { .object(["type": .string("qcode"), "data": .string($0)]) }
+        _ = try await qmp.execute("send-key", arguments: .object(["keys": .array(keys)]))
+        Log.info("VM \(name): reboot asked with Ctrl+Alt+Del (no guest agent answered)")
+    }
+
     /// ACPI power button; powers off after `shutdownTimeout` if the guest ignores it.
     public func shutdown(_ name: String) async throws -> VMStatus {
         guard let rt = runtimes[name], let qmp = rt.qmp else { throw APIError.conflict("VM '\(name)' is not running") }
         runtimes[name]?.cleanExit = true
         try await qmp.execute("system_powerdown", timeout: 5)
         let timeout = options.shutdownTimeout, gen = rt.generation, pid = rt.pid
+        let agentSocket = specs[name]?.agent == true ? paths(name).agentSocket : nil
         Task { [weak self] in
             guard let self else { return }
-            if await self.waitForExit(pid, timeout: timeout) {
+            // a guest that ignores ACPI (no acpid, a login screen's policy)
+            // is asked through its agent halfway
+            if let agentSocket, !(await self.waitForExit(pid, timeout: timeout / 2)) {
+                if (try? await blocking({ GuestAgent.send(socket: agentSocket, "guest-shutdown", arguments: .object(["mode": .string("powerdown")])) })) == true {
+                    Log.info("VM \(name): ACPI ignored so far; shutdown asked through the guest agent")
+                }
+            }
+            if await self.waitForExit(pid, timeout: agentSocket == nil ? timeout : timeout / 2) {
                 await self.processExited(name, generation: gen)
             } else if await self.runtimes[name]?.generation == gen {
                 Log.warning("VM \(name) did not shut down within \(Int(timeout)) s; powering it off")

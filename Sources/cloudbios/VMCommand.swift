@@ -10,7 +10,7 @@ struct VMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm",
         abstract: "Manage VMs through the daemon's REST API.",
-        subcommands: [VMList.self, VMCreate.self, VMStart.self, VMStop.self, VMShutdown.self, VMReboot.self,
+        subcommands: [VMList.self, VMCreate.self, VMStart.self, VMStop.self, VMShutdown.self, VMReboot.self, VMReset.self,
                       VMPause.self, VMResume.self, VMDelete.self, VMConsole.self, VMSerial.self])
 }
 
@@ -166,8 +166,14 @@ struct VMShutdown: VMActionCommand {
     @Argument var name: String
 }
 struct VMReboot: VMActionCommand {
-    static let configuration = CommandConfiguration(commandName: "reboot", abstract: "Reset a VM.")
+    static let configuration = CommandConfiguration(commandName: "reboot", abstract: "Reboot a VM cleanly (guest agent, else Ctrl+Alt+Del).")
     static let action = VMAction.reboot
+    @OptionGroup var o: ClientOptions
+    @Argument var name: String
+}
+struct VMReset: VMActionCommand {
+    static let configuration = CommandConfiguration(commandName: "reset", abstract: "Reset a VM (hard).")
+    static let action = VMAction.reset
     @OptionGroup var o: ClientOptions
     @Argument var name: String
 }

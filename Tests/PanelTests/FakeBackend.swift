@@ -58,7 +58,7 @@ actor FakeBackend: PanelBackend {
     func perform(_ action: VMAction, on name: String) async throws -> VMStatus {
         guard var v = vms[name] else { throw APIError.notFound("no VM named '\(name)'") }
         switch action {
-        case .start, .resume, .reboot: v.state = .running
+        case .start, .resume, .reboot, .reset: v.state = .running
         case .stop, .shutdown: v.state = .stopped
         case .pause: v.state = .paused
         }

@@ -73,7 +73,7 @@ import Glibc
         #expect(try await m.vm("tiny").state == .paused)
         await #expect(throws: APIError.self) { try await m.perform(.pause, on: "tiny") }
         #expect(try await m.perform(.resume, on: "tiny").state == .running)
-        #expect(try await m.perform(.reboot, on: "tiny").state == .running)
+        #expect(try await m.perform(.reset, on: "tiny").state == .running)
 
         let metrics = await m.metrics()
         #expect(metrics.contains("cloudbios_vm_state{vm=\"tiny\",state=\"running\"} 1"))

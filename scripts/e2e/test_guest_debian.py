@@ -170,7 +170,20 @@ def test_the_same_image_boots_on_uefi(daemon, debian_image, client_netns, key):
     t0 = time.time()
     daemon.json("POST", "/api/v1/vms/web2/start")
     assert wait_ssh(key, port, t0 + BOOT_TIMEOUT) == "web2"
-    r = ssh(key, port, "test -d /sys/firmware/efi && echo efi")
-    assert r.stdout.strip() == "efi", r.stdout + r.stderr
+    r = ssh(key, port, "test -d /sys/firmware/efi && echo efi; cat /proc/sys/kernel/random/boot_id")
+    assert r.stdout.split()[0] == "efi", r.stdout + r.stderr
+    boot_id = r.stdout.split()[1]
+    # a clean reboot (through the agent): the guest comes back, the NVRAM kept
+    daemon.json("POST", "/api/v1/vms/web2/reboot")
+    deadline = time.time() + BOOT_TIMEOUT
+    again = None
+    while time.time() < deadline:
+        r = ssh(key, port, "cat /proc/sys/kernel/random/boot_id")
+        if r.returncode == 0 and r.stdout.strip() and r.stdout.strip() != boot_id:
+            again = r.stdout.strip()
+            break
+        time.sleep(5)
+    assert again, "the guest did not come back after the reboot"
+    assert daemon.json("GET", "/api/v1/vms/web2")["state"] == "running"
     daemon.json("POST", "/api/v1/vms/web2/stop")
     print(f"UEFI boot to SSH login: {time.time() - t0:.0f} s")
