@@ -45,6 +45,9 @@ public struct ImageInfo: Sendable, Equatable {
     public var size: Int64
     public var sha256: String?
     public var inUseBy: [String] = []
+    /// What qemu-img reads it as (qcow2, raw, vmdk, …) and its virtual size.
+    public var format: String?
+    public var virtualSize: Int64?
     public init(name: String, size: Int64) { self.name = name; self.size = size }
 }
 

@@ -71,6 +71,8 @@ extension ImageInfo: JSONRepresentable {
     public var json: JSONValue {
         var o: [String: JSONValue] = ["name": .string(name), "size": .int64(size), "in_use_by": .array(inUseBy.map { .string($0) })]
         if let sha256 { o["sha256"] = .string(sha256) }
+        if let format { o["format"] = .string(format) }
+        if let virtualSize { o["virtual_size"] = .int64(virtualSize) }
         return .object(o)
     }
 }

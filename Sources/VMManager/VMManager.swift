@@ -783,13 +783,28 @@ public actor VMManager {
 
     // MARK: - images
 
-    public func images() -> [ImageInfo] {
-        store.names.compactMap { n in
-            var i = store.info(n)
-            i?.inUseBy = referencingVMs(n)
-            return i
+    /// The store's images with what qemu-img says of them (format, virtual
+    /// size), looked up once per file version.
+    public func images() async -> [ImageInfo] {
+        var out: [ImageInfo] = []
+        for n in store.names {
+            guard var i = store.info(n) else { continue }
+            i.inUseBy = referencingVMs(n)
+            var st = stat()
+            let stamp = stat(store.path(n), &st) == 0 ? "\(st.st_size):\(st.st_mtim.tv_sec):\(st.st_mtim.tv_nsec)" : ""
+            if let (s, facts) = imageFacts[n], s == stamp {
+                i.format = facts.format; i.virtualSize = facts.virtualSize
+            } else if let facts = try? await DiskImage.info(store.path(n)) {
+                imageFacts[n] = (stamp, facts)
+                i.format = facts.format; i.virtualSize = facts.virtualSize
+            }
+            out.append(i)
         }
+        return out
     }
+
+    /// qemu-img's facts of store images, by name: (file version, facts).
+    private var imageFacts: [String: (String, DiskImage.Info)] = [:]
 
     public func beginImageUpload(_ name: String, expectedSize: Int64?) throws(APIError) -> ImageUploadSession {
         if let p = Names.checkImage(name) { throw .badRequest(p) }
@@ -877,7 +892,7 @@ public actor VMManager {
         out += rssLines
         family("cloudbios_vm_memory_configured_bytes", "gauge", "Memory given to the guest.")
         for n in names { out += "cloudbios_vm_memory_configured_bytes{vm=\"\(n)\"} \(Int64(specs[n]!.memory) << 20)\n" }
-        let imgs = images()
+        let imgs = store.names.compactMap { store.info($0) }
         family("cloudbios_images", "gauge", "Images in the store.")
         out += "cloudbios_images \(imgs.count)\n"
         family("cloudbios_images_bytes", "gauge", "Bytes in the image store.")

@@ -73,6 +73,8 @@ import Platform
         try Files.makeDirectories(dir + "/images")
         _ = try run(["qemu-img", "create", "-q", "-f", "vmdk", dir + "/images/base.vmdk", "16M"])
         _ = try run(["qemu-img", "create", "-q", "-f", "raw", dir + "/images/base.raw", "8M"])
+        let facts = await m.images().map { "\($0.name) \($0.format ?? "?") \($0.virtualSize ?? -1)" }
+        #expect(facts == ["base.raw raw \(8 << 20)", "base.vmdk vmdk \(16 << 20)"])
         var s = VMSpec(name: "g")
         s.network = .none
         s.disks = [.image("base.vmdk", size: 32 << 20, id: "root"), .image("base.raw", id: "second")]

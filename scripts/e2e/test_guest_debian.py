@@ -103,6 +103,8 @@ def vm_spec(name, firmware, pub, port):
 def test_debian_cloud_image_with_cloud_init_ssh_agent_and_acpi(daemon, debian_image, client_netns, key):
     status, image = daemon.upload("debian-12", debian_image)
     assert status == 201, image
+    listed = {i["name"]: i for i in daemon.json("GET", "/api/v1/images")}
+    assert listed["debian-12"]["format"] == "qcow2" and listed["debian-12"]["virtual_size"] == 2 << 30, listed
     pub = open(key + ".pub").read().strip()
     port = free_port()
     daemon.json("POST", "/api/v1/vms", vm_spec("web1", "bios", pub, port), expect=201)
