@@ -30,7 +30,7 @@ function imageOptions(images, selected, noneLabel) {
 // ---------------------------------------------------------------- VM form
 
 const FIELDS = ["name", "memory", "cpus", "firmware", "disks", "cdrom", "kernel", "initrd", "append",
-    "network", "accel", "autostart", "order", "display"];
+    "network", "accel", "autostart", "order", "display", "cloud_init", "forwards", "boot"];
 
 // The field an API error message is about: {"field": …} when the daemon
 // names it, else the first known key the message starts with or quotes.
@@ -78,6 +78,12 @@ export function vmForm(main, editName) {
         autostart: inp("autostart", { type: "checkbox" }),
         order: inp("order", { type: "number", min: 0, step: 1, placeholder: "–", inputmode: "numeric" }),
         display: inp("display", { type: "checkbox" }),
+        boot: sel("boot", [["", "CD first when one is set"], ["disk,cdrom", "Disks, then CD"], ["cdrom,disk", "CD, then disks"]]),
+        cloud_init: inp("cloud_init", { type: "checkbox" }),
+        ci_user: inp("ci_user", { placeholder: "debian", autocapitalize: "off", spellcheck: "false" }),
+        ci_hostname: inp("ci_hostname", { placeholder: "the VM name", autocapitalize: "off", spellcheck: "false" }),
+        ci_keys: h("textarea#f-ci_keys", { name: "ci_keys", rows: 2, spellcheck: "false", placeholder: "ssh-ed25519 AAAA… you@laptop (one per line; empty: the panel users' keys)" }),
+        forwards: inp("forwards", { placeholder: "2222:22, 8080:80, 5353:53/udp", autocapitalize: "off", spellcheck: "false" }),
     };
     const disksList = h("div.disks#f-disks");
     let images = [];
@@ -85,15 +91,22 @@ export function vmForm(main, editName) {
     const diskRow = (d) => {
         const kind = h("select.disk-kind", { "aria-label": "Disk kind" },
             h("option", { value: "size" }, "New disk"), h("option", { value: "image" }, "From image"));
-        const size = h("input.disk-size", { placeholder: "8G", "aria-label": "Disk size", value: d.size || "" });
+        const size = h("input.disk-size", { placeholder: d.image ? "image size" : "8G", "aria-label": "Disk size", value: d.size || "" });
         const image = h("select.disk-image", { "aria-label": "Disk image" }, imageOptions(images, d.image, "– choose –"));
         const rm = h("button.small", { type: "button", "aria-label": "Remove disk" }, "✕");
-        const row = h("div.disk-row.row", kind, size, image, rm);
-        const sync = () => { size.hidden = kind.value !== "size"; image.hidden = kind.value !== "image"; };
+        const id = h("code.disk-id.muted", { title: "the disk's id: its file is named by it" }, d.id || "new");
+        const row = h("div.disk-row.row", id, kind, image, size, rm);
+        row.dataset.id = d.id || "";
+        const sync = () => { image.hidden = kind.value !== "image"; size.placeholder = kind.value === "image" ? "grow to (optional)" : "8G"; };
         kind.value = d.image ? "image" : "size";
         kind.addEventListener("change", sync);
         rm.addEventListener("click", () => row.remove());
-        row.read = () => kind.value === "size" ? { size: size.value.trim() } : { image: image.value };
+        row.read = () => {
+            const out = kind.value === "size" ? { size: size.value.trim() } : { image: image.value };
+            if (kind.value === "image" && size.value.trim()) out.size = size.value.trim();
+            if (row.dataset.id) out.id = row.dataset.id;
+            return out;
+        };
         row.refreshImages = () => { const v = image.value; clear(image, imageOptions(images, v, "– choose –")); };
         sync();
         return row;
@@ -110,13 +123,20 @@ export function vmForm(main, editName) {
             field("accel", "Acceleration", f.accel)),
         h("fieldset", h("legend", "Storage"),
             field("disks", "Disks", h("div", disksList, addDisk)),
-            field("cdrom", "CD-ROM", f.cdrom, "an ISO from the image store")),
+            field("cdrom", "CD-ROM", f.cdrom, "an ISO from the image store; it can change while the VM runs"),
+            field("boot", "Boot order", f.boot)),
+        h("fieldset", h("legend", "Cloud-init (cloud images)"),
+            h("div.field.check", h("label", f.cloud_init, " Give the guest a cloud-init seed"), errs.cloud_init = h("span.field-error#err-cloud_init")),
+            field("ci_user", "User", f.ci_user, "gets the SSH keys and passwordless sudo"),
+            field("ci_hostname", "Host name", f.ci_hostname),
+            field("ci_keys", "SSH public keys", f.ci_keys)),
         h("fieldset", h("legend", "Direct kernel boot"),
             field("kernel", "Kernel", f.kernel),
             field("initrd", "Initrd", f.initrd),
             field("append", "Kernel command line", f.append)),
         h("fieldset", h("legend", "Network and start"),
             field("network", "Network", f.network),
+            field("forwards", "Port forwards (NAT)", f.forwards, "host:guest, from every host address"),
             h("div.field.check", h("label", f.autostart, " Start with the host"), errs.autostart = h("span.field-error#err-autostart")),
             field("order", "Start order", f.order),
             h("div.field.check", h("label", f.display, " Show on the local display"), errs.display = h("span.field-error#err-display"))),
@@ -143,6 +163,13 @@ export function vmForm(main, editName) {
         f.autostart.checked = !!spec.autostart;
         f.order.value = spec.order ?? "";
         f.display.checked = !!spec.display;
+        f.boot.value = Array.isArray(spec.boot) ? spec.boot.join(",") : "";
+        const ci = spec.cloud_init;
+        f.cloud_init.checked = !!ci;
+        f.ci_user.value = ci?.user || "";
+        f.ci_hostname.value = ci?.hostname || "";
+        f.ci_keys.value = (ci?.ssh_authorized_keys || []).join("\n");
+        f.forwards.value = (spec.forwards || []).map((x) => x.host + ":" + x.guest + (x.proto === "udp" ? "/udp" : "")).join(", ");
         clear(disksList, (spec.disks || []).map(diskRow));
         fillImages(spec);
     };
@@ -194,7 +221,8 @@ export function vmForm(main, editName) {
             if ("size" in d) {
                 const b = parseSize(d.size);
                 if (b === null || b < 1048576) { e.disks = "a disk size is like 512M, 8G or 8GiB (at least 1M)"; continue; }
-            } else if (!d.image) { e.disks = "choose an image for each disk from the image store"; continue; }
+            }
+            if ("image" in d && !d.image) { e.disks = "choose an image for each disk from the image store"; continue; }
             disks.push(d);
         }
         if (disks.length || original.disks) spec.disks = disks;
@@ -210,6 +238,23 @@ export function vmForm(main, editName) {
             spec.order = o;
         }
         spec.display = f.display.checked;
+        if (f.boot.value) spec.boot = f.boot.value.split(",");
+        if (f.cloud_init.checked) {
+            const ci = Object.assign({}, original.cloud_init || {});
+            delete ci.user; delete ci.hostname;
+            if (f.ci_user.value.trim()) ci.user = f.ci_user.value.trim();
+            if (f.ci_hostname.value.trim()) ci.hostname = f.ci_hostname.value.trim();
+            ci.ssh_authorized_keys = f.ci_keys.value.split("\n").map((k) => k.trim()).filter(Boolean);
+            spec.cloud_init = ci;
+        }
+        const fw = [];
+        for (const part of f.forwards.value.split(/[,\s]+/).filter(Boolean)) {
+            const m = /^(\d{1,5}):(\d{1,5})(?:\/(tcp|udp))?$/.exec(part);
+            if (!m) { e.forwards = "write forwards as host:guest, e.g. 2222:22 or 5353:53/udp"; break; }
+            fw.push({ host: Number(m[1]), guest: Number(m[2]), proto: m[3] || "tcp" });
+        }
+        if (fw.length && spec.network !== "nat") e.forwards = "forwards need the NAT network";
+        if (fw.length || original.forwards?.length) spec.forwards = fw;
         return { spec, errors: e };
     };
 
@@ -259,12 +304,28 @@ export function vmDetail(main, name) {
     const follow = h("input#serial-follow", { type: "checkbox", checked: true });
     const shot = h("img.shot#vm-shot", { alt: "Screen of " + name, hidden: true });
     let actionsEl = null;
+    // the CD drive: insert or eject now, also while the VM runs
+    const cdPick = h("select#cd-image", { "aria-label": "ISO image" });
+    const cdInsert = h("button.small#cd-insert", { type: "button" }, "Insert");
+    const cdEject = h("button.small#cd-eject", { type: "button" }, "Eject");
+    const cdCard = h("section.card", h("h3", "CD drive"), h("div.row", cdPick, cdInsert, cdEject));
+    const setCD = async (image) => {
+        try {
+            await api.post("/vms/" + enc(name) + "/cdrom", { image });
+            flash(image ? name + ": " + image + " inserted" : name + ": CD ejected");
+            refreshNow();
+        } catch (e) { flash(name + ": " + e.message, "error"); }
+    };
+    cdInsert.addEventListener("click", () => { if (cdPick.value) setCD(cdPick.value); });
+    cdEject.addEventListener("click", () => setCD(null));
+    api.get("/images").then((imgs) => clear(cdPick, imageOptions(Array.isArray(imgs) ? imgs : [], null, "– choose an ISO –"))).catch(() => {});
     clear(main,
         h("div.row.head", h("h2", h("a", { href: "#/" }, "VMs"), " / ", name), state, h("span.spacer"), actions),
         h("div.detail-grid",
             h("section.card", h("h3", "CPU ", cpuNow), cpuSpark),
             h("section.card", h("h3", "Memory ", memNow), memSpark),
             h("section.card", h("h3", "Configuration"), info),
+            cdCard,
             h("section.card", h("h3", "Screen"), shot)),
         h("section.card",
             h("div.row.head", h("h3", "Serial console"), h("span.spacer"),
@@ -295,7 +356,9 @@ export function vmDetail(main, name) {
             ["Memory", fmtMiB(mem)], ["CPUs", vm.cpus ?? 1], ["Firmware", vm.firmware || "bios"],
             ["Acceleration", (vm.accel || "auto") + (up && vm.accel_in_use ? " (using " + vm.accel_in_use.toUpperCase() + ")" : "")],
             ["Network", vm.network || "nat"],
-            ["Disks", (vm.disks || []).map((d) => d.image ? "image " + d.image : d.size).join(", ") || "none"],
+            ["Disks", (vm.disks || []).map((d) => (d.id ? d.id + ": " : "") + (d.image ? "image " + d.image + (d.size ? " grown to " + d.size : "") : d.size)).join(", ") || "none"],
+            ["Addresses", (vm.addresses || []).map((a) => a.address + "/" + a.prefix + " (" + a.interface + ")").join(", ") || (vm.state === "running" ? "waiting for the guest agent" : "–")],
+            ["Forwards", (vm.forwards || []).map((x) => "host " + x.host + " → " + x.guest + (x.proto === "udp" ? "/udp" : "")).join(", ") || "none"],
             ["CD-ROM", vm.cdrom || "none"], ["Kernel", vm.kernel || "–"], ["Initrd", vm.initrd || "–"],
             ["Command line", vm.append || "–"],
             ["Autostart", vm.autostart ? "yes" + (vm.order !== undefined ? ", order " + vm.order : "") : "no"],

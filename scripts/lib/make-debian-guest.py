@@ -76,15 +76,17 @@ DPKG_EXCLUDES = [
 ]
 
 FSTAB = (f"LABEL={ROOT_LABEL}\t/\text4\terrors=remount-ro\t0\t1\n"
-         f"UUID={ESP_VOLUME_ID[:4]}-{ESP_VOLUME_ID[4:]}\t/boot/efi\tvfat\tumask=0077,nofail,x-systemd.device-timeout=10s\t0\t2\n")
+         f"UUID={ESP_VOLUME_ID[:4]}-{ESP_VOLUME_ID[4:]}\t/boot/efi\tvfat\tumask=0077,nofail\t0\t2\n")
 
 # Run by mmdebstrap once the Essential packages are in, before the kernel:
-# initramfs-tools then sees the root filesystem type (fsck in the initramfs)
-# and no resume device to look for.
+# initramfs-tools then sees the root filesystem type (fsck in the initramfs),
+# no resume device to look for, and no floppy driver to load (QEMU's i440fx
+# has a floppy controller without a drive: I/O errors on fd0 at every probe).
 ESSENTIAL_HOOK = (
     'printf "%b" "' + FSTAB.replace("\t", "\\t").replace("\n", "\\n") + '" > "$1/etc/fstab"'
-    ' && mkdir -p "$1/etc/initramfs-tools/conf.d"'
+    ' && mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/modprobe.d"'
     ' && echo RESUME=none > "$1/etc/initramfs-tools/conf.d/resume"'
+    ' && echo "blacklist floppy" > "$1/etc/modprobe.d/cloudbios-no-floppy.conf"'
 )
 
 BIOS_MODULES = ["biosdisk", "part_gpt", "ext2", "search", "search_label", "configfile", "normal",
@@ -102,6 +104,7 @@ CLOUD_CFG = """# CloudBIOS test guest: the seed is a local NoCloud volume (label
 datasource_list: [NoCloud, None]
 manage_etc_hosts: true
 locale: C.UTF-8
+ssh_genkeytypes: [rsa, ecdsa, ed25519]
 system_info:
   network:
     renderers: [networkd]
