@@ -15,7 +15,7 @@ struct VMCommand: ParsableCommand {
 }
 
 struct ClientOptions: ParsableArguments {
-    @Option(help: "The daemon's URL.") var url: String = "https://127.0.0.1:8443"
+    @Option(help: "The daemon's URL (default: CLOUDBIOS_URL, else the saved login's, else https://127.0.0.1:8443).") var url: String?
     @Option(help: "API token (or CLOUDBIOS_TOKEN).") var token: String?
     @Option(help: "Panel user to log in as (password from CLOUDBIOS_PASSWORD or --password).") var user: String?
     @Option(help: "Password for --user.") var password: String?
@@ -24,11 +24,18 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Do not verify the daemon's TLS certificate.") var insecure = false
     @Flag(help: "Print JSON.") var json = false
 
+    /// The URL in effect: the flag, CLOUDBIOS_URL, the saved login, the default.
+    var effectiveURL: String {
+        url ?? getenv("CLOUDBIOS_URL").map { String(cString: $0) } ?? SavedLogin.load()?.url ?? "https://127.0.0.1:8443"
+    }
+
     func client() throws -> APIClient {
         var ca = cacert
         if ca == nil, !insecure, Files.exists("\(stateDir)/tls/cert.pem") { ca = "\(stateDir)/tls/cert.pem" }
-        var c = try APIClient(url: url, caFile: ca, insecure: insecure)
+        let target = effectiveURL
+        var c = try APIClient(url: target, caFile: ca, insecure: insecure)
         c.token = token ?? getenv("CLOUDBIOS_TOKEN").map { String(cString: $0) }
+        if c.token == nil, user == nil, let saved = SavedLogin.load(), saved.url == target { c.token = saved.token }
         if c.token == nil, let user {
             guard let pw = password ?? getenv("CLOUDBIOS_PASSWORD").map({ String(cString: $0) }) else {
                 throw CLIError("--user needs --password or CLOUDBIOS_PASSWORD")
@@ -44,9 +51,62 @@ struct ClientOptions: ParsableArguments {
     func call(_ method: String, _ path: String, body: JSONValue? = nil) throws -> APIClient.Response {
         let r = try client().request(method, path, body: body?.bytes)
         guard (200..<300).contains(r.status) else {
-            throw CLIError(r.status == 401 ? "not authenticated: pass --token, CLOUDBIOS_TOKEN or --user" : r.errorMessage)
+            throw CLIError(r.status == 401 ? "not authenticated: run 'cloudbios login', or pass --token, CLOUDBIOS_TOKEN or --user"
+                                           : SavedLogin.withoutBodyPosition(r.errorMessage))
         }
         return r
+    }
+}
+
+/// `cloudbios login`: logs in once and keeps the URL and token (0600) in
+/// ~/.config/cloudbios/login, so later commands need neither.
+struct LoginCommand: Command {
+    static let configuration = CommandConfiguration(
+        commandName: "login", abstract: "Log in to a daemon and keep the session for later commands.")
+    @OptionGroup var o: ClientOptions
+
+    mutating func execute() async throws {
+        guard let user = o.user else { throw CLIError("--user is needed (the password from CLOUDBIOS_PASSWORD, --password, or the terminal)") }
+        var opts = o
+        if opts.password == nil, getenv("CLOUDBIOS_PASSWORD") == nil {
+            guard let pw = PasswdCommand.readHidden("Password for \(user): ") else { throw CLIError("no password read") }
+            opts.password = pw
+        }
+        let c = try opts.client()
+        guard let token = c.token else { throw CLIError("login failed") }
+        try SavedLogin(url: opts.effectiveURL, token: token).save()
+        print("logged in to \(opts.effectiveURL) as \(user) (kept in \(SavedLogin.path))")
+    }
+}
+
+struct SavedLogin {
+    var url: String
+    var token: String
+
+    static var path: String {
+        let home = getenv("HOME").map { String(cString: $0) } ?? "/root"
+        return home + "/.config/cloudbios/login"
+    }
+
+    static func load() -> SavedLogin? {
+        guard let text = try? Files.readString(path) else { return nil }
+        let lines = text.split(separator: "\n").map(String.init)
+        guard lines.count >= 2, lines[1].utf8.count == 64 else { return nil }
+        return SavedLogin(url: lines[0], token: lines[1])
+    }
+
+    func save() throws {
+        try Files.makeDirectories(Files.parent(of: Self.path), mode: 0o700)
+        try Files.writeAtomically(Self.path, url + "\n" + token + "\n", mode: 0o600)
+    }
+
+    /// An API error about a body the CLI built ("body:1:11: memory must…")
+    /// without the position the user never saw.
+    static func withoutBodyPosition(_ m: String) -> String {
+        guard m.hasPrefix("body:") else { return m }
+        let parts = m.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false)
+        guard parts.count == 4, Int(parts[1]) != nil, Int(parts[2]) != nil else { return m }
+        return parts[3].drop { $0 == " " }.description
     }
 }
 
@@ -219,13 +279,18 @@ struct VMConsole: ParsableCommand {
         guard v["state"]?.stringValue == "running" || v["state"]?.stringValue == "paused" else {
             throw CLIError("\(name) is \(v["state"]?.stringValue ?? "unknown"); start it first")
         }
-        let base = o.url.hasSuffix("/") ? String(o.url.dropLast()) : o.url
+        let url = o.effectiveURL
+        let base = url.hasSuffix("/") ? String(url.dropLast()) : url
+        // the socket only when it is on this machine (the daemon's state dir is not known otherwise)
+        let socket = "\(o.stateDir)/run/\(name)/vnc.sock"
+        let local = Files.exists(socket) ? socket : nil
         if o.json {
-            print(JSONValue.object(["url": .string("\(base)/console?vm=\(name)"),
-                                    "vnc_socket": .string("\(o.stateDir)/run/\(name)/vnc.sock")]).serialized(pretty: true))
+            var out: [String: JSONValue] = ["url": .string("\(base)/console?vm=\(name)")]
+            if let local { out["vnc_socket"] = .string(local) }
+            print(JSONValue.object(out).serialized(pretty: true))
         } else {
             print("browser:  \(base)/console?vm=\(name)")
-            print("local:    cloudbios viewer --vm \(name)   (VNC socket \(o.stateDir)/run/\(name)/vnc.sock)")
+            if let local { print("local:    cloudbios viewer --vm \(name)   (VNC socket \(local))") }
         }
     }
 }

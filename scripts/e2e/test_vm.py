@@ -401,3 +401,31 @@ def test_vm_cli_over_tls(daemon):
     r = subprocess.run([binary(), "vm", "list", "--url", daemon.url, "--state-dir", "/nonexistent", "--user", "admin"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode != 0 and "TLS" in r.stderr
+
+
+def test_cli_login_once_then_cloudbios_url(daemon, tmp_path):
+    """`cloudbios login` keeps the session (0600, under $HOME): later
+    commands need no --url, --user or password; CLOUDBIOS_URL picks the
+    daemon; errors about a body the CLI built carry no JSON position."""
+    import stat
+    import subprocess
+    from cbdaemon import PASSWORD, binary
+    daemon.start()
+    env = dict(os.environ, HOME=str(tmp_path), CLOUDBIOS_PASSWORD=PASSWORD)
+    for k in ("CLOUDBIOS_TOKEN", "CLOUDBIOS_URL"):
+        env.pop(k, None)
+
+    def run(*args, extra=None, ok=True):
+        r = subprocess.run([binary(), *args], capture_output=True, text=True, env=dict(env, **(extra or {})), timeout=60)
+        assert (r.returncode == 0) == ok, r.stdout + r.stderr
+        return r.stdout + r.stderr
+
+    # nothing saved and nothing said: not authenticated, with the way out named
+    assert "cloudbios login" in run("vm", "list", "--state-dir", daemon.state,
+                                    extra={"CLOUDBIOS_URL": daemon.url}, ok=False)
+    assert "logged in to " + daemon.url in run("login", "--url", daemon.url, "--state-dir", daemon.state, "--user", "admin")
+    saved = tmp_path / ".config" / "cloudbios" / "login"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert "NAME" in run("vm", "list", "--state-dir", daemon.state)
+    out = run("vm", "create", "bad-mem", "--memory", "1", "--state-dir", daemon.state, ok=False)
+    assert "body:" not in out and "memory" in out, out

@@ -474,6 +474,7 @@ def main():
         remove_tree(stale)
     t0 = time.monotonic()
     work = tempfile.mkdtemp(prefix=".build-", dir=out)
+    os.chmod(work, 0o755)   # apt downloads as _apt into the chroot below it
     try:
         root = os.path.join(work, "rootfs")
         run([root if a == "ROOTDIR" else a for a in cmdline])
