@@ -223,6 +223,12 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     api("POST", "/api/v1/vms/spec-vm/pause", (200, 202, 204), json={})
     api("POST", "/api/v1/vms/spec-vm/resume", (200, 202, 204), json={})
     api("POST", "/api/v1/vms/spec-vm/reboot", (200, 202, 204), json={})
+    api("POST", "/api/v1/vms/spec-vm/reset", (200, 202, 204), json={})
+    # the CD drive, while the VM runs: insert, eject, refuse what is not there
+    assert api("POST", "/api/v1/vms/spec-vm/cdrom", 200, json={"image": "tiny-initrd"}).json()["cdrom"] == "tiny-initrd"
+    assert "cdrom" not in api("POST", "/api/v1/vms/spec-vm/cdrom", 200, json={"image": None}).json()
+    api("POST", "/api/v1/vms/spec-vm/cdrom", 422, json={"image": "no-such-image"})
+    api("POST", "/api/v1/vms/spec-vm/cdrom", 400, json={"iso": "x"})
     api("POST", "/api/v1/vms/spec-vm/shutdown", (200, 202, 204, 409), json={})
     api("POST", "/api/v1/vms/spec-vm/stop", (200, 202, 204, 409), json={})
     deadline = time.time() + 30
@@ -247,6 +253,10 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     elif r.status_code == 200:
         assert False, "a selector that matches no disk cannot plan an install: " + r.text[:300]
     api("POST", "/api/v1/install", (400, 415, 422), data="[]", headers={"Content-Type": "application/json"})
+
+    # the first-run setup is closed once a user exists
+    assert api("GET", "/api/v1/setup", 200).json()["required"] is False
+    api("POST", "/api/v1/setup", 409, json={"code": "0000-0000", "user": "late", "password": "late-password"})
 
     # logout ends the session
     c.check(s.post(d.url + "/api/v1/logout", headers={"X-CSRF-Token": csrf}), (200, 204))
