@@ -201,6 +201,19 @@ enum NATNetwork {
         try Files.writeAll(fd, Array(value.utf8), what: "write \(path)")
     }
 
+    /// Removes what `setUp` made — the DHCP server, the nftables table and
+    /// the bridge — when the daemon exits with no guest left on it.
+    static func tearDown(dir: String) async {
+        if let t = Files.readTrimmed("\(dir)/dhcp.pid"), let pid = Int32(t), processAlive(pid) {
+            kill(pid, SIGTERM)
+            for _ in 0..<50 where processAlive(pid) { try? await Task.sleep(nanoseconds: 20_000_000) }
+        }
+        Files.remove("\(dir)/dhcp.pid")
+        if Launcher.which("nft") != nil { _ = try? await runTool(["nft", "delete", "table", "ip", "cloudbios"]) }
+        if Files.exists("/sys/class/net/\(bridge)") { _ = try? await runTool(["ip", "link", "del", bridge]) }
+        Log.info("NAT: \(bridge), its DHCP server and the nftables table removed (no guest uses them)")
+    }
+
     static func createTap(_ tap: String, bridge: String) async throws {
         if Files.exists("/sys/class/net/\(tap)") { _ = try? await runTool(["ip", "link", "del", tap]) }
         // through /dev/net/tun (busybox's ip, the PE's, has no tuntap); the

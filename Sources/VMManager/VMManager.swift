@@ -132,12 +132,17 @@ public actor VMManager {
 
     /// Lets go of every VM without stopping it (the daemon exiting): QMP
     /// connections close, QEMU keeps running, a later manager reattaches.
-    public func detach() {
+    public func detach() async {
+        let anyRunning = !runtimes.isEmpty
         for (name, rt) in runtimes {
             runtimes[name]?.generation = -1
             rt.qmp?.close()
         }
         runtimes = [:]
+        // the NAT this daemon built goes with it, unless guests still use it
+        if !anyRunning, case .bridge? = hostFacts?.nat, options.nat == .bridge {
+            await NATNetwork.tearDown(dir: "\(stateDir)/nat")
+        }
     }
 
     public nonisolated func paths(_ name: String) -> VMPaths { VMPaths(stateDir: stateDir, name: name) }

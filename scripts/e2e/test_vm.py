@@ -307,6 +307,8 @@ def test_nat_bridge_in_a_private_network_namespace():
         assert len(lease) == 4 and lease[1].startswith("10.213.0.") and lease[3] == "10.213.0.1", r.stdout + r.stderr
         assert facts.get("GUEST_SEEN_SOURCE") == "198.51.100.2", r.stdout + r.stderr
         assert facts.get("NO_MASQ_SEEN_SOURCE") == "fail", r.stdout
+        # a daemon that exits with no guest left removes the bridge, the table and the DHCP server
+        assert (facts.get("EXIT_BRIDGE"), facts.get("EXIT_NFT"), facts.get("EXIT_DHCP")) == ("gone", "gone", "gone"), r.stdout
         assert facts.get("RESTART_MASQ_RULES") == "1", r.stdout
         assert facts.get("RESTART_SEEN_SOURCE") == "198.51.100.2", r.stdout
         # forwards of host ports to a nat VM's fixed address: from outside and from the host itself

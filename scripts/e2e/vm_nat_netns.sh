@@ -91,14 +91,23 @@ CLOUDBIOS_PASSWORD=pw "$B" vm stop --url http://127.0.0.1:18555 --user admin n1 
 sleep 0.5
 echo "TAP_AFTER_STOP=$(ls /sys/class/net | grep -c '^cbt')"
 kill $D; wait $D
-# a restart puts the table back exactly once, however often it runs
+# with no guest left, the daemon takes its NAT along when it exits
+echo "EXIT_BRIDGE=$(test -e /sys/class/net/cbnat0 && echo kept || echo gone)"
+echo "EXIT_NFT=$(nft list table ip cloudbios >/dev/null 2>&1 && echo kept || echo gone)"
+echo "EXIT_DHCP=$(kill -0 "$(cat $S/nat/dhcp.pid 2>/dev/null)" 2>/dev/null && echo kept || echo gone)"
+# a restart puts the table back exactly once, however often it runs (the
+# last one keeps running for the checks below)
 for n in 3 4; do
     "$B" daemon --config "$DIR/c.yaml" --state-dir "$S" --nat bridge --no-autostart > "$DIR/daemon$n.log" 2>&1 &
     D=$!
     i=0
     while [ $i -lt 100 ] && ! grep -q "ready:" "$DIR/daemon$n.log"; do sleep 0.2; i=$((i+1)); done
-    kill $D; wait $D
+    i=0
+    while [ $i -lt 50 ] && ! nft list ruleset 2>/dev/null | grep -q 'dport 18080 dnat'; do sleep 0.2; i=$((i+1)); done
+    [ $n = 3 ] && { kill $D; wait $D; }
 done
+# the stand-in guest's veth goes back on the new bridge
+ip link set gv0 master cbnat0
 echo "RESTART_MASQ_RULES=$(nft list ruleset 2>/dev/null | grep -c 'oifname != "cbnat0" masquerade')"
 echo "RESTART_DNAT_RULES=$(nft list ruleset 2>/dev/null | grep -c 'dport 18080 dnat')"
 echo "RESTART_SEEN_SOURCE=$(fetch)"
@@ -136,6 +145,7 @@ try: print(urllib.request.urlopen("http://198.51.100.2:18080/", timeout=5).read(
 except Exception: print("fail")')"
 echo "FWD_FROM_HOST=$(get http://127.0.0.1:18080/)"
 kill $FWEB $FG 2>/dev/null
+kill $D; wait $D
 kill $WEB $OUT $GST 2>/dev/null
 [ -f "$S/nat/dhcp.pid" ] && kill "$(cat "$S/nat/dhcp.pid")"
 exit 0

@@ -157,7 +157,10 @@ def boot(firmware, image, key, seed, tmp):
         t1 = time.monotonic()
         out = ""
         while True:
-            r = subprocess.run(ssh, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+            try:
+                r = subprocess.run(ssh, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+            except subprocess.TimeoutExpired:
+                r = subprocess.CompletedProcess(ssh, -1, "", "ssh timed out")
             out = r.stdout
             if out.split() == EXPECTED:
                 break

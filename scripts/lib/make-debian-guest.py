@@ -144,7 +144,8 @@ def log(msg):
 
 
 def run(args, **kw):
-    log("$ " + " ".join(args) if len(" ".join(args)) < 400 else "$ " + " ".join(args)[:400] + " ...")
+    line = " ".join(args)
+    log("$ " + (line if len(line) < 400 else line[:400] + " ..."))
     subprocess.run(args, check=True, **kw)
 
 
