@@ -213,6 +213,22 @@ public final class PanelAPI: Sendable {
                            finish: { upload in
                                await PanelAPI.guarded { .json(try await upload.finish().json, status: 201) }
                            })
+        case .importImage(let name):
+            return jsonBody(head) { body in
+                let v: JSONValue
+                do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw APIError.badRequest(PanelAPI.bodyMessage(error)) }
+                guard case .object(let o) = v else { throw APIError.badRequest("body must be {\"url\": \"https://…\", \"sha256\": \"…\"}") }
+                for k in o.keys.sorted() where k != "url" && k != "sha256" {
+                    throw APIError.badRequest("unknown key '\(Names.clip(k))' (expected url and sha256)")
+                }
+                guard let url = o["url"]?.stringValue else { throw APIError.badRequest("'url' must be a string") }
+                var sha: String?
+                if let h = o["sha256"], h != .null {
+                    guard let s = h.stringValue else { throw APIError.badRequest("'sha256' must be a string") }
+                    sha = s
+                }
+                return .json(try await backend.importImage(name, url: url, sha256: sha).json, status: 202)
+            }
         case .deleteImage(let name):
             return run { try await backend.deleteImage(name); return .noContent() }
         case .disks:

@@ -31,6 +31,8 @@ public protocol PanelBackend: Sendable {
     func startInstall(_ body: JSONValue) async throws -> TaskInfo
     func task(_ id: String) async throws -> TaskInfo
     func tasks() async -> [TaskInfo]
+    /// Downloads an image from a URL into the store, as a task.
+    func importImage(_ name: String, url: String, sha256: String?) async throws -> TaskInfo
 
     /// Prometheus text exposition of the VM manager's metrics.
     func metrics() async -> String

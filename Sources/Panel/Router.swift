@@ -15,6 +15,8 @@ public enum Route: Sendable, Equatable {
     case cdrom(String)
     case listImages
     case getImage(String), putImage(String), deleteImage(String)
+    /// `POST /api/v1/images/{name}/import` `{"url", "sha256"}`
+    case importImage(String)
     case disks
     case install
     case listTasks, task(String)
@@ -56,6 +58,7 @@ public enum Route: Sendable, Equatable {
         case .getImage: return "GET /api/v1/images/{name}"
         case .putImage: return "PUT /api/v1/images/{name}"
         case .deleteImage: return "DELETE /api/v1/images/{name}"
+        case .importImage: return "POST /api/v1/images/{name}/import"
         case .disks: return "GET /api/v1/disks"
         case .install: return "POST /api/v1/install"
         case .listTasks: return "GET /api/v1/tasks"
@@ -166,6 +169,9 @@ public enum Router {
                 return only(method, ["GET"], .task(id))
             default: return .failure(notFound(path))
             }
+        case 3 where rest[0] == "images" && rest[2] == "import":
+            if let e = Names.checkImage(rest[1]) { return .failure(RouteError(400, e)) }
+            return only(method, ["POST"], .importImage(rest[1]))
         case 3 where rest[0] == "tasks" || rest[0] == "images":
             let e = rest[0] == "tasks" ? checkTaskID(rest[1]) : Names.checkImage(rest[1..<3].joined(separator: "/"))
             if let e { return .failure(RouteError(400, e)) }

@@ -27,6 +27,8 @@ enum Download {
         var deadline: Double
         /// Longest wait for any one read or write.
         var readTimeout: Double
+        /// Told the bytes written so far and the size when the server said it.
+        var progress: (@Sendable (Int64, Int64?) -> Void)? = nil
     }
 
     static func fetch(_ url: String, into out: Int32, limits: Limits, caFile: String? = nil) throws -> Int64 {
@@ -105,10 +107,12 @@ enum Download {
         guard status == 200 else { throw failure(url, "HTTP \(status)") }
 
         var total: Int64 = 0
+        let announced = header("content-length").flatMap { Int64($0) }
         func emit(_ bytes: ArraySlice<UInt8>) throws {
             total += Int64(bytes.count)
             guard total <= limits.size else { throw APIError(413, "\(Names.clip(url)): larger than \(Sizes.human(limits.size))") }
             try Files.writeAll(out, bytes, what: "write image")
+            limits.progress?(total, announced)
         }
         /// Writes the next `count` body bytes as they arrive.
         func copy(_ count: Int64, what: String) throws {

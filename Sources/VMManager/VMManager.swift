@@ -788,6 +788,70 @@ public actor VMManager {
 
     // MARK: - images
 
+    // MARK: - image import from a URL
+
+    /// `POST /api/v1/images/{name}/import`: downloads `url` into the store
+    /// as `name` in the background (redirects followed, sha256 checked,
+    /// streamed to disk) and answers at once with the task that reports it.
+    public func startImport(_ name: String, url: String, sha256: String?) throws(APIError) -> TaskInfo {
+        if let e = Names.checkImage(name) { throw .unprocessable(e) }
+        guard url.hasPrefix("http://") || url.hasPrefix("https://"), url.utf8.count <= 2048,
+              url.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+            throw .unprocessable("url must be an http:// or https:// URL")
+        }
+        if let h = sha256, h.utf8.count != 64 || !h.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) {
+            throw .unprocessable("sha256 must be 64 lower-case hex digits")
+        }
+        guard !downloading.contains(name), !importTasks.running(name) else { throw .conflict("image '\(name)' is being imported already") }
+        if !referencingVMs(name).filter({ runtimes[$0] != nil }).isEmpty {
+            throw .conflict("image '\(name)' is in use by a running VM; not replaced")
+        }
+        let task = importTasks.begin(name)
+        let limits = Download.Limits(size: options.maxImageSize, deadline: now() + options.downloadTimeout,
+                                     readTimeout: options.downloadReadTimeout,
+                                     progress: { [tasks = importTasks] done, total in tasks.progress(task.id, done, total) })
+        let trust = options.trustFile
+        let store = self.store
+        Task.detached { [tasks = importTasks] in
+            tasks.update(task.id) { $0.state = .running; $0.message = "downloading \(url)" }
+            do {
+                let h = try await blocking { () -> String in
+                    let (tmp, fd) = try store.createTemp(for: name)
+                    var open = true
+                    do {
+                        _ = try Download.fetch(url, into: fd, limits: limits, caFile: trust)
+                        try syscall("fsync \(tmp)") { fsync(fd) }
+                        close(fd)
+                        open = false
+                        let h = try sha256File(tmp)
+                        if let want = sha256, want != h { throw APIError.unprocessable("sha256 of the download is \(h), expected \(want)") }
+                        try store.install(temp: tmp, as: name, sha256: h)
+                        return h
+                    } catch {
+                        if open { close(fd) }
+                        Files.remove(tmp)
+                        throw error
+                    }
+                }
+                let facts = try? await DiskImage.info(store.path(name))
+                tasks.update(task.id) {
+                    $0.state = .succeeded; $0.progress = 100
+                    $0.message = "imported '\(name)'" + (facts.map { " (\($0.format), \(Sizes.format($0.virtualSize)))" } ?? "")
+                    $0.resultJSON = JSONValue.object(["name": .string(name), "sha256": .string(h),
+                                                      "format": facts.map { .string($0.format) } ?? .null]).serialized()
+                }
+                Log.info("image \(name) imported from \(url)")
+            } catch {
+                tasks.update(task.id) { $0.state = .failed; $0.message = "\(error)" }
+                Log.error("image \(name): import from \(url) failed: \(error)")
+            }
+        }
+        return task
+    }
+
+    /// The image imports' tasks.
+    public nonisolated let importTasks = ImportTasks()
+
     /// The store's images with what qemu-img says of them (format, virtual
     /// size), looked up once per file version.
     public func images() async -> [ImageInfo] {

@@ -46,6 +46,9 @@ actor FakeBackend: PanelBackend {
         vms[name] = v
         return v
     }
+    func importImage(_ name: String, url: String, sha256: String?) async throws -> TaskInfo {
+        TaskInfo(id: "import-1", kind: "import", state: .pending)
+    }
     func setCDROM(_ name: String, _ image: String?) async throws -> VMStatus {
         guard var v = vms[name] else { throw APIError.notFound("no VM named '\(name)'") }
         v.spec.cdrom = image

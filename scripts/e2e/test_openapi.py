@@ -32,7 +32,7 @@ DESIGN_ROUTES = [
     ("get", "/api/v1/vms"), ("post", "/api/v1/vms"),
     ("get", "/api/v1/vms/{name}"), ("put", "/api/v1/vms/{name}"), ("delete", "/api/v1/vms/{name}"),
     *[("post", "/api/v1/vms/{name}/" + a) for a in ("start", "stop", "shutdown", "reboot", "reset", "pause", "resume", "cdrom")],
-    ("get", "/api/v1/setup"), ("post", "/api/v1/setup"),
+    ("get", "/api/v1/setup"), ("post", "/api/v1/setup"), ("post", "/api/v1/images/{name}/import"),
     ("get", "/api/v1/vms/{name}/serial"), ("get", "/api/v1/vms/{name}/screenshot"), ("get", "/api/v1/vms/{name}/console"),
     ("get", "/api/v1/images"), ("put", "/api/v1/images/{name}"), ("delete", "/api/v1/images/{name}"),
     ("get", "/api/v1/disks"), ("post", "/api/v1/install"), ("get", "/api/v1/tasks/{id}"), ("get", "/metrics"),
@@ -184,6 +184,13 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     assert {"tiny-kernel", "tiny-initrd", "scratch.img"} <= {i["name"] for i in imgs}
     api("GET", "/api/v1/images/scratch.img", 200)
     api("GET", "/api/v1/images/no-such-image", 404)
+    api("POST", "/api/v1/images/from-url/import", 422, json={"url": "ftp://example.invalid/x"})
+    api("POST", "/api/v1/images/from-url/import", 400, json={"url": "http://127.0.0.1:9/x", "extra": 1})
+    t = api("POST", "/api/v1/images/from-url/import", 202, json={"url": "http://127.0.0.1:9/x"}).json()
+    deadline = time.time() + 30
+    while time.time() < deadline and api("GET", "/api/v1/tasks/" + t["id"], 200).json()["state"] not in ("succeeded", "failed"):
+        time.sleep(0.3)
+    assert api("GET", "/api/v1/tasks/" + t["id"], 200).json()["state"] == "failed"  # nothing listens on port 9
     api("DELETE", "/api/v1/images/scratch.img", (200, 204))
     api("DELETE", "/api/v1/images/scratch.img", 404)
 

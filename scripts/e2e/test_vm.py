@@ -431,3 +431,68 @@ def test_cli_login_once_then_cloudbios_url(daemon, tmp_path):
     assert "NAME" in run("vm", "list", "--state-dir", daemon.state)
     out = run("vm", "create", "bad-mem", "--memory", "1", "--state-dir", daemon.state, ok=False)
     assert "body:" not in out and "memory" in out, out
+
+
+def test_image_import_from_a_url_is_a_task_with_progress(daemon, tmp_path):
+    """POST /api/v1/images/{name}/import downloads from a URL in the
+    background: redirects followed, progress reported, the sha256 checked,
+    the image's format read; a wrong hash fails the task and keeps nothing."""
+    import hashlib
+    import http.server
+    import json
+    import subprocess
+    import threading
+    import time
+    img = tmp_path / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(img), "64M"], check=True)
+    with open(img, "ab") as f:
+        f.write(os.urandom(4 << 20))  # a body of some size, so progress moves
+    data = img.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "/disk.qcow2")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for i in range(0, len(data), 1 << 16):
+                self.wfile.write(data[i:i + (1 << 16)])
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    daemon.start()
+    daemon.login()
+
+    def wait(task):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            t = daemon.json("GET", "/api/v1/tasks/" + task["id"])
+            if t["state"] in ("succeeded", "failed"):
+                return t
+            time.sleep(0.2)
+        raise AssertionError(t)
+    try:
+        t = daemon.json("POST", "/api/v1/images/cloud/import", {"url": base + "/moved", "sha256": sha}, expect=202)
+        assert t["id"].startswith("import-") and t["state"] in ("pending", "running")
+        done = wait(t)
+        assert done["state"] == "succeeded" and done["progress"] == 100, done
+        img_info = [i for i in daemon.json("GET", "/api/v1/images") if i["name"] == "cloud"][0]
+        assert img_info["sha256"] == sha and img_info["format"] == "qcow2" and img_info["virtual_size"] == 64 << 20
+        bad = wait(daemon.json("POST", "/api/v1/images/other/import", {"url": base + "/disk.qcow2", "sha256": "0" * 64}, expect=202))
+        assert bad["state"] == "failed" and "expected " + "0" * 64 in bad["message"], bad
+        assert "other" not in [i["name"] for i in daemon.json("GET", "/api/v1/images")]
+        for body in ({"url": "ftp://x/y"}, {"url": base, "sha256": "xyz"}):
+            st, raw, _ = daemon.request("POST", "/api/v1/images/x/import", body)
+            assert st == 422, raw
+        st, raw, _ = daemon.request("POST", "/api/v1/images/x/import", {"url": base, "extra": 1})
+        assert st == 400, raw
+    finally:
+        srv.shutdown()
