@@ -49,3 +49,7 @@ int cb_disks_add_partition(int fd, int number, int64_t start, int64_t length) {
     struct blkpg_ioctl_arg a = { .op = BLKPG_ADD_PARTITION, .flags = 0, .datalen = sizeof p, .data = &p };
     return ioctl(fd, BLKPG, &a);
 }
+
+int cb_start_writeback(int fd, int64_t offset, int64_t length) {
+    return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
+}

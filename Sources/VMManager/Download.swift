@@ -29,6 +29,8 @@ enum Download {
         var readTimeout: Double
         /// Told the bytes written so far and the size when the server said it.
         var progress: (@Sendable (Int64, Int64?) -> Void)? = nil
+        /// Hashes the body as it is written (no second read of the file).
+        var digest: StreamingSHA256? = nil
     }
 
     static func fetch(_ url: String, into out: Int32, limits: Limits, caFile: String? = nil) throws -> Int64 {
@@ -107,11 +109,19 @@ enum Download {
         guard status == 200 else { throw failure(url, "HTTP \(status)") }
 
         var total: Int64 = 0
+        var flushed: Int64 = 0
         let announced = header("content-length").flatMap { Int64($0) }
         func emit(_ bytes: ArraySlice<UInt8>) throws {
             total += Int64(bytes.count)
             guard total <= limits.size else { throw APIError(413, "\(Names.clip(url)): larger than \(Sizes.human(limits.size))") }
             try Files.writeAll(out, bytes, what: "write image")
+            // the disk writes back while the network delivers: the final
+            // fsync has little left to wait for
+            if total - flushed >= 8 << 20 {
+                _ = cb_start_writeback(out, flushed, total - flushed)
+                flushed = total
+            }
+            limits.digest?.add(bytes)
             limits.progress?(total, announced)
         }
         /// Writes the next `count` body bytes as they arrive.
@@ -296,4 +306,30 @@ enum Download {
 
 extension String {
     func trimmingSpacesAndTabs() -> String { Substring(self).trimmingCharacters() }
+}
+
+/// SHA-256 of a stream, fed as it passes (nettle, through the TLS loader).
+final class StreamingSHA256: @unchecked Sendable {
+    private var ctx: UnsafeMutableRawPointer?
+
+    init?() {
+        guard let c = cb_sha256_begin() else { return nil }
+        ctx = c
+    }
+
+    func add(_ bytes: ArraySlice<UInt8>) {
+        guard let ctx else { return }
+        bytes.withUnsafeBytes { cb_sha256_add(ctx, $0.baseAddress, $0.count) }
+    }
+
+    /// The hex digest; the state is gone after this.
+    func finish() -> String {
+        guard let c = ctx else { return "" }
+        ctx = nil
+        var hex = [CChar](repeating: 0, count: 65)
+        cb_sha256_end(c, &hex)
+        return String(nulTerminated: hex)
+    }
+
+    deinit { if ctx != nil { _ = finish() } }
 }

@@ -819,11 +819,14 @@ public actor VMManager {
                     let (tmp, fd) = try store.createTemp(for: name)
                     var open = true
                     do {
+                        // hashed while it streams: no second read of the image
+                        var limits = limits
+                        limits.digest = StreamingSHA256()
                         _ = try Download.fetch(url, into: fd, limits: limits, caFile: trust)
                         try syscall("fsync \(tmp)") { fsync(fd) }
                         close(fd)
                         open = false
-                        let h = try sha256File(tmp)
+                        let h = try limits.digest.map { $0.finish() } ?? sha256File(tmp)
                         if let want = sha256, want != h { throw APIError.unprocessable("sha256 of the download is \(h), expected \(want)") }
                         try store.install(temp: tmp, as: name, sha256: h)
                         return h

@@ -12,6 +12,9 @@ int cb_disks_reread_partitions(int fd);
 /// BLKPG_ADD_PARTITION: tell the kernel of one new partition (number,
 /// start and length in bytes) while others of the disk are in use.
 int cb_disks_add_partition(int fd, int number, int64_t start, int64_t length);
+/// sync_file_range(WRITE): start writing a range back now, without
+/// waiting, so a final fsync has little left to do.
+int cb_start_writeback(int fd, int64_t offset, int64_t length);
 /// BLKGETSIZE64.
 int cb_disks_size(int fd, uint64_t *size);
 /// BLKSSZGET: logical sector size.

@@ -16,6 +16,11 @@ int cb_tap_create(const char *name);
 /// SHA-256 of a file (nettle), as 64 lowercase hex digits plus NUL into
 /// `hex` (65 bytes). Returns 0 or an errno value.
 int cb_sha256_file(const char *path, char *hex);
+/// A streaming SHA-256 (nettle): begin (NULL when the library is not
+/// loaded), add, end (writes 64 hex digits and a NUL, frees the state).
+void *cb_sha256_begin(void);
+void cb_sha256_add(void *ctx, const void *data, size_t len);
+void cb_sha256_end(void *ctx, char *hex);
 
 /// A TLS client session (GnuTLS) on a connected socket, for the CLI talking
 /// to the daemon. `cafile` pins a CA/certificate; `insecure` skips checks.
