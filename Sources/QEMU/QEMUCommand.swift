@@ -64,6 +64,8 @@ public struct VMPaths: Sendable, Equatable {
     public var cloudInitSeed: String { "\(diskDir)/cidata.img" }
     /// The qemu-guest-agent channel.
     public var agentSocket: String { "\(runDir)/qga.sock" }
+    /// SeaBIOS's debug console (what it says when nothing boots).
+    public var firmwareLog: String { "\(runDir)/firmware.log" }
     public var efiVars: String { "\(diskDir)/efivars.fd" }
 }
 
@@ -154,7 +156,9 @@ public enum QEMUCommand {
         // firmware
         switch spec.firmware {
         case .bios:
-            break // SeaBIOS, QEMU's default
+            // SeaBIOS, QEMU's default; its debug port tells when nothing boots
+            a += ["-chardev", "file,id=fwlog,path=\(escape(paths.firmwareLog))"]
+            a += ["-device", "isa-debugcon,iobase=0x402,chardev=fwlog"]
         case .uefi:
             guard let code = host.ovmfCode, host.ovmfVarsTemplate != nil else {
                 throw .unavailable("firmware: uefi needs OVMF (install the ovmf package)")

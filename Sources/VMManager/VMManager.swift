@@ -93,6 +93,8 @@ public actor VMManager {
         var cpuPercent: Double?
         /// What the guest agent last said of the guest's addresses.
         var addresses: [GuestAddress] = []
+        /// Why the guest never got past its firmware, when it did not.
+        var firmwareNote: String?
         /// The devices QEMU has now (the spec it started with, plus the
         /// changes made live since): a saved edit may wait for a restart.
         var live: VMSpec?
@@ -626,6 +628,7 @@ public actor VMManager {
         }
         Log.info("started VM \(name) (pid \(runtimes[name]?.pid ?? 0), \(accel))")
         watchAgent(name, generation: gen)
+        if spec.kernel == nil { watchFirmware(name, generation: gen) }
         return status(name)!
     }
 
@@ -647,6 +650,29 @@ public actor VMManager {
     }
 
     private func isCurrent(_ name: String, generation gen: Int) -> Bool { runtimes[name]?.generation == gen }
+
+    /// Watches the first minutes of a boot for a firmware that finds
+    /// nothing to boot (SeaBIOS's debug port, OVMF falling back to its
+    /// shell on the serial console) and says so in the VM's status.
+    private func watchFirmware(_ name: String, generation gen: Int) {
+        let p = paths(name)
+        Task { [weak self] in
+            for _ in 0..<90 {
+                try? await Task.sleep(nanoseconds: 2_000_000_000)
+                guard let self, await self.isCurrent(name, generation: gen) else { return }
+                if let why = FirmwareWatch.problem(firmwareLog: p.firmwareLog, serialLog: p.serialLog) {
+                    await self.setFirmwareNote(name, generation: gen, why)
+                    Log.warning("VM \(name): \(why)")
+                    return
+                }
+            }
+        }
+    }
+
+    private func setFirmwareNote(_ name: String, generation gen: Int, _ why: String) {
+        guard runtimes[name]?.generation == gen else { return }
+        runtimes[name]?.firmwareNote = why
+    }
 
     private func setAddresses(_ name: String, generation gen: Int, _ a: [GuestAddress]) {
         guard runtimes[name]?.generation == gen else { return }
@@ -993,6 +1019,7 @@ public actor VMManager {
         s.accel = rt.accel
         s.uptimeSeconds = Int(now() - rt.startedAt)
         if rt.panicked { s.message = "guest panicked" }
+        else if let note = rt.firmwareNote { s.message = note }
         if rt.pid > 0, let p = ProcStats.process(rt.pid) {
             let t = now()
             if let last = rt.lastSample, t - last.time >= 0.5 {

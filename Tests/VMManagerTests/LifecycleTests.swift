@@ -263,3 +263,42 @@ import Glibc
         #expect(Files.list("\(dir)/images/.incoming").isEmpty)
     }
 }
+
+/// A guest that never gets past its firmware says so in its status.
+@Suite(.serialized) struct FirmwareWatchTests {
+    @Test(.timeLimit(.minutes(2))) func aBlankDiskIsNoBootableDevice() async throws {
+        let dir = Guest.stateDir()
+        defer {
+            if let t = Files.readTrimmed("\(dir)/run/blank/qemu.pid"), let pid = Int32(t) { kill(pid, SIGKILL) }
+            Files.removeTree(dir)
+        }
+        var o = VMManagerOptions(stateDir: dir)
+        o.nat = .user
+        o.kvmProbeTimeout = 1
+        let m = try VMManager(options: o)
+        var s = VMSpec(name: "blank")
+        s.memory = 64
+        s.network = .none
+        s.disks = [.blank(size: 1 << 20, id: "root")]
+        _ = try await m.create(s)
+        #expect(try await m.start("blank").state == .running)
+        var message: String?
+        for _ in 0..<45 {
+            message = try await m.vm("blank").message
+            if message?.contains("no bootable device") == true { break }
+            try await Task.sleep(nanoseconds: 1_000_000_000)
+        }
+        #expect(message == "firmware: no bootable device (SeaBIOS found nothing to boot on the disks or the CD)")
+        _ = try await m.stop("blank")
+    }
+
+    @Test func uefiFallingBackToItsShellIsNoBootableDevice() throws {
+        let dir = Guest.stateDir()
+        defer { Files.removeTree(dir) }
+        try Files.makeDirectories(dir)
+        try Files.writeAtomically(dir + "/serial.log", "BdsDxe: loading Boot0001\nUEFI Interactive Shell v2.2\nPress ESC in 1 seconds to skip startup.nsh\nShell> ")
+        #expect(FirmwareWatch.problem(firmwareLog: dir + "/none", serialLog: dir + "/serial.log")?.contains("UEFI") == true)
+        try Files.writeAtomically(dir + "/serial.log", "Booting `Debian GNU/Linux'\n")
+        #expect(FirmwareWatch.problem(firmwareLog: dir + "/none", serialLog: dir + "/serial.log") == nil)
+    }
+}
