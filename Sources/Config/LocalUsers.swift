@@ -33,23 +33,28 @@ public enum LocalUsers {
         out += "# Managed by CloudBIOS; cloudbios.yaml's panel.users are accepted too.\n"
         out += users.isEmpty ? "users: []\n" : "users:\n"
         for u in users {
-            out += "  - name: \(quoted(u.name))\n"
-            out += "    password_hash: \(quoted(u.passwordHash))\n"
+            out += "  - name: \(YAMLText.quoted(u.name))\n"
+            out += "    password_hash: \(YAMLText.quoted(u.passwordHash))\n"
             if !u.sshAuthorizedKeys.isEmpty {
                 out += "    ssh_authorized_keys:\n"
-                for k in u.sshAuthorizedKeys { out += "      - \(quoted(k))\n" }
+                for k in u.sshAuthorizedKeys { out += "      - \(YAMLText.quoted(k))\n" }
             }
         }
         return out
     }
+}
 
-    /// A YAML double-quoted scalar.
-    static func quoted(_ s: String) -> String {
+/// YAML text CloudBIOS writes.
+public enum YAMLText {
+    /// A double-quoted scalar (quotes, backslashes and newlines escaped),
+    /// which the strict parser reads back to the same string.
+    public static func quoted(_ s: String) -> String {
         var out = "\""
         for c in s.unicodeScalars {
             switch c {
             case "\"": out += "\\\""
             case "\\": out += "\\\\"
+            case "\n": out += "\\n"
             default: out.unicodeScalars.append(c)
             }
         }

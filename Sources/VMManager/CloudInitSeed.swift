@@ -36,13 +36,13 @@ public struct CloudInitSeed: Sendable, Equatable {
         cc += "    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n"
         if let h = c.passwordHash {
             cc += "    lock_passwd: false\n"
-            cc += "    passwd: \(Self.quoted(h))\n"
+            cc += "    passwd: \(YAMLText.quoted(h))\n"
         } else {
             cc += "    lock_passwd: true\n"
         }
         if !c.sshAuthorizedKeys.isEmpty {
             cc += "    ssh_authorized_keys:\n"
-            for k in c.sshAuthorizedKeys { cc += "      - \(Self.quoted(k))\n" }
+            for k in c.sshAuthorizedKeys { cc += "      - \(YAMLText.quoted(k))\n" }
         }
         cc += "ssh_pwauth: \(c.passwordHash == nil ? "false" : "true")\n"
         if let extra = c.userData, !extra.isEmpty {
@@ -76,20 +76,6 @@ public struct CloudInitSeed: Sendable, Equatable {
         if part.hasPrefix("#!") { return "text/x-shellscript" }
         if part.hasPrefix("#cloud-boothook") { return "text/cloud-boothook" }
         return "text/plain"
-    }
-
-    /// A YAML double-quoted scalar.
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out + "\""
     }
 
     /// FNV-1a, hex: a stable name for the content (not a security hash).

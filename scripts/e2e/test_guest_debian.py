@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from cbdaemon import Daemon, REPO
+from cbdaemon import Daemon, REPO, free_port
 
 CACHE = os.environ.get("CLOUDBIOS_GUEST_CACHE", "/var/cache/cloudbios-test/guest")
 BOOT_TIMEOUT = 420  # a Debian boot with cloud-init under TCG on a busy 2-core machine
@@ -61,6 +61,16 @@ def daemon():
 
 
 @pytest.fixture(scope="module")
+def uploaded(daemon, debian_image):
+    """The image in the daemon's store, as qcow2 (format and size as qemu-img reads them)."""
+    status, image = daemon.upload("debian-12", debian_image)
+    assert status == 201, image
+    listed = {i["name"]: i for i in daemon.json("GET", "/api/v1/images")}
+    assert listed["debian-12"]["format"] == "qcow2" and listed["debian-12"]["virtual_size"] == 2 << 30, listed
+    return "debian-12"
+
+
+@pytest.fixture(scope="module")
 def key(tmp_path_factory):
     k = str(tmp_path_factory.mktemp("ssh") / "id_ed25519")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "e2e@cloudbios", "-f", k], check=True)
@@ -68,10 +78,16 @@ def key(tmp_path_factory):
 
 
 def ssh(key, port, command, timeout=60):
-    return subprocess.run(["ip", "netns", "exec", NS, "ssh", "-i", key, "-p", str(port),
-                           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                           "-o", "ConnectTimeout=10", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-                           "debian@10.250.0.1", command], capture_output=True, text=True, timeout=timeout)
+    """One ssh command from the client namespace; a hung attempt (a guest
+    rebooting behind the forward accepts and then says nothing) is a failed one."""
+    argv = ["ip", "netns", "exec", NS, "ssh", "-i", key, "-p", str(port),
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
+            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "debian@10.250.0.1", command]
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        return subprocess.CompletedProcess(argv, 255, e.stdout or "", f"timed out after {timeout} s")
 
 
 def wait_ssh(key, port, deadline):
@@ -84,15 +100,6 @@ def wait_ssh(key, port, deadline):
     raise AssertionError(f"no SSH login: {last.stderr if last else ''}")
 
 
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("0.0.0.0", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def vm_spec(name, firmware, pub, port):
     return {"name": name, "memory": 1024, "cpus": 2, "firmware": firmware, "network": "nat",
             "disks": [{"id": "root", "image": "debian-12", "size": "4G"}],
@@ -100,11 +107,7 @@ def vm_spec(name, firmware, pub, port):
             "forwards": [{"host": port, "guest": 22}]}
 
 
-def test_debian_cloud_image_with_cloud_init_ssh_agent_and_acpi(daemon, debian_image, client_netns, key):
-    status, image = daemon.upload("debian-12", debian_image)
-    assert status == 201, image
-    listed = {i["name"]: i for i in daemon.json("GET", "/api/v1/images")}
-    assert listed["debian-12"]["format"] == "qcow2" and listed["debian-12"]["virtual_size"] == 2 << 30, listed
+def test_debian_cloud_image_with_cloud_init_ssh_agent_and_acpi(daemon, uploaded, client_netns, key):
     pub = open(key + ".pub").read().strip()
     port = free_port()
     daemon.json("POST", "/api/v1/vms", vm_spec("web1", "bios", pub, port), expect=201)
@@ -165,7 +168,7 @@ def test_debian_cloud_image_with_cloud_init_ssh_agent_and_acpi(daemon, debian_im
     print(f"BIOS boot to SSH login: {boot:.0f} s")
 
 
-def test_the_same_image_boots_on_uefi(daemon, debian_image, client_netns, key):
+def test_the_same_image_boots_on_uefi(daemon, uploaded, client_netns, key):
     pub = open(key + ".pub").read().strip()
     port = free_port()
     daemon.json("POST", "/api/v1/vms", vm_spec("web2", "uefi", pub, port), expect=201)
@@ -180,7 +183,7 @@ def test_the_same_image_boots_on_uefi(daemon, debian_image, client_netns, key):
     deadline = time.time() + BOOT_TIMEOUT
     again = None
     while time.time() < deadline:
-        r = ssh(key, port, "cat /proc/sys/kernel/random/boot_id")
+        r = ssh(key, port, "cat /proc/sys/kernel/random/boot_id", timeout=30)
         if r.returncode == 0 and r.stdout.strip() and r.stdout.strip() != boot_id:
             again = r.stdout.strip()
             break
