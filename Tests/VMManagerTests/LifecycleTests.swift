@@ -195,6 +195,9 @@ import Glibc
         spec.autostart = true
         spec.order = 3
         do { _ = try await manager(dir).create(spec, requireImages: false) }
+        // stored with the ids its disks were given once
+        spec.assignDiskIDs()
+        #expect(spec.disks.map(\.id) == ["disk0", "disk1"])
         #expect(try await manager(dir).vm("persist").spec == spec)
     }
 
