@@ -155,13 +155,21 @@ public struct JSONParser {
         if depth > JSONParser.maxDepth { throw error("nested too deeply") }
         i += 1
         var pairs: [(Node, Node)] = []
+        // a key given twice is refused, as YAML's are: which one wins is
+        // read differently by different parsers
+        var keys: [String: Mark] = [:]
         skipWS()
         if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return Node(.mapping(pairs), m) }
         while true {
             skipWS()
             guard i < b.count, b[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let km = mark
-            let k = Node(.scalar(try string(), .doubleQuoted), km)
+            let key = try string()
+            if let first = keys[key] {
+                throw ConfigError(file: file, mark: km, message: "duplicate key '\(Names.clip(key))' (first at line \(first.line), column \(first.column))")
+            }
+            keys[key] = km
+            let k = Node(.scalar(key, .doubleQuoted), km)
             skipWS()
             guard i < b.count, b[i] == UInt8(ascii: ":") else { throw error("expected ':' after key") }
             i += 1

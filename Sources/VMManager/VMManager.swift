@@ -517,6 +517,10 @@ public actor VMManager {
 
     public func perform(_ action: VMAction, on name: String) async throws -> VMStatus {
         guard specs[name] != nil else { throw APIError.notFound("no VM named '\(Names.clip(name))'") }
+        // a start in progress finishes (or fails and cleans up) first
+        if action != .start, busy.contains(name) {
+            throw APIError.conflict("VM '\(name)' is starting; try again once it runs")
+        }
         switch action {
         case .start: return try await start(name)
         case .stop: return try await stop(name)

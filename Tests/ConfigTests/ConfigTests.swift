@@ -191,6 +191,16 @@ func errors(_ yaml: String) -> [String] {
         #expect(back == spec)
     }
 
+    @Test func duplicateJSONKeysAreRefusedWithTheirPlace() {
+        #expect {
+            try VMSpec.decode(json: Array("{\"name\": \"a\", \"memory\": 256,\n \"memory\": 999999}".utf8))
+        } throws: { e in
+            (e as? ConfigErrors)?.description == "body:2:2: duplicate key 'memory' (first at line 1, column 15)"
+        }
+        // the same key in two objects is fine
+        #expect(throws: Never.self) { try VMSpec.decode(json: Array(#"{"name": "a", "disks": [{"size": "1G"}, {"size": "2G"}]}"#.utf8)) }
+    }
+
     @Test func statusFieldsAreAcceptedBack() throws {
         var st = VMStatus(spec: VMSpec(name: "a"), state: .running)
         st.pid = 42
