@@ -261,12 +261,25 @@ struct VMDelete: ParsableCommand {
 }
 
 struct VMSerial: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serial", abstract: "Print a VM's serial console log.")
+    static let configuration = CommandConfiguration(commandName: "serial", abstract: "Print a VM's serial console log (--follow: and what comes).")
     @OptionGroup var o: ClientOptions
+    @Flag(name: [.customShort("f"), .long], help: "Keep printing what the guest writes, until interrupted.") var follow = false
     @Argument var name: String
     func run() throws {
-        let r = try o.call("GET", try vmPath(name) + "/serial")
-        try Files.writeAll(1, r.body, what: "write stdout")
+        let path = try vmPath(name) + "/serial"
+        let client = try o.client()
+        var offset = 0
+        while true {
+            let r = try client.request("GET", path + (offset > 0 ? "?offset=\(offset)" : ""))
+            guard (200..<300).contains(r.status) else {
+                throw CLIError(r.status == 401 ? "not authenticated: run 'cloudbios login'" : r.errorMessage)
+            }
+            try Files.writeAll(1, r.body, what: "write stdout")
+            guard follow else { return }
+            // the log's size to ask from next time (the whole body when not said)
+            offset = r.headers["x-log-offset"].flatMap { Int($0) } ?? offset + r.body.count
+            usleep(500_000)
+        }
     }
 }
 

@@ -390,6 +390,19 @@ def test_vm_cli_over_tls(daemon):
     assert table[0].split()[:3] == ["NAME", "STATE", "MEMORY"]
     assert table[1].split()[:3] == ["cli-vm", "stopped", "128M"]
     assert "cli-vm: running" in cli("start", "cli-vm")
+    # serial --follow keeps printing what the booting guest writes
+    follow = subprocess.Popen([binary(), "vm", "serial", "--follow", "cli-vm", "--url", daemon.url, "--state-dir", daemon.state,
+                               "--user", "admin"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    seen = b""
+    import select
+    import time as _time
+    deadline = _time.time() + 90
+    while b"CLOUDBIOS-GUEST-READY" not in seen and _time.time() < deadline and follow.poll() is None:
+        if select.select([follow.stdout], [], [], 1)[0]:
+            seen += os.read(follow.stdout.fileno(), 65536)
+    follow.kill()
+    follow.wait()
+    assert b"CLOUDBIOS-GUEST-READY" in seen, seen[-2000:]
     listed = json.loads(cli("list", "--json"))
     assert listed[0]["name"] == "cli-vm" and listed[0]["state"] == "running"
     assert "already running" in cli("start", "cli-vm", ok=False)
