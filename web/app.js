@@ -226,6 +226,10 @@ export function actionButtons(vm, afterDelete) {
                 href: "/console?vm=" + encodeURIComponent(v.name), target: "_blank", rel: "noopener",
                 "data-action": "console",
             }, "Console"));
+            btns.push(h("a.button", {
+                href: "/terminal?vm=" + encodeURIComponent(v.name), target: "_blank", rel: "noopener",
+                "data-action": "terminal", title: "The serial console, interactive",
+            }, "Terminal"));
         }
         if (v.state === "stopped" || v.state === "crashed") {
             btns.push(h("a.button", { href: "#/vms/" + encodeURIComponent(v.name) + "/edit", "data-action": "edit" }, "Edit"));

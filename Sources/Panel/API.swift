@@ -180,6 +180,8 @@ public final class PanelAPI: Sendable {
             }
         case .console(let name):
             return console(name, head)
+        case .terminal(let name):
+            return webSocketBridge(head, what: "serial console") { try await backend.serialSocketPath(name) }
         case .cdrom(let name):
             return jsonBody(head) { body in
                 let v: JSONValue
@@ -441,8 +443,15 @@ public final class PanelAPI: Sendable {
     // MARK: - console
 
     func console(_ name: String, _ head: RequestHead) -> Plan {
+        let backend = self.backend
+        return webSocketBridge(head, what: "console (RFB)") { try await backend.vncSocketPath(name) }
+    }
+
+    /// A WebSocket whose binary frames carry the bytes of a VM's Unix socket
+    /// both ways (the display's RFB, the serial console).
+    func webSocketBridge(_ head: RequestHead, what: String, socket: @escaping @Sendable () async throws -> String) -> Plan {
         guard head.header("upgrade")?.lowercased() == "websocket" else {
-            return .respond(.error(426, "this endpoint speaks WebSocket (RFB); send Upgrade: websocket",
+            return .respond(.error(426, "this endpoint speaks WebSocket (\(what)); send Upgrade: websocket",
                                    headers: [("Upgrade", "websocket")]))
         }
         guard (head.header("connection") ?? "").lowercased().split(separator: ",").contains(where: { $0.trimmingSpaces == "upgrade" }) else {
@@ -455,12 +464,11 @@ public final class PanelAPI: Sendable {
             return .respond(.error(400, "Sec-WebSocket-Key is missing or invalid"))
         }
         let protocols = (head.header("sec-websocket-protocol") ?? "").split(separator: ",").map { $0.trimmingSpaces }
-        let backend = self.backend
         return run {
-            let path = try await backend.vncSocketPath(name)
+            let path = try await socket()
             let fd: Int32
             do { fd = try WebSocketBridge.connectUnix(path) } catch {
-                throw APIError.conflict("the console of '\(name)' is not available (is the VM running?)")
+                throw APIError.conflict("the \(what) is not available (is the VM running?)")
             }
             let owned = OwnedFD(fd)
             var headers = [("Upgrade", "websocket"), ("Sec-WebSocket-Accept", WebSocket.acceptKey(key))]

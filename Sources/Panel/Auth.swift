@@ -254,7 +254,7 @@ public enum AuthPolicy {
         if credential == nil, let c = head.cookies[cookieName], let s = sessions.lookup(c) {
             credential = .cookie(s)
         }
-        if credential == nil, case .console = route, let t = head.query["token"], let s = sessions.lookup(t) {
+        if credential == nil, route.isWebSocket, let t = head.query["token"], let s = sessions.lookup(t) {
             credential = .queryToken(s)
         }
         if route.isPublic { return .allowed(credential) }
@@ -265,7 +265,7 @@ public enum AuthPolicy {
                     return .denied(status: 403, message: "missing or wrong X-CSRF-Token header")
                 }
             }
-            if case .console = route, let origin = head.header("origin"), !originMatchesHost(origin, head.header("host")) {
+            if route.isWebSocket, let origin = head.header("origin"), !originMatchesHost(origin, head.header("host")) {
                 return .denied(status: 403, message: "cross-origin WebSocket refused")
             }
         }

@@ -19,6 +19,8 @@ public protocol PanelBackend: Sendable {
     func screenshot(_ name: String) async throws -> [UInt8]
     /// Path of the VM's VNC Unix socket (the console WebSocket bridges to it).
     func vncSocketPath(_ name: String) async throws -> String
+    /// The VM's interactive serial console socket.
+    func serialSocketPath(_ name: String) async throws -> String
 
     func listImages() async -> [ImageInfo]
     /// Starts an upload; the server writes the body to it chunk by chunk.

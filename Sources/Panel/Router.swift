@@ -11,6 +11,8 @@ public enum Route: Sendable, Equatable {
     case getVM(String), updateVM(String), deleteVM(String)
     case vmAction(String, VMAction)
     case serial(String), screenshot(String), console(String)
+    /// The serial console, interactive, as a WebSocket (binary frames both ways).
+    case terminal(String)
     /// `POST /api/v1/vms/{name}/cdrom` `{"image": NAME | null}`
     case cdrom(String)
     case listImages
@@ -25,6 +27,15 @@ public enum Route: Sendable, Equatable {
     case page(String)
     /// A file of noVNC (path relative to the noVNC root).
     case novnc(String)
+
+    /// A WebSocket route (a browser cannot set headers on it: a query token
+    /// is accepted, and the cookie only from the panel's own origin).
+    public var isWebSocket: Bool {
+        switch self {
+        case .console, .terminal: return true
+        default: return false
+        }
+    }
 
     /// Reachable without a session.
     public var isPublic: Bool {
@@ -53,6 +64,7 @@ public enum Route: Sendable, Equatable {
         case .serial: return "GET /api/v1/vms/{name}/serial"
         case .screenshot: return "GET /api/v1/vms/{name}/screenshot"
         case .console: return "GET /api/v1/vms/{name}/console"
+        case .terminal: return "GET /api/v1/vms/{name}/terminal"
         case .cdrom: return "POST /api/v1/vms/{name}/cdrom"
         case .listImages: return "GET /api/v1/images"
         case .getImage: return "GET /api/v1/images/{name}"
@@ -111,6 +123,7 @@ public enum Router {
             }
             if path == "/" { return only(method, ["GET"], .page("index.html")) }
             if path == "/console" { return only(method, ["GET"], .page("console.html")) }
+            if path == "/terminal" { return only(method, ["GET"], .page("terminal.html")) }
             guard let rel = safeRelative(segs), !rel.isEmpty else { return .failure(RouteError(400, "invalid file path")) }
             return only(method, ["GET"], .page(rel))
         }
@@ -183,6 +196,7 @@ public enum Router {
             case "serial": return only(method, ["GET"], .serial(name))
             case "screenshot": return only(method, ["GET"], .screenshot(name))
             case "console": return only(method, ["GET"], .console(name))
+            case "terminal": return only(method, ["GET"], .terminal(name))
             case "cdrom": return only(method, ["POST"], .cdrom(name))
             default:
                 guard let action = VMAction(rawValue: rest[2]) else { return .failure(notFound(path)) }

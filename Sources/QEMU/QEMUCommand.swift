@@ -52,6 +52,9 @@ public struct VMPaths: Sendable, Equatable {
     public var qmpSocket: String { "\(runDir)/qmp.sock" }
     public var vncSocket: String { "\(runDir)/vnc.sock" }
     public var serialLog: String { "\(runDir)/serial.log" }
+    /// The serial console, interactive (one client at a time; everything
+    /// the guest writes also goes to `serialLog`).
+    public var serialSocket: String { "\(runDir)/serial.sock" }
     /// The serial log's previous part, once it grew past its limit.
     public var serialLogRotated: String { "\(runDir)/serial.log.1" }
     public var pidFile: String { "\(runDir)/qemu.pid" }
@@ -145,7 +148,8 @@ public enum QEMUCommand {
         // control, console and display: Unix sockets and files in the run dir only
         a += ["-chardev", "socket,id=qmp,path=\(escape(paths.qmpSocket)),server=on,wait=off"]
         a += ["-mon", "chardev=qmp,mode=control"]
-        a += ["-chardev", "file,id=\(serialChardev),path=\(escape(paths.serialLog))"]
+        a += ["-chardev", "socket,id=\(serialChardev),path=\(escape(paths.serialSocket)),server=on,wait=off,"
+                + "logfile=\(escape(paths.serialLog)),logappend=on"]
         a += ["-serial", "chardev:\(serialChardev)"]
         a += ["-vnc", "unix:\(escape(paths.vncSocket))"]
         a += ["-display", "none"]

@@ -774,19 +774,18 @@ public actor VMManager {
     // MARK: - console, serial, screenshot
 
     /// Keeps each running VM's serial log under `serialLogLimit`: past it the
-    /// log becomes serial.log.1 (replacing the one before) and QEMU goes on in
-    /// a new serial.log (QMP `chardev-change`), so a guest flooding its
-    /// console holds at most about twice the limit on disk.
+    /// log is copied to serial.log.1 (replacing the one before) and cut to
+    /// nothing, so a guest flooding its console holds at most about twice
+    /// the limit on disk (bytes written between the copy and the cut are lost).
     public func rotateSerialLogs() async {
-        for (name, rt) in runtimes {
-            guard let qmp = rt.qmp else { continue }
+        for (name, rt) in runtimes where rt.qmp != nil {
             let p = paths(name)
             guard let size = Files.size(p.serialLog), size > options.serialLogLimit else { continue }
             do {
-                try syscall("rename \(p.serialLog)") { rename(p.serialLog, p.serialLogRotated) }
-                let backend: JSONValue = .object(["type": .string("file"), "data": .object(["out": .string(p.serialLog)])])
-                try await qmp.execute("chardev-change", arguments: .object(["id": .string(QEMUCommand.serialChardev), "backend": backend]),
-                                      timeout: 5)
+                // QEMU appends to the log (O_APPEND): copy it aside, then
+                // cut it, and its next line lands at the start again
+                try Files.copy(p.serialLog, to: p.serialLogRotated)
+                try syscall("truncate \(p.serialLog)") { truncate(p.serialLog, 0) }
             } catch {
                 Log.warning("VM \(name): cannot rotate the serial log: \(error)")
             }
@@ -796,6 +795,12 @@ public actor VMManager {
     public func serialLogPath(_ name: String) throws(APIError) -> String {
         guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }
         return paths(name).serialLog
+    }
+
+    public func serialSocketPath(_ name: String) throws(APIError) -> String {
+        guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }
+        guard runtimes[name]?.qmp != nil else { throw .conflict("VM '\(name)' is not running") }
+        return paths(name).serialSocket
     }
 
     public func vncSocketPath(_ name: String) throws(APIError) -> String {

@@ -22,6 +22,7 @@ struct VMManagerBackend: PanelBackend {
     func serialLogPath(_ name: String) async throws -> String { try await manager.serialLogPath(name) }
     func screenshot(_ name: String) async throws -> [UInt8] { try await manager.screenshot(name) }
     func vncSocketPath(_ name: String) async throws -> String { try await manager.vncSocketPath(name) }
+    func serialSocketPath(_ name: String) async throws -> String { try await manager.serialSocketPath(name) }
 
     func listImages() async -> [ImageInfo] { await manager.images() }
     func beginImageUpload(_ name: String, expectedSize: Int64?) async throws -> any ImageUpload {

@@ -82,6 +82,7 @@ actor FakeBackend: PanelBackend {
         guard let vncPath else { throw APIError.conflict("VM '\(name)' is not running") }
         return vncPath
     }
+    func serialSocketPath(_ name: String) async throws -> String { try await vncSocketPath(name) }
     func listImages() async -> [ImageInfo] { images.values.sorted { $0.name < $1.name } }
     func beginImageUpload(_ name: String, expectedSize: Int64?) async throws -> any ImageUpload {
         if name == "forbidden" { throw APIError.conflict("image 'forbidden' is in use") }

@@ -100,11 +100,52 @@ def wait_ssh(key, port, deadline):
     raise AssertionError(f"no SSH login: {last.stderr if last else ''}")
 
 
+CONSOLE_PASSWORD = "serial-console-pw"
+
+
 def vm_spec(name, firmware, pub, port):
+    pw = subprocess.run(["openssl", "passwd", "-6", CONSOLE_PASSWORD], capture_output=True, text=True, check=True).stdout.strip()
     return {"name": name, "memory": 1024, "cpus": 2, "firmware": firmware, "network": "nat",
             "disks": [{"id": "root", "image": "debian-12", "size": "4G"}],
-            "cloud_init": {"ssh_authorized_keys": [pub]},
+            "cloud_init": {"ssh_authorized_keys": [pub], "password_hash": pw},
             "forwards": [{"host": port, "guest": 22}]}
+
+
+def terminal_login(daemon, vm):
+    """Logs in on the VM's serial console through the panel's terminal
+    WebSocket, as the /terminal page does, and runs `hostname`."""
+    import ssl
+    import websocket
+    ws = websocket.create_connection(daemon.url.replace("https://", "wss://") + f"/api/v1/vms/{vm}/terminal",
+                                     sslopt={"cert_reqs": ssl.CERT_NONE}, subprotocols=["binary"],
+                                     header=["Authorization: Bearer " + daemon.token], timeout=5)
+    seen = b""
+
+    def until(marker, send=None, timeout=60):
+        nonlocal seen
+        if send is not None:
+            ws.send_binary(send.encode())
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                seen += ws.recv() or b""
+            except websocket.WebSocketTimeoutException:
+                if send is not None and marker == b"login:":
+                    ws.send_binary(b"\r")
+                continue
+            if marker in seen:
+                return
+        raise AssertionError(f"{marker!r} not seen on the serial console: {seen[-1500:]!r}")
+    try:
+        until(b"login:", send="\r")
+        seen = b""
+        until(b"Password:", send="debian\r")
+        seen = b""
+        until(b"$ ", send=CONSOLE_PASSWORD + "\r")
+        seen = b""
+        until(b"serial-ok-" + vm.encode(), send="echo serial-ok-$(hostname)\r")
+    finally:
+        ws.close()
 
 
 def test_debian_cloud_image_with_cloud_init_ssh_agent_and_acpi(daemon, uploaded, client_netns, key):
@@ -159,6 +200,8 @@ def test_debian_cloud_image_with_cloud_init_ssh_agent_and_acpi(daemon, uploaded,
     assert "cdrom" not in daemon.json("POST", "/api/v1/vms/web1/cdrom", {"image": None})
     status, raw, _ = daemon.request("POST", "/api/v1/vms/web1/cdrom", {"image": "no-such-image"})
     assert status == 422, raw
+    # the serial console, interactive, through the panel's terminal WebSocket
+    terminal_login(daemon, "web1")
     # ACPI shutdown: the guest powers itself off
     daemon.json("POST", "/api/v1/vms/web1/shutdown")
     deadline = time.time() + 180

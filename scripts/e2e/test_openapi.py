@@ -33,7 +33,7 @@ DESIGN_ROUTES = [
     ("get", "/api/v1/vms/{name}"), ("put", "/api/v1/vms/{name}"), ("delete", "/api/v1/vms/{name}"),
     *[("post", "/api/v1/vms/{name}/" + a) for a in ("start", "stop", "shutdown", "reboot", "reset", "pause", "resume", "cdrom")],
     ("get", "/api/v1/setup"), ("post", "/api/v1/setup"), ("post", "/api/v1/images/{name}/import"),
-    ("get", "/api/v1/vms/{name}/serial"), ("get", "/api/v1/vms/{name}/screenshot"), ("get", "/api/v1/vms/{name}/console"),
+    ("get", "/api/v1/vms/{name}/serial"), ("get", "/api/v1/vms/{name}/screenshot"), ("get", "/api/v1/vms/{name}/console"), ("get", "/api/v1/vms/{name}/terminal"),
     ("get", "/api/v1/images"), ("put", "/api/v1/images/{name}"), ("delete", "/api/v1/images/{name}"),
     ("get", "/api/v1/disks"), ("post", "/api/v1/install"), ("get", "/api/v1/tasks/{id}"), ("get", "/metrics"),
     ("get", "/api/v1/session"), ("post", "/api/v1/logout"), ("get", "/api/v1/tasks"),
@@ -227,6 +227,7 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     assert len(tail.content) < len(serial.content)
     api("GET", "/api/v1/vms/spec-vm/serial?offset=-1", 400)
     api("GET", "/api/v1/vms/spec-vm/console", (400, 426))
+    api("GET", "/api/v1/vms/spec-vm/terminal", (400, 426))
     api("POST", "/api/v1/vms/spec-vm/pause", (200, 202, 204), json={})
     api("POST", "/api/v1/vms/spec-vm/resume", (200, 202, 204), json={})
     api("POST", "/api/v1/vms/spec-vm/reboot", (200, 202, 204), json={})
@@ -294,7 +295,7 @@ def test_schemathesis_fuzzes_the_read_routes(daemon):
            "--base-url", daemon.url, "--request-tls-verify", "false",
            "-H", "Authorization: Bearer " + daemon.token,
            "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-           "--include-method", "GET", "--exclude-path-regex", "/console$",
+           "--include-method", "GET", "--exclude-path-regex", "/(console|terminal)$",
            "--hypothesis-max-examples", "25", "--hypothesis-deadline", "5000",
            "--hypothesis-derandomize", "--hypothesis-suppress-health-check", "all",
            "--no-color"]

@@ -292,6 +292,20 @@ def test_type_into_the_guest_through_the_console(daemon, browser):
     screenshot(browser, "10-vm-detail-serial")
 
 
+def test_terminal_is_the_serial_console_interactive(daemon, browser):
+    """/terminal?vm=NAME: the serial log so far, then live; typed lines reach
+    the guest's serial port (the guest echoes them back)."""
+    browser.get(daemon.url + "/terminal?vm=" + VM)
+    wait(browser, lambda b: el(b, "#status").text.startswith("connected"), timeout=30, what="terminal connected")
+    text = lambda b: b.execute_script("return window.cloudbiosTerminal.text")  # noqa: E731
+    wait(browser, lambda b: "CLOUDBIOS-GUEST-READY" in text(b), what="the serial log so far")
+    line = "from xterm %d" % (time.time() % 1000)
+    el(browser, ".xterm-helper-textarea").send_keys(line + "\n")
+    wait(browser, lambda b: "serial-typed: " + line in text(b), timeout=30, what="the guest's echo of the typed line")
+    assert browser.find_elements(By.CSS_SELECTOR, "#term .xterm canvas, #term .xterm-rows"), "xterm.js draws the terminal"
+    screenshot(browser, "11-terminal")
+
+
 def test_disks_and_tasks_pages(daemon, browser):
     browser.get(daemon.url + "/#/disks")
     wait(browser, lambda b: el(b, "#disks").text.strip() != "", timeout=20, what="disks listed")

@@ -49,6 +49,11 @@ if [ ! -e /dev/fb0 ]; then
     sleep 1
 fi
 echo "CLOUDBIOS-GUEST-READY" > /dev/ttyS0
+# lines typed on the serial console come back on it (the panel's terminal)
+(while true; do
+    while read -r line; do echo "serial-typed: $line" > /dev/ttyS0; done < /dev/ttyS0
+    sleep 1
+done) &
 if [ -e /dev/fb0 ]; then
     echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
     # clear the text console and hide its cursor, so that it has nothing to
