@@ -157,6 +157,16 @@ public final class PanelAPI: Sendable {
                 let spec = try PanelAPI.decodeSpec(body, name: nil)
                 return .json(try await backend.createVM(spec).json, status: 201)
             }
+        case .importVM:
+            return jsonBody(head) { body in
+                let v: JSONValue
+                do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw APIError.badRequest(PanelAPI.bodyMessage(error)) }
+                guard case .object(let o) = v, Set(o.keys) == ["image", "name"],
+                      let image = o["image"]?.stringValue, let name = o["name"]?.stringValue else {
+                    throw APIError.badRequest("body must be {\"image\": OVA in the image store, \"name\": the new VM}")
+                }
+                return .json(try await backend.importVM(image: image, name: name).json, status: 202)
+            }
         case .getVM(let name):
             return run { .json(try await backend.vm(name).json) }
         case .updateVM(let name):

@@ -33,6 +33,8 @@ public protocol PanelBackend: Sendable {
     func startInstall(_ body: JSONValue) async throws -> TaskInfo
     func task(_ id: String) async throws -> TaskInfo
     func tasks() async -> [TaskInfo]
+    /// Makes a VM from an OVA in the store, as a task.
+    func importVM(image: String, name: String) async throws -> TaskInfo
     /// Downloads an image from a URL into the store, as a task.
     func importImage(_ name: String, url: String, sha256: String?) async throws -> TaskInfo
 

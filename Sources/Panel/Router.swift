@@ -8,6 +8,8 @@ public enum Route: Sendable, Equatable {
     case setupStatus, setup
     case host
     case listVMs, createVM
+    /// `POST /api/v1/vms/import` `{"image": OVA, "name": VM}`
+    case importVM
     case getVM(String), updateVM(String), deleteVM(String)
     case vmAction(String, VMAction)
     case serial(String), screenshot(String), console(String)
@@ -57,6 +59,7 @@ public enum Route: Sendable, Equatable {
         case .host: return "GET /api/v1/host"
         case .listVMs: return "GET /api/v1/vms"
         case .createVM: return "POST /api/v1/vms"
+        case .importVM: return "POST /api/v1/vms/import"
         case .getVM: return "GET /api/v1/vms/{name}"
         case .updateVM: return "PUT /api/v1/vms/{name}"
         case .deleteVM: return "DELETE /api/v1/vms/{name}"
@@ -158,6 +161,8 @@ public enum Router {
             }
         case 2:
             switch rest[0] {
+            case "vms" where rest[1] == "import" && method == "POST":
+                return .success(.importVM)
             case "vms":
                 let name = rest[1]
                 if let e = Names.checkVM(name) { return .failure(RouteError(400, e)) }

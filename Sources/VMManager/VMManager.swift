@@ -887,6 +887,70 @@ public actor VMManager {
         return task
     }
 
+    /// `POST /api/v1/vms/import`: an OVA in the image store becomes a VM
+    /// `name`, in the background: its disks converted to qcow2 store images
+    /// (`NAME-disk0`, …), memory, CPUs and firmware from its OVF. Member
+    /// names are checked before anything is extracted; a disk outside the
+    /// archive is refused.
+    public func startVMImport(image: String, name: String) throws(APIError) -> TaskInfo {
+        if let e = Names.checkImage(image) { throw .unprocessable(e) }
+        if let e = Names.checkVM(name) { throw .unprocessable(e) }
+        guard store.exists(image) else { throw .unprocessable("image '\(image)' is not in the image store") }
+        guard specs[name] == nil else { throw .conflict("VM '\(name)' already exists") }
+        guard let tar = Launcher.which("tar") else { throw APIError(503, "tar is not installed") }
+        let ova = store.path(image)
+        let list = (try? Launcher(tar, ["-tf", ova]).run(mergeError: false)) ?? (status: 1, output: "")
+        guard list.status == 0 else { throw .unprocessable("image '\(image)' is not an OVA (a tar archive)") }
+        let members = list.output.split(separator: "\n").map(String.init)
+        if let bad = members.first(where: { !OVFDescriptor.safeMember($0) }) {
+            throw .unprocessable("the OVA holds a file outside itself ('\(Names.clip(bad))'); refused")
+        }
+        guard let ovfName = members.first(where: { $0.lowercased().hasSuffix(".ovf") }) else {
+            throw .unprocessable("the OVA holds no .ovf descriptor")
+        }
+        guard let xml = try? Launcher(tar, ["-xOf", ova, ovfName]).run(mergeError: false), xml.status == 0 else {
+            throw .unprocessable("cannot read \(ovfName) from the OVA")
+        }
+        let ovf = try OVFDescriptor.parse(xml.output)
+        for f in ovf.diskFiles where !members.contains(f) || !OVFDescriptor.safeMember(f) {
+            throw .unprocessable("the OVF's disk '\(Names.clip(f))' is not a file of the OVA; refused")
+        }
+        var spec = VMSpec(name: name)
+        spec.memory = max(16, min(ovf.memoryMiB ?? 1024, ConfigLoader.maxMemoryMiB))
+        spec.cpus = max(1, min(ovf.cpus ?? 1, ConfigLoader.maxCPUs))
+        spec.firmware = ovf.uefi ? .uefi : .bios
+        spec.disks = ovf.diskFiles.indices.map { DiskSpec.image("\(name)-disk\($0)", id: "disk\($0)") }
+        let task = importTasks.begin(image)
+        let work = "\(stateDir)/images/.incoming/ova-\(name)"
+        let store = self.store
+        Task { [tasks = importTasks] in
+            tasks.update(task.id) { $0.state = .running; $0.message = "converting \(ovf.diskFiles.count) disk(s) of \(image)" }
+            do {
+                Files.removeTree(work)
+                try Files.makeDirectories(work, mode: 0o700)
+                defer { Files.removeTree(work) }
+                for (i, file) in ovf.diskFiles.enumerated() {
+                    try await runTool([tar, "-xf", ova, "-C", work, file])
+                    let (tmp, fd) = try store.createTemp(for: "\(name)-disk\(i)")
+                    close(fd)
+                    try await runTool(["qemu-img", "convert", "-O", "qcow2", "\(work)/\(file)", tmp])
+                    try store.install(temp: tmp, as: "\(name)-disk\(i)", sha256: try sha256File(tmp))
+                    Files.remove("\(work)/\(file)")
+                    tasks.update(task.id) { $0.progress = (i + 1) * 90 / ovf.diskFiles.count }
+                }
+                let vm = try await self.create(spec)
+                tasks.update(task.id) {
+                    $0.state = .succeeded; $0.progress = 100
+                    $0.message = "VM '\(name)' made from \(image): \(vm.spec.memory) MiB, \(vm.spec.cpus) CPU(s), \(vm.spec.disks.count) disk(s)"
+                    $0.resultJSON = vm.spec.json.serialized()
+                }
+            } catch {
+                tasks.update(task.id) { $0.state = .failed; $0.message = "\(error)" }
+            }
+        }
+        return task
+    }
+
     /// The image imports' tasks.
     public nonisolated let importTasks = ImportTasks()
 

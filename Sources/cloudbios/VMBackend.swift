@@ -37,6 +37,9 @@ struct VMManagerBackend: PanelBackend {
         return t
     }
     func tasks() async -> [TaskInfo] { installer.tasks() + manager.importTasks.all() }
+    func importVM(image: String, name: String) async throws -> TaskInfo {
+        try await manager.startVMImport(image: image, name: name)
+    }
     func importImage(_ name: String, url: String, sha256: String?) async throws -> TaskInfo {
         try await manager.startImport(name, url: url, sha256: sha256)
     }

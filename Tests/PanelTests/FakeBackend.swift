@@ -46,6 +46,9 @@ actor FakeBackend: PanelBackend {
         vms[name] = v
         return v
     }
+    func importVM(image: String, name: String) async throws -> TaskInfo {
+        TaskInfo(id: "import-2", kind: "import", state: .pending)
+    }
     func importImage(_ name: String, url: String, sha256: String?) async throws -> TaskInfo {
         TaskInfo(id: "import-1", kind: "import", state: .pending)
     }

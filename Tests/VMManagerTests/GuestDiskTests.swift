@@ -172,3 +172,83 @@ import Platform
         #expect(throws: (any Error).self) { try DiskImage.parse("not json") }
     }
 }
+
+/// An OVA in the store becomes a VM; a hostile one is refused before
+/// anything is extracted.
+@Suite(.serialized) struct OVAImportTests {
+    static func ovf(_ disk: String) -> String { ovfTemplate.split(separator: "%DISK%", omittingEmptySubsequences: false).joined(separator: disk) }
+
+    static let ovfTemplate = """
+    <?xml version="1.0" encoding="UTF-8"?>
+    <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
+      xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+      <References><File ovf:id="file1" ovf:href="%DISK%"/></References>
+      <DiskSection><Disk ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:capacity="16777216"/></DiskSection>
+      <VirtualSystem ovf:id="appliance"><Name>appliance</Name>
+        <VirtualHardwareSection>
+          <Item><rasd:AllocationUnits>hertz * 10^6</rasd:AllocationUnits><rasd:ResourceType>3</rasd:ResourceType>
+            <rasd:VirtualQuantity>2</rasd:VirtualQuantity></Item>
+          <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:ResourceType>4</rasd:ResourceType>
+            <rasd:VirtualQuantity>768</rasd:VirtualQuantity></Item>
+        </VirtualHardwareSection>
+      </VirtualSystem>
+    </Envelope>
+    """
+
+    func run(_ argv: [String], in dir: String) throws {
+        let r = try Launcher(Launcher.which(argv[0])!, Array(argv.dropFirst())).run()
+        #expect(r.status == 0, "\(argv): \(r.output)")
+    }
+
+    func makeOVA(_ dir: String, disk: String, member: String? = nil) throws -> String {
+        let src = dir + "/ova-src"
+        try Files.makeDirectories(src)
+        try Files.writeAtomically(src + "/appliance.ovf", Self.ovf(disk))
+        try run(["qemu-img", "create", "-q", "-f", "vmdk", src + "/disk1.vmdk", "16M"], in: dir)
+        try Files.makeDirectories(dir + "/images")
+        let out = dir + "/images/appliance.ova"
+        try run(["tar", "-cf", out, "-C", src, "appliance.ovf", member ?? "disk1.vmdk"], in: dir)
+        return out
+    }
+
+    @Test func anOVABecomesAVMWithConvertedDisks() async throws {
+        let dir = Guest.stateDir()
+        defer { Files.removeTree(dir) }
+        _ = try makeOVA(dir, disk: "disk1.vmdk")
+        var o = VMManagerOptions(stateDir: dir)
+        o.nat = .user
+        let m = try VMManager(options: o)
+        let t = try await m.startVMImport(image: "appliance.ova", name: "appliance")
+        var done = t
+        for _ in 0..<100 {
+            done = m.importTasks.task(t.id)!
+            if done.state == .succeeded || done.state == .failed { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(done.state == .succeeded, "\(done.message)")
+        let vm = try await m.vm("appliance").spec
+        #expect(vm.memory == 768 && vm.cpus == 2 && vm.disks == [.image("appliance-disk0", id: "disk0")])
+        let facts = await m.images().first { $0.name == "appliance-disk0" }
+        #expect(facts?.format == "qcow2" && facts?.virtualSize == 16 << 20)
+    }
+
+    @Test func aDiskOutsideTheOVAIsRefusedAndNothingMade() async throws {
+        let dir = Guest.stateDir()
+        defer { Files.removeTree(dir) }
+        _ = try makeOVA(dir, disk: "../../etc/passwd")
+        let m = try VMManager(options: VMManagerOptions(stateDir: dir))
+        await #expect(throws: APIError.unprocessable("the OVF's disk '../../etc/passwd' is not a file of the OVA; refused")) {
+            try await m.startVMImport(image: "appliance.ova", name: "evil")
+        }
+        #expect(await m.list().isEmpty)
+        // not an archive at all
+        try Files.writeAtomically(dir + "/images/plain.ova", "not a tar")
+        await #expect(throws: APIError.self) { try await m.startVMImport(image: "plain.ova", name: "x") }
+    }
+
+    @Test func ovfFactsAreRead() throws {
+        let d = try OVFDescriptor.parse(Self.ovf("a.vmdk"))
+        #expect(d == OVFDescriptor(name: "appliance", memoryMiB: 768, cpus: 2, uefi: false, diskFiles: ["a.vmdk"]))
+        #expect(!OVFDescriptor.safeMember("../x") && !OVFDescriptor.safeMember("/etc/passwd") && OVFDescriptor.safeMember("dir/disk.vmdk"))
+    }
+}

@@ -32,7 +32,7 @@ DESIGN_ROUTES = [
     ("get", "/api/v1/vms"), ("post", "/api/v1/vms"),
     ("get", "/api/v1/vms/{name}"), ("put", "/api/v1/vms/{name}"), ("delete", "/api/v1/vms/{name}"),
     *[("post", "/api/v1/vms/{name}/" + a) for a in ("start", "stop", "shutdown", "reboot", "reset", "pause", "resume", "cdrom")],
-    ("get", "/api/v1/setup"), ("post", "/api/v1/setup"), ("post", "/api/v1/images/{name}/import"),
+    ("get", "/api/v1/setup"), ("post", "/api/v1/setup"), ("post", "/api/v1/images/{name}/import"), ("post", "/api/v1/vms/import"),
     ("get", "/api/v1/vms/{name}/serial"), ("get", "/api/v1/vms/{name}/screenshot"), ("get", "/api/v1/vms/{name}/console"), ("get", "/api/v1/vms/{name}/terminal"),
     ("get", "/api/v1/images"), ("put", "/api/v1/images/{name}"), ("delete", "/api/v1/images/{name}"),
     ("get", "/api/v1/disks"), ("post", "/api/v1/install"), ("get", "/api/v1/tasks/{id}"), ("get", "/metrics"),
@@ -200,6 +200,8 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     api("POST", "/api/v1/vms", (400, 422), json={"name": "ok", "memory": 1})
     api("POST", "/api/v1/vms", (400, 415, 422), data="{", headers={"Content-Type": "application/json"})
     api("GET", "/api/v1/vms/no-such-vm", 404)
+    api("POST", "/api/v1/vms/import", 422, json={"image": "no-such.ova", "name": "from-ova"})
+    api("POST", "/api/v1/vms/import", 400, json={"image": "x.ova"})
 
     # a VM through its life
     spec = {"name": "spec-vm", "memory": 256, "cpus": 1, "kernel": "tiny-kernel", "initrd": "tiny-initrd",
