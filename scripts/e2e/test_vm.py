@@ -265,10 +265,16 @@ vms:
                 time.sleep(0.1)
         d.start(timeout=60)
         d.login()
-        images = {i["name"]: i for i in d.json("GET", "/api/v1/images")}
+        # the downloads run after the panel answers: wait for them to end
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            images = {i["name"]: i for i in d.json("GET", "/api/v1/images")}
+            vm = d.json("GET", "/api/v1/vms/w")
+            if "web-kernel" in images and "does not match" in vm.get("message", ""):
+                break
+            time.sleep(0.5)
         assert images["web-kernel"]["size"] == os.path.getsize(kernel) and images["web-kernel"]["sha256"] == digest
         assert "wrong-name" not in images
-        vm = d.json("GET", "/api/v1/vms/w")
         assert "needs image 'wrong-name'" in vm["message"] and "does not match" in vm["message"], vm
     finally:
         d.teardown()
