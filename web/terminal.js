@@ -6,8 +6,25 @@ const $ = (id) => document.getElementById(id);
 $("vm-name").textContent = vm;
 document.title = vm + " · Terminal · CloudBIOS";
 
-const term = new window.XtermBundle.Terminal({ cursorBlink: true, scrollback: 5000, fontSize: 15 });
+const FONT = { fontFamily: "monospace", fontSize: 15 };
+const term = new window.XtermBundle.Terminal(Object.assign({ cursorBlink: true, scrollback: 5000 }, FONT));
 term.open($("term"));
+
+// as many rows and columns as the window holds (measured with the same font)
+function fit() {
+    const probe = document.createElement("span");
+    probe.style.cssText = "position:absolute;visibility:hidden;white-space:pre;font-family:" + FONT.fontFamily + ";font-size:" + FONT.fontSize + "px";
+    probe.textContent = "W".repeat(20);
+    document.body.appendChild(probe);
+    const cw = probe.getBoundingClientRect().width / 20, ch = probe.getBoundingClientRect().height;
+    probe.remove();
+    const box = $("term");
+    const cols = Math.max(20, Math.floor((box.clientWidth - 16) / cw));
+    const rows = Math.max(5, Math.floor((box.clientHeight - 8) / ch));
+    if (cols !== term.cols || rows !== term.rows) term.resize(cols, rows);
+}
+fit();
+window.addEventListener("resize", fit);
 // what the page shows, for tests and screen readers
 window.cloudbiosTerminal = { text: "" };
 let ws = null;
