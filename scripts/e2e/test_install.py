@@ -264,3 +264,53 @@ if __name__ == "__main__" and "--bench" in sys.argv:
         print(f"{secs:.1f}")
     finally:
         subprocess.run(["rm", "-rf", w])
+
+
+@needs_iso
+def test_installed_system_keeps_the_first_run_admin_on_its_config_partition(installed, workdir):
+    """An installed system whose config names no panel user: the first run's
+    setup code creates the admin, kept in users.yaml on the config partition
+    (mounted read-only, remounted for the write); the next boot logs in with
+    it and shows no code."""
+    import re
+    target = installed[0]
+    copy = os.path.join(workdir, "firstrun.img")
+    sh(f"cp --sparse=always {target} {copy}")
+    table = json.loads(sh(f"sfdisk -J {copy}"))["partitiontable"]
+    part = [p for p in table["partitions"] if p["name"] == "cloudbios-config"][0]
+    dev = f"{copy}?offset={part['start'] * 512}"
+    cfg = sh(f"debugfs -R 'cat /cloudbios.yaml' '{dev}' 2>/dev/null")
+    assert "password_hash" in cfg, cfg
+    without = re.sub(r"panel:\n  users:\n    - name: admin\n      password_hash: \"[^\"]*\"\n", "", cfg)
+    assert "password_hash" not in without and "vms:" in without, without
+    local = os.path.join(workdir, "no-users.yaml")
+    with open(local, "w") as f:
+        f.write(without)
+    sh(f"debugfs -w -R 'rm /cloudbios.yaml' '{dev}' 2>/dev/null")
+    sh(f"debugfs -w -R 'write {local} /cloudbios.yaml' '{dev}' 2>/dev/null")
+
+    def boot():
+        vm = qemu.VM("installed-firstrun", memory=1536, extra=disks((copy, "TARGET01")), forwards={8443: qemu.free_port()})
+        vm.start()
+        return vm
+    vm = boot()
+    try:
+        vm.wait_serial("enter the setup code ", 300)
+        code = re.findall(r"setup code ([0-9A-Z]{4}-[0-9A-Z]{4})", vm.serial())[-1]
+        st = json.loads(vm.wait_https("/api/v1/setup", 120))
+        assert st["required"] is True and st["storage"] == "config", st
+        status, body = vm.https("/api/v1/setup", method="POST", timeout=60,
+                                body={"code": code, "user": "owner", "password": "installed-owner-pw"})
+        assert status == 201 and json.loads(body)["storage"] == "config", body
+    finally:
+        vm.cleanup()
+    assert "name: \"owner\"" in sh(f"debugfs -R 'cat /users.yaml' '{dev}' 2>/dev/null")
+    vm = boot()
+    try:
+        health = json.loads(vm.wait_https("/api/v1/health", 300))
+        assert health["setup_required"] is False, health
+        status, body = vm.https("/api/v1/login", method="POST", body={"user": "owner", "password": "installed-owner-pw"})
+        assert status == 200, body
+        assert "enter the setup code" not in vm.serial()
+    finally:
+        vm.cleanup()
