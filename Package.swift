@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "Install", dependencies: ["Config", "Disks", "Platform", "CParted", "CBlkid", "CShims"]),
         .target(name: "Panel", dependencies: ["Config", "Platform", "CMicroHTTPD", "CShims"]),
         .target(name: "Viewer", dependencies: ["Config", "Platform", "CVNC", "CShims"]),
-        .target(name: "Init", dependencies: ["Config", "Platform", "Disks", "Install"]),
+        .target(name: "Init", dependencies: ["Config", "Platform", "Disks", "Install", "QEMU"]),
         .executableTarget(name: "cloudbios", dependencies: [
             "Config", "Platform", "QEMU", "VMManager", "Disks", "Install", "Panel", "Viewer", "Init",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -82,18 +82,6 @@ int cb_init_read_input_event(int fd, uint16_t *type, uint16_t *code, int32_t *va
     return -1;
 }
 
-int cb_init_unix_connect(const char *path) {
-    struct sockaddr_un sa;
-    if (strlen(path) >= sizeof sa.sun_path) { errno = ENAMETOOLONG; return -1; }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    strcpy(sa.sun_path, path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) { int e = errno; close(fd); errno = e; return -1; }
-    return fd;
-}
-
 int cb_init_sethostname(const char *name) { return sethostname(name, strlen(name)); }
 
 int cb_init_isatty(int fd) { return isatty(fd); }

@@ -5,6 +5,7 @@ import CShims
 import Platform
 import Config
 import Install
+import QEMU
 
 /// PID 1 of the CloudBIOS PE. Off-target (`root` set) the hardware phases are
 /// skipped and every path is read below `root`, so tests can run the boot
@@ -916,7 +917,7 @@ final class PEShutdown: ShutdownMachine {
     }
 
     func runningVMs() -> [VMRun] { VMRun.scan(stateDir: pe.stateDir) }
-    func qmp(_ vm: VMRun, _ command: String) -> Bool { QMPClient.execute(socket: vm.qmpSocket, command: command) }
+    func qmp(_ vm: VMRun, _ command: String) -> Bool { QMPOneShot.execute(socket: vm.qmpSocket, command: command) }
     func alive(_ vm: VMRun) -> Bool { vm.pid.map { processAlive($0) } ?? false }
     func kill(_ vm: VMRun) { if let p = vm.pid { Glibc.kill(p, SIGKILL) } }
     func syncDisks() { sync() }

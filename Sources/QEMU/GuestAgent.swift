@@ -17,18 +17,17 @@ public enum GuestAgent {
         defer { close(fd) }
         let deadline = Monotonic.now + timeout
         let id = Int.random(in: 1...Int(Int32.max))
-        var reader = LineReader(fd: fd)
+        var reader = JSONLineReader(fd: fd)
         guard send(fd, .object(["execute": .string("guest-sync"), "arguments": .object(["id": .int(id)])])) else { return nil }
         // replies to older syncs may come first
         while true {
-            guard let line = reader.line(deadline: deadline), let v = try? JSONValue.parse(Array(line.utf8)) else { return nil }
+            guard let v = reader.next(deadline: deadline) else { return nil }
             if case .number(let n)? = v["return"], Int(n) == id { break }
         }
         var msg: [String: JSONValue] = ["execute": .string(command)]
         if let arguments { msg["arguments"] = arguments }
         guard send(fd, .object(msg)) else { return nil }
-        guard let line = reader.line(deadline: deadline), let v = try? JSONValue.parse(Array(line.utf8)) else { return nil }
-        return v["return"]
+        return reader.next(deadline: deadline)?["return"]
     }
 
     /// Sends a command that never replies (`guest-shutdown`) after a sync
@@ -37,11 +36,11 @@ public enum GuestAgent {
         guard case .success(let fd) = connectUnix(path) else { return false }
         defer { close(fd) }
         let id = Int.random(in: 1...Int(Int32.max))
-        var reader = LineReader(fd: fd)
+        var reader = JSONLineReader(fd: fd)
         guard send(fd, .object(["execute": .string("guest-sync"), "arguments": .object(["id": .int(id)])])) else { return false }
         let deadline = Monotonic.now + timeout
         while true {
-            guard let line = reader.line(deadline: deadline), let v = try? JSONValue.parse(Array(line.utf8)) else { return false }
+            guard let v = reader.next(deadline: deadline) else { return false }
             if case .number(let n)? = v["return"], Int(n) == id { break }
         }
         var msg: [String: JSONValue] = ["execute": .string(command)]
@@ -72,32 +71,5 @@ public enum GuestAgent {
     static func send(_ fd: Int32, _ v: JSONValue) -> Bool {
         let bytes = Array((v.serialized() + "\n").utf8)
         return (try? Files.writeAll(fd, bytes)) != nil
-    }
-
-    /// Reads newline-ended lines with a deadline.
-    struct LineReader {
-        let fd: Int32
-        var buffer: [UInt8] = []
-
-        mutating func line(deadline: Double) -> String? {
-            while true {
-                if let nl = buffer.firstIndex(of: 10) {
-                    let l = String(decoding: buffer[..<nl], as: UTF8.self)
-                    buffer.removeSubrange(...nl)
-                    // the agent may send a 0xFF sentinel byte after a sync
-                    let trimmed = l.unicodeScalars.filter { $0.value != 0xFFFD && $0.value != 0xFF }
-                    if trimmed.isEmpty { continue }
-                    return String(String.UnicodeScalarView(trimmed))
-                }
-                let left = deadline - Monotonic.now
-                guard left > 0, buffer.count < 1 << 20 else { return nil }
-                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                guard poll(&p, 1, Int32(left * 1000) + 1) > 0 else { return nil }
-                var chunk = [UInt8](repeating: 0, count: 65536)
-                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                guard n > 0 else { return nil }
-                buffer += chunk[..<n]
-            }
-        }
     }
 }

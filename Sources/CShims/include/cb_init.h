@@ -21,8 +21,6 @@ int cb_init_reboot(int kind);
 /// Reads one input_event from an evdev fd: returns 1 and fills type/code/
 /// value, 0 when nothing is pending, -1 on error.
 int cb_init_read_input_event(int fd, uint16_t *type, uint16_t *code, int32_t *value);
-/// Connects a stream socket to a unix socket path; returns the fd or -1.
-int cb_init_unix_connect(const char *path);
 /// pipe2(O_CLOEXEC): returns 0 or -1.
 int cb_init_pipe(int fds[2]);
 /// Sets the process's hostname.
