@@ -1,24 +1,16 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
-/// A pthread mutex owned by one object.
-final class Lock: @unchecked Sendable {
-    private let m: UnsafeMutablePointer<pthread_mutex_t>
-    init() {
-        m = .allocate(capacity: 1)
-        m.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(m, nil)
-    }
-    deinit {
-        pthread_mutex_destroy(m)
-        m.deallocate()
-    }
+/// The lock of an object whose state is spread over several fields: the
+/// standard library's `Mutex`, guarding nothing of its own.
+final class Lock: Sendable {
+    private let m = Mutex(())
+    init() {}
     @inline(__always)
     func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(m)
-        defer { pthread_mutex_unlock(m) }
-        return try body()
+        try m.withLock { _ in try body() }
     }
 }
 
