@@ -551,7 +551,7 @@ final class ResponseCache: @unchecked Sendable {
 
     func lookup() -> Lookup {
         guard ttl > 0 else { return .miss }
-        let now = monotonicNow()
+        let now = Clock.monotonic()
         return lock.withLock {
             guard let b = bytes else { return .miss }
             let age = now - stored
@@ -572,7 +572,7 @@ final class ResponseCache: @unchecked Sendable {
 
     func put(_ b: [UInt8], generation: Int) {
         guard ttl > 0 else { return }
-        let now = monotonicNow()
+        let now = Clock.monotonic()
         lock.withLock {
             refreshing = false
             if gen == generation { bytes = b; stored = now }

@@ -88,7 +88,7 @@ public final class SessionStore: @unchecked Sendable {
     private let persistPath: String?
 
     public init(idleTimeout: Double = 12 * 3600, absoluteTimeout: Double = 7 * 24 * 3600,
-                persistPath: String? = nil, clock: @escaping @Sendable () -> Double = { wallNow() }) {
+                persistPath: String? = nil, clock: @escaping @Sendable () -> Double = { Clock.wall() }) {
         self.idleTimeout = idleTimeout
         self.absoluteTimeout = absoluteTimeout
         self.clock = clock
@@ -183,7 +183,7 @@ public final class RateLimiter: @unchecked Sendable {
     private var failures: [String: [Double]] = [:]
     private let clock: @Sendable () -> Double
 
-    public init(maxFailures: Int = 5, window: Double = 60, clock: @escaping @Sendable () -> Double = { monotonicNow() }) {
+    public init(maxFailures: Int = 5, window: Double = 60, clock: @escaping @Sendable () -> Double = { Clock.monotonic() }) {
         self.maxFailures = maxFailures
         self.window = window
         self.clock = clock

@@ -76,7 +76,7 @@ final class HTTPServer: @unchecked Sendable {
         var status = 0
         var method = ""
         var path = ""
-        var started = monotonicNow()
+        var started = Clock.monotonic()
         /// The request target as sent, still percent-encoded.
         var target: String?
         /// The first call of the access handler (headers in) is done.
@@ -119,7 +119,7 @@ final class HTTPServer: @unchecked Sendable {
         inFlight.withLock { if stopping { _ = draining.remove(ObjectIdentifier(ctx)) } }
         if let u = ctx.upload, !ctx.uploadFinished { u.abort() }
         let status = ok ? ctx.status : (ctx.status == 0 ? 499 : ctx.status)
-        let seconds = monotonicNow() - ctx.started
+        let seconds = Clock.monotonic() - ctx.started
         api.metrics.record(route: ctx.label, status: status, seconds: seconds)
         if status >= 400 || (ctx.method != "GET" && ctx.method != "HEAD") {
             if status != 401 || ctx.label != "unknown" {

@@ -56,16 +56,3 @@ func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) 
     return r.take()
 }
 
-/// Monotonic seconds.
-public func monotonicNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-/// Wall-clock seconds since the epoch.
-public func wallNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}

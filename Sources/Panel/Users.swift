@@ -73,7 +73,7 @@ public final class UserDirectory: Sendable {
 
     /// Every user, by name.
     public func all() -> [String: PanelUser] {
-        let now = monotonicNow()
+        let now = Clock.monotonic()
         if let c = cache.withLock({ $0.checked >= 0 && now - $0.checked < 0.5 ? $0.users : nil }) { return c }
         let stamp = store?.stamp() ?? ""
         if let c = cache.withLock({ s -> [String: PanelUser]? in

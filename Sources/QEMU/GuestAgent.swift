@@ -15,7 +15,7 @@ public enum GuestAgent {
                                timeout: Double = 2) -> JSONValue? {
         guard case .success(let fd) = connectUnix(path) else { return nil }
         defer { close(fd) }
-        let deadline = Monotonic.now + timeout
+        let deadline = Clock.monotonic() + timeout
         let id = Int.random(in: 1...Int(Int32.max))
         var reader = JSONLineReader(fd: fd)
         guard send(fd, .object(["execute": .string("guest-sync"), "arguments": .object(["id": .int(id)])])) else { return nil }
@@ -38,7 +38,7 @@ public enum GuestAgent {
         let id = Int.random(in: 1...Int(Int32.max))
         var reader = JSONLineReader(fd: fd)
         guard send(fd, .object(["execute": .string("guest-sync"), "arguments": .object(["id": .int(id)])])) else { return false }
-        let deadline = Monotonic.now + timeout
+        let deadline = Clock.monotonic() + timeout
         while true {
             guard let v = reader.next(deadline: deadline) else { return false }
             if case .number(let n)? = v["return"], Int(n) == id { break }

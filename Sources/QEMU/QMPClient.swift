@@ -56,14 +56,14 @@ public final class QMPClient: Sendable {
     /// creates it, and completes the handshake.
     public static func connect(path: String, timeout: Double = 10, onEvent: @escaping EventHandler = { _ in },
                                onClose: @escaping CloseHandler = {}) async throws -> QMPClient {
-        let deadline = Monotonic.now + timeout
+        let deadline = Clock.monotonic() + timeout
         var lastError = ""
         while true {
             switch connectUnix(path) {
             case .success(let fd):
                 let c = QMPClient(fd: fd, onEvent: onEvent, onClose: onClose)
                 do {
-                    try await c.handshake(timeout: max(1, deadline - Monotonic.now))
+                    try await c.handshake(timeout: max(1, deadline - Clock.monotonic()))
                     return c
                 } catch {
                     c.close()
@@ -72,7 +72,7 @@ public final class QMPClient: Sendable {
             case .failure(let e):
                 lastError = e.description
             }
-            if Monotonic.now >= deadline { throw QMPClientError.connect("\(path): \(lastError)") }
+            if Clock.monotonic() >= deadline { throw QMPClientError.connect("\(path): \(lastError)") }
             try await Task.sleep(nanoseconds: 20_000_000)
         }
     }
@@ -224,14 +224,6 @@ public func connectUnix(_ path: String) -> Result<Int32, SystemError> {
     return .success(fd)
 }
 
-/// Monotonic clock in seconds.
-public enum Monotonic {
-    public static var now: Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-}
 
 struct UncheckedBox<T>: @unchecked Sendable {
     let value: T

@@ -13,7 +13,7 @@ public enum QMPOneShot {
     public static func execute(socket path: String, command: String, timeout: Double = 3) -> Bool {
         guard case .success(let fd) = connectUnix(path) else { return false }
         defer { close(fd) }
-        let deadline = Monotonic.now + timeout
+        let deadline = Clock.monotonic() + timeout
         var reader = JSONLineReader(fd: fd)
         guard let greeting = reader.next(deadline: deadline), greeting["QMP"] != nil else { return false }
         guard send(fd, "qmp_capabilities", id: 1), reader.reply(to: 1, deadline: deadline) == true else { return false }
@@ -61,7 +61,7 @@ struct JSONLineReader {
                 if trimmed.isEmpty { continue }
                 return String(String.UnicodeScalarView(trimmed))
             }
-            let left = deadline - Monotonic.now
+            let left = deadline - Clock.monotonic()
             guard left > 0, buffer.count < 1 << 20 else { return nil }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&p, 1, Int32(left * 1000) + 1) > 0 else { return nil }

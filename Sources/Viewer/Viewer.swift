@@ -93,11 +93,7 @@ public final class Viewer {
         terminal?.setGraphics(false)
     }
 
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    static func now() -> Double { Clock.monotonic() }
 
     /// Runs until SIGTERM, SIGINT or SIGHUP.
     public func run() {
