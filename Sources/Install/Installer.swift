@@ -237,18 +237,5 @@ public enum Install {
 
 /// Runs blocking work on its own thread (not the cooperative pool).
 enum Background {
-    final class Box { let f: () -> Void; init(_ f: @escaping () -> Void) { self.f = f } }
-
-    static func run(_ f: @escaping () -> Void) {
-        let box = Unmanaged.passRetained(Box(f)).toOpaque()
-        var tid = pthread_t()
-        let rc = pthread_create(&tid, nil, { arg in
-            let b = Unmanaged<Background.Box>.fromOpaque(arg!).takeRetainedValue()
-            b.f()
-            return nil
-        }, box)
-        if rc == 0 { pthread_detach(tid) } else {
-            Unmanaged<Box>.fromOpaque(box).takeRetainedValue().f()
-        }
-    }
+    static func run(_ f: @escaping @Sendable () -> Void) { spawnThread(f) }
 }

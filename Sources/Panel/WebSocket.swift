@@ -208,23 +208,14 @@ final class OwnedFD: @unchecked Sendable {
 /// server) on a dedicated thread, until either side closes.
 enum WebSocketBridge {
     static func start(_ ws: WebSocketConnection, peer: Int32) {
-        let box = Unmanaged.passRetained(BridgeJob(ws: ws, peer: peer)).toOpaque()
-        var tid = pthread_t()
-        let rc = pthread_create(&tid, nil, { arg in
-            let job = Unmanaged<BridgeJob>.fromOpaque(arg!).takeRetainedValue()
-            job.run()
-            return nil
-        }, box)
-        if rc != 0 {
-            Unmanaged<BridgeJob>.fromOpaque(box).release()
+        let job = BridgeJob(ws: ws, peer: peer)
+        if !startThread({ job.run() }) {
             Glibc.close(peer)
             ws.close()
-        } else {
-            pthread_detach(tid)
         }
     }
 
-    final class BridgeJob {
+    final class BridgeJob: @unchecked Sendable {
         let ws: WebSocketConnection
         let peer: Int32
         init(ws: WebSocketConnection, peer: Int32) { self.ws = ws; self.peer = peer }
