@@ -152,8 +152,8 @@ public final class FirstRun: Sendable {
         guard r.password.utf8.count <= 1024 else { throw .invalid("the password is too long (1024 bytes at most)") }
         for k in r.sshAuthorizedKeys { if let e = Names.checkSSHKey(k) { throw .invalid(e) } }
         guard let store = users.store else { throw .failed("this panel has no place for users (no users file)") }
-        // one setup at a time: the second waits and then finds it done
-        guard busy.withLock({ b in if b { return false }; b = true; return true }) else { throw .done }
+        // one setup at a time: the second is asked to try again
+        guard busy.withLock({ b in if b { return false }; b = true; return true }) else { throw .throttled(retryAfter: 1) }
         defer { busy.withLock { $0 = false } }
         let hash: String
         do { hash = try PasswordHash.make(r.password) } catch { throw .failed("cannot hash the password: \(error)") }

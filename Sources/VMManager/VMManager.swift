@@ -931,6 +931,11 @@ public actor VMManager {
                 defer { Files.removeTree(work) }
                 for (i, file) in ovf.diskFiles.enumerated() {
                     try await runTool([tar, "-xf", ova, "-C", work, file])
+                    // a member that is a link (to /etc/shadow, say) is refused, not read
+                    var st = stat()
+                    guard lstat("\(work)/\(file)", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else {
+                        throw APIError.unprocessable("the OVA's disk '\(Names.clip(file))' is not a plain file; refused")
+                    }
                     let (tmp, fd) = try store.createTemp(for: "\(name)-disk\(i)")
                     close(fd)
                     try await runTool(["qemu-img", "convert", "-O", "qcow2", "\(work)/\(file)", tmp])

@@ -241,6 +241,22 @@ import Platform
             try await m.startVMImport(image: "appliance.ova", name: "evil")
         }
         #expect(await m.list().isEmpty)
+        // a disk that is a symbolic link to a file of the host is not read
+        let src = dir + "/ova-link"
+        try Files.makeDirectories(src)
+        try Files.writeAtomically(src + "/appliance.ovf", Self.ovf("disk1.vmdk"))
+        symlink("/etc/hostname", src + "/disk1.vmdk")
+        try run(["tar", "-cf", dir + "/images/link.ova", "-C", src, "appliance.ovf", "disk1.vmdk"], in: dir)
+        let t = try await m.startVMImport(image: "link.ova", name: "linked")
+        var done = t
+        for _ in 0..<100 {
+            done = m.importTasks.task(t.id)!
+            if done.state == .succeeded || done.state == .failed { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(done.state == .failed && done.message.contains("not a plain file"), "\(done.message)")
+        #expect(await m.list().isEmpty)
+        #expect(!(await m.images().contains { $0.name == "linked-disk0" }))
         // not an archive at all
         try Files.writeAtomically(dir + "/images/plain.ova", "not a tar")
         await #expect(throws: APIError.self) { try await m.startVMImport(image: "plain.ova", name: "x") }
