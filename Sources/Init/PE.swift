@@ -55,6 +55,9 @@ public final class PE: @unchecked Sendable {
     /// Every volume mount of this boot, made once and shared.
     let mounts = VolumeMounts()
     var lastStatus: StatusInfo?
+    /// When PID 1 last handled a uevent of a USB device or interface: USB
+    /// buses enumerate after the others, and the volume scan lets them settle.
+    var lastUSBEvent = 0.0
     var shutdownRequested: ShutdownKind?
     var statusDrawn = false
 
@@ -288,6 +291,7 @@ public final class PE: @unchecked Sendable {
     }
 
     func handle(_ ev: Uevent) {
+        if ev.subsystem == "usb" { lastUSBEvent = Clock.monotonic() }
         guard ev.action == "add" else {
             if ev.action == "remove" && ev.subsystem == "block" && ev["DEVTYPE"] == "disk" { log("hotplug: disk /dev/\(ev["DEVNAME"] ?? "?") removed") }
             return
@@ -422,7 +426,9 @@ public final class PE: @unchecked Sendable {
             let enough = found || labels.contains(PELabel.bootMedium) || labels.contains(PELabel.system)
             let now = Clock.monotonic()
             if found { break }
-            let usbPending = Self.usbStoragePending(sys: "/sys")
+            // a USB device still being enumerated shows nothing yet: the bus
+            // is let settle until its uevents have been quiet for a moment
+            let usbPending = Self.usbStoragePending(sys: "/sys") || now - lastUSBEvent < 1.5
             if usbPending && now < usbDeadline {
                 if !usbWaitLogged { usbWaitLogged = true; log("volumes: waiting for USB storage still being enumerated") }
             } else if enough && (settled || !usbWaitLogged) {
