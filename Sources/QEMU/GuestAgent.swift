@@ -13,13 +13,28 @@ public enum GuestAgent {
     /// answer within `timeout` (not installed, still booting).
     public static func execute(socket path: String, _ command: String, arguments: JSONValue? = nil,
                                timeout: Double = 2) -> JSONValue? {
+        exchange(socket: path, command, arguments: arguments, timeout: timeout) { reader, deadline in
+            reader.next(deadline: deadline)?["return"]
+        } ?? nil
+    }
+
+    /// Sends a command that never replies (`guest-shutdown`) after a sync
+    /// showed the agent is there; whether it was sent.
+    public static func send(socket path: String, _ command: String, arguments: JSONValue? = nil, timeout: Double = 2) -> Bool {
+        exchange(socket: path, command, arguments: arguments, timeout: timeout) { _, _ in true } ?? false
+    }
+
+    /// Connects, syncs (replies to older syncs may come first), sends
+    /// `command` and lets `answer` read what follows; nil when the agent is
+    /// not there or the command could not be sent.
+    static func exchange<T>(socket path: String, _ command: String, arguments: JSONValue?, timeout: Double,
+                            answer: (inout JSONLineReader, Double) -> T) -> T? {
         guard case .success(let fd) = connectUnix(path) else { return nil }
         defer { close(fd) }
         let deadline = Clock.monotonic() + timeout
         let id = Int.random(in: 1...Int(Int32.max))
         var reader = JSONLineReader(fd: fd)
         guard send(fd, .object(["execute": .string("guest-sync"), "arguments": .object(["id": .int(id)])])) else { return nil }
-        // replies to older syncs may come first
         while true {
             guard let v = reader.next(deadline: deadline) else { return nil }
             if case .number(let n)? = v["return"], Int(n) == id { break }
@@ -27,25 +42,7 @@ public enum GuestAgent {
         var msg: [String: JSONValue] = ["execute": .string(command)]
         if let arguments { msg["arguments"] = arguments }
         guard send(fd, .object(msg)) else { return nil }
-        return reader.next(deadline: deadline)?["return"]
-    }
-
-    /// Sends a command that never replies (`guest-shutdown`) after a sync
-    /// showed the agent is there; whether it was sent.
-    public static func send(socket path: String, _ command: String, arguments: JSONValue? = nil, timeout: Double = 2) -> Bool {
-        guard case .success(let fd) = connectUnix(path) else { return false }
-        defer { close(fd) }
-        let id = Int.random(in: 1...Int(Int32.max))
-        var reader = JSONLineReader(fd: fd)
-        guard send(fd, .object(["execute": .string("guest-sync"), "arguments": .object(["id": .int(id)])])) else { return false }
-        let deadline = Clock.monotonic() + timeout
-        while true {
-            guard let v = reader.next(deadline: deadline) else { return false }
-            if case .number(let n)? = v["return"], Int(n) == id { break }
-        }
-        var msg: [String: JSONValue] = ["execute": .string(command)]
-        if let arguments { msg["arguments"] = arguments }
-        return send(fd, .object(msg))
+        return answer(&reader, deadline)
     }
 
     /// The guest's addresses (loopback and link-local left out).

@@ -720,10 +720,9 @@ public actor VMManager {
         }
         if let spec = specs[name], spec.agent {
             let socket = paths(name).agentSocket
-            let sent = try? await blocking { () -> Bool in
-                // the agent answers a sync first; guest-shutdown itself never replies
-                guard GuestAgent.execute(socket: socket, "guest-ping", timeout: 2) != nil else { return false }
-                return GuestAgent.send(socket: socket, "guest-shutdown", arguments: .object(["mode": .string("reboot")]))
+            // sent only once the agent answered a sync; guest-shutdown itself never replies
+            let sent = try? await blocking {
+                GuestAgent.send(socket: socket, "guest-shutdown", arguments: .object(["mode": .string("reboot")]))
             }
             if sent == true {
                 Log.info("VM \(name): reboot asked through the guest agent")
