@@ -64,6 +64,39 @@ struct ImageStore: Sendable {
     }
 
     /// A fresh temp file in the incoming directory.
+    /// Why `download` did not install an image.
+    enum DownloadError: Error {
+        /// The transfer failed (the server, the network, a limit).
+        case fetch(any Error)
+        /// The image arrived whole but its SHA-256 is this, not the one wanted.
+        case sha256Mismatch(String)
+    }
+
+    /// Downloads `url` into the store as `name`, blocking: streamed into a
+    /// temp file, hashed as it streams, fsynced, checked against `sha256`
+    /// when given, then installed; nothing is left behind on failure.
+    /// Returns the image's SHA-256.
+    func download(_ url: String, as name: String, sha256 want: String?, limits: Download.Limits, caFile: String?) throws -> String {
+        let (tmp, fd) = try createTemp(for: name)
+        var open = true
+        do {
+            var limits = limits
+            limits.digest = StreamingSHA256()
+            do { _ = try Download.fetch(url, into: fd, limits: limits, caFile: caFile) } catch { throw DownloadError.fetch(error) }
+            try syscall("fsync \(tmp)") { fsync(fd) }
+            close(fd)
+            open = false
+            let h = try limits.digest.map { $0.finish() } ?? sha256File(tmp)
+            if let want, want != h { throw DownloadError.sha256Mismatch(h) }
+            try install(temp: tmp, as: name, sha256: h)
+            return h
+        } catch {
+            if open { close(fd) }
+            Files.remove(tmp)
+            throw error
+        }
+    }
+
     func createTemp(for name: String) throws -> (path: String, fd: Int32) {
         let suffix = UInt64.random(in: 1...UInt64.max)
         let p = "\(incomingDirectory)/\(name).\(String(suffix, radix: 16))"

@@ -134,7 +134,7 @@ enum NATNetwork {
     /// The fixed address of each NAT guest with forwards (10.213.0.2–99,
     /// kept in `dir`/addresses across restarts), the DHCP server told of
     /// them, and the forwards put in place. Called whenever definitions change.
-    static func applyForwards(dir: String, vms: [(name: String, mac: String, forwards: [PortForward])]) async throws -> [String: String] {
+    static func applyForwards(dir: String, vms: [(name: String, mac: String, forwards: [PortForward])]) async throws {
         let file = "\(dir)/addresses"
         var known: [String: String] = [:]
         for line in ((try? Files.readString(file)) ?? "").split(separator: "\n") {
@@ -170,7 +170,6 @@ enum NATNetwork {
             throw ManagerError.tool("forwards need nftables (nft)")
         }
         if !rules.isEmpty { try? writeProc("/proc/sys/net/ipv4/conf/\(bridge)/route_localnet", "1\n") }
-        return addresses
     }
 
     /// Turns on IPv4 forwarding and installs the masquerade (nftables, else

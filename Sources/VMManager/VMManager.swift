@@ -100,9 +100,6 @@ public actor VMManager {
         var live: VMSpec?
     }
 
-    /// The fixed NAT addresses of VMs with forwards (bridge NAT).
-    var natAddresses: [String: String] = [:]
-
     public init(options: VMManagerOptions) throws {
         self.options = options
         self.stateDir = options.stateDir
@@ -232,30 +229,13 @@ public actor VMManager {
                                                  readTimeout: options.downloadReadTimeout)
                     let trust = options.trustFile
                     Log.info("downloading image \(src.name) from \(url)")
-                    _ = try await blocking { () -> String in
-                        let (tmp, fd) = try store.createTemp(for: src.name)
-                        var open = true
-                        do {
-                            do {
-                                _ = try Download.fetch(url, into: fd, limits: limits, caFile: trust)
-                            } catch {
-                                let status = (error as? APIError)?.status ?? 422
-                                throw APIError(status, "image '\(src.name)': download failed: \(error)")
-                            }
-                            try syscall("fsync \(tmp)") { fsync(fd) }
-                            close(fd)
-                            open = false
-                            let h = try sha256File(tmp)
-                            if let want = src.sha256, want != h {
-                                throw APIError.unprocessable("image '\(src.name)': sha256 of \(url) is \(h), expected \(want)")
-                            }
-                            try store.install(temp: tmp, as: src.name, sha256: h)
-                            return h
-                        } catch {
-                            if open { close(fd) }
-                            Files.remove(tmp)
-                            throw error
-                        }
+                    let want = src.sha256
+                    do {
+                        _ = try await blocking { try store.download(url, as: src.name, sha256: want, limits: limits, caFile: trust) }
+                    } catch ImageStore.DownloadError.fetch(let error) {
+                        throw APIError((error as? APIError)?.status ?? 422, "image '\(src.name)': download failed: \(error)")
+                    } catch ImageStore.DownloadError.sha256Mismatch(let h) {
+                        throw APIError.unprocessable("image '\(src.name)': sha256 of \(url) is \(h), expected \(want ?? "")")
                     }
                     Log.info("downloaded image \(src.name) from \(url)")
                     importFailures[src.name] = nil
@@ -691,7 +671,7 @@ public actor VMManager {
         let vms = specs.values.filter { $0.network == .nat }.sorted { $0.name < $1.name }
             .map { (name: $0.name, mac: QEMUCommand.mac(for: $0.name), forwards: $0.forwards) }
         do {
-            natAddresses = try await NATNetwork.applyForwards(dir: "\(stateDir)/nat", vms: vms)
+            try await NATNetwork.applyForwards(dir: "\(stateDir)/nat", vms: vms)
         } catch {
             Log.error("NAT forwards: \(error)")
         }
@@ -849,26 +829,13 @@ public actor VMManager {
         Task.detached { [tasks = importTasks] in
             tasks.update(task.id) { $0.state = .running; $0.message = "downloading \(url)" }
             do {
-                let h = try await blocking { () -> String in
-                    let (tmp, fd) = try store.createTemp(for: name)
-                    var open = true
-                    do {
-                        // hashed while it streams: no second read of the image
-                        var limits = limits
-                        limits.digest = StreamingSHA256()
-                        _ = try Download.fetch(url, into: fd, limits: limits, caFile: trust)
-                        try syscall("fsync \(tmp)") { fsync(fd) }
-                        close(fd)
-                        open = false
-                        let h = try limits.digest.map { $0.finish() } ?? sha256File(tmp)
-                        if let want = sha256, want != h { throw APIError.unprocessable("sha256 of the download is \(h), expected \(want)") }
-                        try store.install(temp: tmp, as: name, sha256: h)
-                        return h
-                    } catch {
-                        if open { close(fd) }
-                        Files.remove(tmp)
-                        throw error
-                    }
+                let h: String
+                do {
+                    h = try await blocking { try store.download(url, as: name, sha256: sha256, limits: limits, caFile: trust) }
+                } catch ImageStore.DownloadError.fetch(let error) {
+                    throw error
+                } catch ImageStore.DownloadError.sha256Mismatch(let got) {
+                    throw APIError.unprocessable("sha256 of the download is \(got), expected \(sha256 ?? "")")
                 }
                 let facts = try? await DiskImage.info(store.path(name))
                 tasks.update(task.id) {
