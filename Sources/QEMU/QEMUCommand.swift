@@ -267,7 +267,8 @@ public enum QEMUCommand {
         guard !path.split(separator: "/").contains("..") else { throw .invalid("path '\(Names.clip(path))' must not contain '..'") }
     }
 
-    static func fnv1a(_ s: String) -> UInt64 {
+    /// FNV-1a: stable names from content (MACs, taps, instance ids), not a security hash.
+    public static func fnv1a(_ s: String) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in s.utf8 { h ^= UInt64(b); h = h &* 0x100_0000_01b3 }
         return h

@@ -78,12 +78,8 @@ public struct CloudInitSeed: Sendable, Equatable {
         return "text/plain"
     }
 
-    /// FNV-1a, hex: a stable name for the content (not a security hash).
-    static func digest(_ s: String) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 { h ^= UInt64(b); h = h &* 0x100_0000_01b3 }
-        return String(h, radix: 16)
-    }
+    /// A stable name for the content, in hex.
+    static func digest(_ s: String) -> String { String(QEMUCommand.fnv1a(s), radix: 16) }
 
     /// Writes the seed volume at `path` (only when its content changed:
     /// the files are compared with the ones beside it).

@@ -40,8 +40,9 @@ struct HostConsoleCommand: Command {
         if let config, let text = try? Files.readString(config), let cfg = try? ConfigLoader.load(path: config, text: text) {
             configUsers = cfg.panel.users
         }
-        let console = HostConsole(fd: fd, users: UserDirectory(config: configUsers, store: UserStore(path: usersFile)),
-                                  store: UserStore(path: usersFile), codeFile: setupCodeFile, statusFile: status)
+        let store = UserStore(path: usersFile)
+        let console = HostConsole(fd: fd, users: UserDirectory(config: configUsers, store: store),
+                                  store: store, codeFile: setupCodeFile, statusFile: status)
         console.run()
     }
 }
