@@ -326,11 +326,7 @@ public actor VMManager {
 
     public func update(_ name: String, _ spec: VMSpec, requireImages: Bool = true) throws(APIError) -> VMStatus {
         guard let old = specs[name] else { throw .notFound("no VM named '\(Names.clip(name))'") }
-        var spec = spec
-        spec.assignDiskIDs()
-        try checkShrink(old: old, new: spec)
-        guard spec.name == name else { throw .unprocessable("the body's name '\(Names.clip(spec.name))' differs from '\(name)'; VMs cannot be renamed") }
-        try spec.validate()
+        let spec = try replacement(for: old, spec)
         guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict("VM '\(name)' is running; stop it first") }
         try checkForwards(spec)
         if requireImages { try checkImages(spec) }
@@ -349,11 +345,7 @@ public actor VMManager {
         guard let old = specs[name] else { throw APIError.notFound("no VM named '\(Names.clip(name))'") }
         guard let rt = runtimes[name] else { return try update(name, spec) }
         guard rt.state != .starting, !busy.contains(name), let qmp = rt.qmp else { throw APIError.conflict("VM '\(name)' is busy; try again") }
-        guard spec.name == name else { throw APIError.unprocessable("the body's name '\(Names.clip(spec.name))' differs from '\(name)'; VMs cannot be renamed") }
-        var new = spec
-        new.assignDiskIDs()
-        try new.validate()
-        try checkShrink(old: old, new: new)
+        let new = try replacement(for: old, spec)
         try checkForwards(new)
         try checkImages(new)
         var live = rt.live ?? old
@@ -421,7 +413,18 @@ public actor VMManager {
         }
     }
 
-    /// A disk keeps its id for life; it can grow, never shrink.
+    /// `spec` as the new definition of `old`: its disks' ids given, valid,
+    /// not renamed, no disk shrunk (a disk keeps its id for life; it can
+    /// grow, never shrink).
+    private func replacement(for old: VMSpec, _ spec: VMSpec) throws(APIError) -> VMSpec {
+        var new = spec
+        new.assignDiskIDs()
+        try checkShrink(old: old, new: new)
+        guard new.name == old.name else { throw .unprocessable("the body's name '\(Names.clip(new.name))' differs from '\(old.name)'; VMs cannot be renamed") }
+        try new.validate()
+        return new
+    }
+
     private func checkShrink(old: VMSpec, new: VMSpec) throws(APIError) {
         for d in new.disks {
             guard let id = d.id, let before = old.disks.first(where: { $0.id == id }), let was = before.size else { continue }
