@@ -261,6 +261,12 @@ public enum Disks {
         return Files.basename(link)
     }
 
+    /// The whole disk's device path for a partition's (`/dev/sda` for
+    /// `/dev/sda1`; a whole disk's is itself).
+    public static func wholeDiskDevice(_ dev: String, roots: DiscoveryRoots = DiscoveryRoots()) -> String {
+        roots.dev + "/" + wholeDisk(Files.basename(dev), roots: roots)
+    }
+
     static func wholeDisk(_ name: String, roots: DiscoveryRoots) -> String {
         guard Files.exists("\(roots.sys)/class/block/\(name)/partition"),
               let link = readLink("\(roots.sys)/class/block/\(name)") else { return name }

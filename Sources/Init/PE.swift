@@ -5,6 +5,7 @@ import CShims
 import Platform
 import Config
 import Install
+import Disks
 import QEMU
 
 /// PID 1 of the CloudBIOS PE. Off-target (`root` set) the hardware phases are
@@ -653,17 +654,8 @@ public final class PE: @unchecked Sendable {
     /// there is exactly one.
     public var bootMediumDisk: String? {
         guard onTarget else { return nil }
-        let disks = Set(volumes.filter { $0.label == PELabel.bootMedium }.map { Self.wholeDisk($0.device) })
+        let disks = Set(volumes.filter { $0.label == PELabel.bootMedium }.map { Disks.wholeDiskDevice($0.device) })
         return disks.count == 1 ? disks.first : nil
-    }
-
-    /// `/dev/sda` for `/dev/sda1` (and for `/dev/sda`).
-    static func wholeDisk(_ dev: String, sys: String = "/sys") -> String {
-        let name = String(dev.split(separator: "/").last ?? "")
-        guard Files.exists(sys + "/class/block/\(name)/partition"),
-              let target = Files.readLink(sys + "/class/block/" + name) else { return dev }
-        let parts = target.split(separator: "/")
-        return parts.count >= 2 ? "/dev/" + parts[parts.count - 2] : dev
     }
 
     func planServices() {
