@@ -159,10 +159,8 @@ public final class PanelAPI: Sendable {
             }
         case .importVM:
             return jsonBody(head) { body in
-                let v: JSONValue
-                do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw APIError.badRequest(PanelAPI.bodyMessage(error)) }
-                guard case .object(let o) = v, Set(o.keys) == ["image", "name"],
-                      let image = o["image"]?.stringValue, let name = o["name"]?.stringValue else {
+                let o = try PanelAPI.bodyObject(body, keys: ["image", "name"])
+                guard let image = o["image"]?.stringValue, let name = o["name"]?.stringValue else {
                     throw APIError.badRequest("body must be {\"image\": OVA in the image store, \"name\": the new VM}")
                 }
                 return .json(try await backend.importVM(image: image, name: name).json, status: 202)
@@ -194,9 +192,7 @@ public final class PanelAPI: Sendable {
             return webSocketBridge(head, what: "serial console") { try await backend.serialSocketPath(name) }
         case .cdrom(let name):
             return jsonBody(head) { body in
-                let v: JSONValue
-                do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw APIError.badRequest(PanelAPI.bodyMessage(error)) }
-                guard case .object(let o) = v, o.keys.sorted() == ["image"], let image = o["image"] else {
+                guard let image = try PanelAPI.bodyObject(body, keys: ["image"])["image"] else {
                     throw APIError.badRequest("body must be {\"image\": NAME} to insert or {\"image\": null} to eject")
                 }
                 let name_: String?
@@ -227,12 +223,7 @@ public final class PanelAPI: Sendable {
                            })
         case .importImage(let name):
             return jsonBody(head) { body in
-                let v: JSONValue
-                do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw APIError.badRequest(PanelAPI.bodyMessage(error)) }
-                guard case .object(let o) = v else { throw APIError.badRequest("body must be {\"url\": \"https://…\", \"sha256\": \"…\"}") }
-                for k in o.keys.sorted() where k != "url" && k != "sha256" {
-                    throw APIError.badRequest("unknown key '\(Names.clip(k))' (expected url and sha256)")
-                }
+                let o = try PanelAPI.bodyObject(body, keys: ["url", "sha256"])
                 guard let url = o["url"]?.stringValue else { throw APIError.badRequest("'url' must be a string") }
                 var sha: String?
                 if let h = o["sha256"], h != .null {
@@ -290,6 +281,18 @@ public final class PanelAPI: Sendable {
         return .body(limit: PanelAPI.jsonLimit) { bytes in await PanelAPI.guarded { try await body(bytes) } }
     }
 
+    /// A request body that must be a JSON object with only these keys: the
+    /// object, else a 400 naming what is wrong.
+    static func bodyObject(_ body: [UInt8], keys: [String]) throws(APIError) -> [String: JSONValue] {
+        let v: JSONValue
+        do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw .badRequest(bodyMessage(error)) }
+        guard case .object(let o) = v else { throw .badRequest("body must be a JSON object with \(keys.joined(separator: ", "))") }
+        for k in o.keys.sorted() where !keys.contains(k) {
+            throw .badRequest("unknown key '\(Names.clip(k))' (expected \(keys.joined(separator: ", ")))")
+        }
+        return o
+    }
+
     static func tooLarge(_ limit: Int) -> HTTPResponse {
         .error(413, "request body is larger than \(limit) bytes")
     }
@@ -337,12 +340,9 @@ public final class PanelAPI: Sendable {
 
     func setup(_ body: [UInt8], _ head: RequestHead) async -> HTTPResponse {
         guard let firstRun else { return .error(409, "this panel has no first-run setup; log in") }
-        let v: JSONValue
-        do throws(ConfigError) { v = try JSONValue.parse(body) } catch { return .error(400, PanelAPI.bodyMessage(error)) }
-        guard case .object(let o) = v else { return .error(400, "body must be a JSON object {\"code\", \"user\", \"password\"}") }
-        let known = ["code", "user", "password", "save", "ssh_authorized_keys"]
-        for k in o.keys.sorted() where !known.contains(k) {
-            return .error(400, "unknown key '\(Names.clip(k))' (expected \(known.joined(separator: ", ")))")
+        let o: [String: JSONValue]
+        do { o = try PanelAPI.bodyObject(body, keys: ["code", "user", "password", "save", "ssh_authorized_keys"]) } catch {
+            return .error(error)
         }
         guard let code = o["code"]?.stringValue, let user = o["user"]?.stringValue, let password = o["password"]?.stringValue else {
             return .error(400, "'code', 'user' and 'password' must be strings")
@@ -387,12 +387,8 @@ public final class PanelAPI: Sendable {
     // MARK: - login
 
     func login(_ body: [UInt8], _ head: RequestHead) async -> HTTPResponse {
-        let v: JSONValue
-        do throws(ConfigError) { v = try JSONValue.parse(body) } catch { return .error(400, PanelAPI.bodyMessage(error)) }
-        guard case .object(let o) = v else { return .error(400, "body must be a JSON object {\"user\", \"password\"}") }
-        for k in o.keys.sorted() where k != "user" && k != "password" {
-            return .error(400, "unknown key '\(Names.clip(k))' (expected 'user' and 'password')")
-        }
+        let o: [String: JSONValue]
+        do { o = try PanelAPI.bodyObject(body, keys: ["user", "password"]) } catch { return .error(error) }
         guard let user = o["user"]?.stringValue, let password = o["password"]?.stringValue else {
             return .error(400, "'user' and 'password' must be strings")
         }
