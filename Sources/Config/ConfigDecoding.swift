@@ -178,13 +178,7 @@ extension StrictDecoder {
             guard var u = map(item, "\(path)[\(i)]") else { continue }
             let name = u["name"].flatMap { string($0, "\(path)[\(i)].name") }
             let hash = u["password_hash"].flatMap { string($0, "\(path)[\(i)].password_hash") }
-            var keys: [String] = []
-            if let kn = u["ssh_authorized_keys"], let ks = list(kn, "\(path)[\(i)].ssh_authorized_keys") {
-                for k in ks {
-                    guard let s = string(k, "\(path)[\(i)].ssh_authorized_keys") else { continue }
-                    if let e = Names.checkSSHKey(s) { error(k, e) } else { keys.append(s) }
-                }
-            }
+            let keys = u["ssh_authorized_keys"].map { sshKeys($0, "\(path)[\(i)].ssh_authorized_keys") } ?? []
             finish(u)
             guard let name else { error(item, "\(path)[\(i)] needs a name"); continue }
             if let e = Names.checkUser(name) { error(item, e); continue }
@@ -197,6 +191,16 @@ extension StrictDecoder {
             out.append(PanelUser(name: name, passwordHash: hash, sshAuthorizedKeys: keys))
         }
         return out
+    }
+
+    /// A list of OpenSSH public keys, each checked.
+    mutating func sshKeys(_ n: Node, _ path: String) -> [String] {
+        var keys: [String] = []
+        for k in list(n, path) ?? [] {
+            guard let s = string(k, path) else { continue }
+            if let e = Names.checkSSHKey(s) { error(k, e) } else { keys.append(s) }
+        }
+        return keys
     }
 
     /// `cloud_init:` of a VM.
@@ -212,12 +216,7 @@ extension StrictDecoder {
         if let n = m["password_hash"], let s = string(n, path + ".password_hash") {
             if Names.isCryptHash(s) { c.passwordHash = s } else { error(n, "\(path).password_hash must be a crypt(3) hash ($6$… or $y$…; 'cloudbios passwd' makes one)") }
         }
-        if let n = m["ssh_authorized_keys"], let ks = list(n, path + ".ssh_authorized_keys") {
-            for k in ks {
-                guard let s = string(k, path + ".ssh_authorized_keys") else { continue }
-                if let e = Names.checkSSHKey(s) { error(k, e) } else { c.sshAuthorizedKeys.append(s) }
-            }
-        }
+        if let n = m["ssh_authorized_keys"] { c.sshAuthorizedKeys = sshKeys(n, path + ".ssh_authorized_keys") }
         if let n = m["network"] {
             if case .scalar = n.kind {
                 if string(n, path + ".network") != "dhcp" { error(n, "\(path).network must be dhcp or {address, gateway, dns}") }

@@ -125,4 +125,21 @@ public enum IPv4 {
     public static func isAddress(_ s: String) -> Bool { StrictDecoder.validIPv4(s) }
     /// `192.0.2.10/24`
     public static func isCIDR(_ s: String) -> Bool { StrictDecoder.validCIDR(s) }
+
+    /// The address as a number, nil when `s` is not one.
+    public static func value(_ s: String) -> UInt32? {
+        let p = s.split(separator: ".", omittingEmptySubsequences: false)
+        guard p.count == 4 else { return nil }
+        var v: UInt32 = 0
+        for x in p { guard x.count <= 3, let b = UInt32(x), b <= 255 else { return nil }; v = v << 8 | b }
+        return v
+    }
+
+    /// Whether `address` is inside `cidr`'s subnet and not its own address.
+    public static func isInSubnet(_ address: String, of cidr: String) -> Bool {
+        let parts = cidr.split(separator: "/")
+        guard parts.count == 2, let a = value(String(parts[0])), let len = UInt32(parts[1]), len <= 32, let g = value(address) else { return false }
+        let mask: UInt32 = len == 0 ? 0 : ~UInt32(0) << (32 - len)
+        return a & mask == g & mask && g != a
+    }
 }

@@ -110,14 +110,14 @@ public struct HostMenu: Sendable {
             return .setPassword(user: v[0], password: v[1])
         case .network:
             let address = v[1].isEmpty ? "dhcp" : v[1]
-            if address != "dhcp" && !IPv4Text.isCIDR(address) {
+            if address != "dhcp" && !IPv4.isCIDR(address) {
                 show("'\(address)' is not dhcp or an IPv4 address with its prefix (192.0.2.10/24); nothing was changed.")
                 return nil
             }
-            if !v[2].isEmpty && !IPv4Text.isAddress(v[2]) { show("The gateway '\(v[2])' is not an IPv4 address; nothing was changed."); return nil }
+            if !v[2].isEmpty && !IPv4.isAddress(v[2]) { show("The gateway '\(v[2])' is not an IPv4 address; nothing was changed."); return nil }
             let dns = v[3].split(separator: " ").map(String.init)
-            if let bad = dns.first(where: { !IPv4Text.isAddress($0) }) { show("The DNS server '\(bad)' is not an IPv4 address; nothing was changed."); return nil }
-            if address != "dhcp" && v[2].isEmpty == false && !IPv4Text.sameSubnet(address, v[2]) {
+            if let bad = dns.first(where: { !IPv4.isAddress($0) }) { show("The DNS server '\(bad)' is not an IPv4 address; nothing was changed."); return nil }
+            if address != "dhcp" && v[2].isEmpty == false && !IPv4.isInSubnet(v[2], of: address) {
                 show("The gateway \(v[2]) is outside \(address); nothing was changed.")
                 return nil
             }
@@ -171,28 +171,6 @@ public struct HostMenu: Sendable {
         }
         if !cur.isEmpty { lines.append(cur) }
         return lines
-    }
-}
-
-/// IPv4 text checks for the console's network form.
-enum IPv4Text {
-    static func isAddress(_ s: String) -> Bool { IPv4.isAddress(s) }
-    static func isCIDR(_ s: String) -> Bool { IPv4.isCIDR(s) }
-
-    static func value(_ s: String) -> UInt32? {
-        let p = s.split(separator: ".")
-        guard p.count == 4 else { return nil }
-        var v: UInt32 = 0
-        for x in p { guard let b = UInt32(x), b <= 255 else { return nil }; v = v << 8 | b }
-        return v
-    }
-
-    /// Whether `gateway` is inside the subnet of `cidr`.
-    static func sameSubnet(_ cidr: String, _ gateway: String) -> Bool {
-        let parts = cidr.split(separator: "/")
-        guard parts.count == 2, let a = value(String(parts[0])), let len = UInt32(parts[1]), let g = value(gateway) else { return false }
-        let mask: UInt32 = len == 0 ? 0 : ~UInt32(0) << (32 - len)
-        return a & mask == g & mask && g != a
     }
 }
 
