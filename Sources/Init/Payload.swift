@@ -181,18 +181,9 @@ extension PE {
     /// Mounts `src` read-only through a loop device; its path when it is
     /// the payload this core wants.
     private func attachPayload(_ src: String, want: String) -> String? {
-        var dev = [CChar](repeating: 0, count: 64)
-        var fd: Int32 = -1
-        let rc = cb_loop_attach(src, &dev, dev.count, &fd)
-        guard rc == 0 else {
-            log("payload: cannot attach \(src) to a loop device: \(SystemError("loop", errno: rc))")
-            return nil
-        }
-        // the device is detached when it is unmounted and this is closed
-        defer { close(fd) }
-        let loop = String(nulTerminated: dev)
+        let loop: String
         do {
-            try Mount.mount(loop, on: Payload.mountPoint, type: "squashfs", flags: UInt(MS_RDONLY | MS_NODEV))
+            loop = try Mount.throughLoop(src, on: Payload.mountPoint, type: "squashfs", flags: UInt(MS_RDONLY | MS_NODEV))
         } catch {
             log("payload: cannot mount \(src): \(error)")
             return nil

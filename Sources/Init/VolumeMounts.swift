@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import Platform
-import CShims
 import Synchronization
 
 /// The one owner of the PE's volume mounts: each volume is mounted once,
@@ -87,13 +86,7 @@ public final class VolumeMounts: Sendable {
             try Mount.mount(device, on: dir, type: type, flags: flags)
             return
         }
-        var dev = [CChar](repeating: 0, count: 64)
-        var fd: Int32 = -1
-        let rc = cb_loop_attach(device, &dev, dev.count, &fd)
-        guard rc == 0 else { throw SystemError("loop device over \(device)", errno: rc) }
-        // detached when unmounted and this is closed
-        defer { close(fd) }
-        try Mount.mount(String(nulTerminated: dev), on: dir, type: type, flags: flags)
+        try Mount.throughLoop(device, on: dir, type: type, flags: flags)
     }
 
     /// Whether `device` is a whole disk with partitions.
@@ -101,16 +94,6 @@ public final class VolumeMounts: Sendable {
         let name = String(device.split(separator: "/").last ?? "")
         guard !name.isEmpty, Files.isDirectory(sys + "/block/" + name) else { return false }
         return Files.list(sys + "/block/" + name).contains { $0.hasPrefix(name) && Files.exists(sys + "/block/\(name)/\($0)/partition") }
-    }
-
-    /// Where `device` is mounted, if it is.
-    public func directory(of device: String) -> String? {
-        state.withLock { s in if case .mounted(let d) = s[device] { return d } else { return nil } }
-    }
-
-    /// Every mounted volume: device → directory.
-    public var mounted: [String: String] {
-        state.withLock { s in s.compactMapValues { if case .mounted(let d) = $0 { return d } else { return nil } } }
     }
 
     /// The volume's directory: named by its label (the first boot medium

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CShims
 
 /// mount(2) and umount(2), and the mount table.
 public enum Mount {
@@ -87,5 +88,22 @@ extension Mount {
             _ = Glibc.mount(m.source, m.target, m.type, flags | UInt(MS_RDONLY), nil)
         }
         return try body()
+    }
+}
+
+extension Mount {
+    /// Mounts a file or block device through a read-only loop device made
+    /// for it (autoclear: it goes when unmounted); the loop device's path.
+    @discardableResult
+    public static func throughLoop(_ source: String, on target: String, type: String, flags: UInt) throws -> String {
+        var dev = [CChar](repeating: 0, count: 64)
+        var fd: Int32 = -1
+        let rc = cb_loop_attach(source, &dev, dev.count, &fd)
+        guard rc == 0 else { throw SystemError("attach \(source) to a loop device", errno: rc) }
+        // the device is detached when it is unmounted and this is closed
+        defer { close(fd) }
+        let loop = String(nulTerminated: dev)
+        try mount(loop, on: target, type: type, flags: flags)
+        return loop
     }
 }
