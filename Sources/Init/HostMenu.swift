@@ -91,7 +91,7 @@ public struct HostMenu: Sendable {
                     index += 1
                 } else {
                     screen = .main
-                    return finish(kind, fields.map { $0.value.trimmedSpaces() })
+                    return finish(kind, fields.map { Substring($0.value).trimmingSpaces() })
                 }
             case 0x20...0x7E:
                 if fields[index].value.utf8.count < 200 { fields[index].value.unicodeScalars.append(Unicode.Scalar(byte)) }
@@ -171,14 +171,5 @@ public struct HostMenu: Sendable {
         }
         if !cur.isEmpty { lines.append(cur) }
         return lines
-    }
-}
-
-extension String {
-    func trimmedSpaces() -> String {
-        var s = Substring(self)
-        while s.first == " " { s.removeFirst() }
-        while s.last == " " { s.removeLast() }
-        return String(s)
     }
 }

@@ -27,7 +27,7 @@ struct OVFDescriptor: Equatable {
             var attrs: [String: String] = [:]
             var a = tag.dropFirst(tagName.count)
             while let eq = a.firstIndex(of: "=") {
-                let key = a[..<eq].trimmedWS()
+                let key = a[..<eq].trimmingCharacters()
                 a = a[a.index(after: eq)...].drop { $0 == " " }
                 guard let q = a.first, q == "\"" || q == "'" else { break }
                 a = a.dropFirst()
@@ -50,7 +50,7 @@ struct OVFDescriptor: Equatable {
             guard (tagName.split(separator: ":").last.map(String.init) ?? "") == name, let gt = rest.firstIndex(of: ">") else { continue }
             rest = rest[rest.index(after: gt)...]
             let end = rest.firstRange(of: "</")?.lowerBound ?? rest.endIndex
-            out.append(rest[..<end].trimmedWS())
+            out.append(rest[..<end].trimmingCharacters())
         }
         return out
     }
@@ -85,14 +85,5 @@ struct OVFDescriptor: Equatable {
     static func safeMember(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 255 && !name.hasPrefix("/") && !name.hasPrefix("-") && !name.split(separator: "/").contains("..")
             && name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "\\") }
-    }
-}
-
-extension Substring {
-    func trimmedWS() -> String {
-        var s = self
-        while let f = s.first, f.isWhitespace { s.removeFirst() }
-        while let l = s.last, l.isWhitespace { s.removeLast() }
-        return String(s)
     }
 }
