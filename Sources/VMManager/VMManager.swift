@@ -266,24 +266,35 @@ public actor VMManager {
         return failures
     }
 
-    /// Makes the state dir's definitions match the config's `vms:` (create
-    /// missing ones, update stopped ones that differ).
+    /// Applies the config's `vms:` as `ConfigLedger` decides: entries new or
+    /// changed since last applied create or update their VM (a running one
+    /// at its next stop and daemon start); unchanged entries leave the state
+    /// dir's definition (API edits, API deletions) as it is.
     public func applyConfig(_ vms: [VMSpec]) -> [String] {
         var failures: [String] = []
+        let ledgerPath = "\(stateDir)/\(ConfigLedger.fileName)"
+        var ledger = ConfigLedger.load(ledgerPath)
+        let before = ledger
+        ledger.retain(only: Set(vms.map(\.name)))
         for var spec in vms {
             spec.assignDiskIDs()
             do {
-                if let existing = specs[spec.name] {
-                    if existing != spec {
-                        if runtimes[spec.name] != nil {
-                            Log.warning("VM \(spec.name) differs from the config but is running; keeping its definition until it stops")
-                        } else {
-                            _ = try update(spec.name, spec, requireImages: false)
-                        }
-                    }
-                } else {
+                switch ledger.decide(spec, existing: specs[spec.name]) {
+                case .keep:
+                    continue
+                case .record:
+                    break
+                case .create:
                     _ = try create(spec, requireImages: false)
+                case .update:
+                    if runtimes[spec.name] != nil || busy.contains(spec.name) {
+                        Log.warning("VM \(spec.name) differs from its entry in the config file but is running; the entry applies once it is stopped and the daemon starts again")
+                        continue
+                    }
+                    _ = try update(spec.name, spec, requireImages: false)
+                    Log.info("VM \(spec.name): its entry in the config file changed; definition updated")
                 }
+                ledger.applied[spec.name] = ConfigLedger.fingerprint(spec)
                 // the definition is kept (it is the config's); the VM says what it lacks
                 if let missing = missingImagesMessage(spec) {
                     failures.append("VM \(spec.name): \(missing)")
@@ -291,6 +302,9 @@ public actor VMManager {
             } catch {
                 failures.append("VM \(spec.name): \(error)")
             }
+        }
+        if ledger != before {
+            do { try ledger.save(ledgerPath) } catch { failures.append("cannot save \(ledgerPath): \(error)") }
         }
         return failures
     }

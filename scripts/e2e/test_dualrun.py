@@ -523,19 +523,45 @@ vms:
 """
 
 
-def test_iso_dual_runs_the_display_vm(iso, guest, vm_factory, tmp_path):
+PROBE_NAME, PROBE_ADDRESS = "probe.cloudbios.test", "192.0.2.77"
+DNS_ADDRESS = "127.1.53.53"
+
+
+@pytest.fixture
+def dns_server(tmp_path):
+    """A DNS server on a loopback address that knows one name: the machine's
+    upstream DNS as the PE sees it (through QEMU's user networking)."""
+    if not shutil.which("dnsmasq"):
+        pytest.skip("needs dnsmasq")
+    log = tmp_path / "dns.log"
+    p = subprocess.Popen(["dnsmasq", "--keep-in-foreground", f"--listen-address={DNS_ADDRESS}", "--bind-interfaces",
+                          "--port=53", "--no-resolv", "--no-hosts", f"--address=/{PROBE_NAME}/{PROBE_ADDRESS}",
+                          f"--pid-file={tmp_path / 'dns.pid'}", "--log-queries", f"--log-facility={log}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.3)
+    assert p.poll() is None, p.stderr.read()
+    yield DNS_ADDRESS
+    p.terminate()
+    p.wait(timeout=10)
+
+
+def test_iso_dual_runs_the_display_vm(iso, guest, vm_factory, tmp_path, dns_server):
     """The appliance: the ISO boots with a config whose display VM is the
     tiny guest; the machine's own screen shows the guest, its keyboard types
-    into the guest, and Ctrl+Alt+F12 switches to the host console and back."""
+    into the guest, and Ctrl+Alt+F12 switches to the host console and back.
+    The guest is on the PE's NAT: it gets its address from the PE's DHCP and
+    resolves a name through the PE's DNS forwarder, which asks the machine's
+    upstream DNS."""
     import qemu
     vol = qemu.make_cbconfig(str(tmp_path / "cbconfig.img"), {
-        "cloudbios.yaml": CONFIG.format(user=USER, hash=qemu.password_hash(PASSWORD), append=GUEST_APPEND),
+        "cloudbios.yaml": CONFIG.format(user=USER, hash=qemu.password_hash(PASSWORD),
+                                        append=GUEST_APPEND + " cbguest.resolve=" + PROBE_NAME),
         "guest/vmlinuz": ("copy", guest["kernel"]),
         "guest/initrd.img": ("copy", guest["initrd"]),
     })
     # boot from the CD: the config volume has no boot code
     vm = vm_factory(name="dualrun", iso=iso, drives=[vol], memory=2048, cpus=2,
-                    forwards={8443: qemu.free_port()}, extra=["-boot", "d"])
+                    forwards={8443: qemu.free_port()}, extra=["-boot", "d"], resolver=dns_server)
     vm.start()
     screen = str(tmp_path / "outer.ppm")
 
@@ -581,3 +607,8 @@ def test_iso_dual_runs_the_display_vm(iso, guest, vm_factory, tmp_path):
     wait_for("keys after switching back", lambda: "typed: back" in guest_serial(), 300, interval=3)
     log = guest_serial()
     assert "nope" not in log, "keys typed on the host console leaked into the guest"
+    # NAT in the PE: DHCP, then a name through the PE's DNS forwarder
+    wait_for("the guest to resolve a name through the PE's DNS", lambda: "CLOUDBIOS-GUEST-RESOLVE" in guest_serial(),
+             300, interval=5)
+    log = guest_serial()
+    assert f"CLOUDBIOS-GUEST-RESOLVED {PROBE_NAME} {PROBE_ADDRESS}" in log, log[-2000:]

@@ -6,7 +6,8 @@ grown to 4G over the image, a cloud-init seed with an SSH key, a forward of a
 host port to its sshd. A real `ssh` from another network namespace logs in;
 cloud-init applied the hostname and key; the guest sees its grown disk; the
 agent reports its address; an ACPI shutdown stops it. The same image boots
-on UEFI too."""
+on UEFI too, where a variable the guest writes to its NVRAM is still there
+after a clean reboot and after a stop and a new start."""
 import json
 import os
 import subprocess
@@ -101,6 +102,8 @@ def wait_ssh(key, port, deadline):
 
 
 CONSOLE_PASSWORD = "serial-console-pw"
+NVRAM_VAR = "/sys/firmware/efi/efivars/CloudBIOSTest-6c0b2e4a-8f3d-4c61-9a57-2f1e0d9b7c35"
+NVRAM_VALUE = "kept-nv1"
 
 
 def vm_spec(name, firmware, pub, port):
@@ -221,6 +224,9 @@ def test_the_same_image_boots_on_uefi(daemon, uploaded, client_netns, key):
     r = ssh(key, port, "test -d /sys/firmware/efi && echo efi; cat /proc/sys/kernel/random/boot_id")
     assert r.stdout.split()[0] == "efi", r.stdout + r.stderr
     boot_id = r.stdout.split()[1]
+    # a non-volatile UEFI variable set by the guest (attributes NV|BS|RT, then the data)
+    r = ssh(key, port, f"printf '\\007\\000\\000\\000{NVRAM_VALUE}' | sudo tee {NVRAM_VAR} >/dev/null && tail -c 8 {NVRAM_VAR}")
+    assert r.stdout == NVRAM_VALUE, r.stdout + r.stderr
     # a clean reboot (through the agent): the guest comes back, the NVRAM kept
     daemon.json("POST", "/api/v1/vms/web2/reboot")
     deadline = time.time() + BOOT_TIMEOUT
@@ -233,5 +239,17 @@ def test_the_same_image_boots_on_uefi(daemon, uploaded, client_netns, key):
         time.sleep(5)
     assert again, "the guest did not come back after the reboot"
     assert daemon.json("GET", "/api/v1/vms/web2")["state"] == "running"
+    boot = time.time() - t0
+    # the VM's own NVRAM lasts across a stop and a start (a new QEMU process)
+    daemon.json("POST", "/api/v1/vms/web2/shutdown")
+    deadline = time.time() + 180
+    while time.time() < deadline and daemon.json("GET", "/api/v1/vms/web2")["state"] != "stopped":
+        time.sleep(2)
+    assert daemon.json("GET", "/api/v1/vms/web2")["state"] == "stopped"
+    t1 = time.time()
+    daemon.json("POST", "/api/v1/vms/web2/start")
+    assert wait_ssh(key, port, t1 + BOOT_TIMEOUT) == "web2"
+    r = ssh(key, port, f"tail -c 8 {NVRAM_VAR}")
+    assert r.stdout == NVRAM_VALUE, r.stdout + r.stderr
     daemon.json("POST", "/api/v1/vms/web2/stop")
-    print(f"UEFI boot to SSH login: {time.time() - t0:.0f} s")
+    print(f"UEFI boot to SSH login: {boot:.0f} s; again after a stop: {time.time() - t1:.0f} s")

@@ -216,6 +216,53 @@ vms:
         d.teardown()
 
 
+def test_config_file_vms_against_api_edits_across_restarts():
+    """The config file owns a VM's definition only when its entry changes:
+    an edit made in the panel lasts across daemon restarts, a VM deleted in
+    the panel stays deleted, and changing the file's entry applies it (and
+    brings the deleted VM back)."""
+    def config(web_memory, db_memory):
+        return f"""vms:
+  - name: web
+    memory: {web_memory}
+    network: none
+  - name: db
+    memory: {db_memory}
+    network: none
+"""
+    d = Daemon(extra_config=config(256, 256))
+
+    def restart(new_config=None):
+        for p in d.procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=30)
+        if new_config is not None:
+            text = open(d.config).read()
+            with open(d.config, "w") as f:
+                f.write(text[:text.index("vms:")] + new_config)
+        d.start(timeout=60)
+        d.login()
+    try:
+        d.start(timeout=60)
+        d.login()
+        web = d.json("GET", "/api/v1/vms/web")
+        d.json("PUT", "/api/v1/vms/web", dict(web, memory=512))
+        assert d.request("DELETE", "/api/v1/vms/db")[0] == 204
+        for _ in range(2):
+            restart()
+            assert d.json("GET", "/api/v1/vms/web")["memory"] == 512
+            assert d.request("GET", "/api/v1/vms/db")[0] == 404
+        # the file's entries change: both apply
+        restart(config(1024, 384))
+        assert d.json("GET", "/api/v1/vms/web")["memory"] == 1024
+        assert d.json("GET", "/api/v1/vms/db")["memory"] == 384
+        log = open(d.log).read()
+        assert "VM web: its entry in the config file changed; definition updated" in log, log[-3000:]
+    finally:
+        d.teardown()
+
+
 def test_https_image_urls_in_the_config(tmp_path):
     """`images: [{url: https://…}]` is fetched over TLS with the certificate
     checked (SSL_CERT_FILE names the CA here); a server whose certificate

@@ -79,7 +79,7 @@ class VM:
     """One QEMU process under test. Use as a context manager."""
 
     def __init__(self, name="vm", iso=None, drives=(), firmware="bios", memory=1024, cpus=2,
-                 forwards=None, kernel=None, initrd=None, append=None, extra=()):
+                 forwards=None, kernel=None, initrd=None, append=None, extra=(), resolver=None):
         self.name = name
         self.dir = tempfile.mkdtemp(prefix=f"cloudbios-{name}-")
         self.serial_path = os.path.join(self.dir, "serial.log")
@@ -117,6 +117,14 @@ class VM:
         if append:
             args += ["-append", append]
         self.args = args + list(extra)
+        if resolver:
+            # QEMU's user networking answers the guest's DNS through the
+            # host's resolv.conf: give this QEMU alone (a mount namespace)
+            # one naming the test's own server, so no query leaves the machine
+            conf = os.path.join(self.dir, "resolv.conf")
+            with open(conf, "w") as f:
+                f.write(f"nameserver {resolver}\n")
+            self.args = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"', conf] + self.args
 
     def start(self):
         self.started = time.monotonic()
