@@ -62,11 +62,34 @@ public struct HostInfo: Sendable, Equatable {
     public var accelReason: String    // why
     public var uptimeSeconds: Int
     public var loadAverage: [Double] = []
+    /// The network in effect: each interface as the kernel has it now.
+    public var interfaces: [HostInterface] = []
+    /// Default routes (`via` addresses) and name servers in effect.
+    public var gateways: [String] = []
+    public var dns: [String] = []
     public init(hostname: String, version: String, cpuModel: String, cpus: Int, memoryTotalMiB: Int,
                 memoryAvailableMiB: Int, accel: String, accelReason: String, uptimeSeconds: Int) {
         self.hostname = hostname; self.version = version; self.cpuModel = cpuModel; self.cpus = cpus
         self.memoryTotalMiB = memoryTotalMiB; self.memoryAvailableMiB = memoryAvailableMiB
         self.accel = accel; self.accelReason = accelReason; self.uptimeSeconds = uptimeSeconds
+    }
+}
+
+/// A network interface of the host as the kernel has it.
+public struct HostInterface: Sendable, Equatable {
+    public var name: String
+    public var mac: String
+    /// The kernel's operstate: `up`, `down`, `unknown`, …
+    public var state: String
+    public var mtu: Int
+    /// CIDRs, IPv4 then IPv6 (link-local ones left out).
+    public var addresses: [String]
+    /// `nic`, `bond`, `vlan`, `bridge`, `tap` or `virtual`.
+    public var kind: String
+    /// The bond or bridge it is enslaved to.
+    public var master: String?
+    public init(name: String, mac: String, state: String, mtu: Int, addresses: [String], kind: String, master: String? = nil) {
+        self.name = name; self.mac = mac; self.state = state; self.mtu = mtu; self.addresses = addresses; self.kind = kind; self.master = master
     }
 }
 

@@ -252,26 +252,9 @@ extension StrictDecoder {
             } else if let items = list(n, "network.interfaces") {
                 var ifs: [InterfaceConfig] = []
                 for (i, item) in items.enumerated() {
-                    let path = "network.interfaces[\(i)]"
-                    guard var im = map(item, path) else { continue }
-                    guard let match = im["match"].flatMap({ string($0, path + ".match") }) else {
-                        error(item, "\(path) needs match (an interface name or MAC address glob)"); finish(im); continue
-                    }
-                    var ic = InterfaceConfig(match: match)
-                    if let a = im["address"], let s = string(a, path + ".address") {
-                        if Self.validCIDR(s) { ic.address = s; ic.dhcp = false } else { error(a, "\(path).address must be an IPv4 CIDR like 192.0.2.10/24") }
-                    }
-                    if let dn = im["dhcp"], let b = bool(dn, path + ".dhcp") { ic.dhcp = b }
-                    if let g = im["gateway"], let s = string(g, path + ".gateway") {
-                        if Self.validIPv4(s) { ic.gateway = s } else { error(g, "\(path).gateway must be an IPv4 address") }
-                    }
-                    if let dn = im["dns"], let ds = list(dn, path + ".dns") {
-                        for x in ds { if let s = string(x, path + ".dns"), Self.validIPv4(s) { ic.dns.append(s) } else { error(x, "\(path).dns entries must be IPv4 addresses") } }
-                    }
-                    if ic.dhcp && ic.address != nil { error(item, "\(path) has both dhcp: true and an address") }
-                    finish(im)
-                    ifs.append(ic)
+                    if let ic = interface(item, "network.interfaces[\(i)]") { ifs.append(ic) }
                 }
+                checkInterfaces(ifs, items, n)
                 net.interfaces = .list(ifs)
             }
         }
@@ -280,6 +263,131 @@ extension StrictDecoder {
         }
         finish(m)
         return net
+    }
+
+    /// One entry of `network.interfaces`.
+    mutating func interface(_ item: Node, _ path: String) -> InterfaceConfig? {
+        guard var im = map(item, path) else { return nil }
+        defer { finish(im) }
+        let match = im["match"].flatMap { string($0, path + ".match") }
+        let name = im["name"].flatMap { n -> String? in
+            guard let s = string(n, path + ".name") else { return nil }
+            if let problem = Names.checkInterface(s) { error(n, "\(path).name: \(problem)"); return nil }
+            return s
+        }
+        var ic: InterfaceConfig
+        switch (match, name) {
+        case (let match?, nil): ic = InterfaceConfig(match: match)
+        case (nil, let name?): ic = InterfaceConfig(name: name)
+        case (.some, .some): error(item, "\(path) has both match (NICs) and name (a bond or VLAN): give one"); return nil
+        case (nil, nil):
+            if im["name"] == nil { error(item, "\(path) needs match (an interface name or MAC address glob), or name with bond or vlan") }
+            return nil
+        }
+        if let b = im["bond"], var bm = map(b, path + ".bond") {
+            var members: [String] = []
+            if let mn = bm["members"], let ms = list(mn, path + ".bond.members") {
+                for x in ms { if let g = string(x, path + ".bond.members") { members.append(g) } }
+                if members.isEmpty { error(mn, "\(path).bond.members must name at least one NIC") }
+            } else if bm["members"] == nil {
+                error(b, "\(path).bond needs members (NIC name or MAC globs)")
+            }
+            var bond = BondConfig(members: members)
+            if let mo = bm["mode"], let s = string(mo, path + ".bond.mode") {
+                if BondConfig.modes.contains(s) { bond.mode = s } else {
+                    var msg = "\(path).bond.mode must be one of \(BondConfig.modes.joined(separator: ", ")), not '\(Names.clip(s))'"
+                    if let g = Suggest.closest(s, in: BondConfig.modes) { msg += " (did you mean '\(g)'?)" }
+                    error(mo, msg)
+                }
+            }
+            finish(bm)
+            ic.bond = bond
+        }
+        if let v = im["vlan"], var vm = map(v, path + ".vlan") {
+            let link = vm["link"].flatMap { n -> String? in
+                guard let s = string(n, path + ".vlan.link") else { return nil }
+                if let problem = Names.checkInterface(s) { error(n, "\(path).vlan.link: \(problem)"); return nil }
+                return s
+            }
+            let id = vm["id"].flatMap { int($0, path + ".vlan.id", 1...4094) }
+            if vm["link"] == nil { error(v, "\(path).vlan needs link (the interface it is tagged on)") }
+            if vm["id"] == nil { error(v, "\(path).vlan needs id (1 to 4094)") }
+            finish(vm)
+            if let link, let id { ic.vlan = VLANConfig(link: link, id: id) }
+        }
+        if ic.name != nil && ic.bond == nil && ic.vlan == nil && im["bond"] == nil && im["vlan"] == nil {
+            error(item, "\(path) with name must be a bond (bond: {members}) or a VLAN (vlan: {link, id})")
+        }
+        if ic.match != nil && (ic.bond != nil || ic.vlan != nil) {
+            error(item, "\(path): a bond or VLAN is made under a name, not match")
+        }
+        var addresses: [(String, Node)] = []
+        if let a = im["address"], let s = string(a, path + ".address") { addresses.append((s, a)) }
+        if let a = im["addresses"], let xs = list(a, path + ".addresses") {
+            if im["address"] != nil { error(a, "\(path) has both address and addresses: use addresses") }
+            for x in xs { if let s = string(x, path + ".addresses") { addresses.append((s, x)) } }
+        }
+        for (s, n) in addresses {
+            if Self.validCIDR(s) || IPv6.isCIDR(s) { ic.addresses.append(s) } else {
+                error(n, "\(path): '\(Names.clip(s))' is not an address with its prefix length, like 192.0.2.10/24 or 2001:db8::10/64")
+            }
+        }
+        let hasV4 = ic.addresses.contains { Self.validCIDR($0) }
+        ic.dhcp = !hasV4
+        if let dn = im["dhcp"], let b = bool(dn, path + ".dhcp") {
+            if b && hasV4 { error(dn, "\(path) has both dhcp: true and an IPv4 address") }
+            ic.dhcp = b
+        }
+        if let g = im["gateway"], let s = string(g, path + ".gateway") {
+            if !Self.validIPv4(s) { error(g, "\(path).gateway must be an IPv4 address") }
+            else if !hasV4 { error(g, "\(path).gateway needs an IPv4 address on the interface (DHCP brings its own)") }
+            else if !ic.addresses.contains(where: { IPv4.isInSubnet(s, of: $0) }) {
+                error(g, "\(path).gateway \(s) is outside the interface's subnets (\(ic.addresses.filter { Self.validCIDR($0) }.joined(separator: ", ")))")
+            } else { ic.gateway = s }
+        }
+        if let g = im["gateway6"], let s = string(g, path + ".gateway6") {
+            if !IPv6.isAddress(s) { error(g, "\(path).gateway6 must be an IPv6 address") }
+            else {
+                let v6 = ic.addresses.filter(IPv6.isCIDR)
+                let linkLocal = (IPv6.groups(s)?.first ?? 0) & 0xffc0 == 0xfe80
+                if !linkLocal && !v6.contains(where: { IPv6.isInSubnet(s, of: $0) }) {
+                    error(g, "\(path).gateway6 \(s) is neither link-local nor inside the interface's IPv6 prefixes")
+                } else { ic.gateway6 = s }
+            }
+        }
+        if let dn = im["dns"], let ds = list(dn, path + ".dns") {
+            for x in ds {
+                if let s = string(x, path + ".dns"), Self.validIPv4(s) || IPv6.isAddress(s) { ic.dns.append(s) } else { error(x, "\(path).dns entries must be IPv4 or IPv6 addresses") }
+            }
+        }
+        if let mn = im["mtu"] { ic.mtu = int(mn, path + ".mtu", 576...65535) }
+        return ic
+    }
+
+    /// What only the whole list can tell: names unique, VLAN links known,
+    /// NICs in one bond only, and at least one way to an address.
+    mutating func checkInterfaces(_ ifs: [InterfaceConfig], _ items: [Node], _ listNode: Node) {
+        var names: Set<String> = []
+        for (i, ic) in ifs.enumerated() {
+            let node = i < items.count ? items[i] : listNode
+            if let n = ic.name {
+                if !names.insert(n).inserted { error(node, "network.interfaces: '\(n)' is named twice") }
+            }
+        }
+        for (i, ic) in ifs.enumerated() {
+            let node = i < items.count ? items[i] : listNode
+            if let v = ic.vlan, !names.contains(v.link), v.link.contains(where: { "*?[".contains($0) }) {
+                error(node, "network.interfaces[\(i)].vlan.link must be an interface name, not a glob")
+            }
+            if let v = ic.vlan, let target = ifs.first(where: { $0.name == v.link }), target.vlan != nil {
+                error(node, "network.interfaces[\(i)].vlan.link '\(v.link)' is a VLAN itself")
+            }
+        }
+        // an empty list, or one where nothing asks for an address, leaves the
+        // machine unreachable: refused rather than guessed
+        if !ifs.contains(where: { $0.dhcp || !$0.addresses.isEmpty }) {
+            error(listNode, "network.interfaces gives no interface an address (no dhcp: true, no address): the machine would be unreachable")
+        }
     }
 
     static func validIPv4(_ s: String) -> Bool {

@@ -86,7 +86,23 @@ extension HostInfo: JSONRepresentable {
             "accel": .object(["mode": .string(accel), "reason": .string(accelReason)]),
             "uptime_seconds": .int(uptimeSeconds),
             "load_average": .array(loadAverage.map { .number($0) }),
+            "network": .object([
+                "interfaces": .array(interfaces.map(\.json)),
+                "gateways": .array(gateways.map { .string($0) }),
+                "dns": .array(dns.map { .string($0) }),
+            ]),
         ])
+    }
+}
+
+extension HostInterface: JSONRepresentable {
+    public var json: JSONValue {
+        var o: [String: JSONValue] = [
+            "name": .string(name), "mac": .string(mac), "state": .string(state), "mtu": .int(mtu),
+            "addresses": .array(addresses.map { .string($0) }), "kind": .string(kind),
+        ]
+        if let master { o["master"] = .string(master) }
+        return .object(o)
     }
 }
 

@@ -63,16 +63,57 @@ public struct NetworkConfig: Sendable, Equatable {
     public init() {}
 }
 
-/// One NIC: `{match: "eth0" | "52:54:00:*", dhcp: true}` or a static address.
+/// One entry of `network.interfaces`: physical NICs picked by `match`, or a
+/// bond or VLAN made under `name`; then how it gets its addresses.
+///
+/// ```yaml
+/// - match: "52:54:00:*"            # name or MAC glob; NICs matched by no entry stay down
+///   addresses: [192.0.2.10/24, "2001:db8::10/64"]
+///   gateway: 192.0.2.1
+///   gateway6: "2001:db8::1"
+///   dns: [192.0.2.53]
+/// - name: bond0
+///   bond: {members: ["enp1s*"], mode: active-backup}
+///   dhcp: true
+/// - name: vlan100
+///   vlan: {link: bond0, id: 100}
+///   address: 10.0.100.5/24
+/// ```
 public struct InterfaceConfig: Sendable, Equatable {
     /// Interface name glob (`en*`) or MAC address glob (`52:54:00:*`).
-    public var match: String
+    public var match: String?
+    /// The bond's or VLAN's interface name.
+    public var name: String?
+    public var bond: BondConfig?
+    public var vlan: VLANConfig?
+    /// DHCP for IPv4 (IPv6 router advertisements are always accepted).
     public var dhcp: Bool = true
-    /// CIDR, e.g. `192.0.2.10/24` (static when set).
-    public var address: String?
+    /// CIDRs, IPv4 or IPv6 (static when any IPv4 one is given).
+    public var addresses: [String] = []
     public var gateway: String?
+    public var gateway6: String?
     public var dns: [String] = []
+    public var mtu: Int?
     public init(match: String) { self.match = match }
+    public init(name: String) { self.name = name }
+
+    /// What the entry is called in messages and in the network's state.
+    public var label: String { name ?? match ?? "?" }
+}
+
+public struct BondConfig: Sendable, Equatable {
+    public static let modes = ["active-backup", "balance-rr", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb"]
+    /// Name or MAC globs of the NICs it bonds.
+    public var members: [String]
+    public var mode: String = "active-backup"
+    public init(members: [String], mode: String = "active-backup") { self.members = members; self.mode = mode }
+}
+
+public struct VLANConfig: Sendable, Equatable {
+    /// The interface it is tagged on: a NIC's name or another entry's `name`.
+    public var link: String
+    public var id: Int
+    public init(link: String, id: Int) { self.link = link; self.id = id }
 }
 
 /// An image imported into the store at boot.

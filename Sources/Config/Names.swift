@@ -143,3 +143,67 @@ public enum IPv4 {
         return a & mask == g & mask && g != a
     }
 }
+
+/// IPv6 literals as the config accepts them (RFC 4291 text forms: eight
+/// groups, `::` once, an IPv4 tail; no zone index).
+public enum IPv6 {
+    /// `2001:db8::10`
+    public static func isAddress(_ s: String) -> Bool { groups(s) != nil }
+
+    /// `2001:db8::10/64`
+    public static func isCIDR(_ s: String) -> Bool {
+        let p = s.split(separator: "/", omittingEmptySubsequences: false)
+        guard p.count == 2, isAddress(String(p[0])), p[1].count <= 3, let len = Int(p[1]), (0...128).contains(len) else { return false }
+        return true
+    }
+
+    /// The eight 16-bit groups, nil when `s` is not an address.
+    public static func groups(_ s: String) -> [UInt16]? {
+        guard !s.isEmpty, s.utf8.count <= 45 else { return nil }
+        // split at the one "::", if any
+        var halves = [s]
+        let u = Array(s.utf8)
+        if let i = u.indices.dropLast().first(where: { u[$0] == 58 && u[$0 + 1] == 58 }) {
+            let rest = Array(u[(i + 2)...])
+            if rest.indices.dropLast().contains(where: { rest[$0] == 58 && rest[$0 + 1] == 58 }) { return nil }
+            halves = [String(decoding: u[..<i], as: UTF8.self), String(decoding: rest, as: UTF8.self)]
+        }
+        func parse(_ part: String, allowV4Tail: Bool) -> [UInt16]? {
+            if part.isEmpty { return [] }
+            var out: [UInt16] = []
+            let fields = part.split(separator: ":", omittingEmptySubsequences: false)
+            for (i, f) in fields.enumerated() {
+                if allowV4Tail && i == fields.count - 1 && f.contains(".") {
+                    guard let v = IPv4.value(String(f)) else { return nil }
+                    out += [UInt16(v >> 16), UInt16(v & 0xffff)]
+                } else {
+                    guard (1...4).contains(f.count), let g = UInt16(f, radix: 16) else { return nil }
+                    out.append(g)
+                }
+            }
+            return out
+        }
+        if halves.count == 1 {
+            guard let g = parse(halves[0], allowV4Tail: true), g.count == 8 else { return nil }
+            return g
+        }
+        guard let head = parse(halves[0], allowV4Tail: false), let tail = parse(halves[1], allowV4Tail: true),
+              head.count + tail.count <= 7 else { return nil }
+        return head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail
+    }
+
+    /// Whether `address` is inside `cidr`'s prefix and not its own address.
+    public static func isInSubnet(_ address: String, of cidr: String) -> Bool {
+        let parts = cidr.split(separator: "/")
+        guard parts.count == 2, let a = groups(String(parts[0])), let len = Int(parts[1]), (0...128).contains(len),
+              let g = groups(address), a != g else { return false }
+        var bits = len
+        for i in 0..<8 {
+            let take = min(16, max(0, bits))
+            let mask: UInt16 = take == 0 ? 0 : ~UInt16(0) << (16 - take)
+            if a[i] & mask != g[i] & mask { return false }
+            bits -= 16
+        }
+        return true
+    }
+}

@@ -23,6 +23,7 @@ public enum BootSequence {
         BootPhase("network", "lo up; DHCP on every wired NIC", hardware: true) { $0.startNetwork() },
         BootPhase("volumes", "find labelled filesystems; start mounting the payload (cloudbios.sqfs) from its medium", hardware: false) { $0.scanVolumes() },
         BootPhase("config", "find and validate cloudbios.yaml", hardware: false) { $0.findConfig() },
+        BootPhase("interfaces", "apply network.interfaces: static addresses, bonds, VLANs", hardware: true) { $0.applyNetworkConfig() },
         BootPhase("payload", "once the panel answers: load the payload's drivers, copy it to RAM", hardware: false) { $0.mountPayload() },
         BootPhase("hostname", "set the hostname", hardware: false) { $0.setHostname() },
         BootPhase("storage", "mount the data partition or a tmpfs at /var/lib/cloudbios", hardware: true) { $0.mountStorage() },

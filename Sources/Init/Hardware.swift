@@ -70,26 +70,8 @@ public struct Uevent: Equatable, Sendable {
 }
 
 public enum Network {
-    /// IPv4 (and global IPv6) addresses of every interface but lo.
+    /// The IPv4 addresses of every interface but lo.
     public static func addresses() -> [(interface: String, address: String)] {
-        var head: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&head) == 0, let first = head else { return [] }
-        defer { freeifaddrs(head) }
-        var out: [(interface: String, address: String)] = []
-        var cur: UnsafeMutablePointer<ifaddrs>? = first
-        while let ifa = cur {
-            defer { cur = ifa.pointee.ifa_next }
-            let name = String(cString: ifa.pointee.ifa_name)
-            guard name != "lo", let sa = ifa.pointee.ifa_addr else { continue }
-            var buf = [CChar](repeating: 0, count: 64)
-            if sa.pointee.sa_family == sa_family_t(AF_INET) {
-                sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
-                    var a = sin.pointee.sin_addr
-                    _ = inet_ntop(AF_INET, &a, &buf, 64)
-                }
-                out.append((name, String(nulTerminated: buf)))
-            }
-        }
-        return out
+        NetInterfaces.addresses().filter { !$0.v6 }.map { ($0.interface, String($0.cidr.prefix { $0 != "/" })) }
     }
 }

@@ -32,6 +32,10 @@ public final class PE: @unchecked Sendable {
     /// The volume the config was read from, when it came from one.
     public private(set) var configVolume: Volume?
     public private(set) var peek = ConfigPeek()
+    /// The config as the strict reading gave it, when it is valid.
+    public private(set) var config: CloudBIOSConfig?
+    /// `network.interfaces` as a list: hotplugged NICs follow it, not DHCP.
+    var interfaceEntries: [InterfaceConfig]?
     public private(set) var hostname = "cloudbios"
     public private(set) var displayVM: String?
     public private(set) var completedPhases: [String] = []
@@ -308,7 +312,7 @@ public final class PE: @unchecked Sendable {
             if name.hasPrefix("loop") && !Files.exists("/sys/block/\(name)/loop/backing_file") { break }
             log("hotplug: disk /dev/\(name) appeared")
         case "net":
-            if let iface = ev["INTERFACE"] { startDHCP(iface) }
+            if let iface = ev["INTERFACE"] { configureNewInterface(iface) }
         case "input":
             openInputDevices()
         default: break
@@ -382,8 +386,62 @@ public final class PE: @unchecked Sendable {
         refreshStatus(force: true)
     }
 
-    func startDHCP(_ iface: String) {
+    /// Applies `network.interfaces` when the config lists interfaces (the
+    /// default, DHCP everywhere, is running already): the `NetworkPlan`'s
+    /// steps, each logged when it fails.
+    func applyNetworkConfig() {
+        guard let cfg = config, case .list(let entries) = cfg.network.interfaces else { return }
+        interfaceEntries = entries
+        let plan = NetworkPlan.make(cfg.network.interfaces, nics: wiredNICs())
+        run(plan, what: "network.interfaces")
+        refreshStatus(force: true)
+    }
+
+    func wiredNICs() -> [NetworkPlan.NIC] {
+        Files.list(root + "/sys/class/net").filter(isWired).map {
+            NetworkPlan.NIC(name: $0, mac: Files.readTrimmed(root + "/sys/class/net/\($0)/address") ?? "")
+        }
+    }
+
+    func run(_ plan: NetworkPlan, what: String) {
+        for note in plan.notes { log("network: \(note)") }
+        for step in plan.steps {
+            switch step {
+            case .modprobe(let m, let args):
+                if run("/sbin/modprobe", ["-q", m] + args) != 0 { log("network: cannot load \(m)") }
+            case .ip(let args):
+                let rc = run("/sbin/ip", args)
+                if rc != 0 { log("network: ip \(args.joined(separator: " ")) failed (status \(rc))") }
+            case .write(let path, let value):
+                // a sysfs attribute: one write to the file itself, no rename
+                let fd = open(root + path, O_WRONLY | O_CLOEXEC)
+                if fd < 0 { log("network: \(path): \(String(cString: strerror(errno)))"); continue }
+                do { try Files.writeAll(fd, Array(value.utf8), what: "write \(path)") } catch { log("network: \(path) <- \(value): \(error)") }
+                close(fd)
+            case .dhcp(let iface):
+                startDHCP(iface, anyKind: true)
+            case .stopDHCP(let iface):
+                if let pid = supervisor.disable("dhcp-\(iface)") { kill(pid, SIGTERM) }
+                dhcpInterfaces.insert(iface)  // hotplug must not start DHCP again
+            case .resolvConf(let servers):
+                try? Files.writeAtomically(root + "/run/cloudbios/dns-static", servers.joined(separator: " ") + "\n")
+                try? Files.writeAtomically(root + "/etc/resolv.conf", servers.map { "nameserver \($0)\n" }.joined())
+            }
+        }
+        for line in plan.summary { log("network: \(line) (\(what))") }
+    }
+
+    /// A NIC that appears later: the entry of `network.interfaces` that
+    /// matches it, or DHCP when the config does not list interfaces.
+    func configureNewInterface(_ iface: String) {
+        guard let entries = interfaceEntries else { startDHCP(iface); return }
         guard isWired(iface), !dhcpInterfaces.contains(iface) else { return }
+        let nic = NetworkPlan.NIC(name: iface, mac: Files.readTrimmed(root + "/sys/class/net/\(iface)/address") ?? "")
+        run(NetworkPlan.make(.list(entries.filter { $0.match != nil }), nics: [nic]), what: "hotplug")
+    }
+
+    func startDHCP(_ iface: String, anyKind: Bool = false) {
+        guard anyKind || isWired(iface), !dhcpInterfaces.contains(iface) else { return }
         dhcpInterfaces.insert(iface)
         _ = run("/sbin/ip", ["link", "set", iface, "up"])
         log("network: DHCP on \(iface)")
@@ -504,6 +562,7 @@ public final class PE: @unchecked Sendable {
         let text = (try? Files.readString(path)) ?? ""
         peek = ConfigPeek(yaml: text)
         if configError == nil, let cfg = try? ConfigLoader.load(path: path, text: text) {
+            config = cfg
             peek = ConfigPeek(hostname: cfg.hostname, displayVM: cfg.displayVM?.name, panelPort: cfg.panel.port,
                               vmNames: cfg.vms.map(\.name))
             peek.consoleVNC = cfg.console.vnc

@@ -1026,6 +1026,11 @@ public actor VMManager {
                          accelReason: f.kvmUsable ? f.kvmReason : "KVM not usable, using TCG: \(f.kvmReason)",
                          uptimeSeconds: ProcStats.uptime())
         h.loadAverage = ProcStats.loadAverage()
+        h.interfaces = NetInterfaces.list().map {
+            HostInterface(name: $0.name, mac: $0.mac, state: $0.state, mtu: $0.mtu, addresses: $0.addresses, kind: $0.kind, master: $0.master)
+        }
+        h.gateways = NetInterfaces.defaultGateways()
+        h.dns = NetInterfaces.nameServers()
         return h
     }
 

@@ -1,5 +1,6 @@
 import Testing
 @testable import Init
+import Config
 import Platform
 import Disks
 import Synchronization
@@ -10,10 +11,10 @@ import Glibc
 @Suite struct BootSequenceTests {
     @Test func phasesAreInBootOrder() {
         #expect(BootSequence.names == ["mounts", "console", "cmdline", "modules", "hotplug", "network",
-                                       "volumes", "config", "payload", "hostname", "storage", "install", "services", "status"])
+                                       "volumes", "config", "interfaces", "payload", "hostname", "storage", "install", "services", "status"])
         // mounts come before anything that reads /proc or /sys
         let hw = BootSequence.phases.filter(\.hardware).map(\.name)
-        #expect(hw == ["mounts", "console", "modules", "hotplug", "network", "storage", "install"])
+        #expect(hw == ["mounts", "console", "modules", "hotplug", "network", "interfaces", "storage", "install"])
         // a headless install happens after the config is known and before any VM starts
         let n = BootSequence.names
         #expect(n.firstIndex(of: "config")! < n.firstIndex(of: "install")!)
@@ -475,5 +476,76 @@ import Glibc
                                           "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00",
                                           "usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00",
                                           "cpu:type:x86,ven0000fam0006mod003A:feature:,0000,0001"])
+    }
+}
+
+/// `network.interfaces` as steps, against a set of NICs.
+@Suite struct NetworkPlanTests {
+    func entries(_ body: String) throws -> NetworkConfig.Interfaces {
+        try ConfigLoader.load(path: "c.yaml", text: "version: 1\nnetwork:\n  interfaces:\n" + body).network.interfaces
+    }
+    let nics = [NetworkPlan.NIC(name: "eth0", mac: "52:54:00:AA:00:01"), NetworkPlan.NIC(name: "eth1", mac: "52:54:00:aa:00:02"),
+                NetworkPlan.NIC(name: "eth2", mac: "52:54:00:aa:00:03")]
+
+    @Test func dhcpEverywhereIsNoStep() {
+        let p = NetworkPlan.make(.dhcp, nics: nics)
+        #expect(p.steps.isEmpty && p.summary == ["eth0: dhcp", "eth1: dhcp", "eth2: dhcp"])
+    }
+
+    @Test func staticByMACUnlistedDown() throws {
+        let p = NetworkPlan.make(try entries("""
+            - match: "52:54:00:aa:00:01"
+              addresses: [192.0.2.10/24, "2001:db8::10/64"]
+              gateway: 192.0.2.1
+              dns: [192.0.2.53]
+            - match: eth1
+        """), nics: nics)
+        #expect(p.steps == [
+            .stopDHCP("eth2"), .ip(["-f", "inet", "addr", "flush", "dev", "eth2"]), .ip(["link", "set", "eth2", "down"]),
+            .ip(["link", "set", "eth0", "up"]), .stopDHCP("eth0"), .ip(["-f", "inet", "addr", "flush", "dev", "eth0"]),
+            .ip(["addr", "add", "192.0.2.10/24", "dev", "eth0"]), .ip(["addr", "add", "2001:db8::10/64", "dev", "eth0"]),
+            .ip(["route", "replace", "default", "via", "192.0.2.1", "dev", "eth0"]),
+            .ip(["link", "set", "eth1", "up"]), .dhcp("eth1"),
+            .resolvConf(["192.0.2.53"]),
+        ])
+        #expect(p.summary == ["eth0: 192.0.2.10/24 2001:db8::10/64 via 192.0.2.1", "eth1: dhcp"])
+        #expect(p.notes == ["eth2: matched by no entry of network.interfaces; left down"])
+    }
+
+    @Test func bondThenVLANOnIt() throws {
+        let p = NetworkPlan.make(try entries("""
+            - name: bond0
+              bond: {members: ["eth0", "eth1"]}
+              dhcp: false
+            - name: vlan7
+              vlan: {link: bond0, id: 7}
+              address: 10.7.0.2/24
+            - match: eth2
+        """), nics: nics)
+        #expect(p.steps == [
+            .modprobe("bonding", ["max_bonds=0"]),
+            .write("/sys/class/net/bonding_masters", "+bond0"), .write("/sys/class/net/bond0/bonding/mode", "active-backup"),
+            .write("/sys/class/net/bond0/bonding/miimon", "100"),
+            .stopDHCP("eth0"), .ip(["-f", "inet", "addr", "flush", "dev", "eth0"]), .ip(["link", "set", "eth0", "down"]),
+            .write("/sys/class/net/bond0/bonding/slaves", "+eth0"),
+            .stopDHCP("eth1"), .ip(["-f", "inet", "addr", "flush", "dev", "eth1"]), .ip(["link", "set", "eth1", "down"]),
+            .write("/sys/class/net/bond0/bonding/slaves", "+eth1"),
+            .modprobe("8021q", []),
+            .ip(["link", "add", "link", "bond0", "name", "vlan7", "type", "vlan", "id", "7"]),
+            .ip(["link", "set", "eth2", "up"]), .dhcp("eth2"),
+            .ip(["link", "set", "bond0", "up"]), .stopDHCP("bond0"), .ip(["-f", "inet", "addr", "flush", "dev", "bond0"]),
+            .ip(["link", "set", "vlan7", "up"]), .stopDHCP("vlan7"), .ip(["-f", "inet", "addr", "flush", "dev", "vlan7"]),
+            .ip(["addr", "add", "10.7.0.2/24", "dev", "vlan7"]),
+        ])
+        #expect(p.summary == ["eth2: dhcp", "bond0: bond active-backup of eth0+eth1", "vlan7: 10.7.0.2/24 vlan 7 on bond0"])
+    }
+
+    @Test func aVLANOnAMissingLinkIsNotMade() throws {
+        let p = NetworkPlan.make(try entries("""
+            - {name: v5, vlan: {link: eth9, id: 5}}
+            - {match: "eth*"}
+        """), nics: nics)
+        #expect(p.notes == ["v5: its link eth9 is not here; not made"])
+        #expect(!p.steps.contains { if case .ip(let a) = $0 { return a.contains("vlan") } else { return false } })
     }
 }
