@@ -31,7 +31,6 @@ public final class PE: @unchecked Sendable {
     public private(set) var configError: String?
     /// The volume the config was read from, when it came from one.
     public private(set) var configVolume: Volume?
-    public private(set) var peek = ConfigPeek()
     /// The config as the strict reading gave it, when it is valid.
     public private(set) var config: CloudBIOSConfig?
     /// `network.interfaces` as a list: hotplugged NICs follow it, not DHCP.
@@ -559,14 +558,10 @@ public final class PE: @unchecked Sendable {
             for line in e.split(separator: "\n") { log("config: ERROR: \(line)") }
             log("config: the config is invalid; the daemon starts with defaults")
         }
-        let text = (try? Files.readString(path)) ?? ""
-        peek = ConfigPeek(yaml: text)
-        if configError == nil, let cfg = try? ConfigLoader.load(path: path, text: text) {
+        // later phases read this one value: the config when it is valid,
+        // nothing otherwise (the daemon then runs with defaults)
+        if configError == nil, let text = try? Files.readString(path), let cfg = try? ConfigLoader.load(path: path, text: text) {
             config = cfg
-            peek = ConfigPeek(hostname: cfg.hostname, displayVM: cfg.displayVM?.name, panelPort: cfg.panel.port,
-                              vmNames: cfg.vms.map(\.name))
-            peek.consoleVNC = cfg.console.vnc
-            peek.installs = cfg.install != nil
         }
     }
 
@@ -616,7 +611,7 @@ public final class PE: @unchecked Sendable {
     }
 
     func setHostname() {
-        if let h = peek.hostname, !h.isEmpty, configError == nil { hostname = h }
+        if let h = config?.hostname, !h.isEmpty { hostname = h }
         guard onTarget else { return }
         _ = cb_init_sethostname(hostname)
         try? Files.writeAtomically("/etc/hostname", hostname + "\n")
@@ -645,9 +640,7 @@ public final class PE: @unchecked Sendable {
     /// then does `after:`. A refused or failed install is logged and the
     /// boot goes on to the panel, so the error can be read there too.
     func runInstall() {
-        guard !cmdline.rescue, let path = configPath, configError == nil,
-              let text = try? Files.readString(path),
-              let cfg = try? ConfigLoader.load(path: path, text: text), let install = cfg.install else { return }
+        guard !cmdline.rescue, let path = configPath, let cfg = config, let install = cfg.install else { return }
         console.screenLogging = true
         log("install: the config has an install: section; installing without a person at the console")
         let ok = Install.headless(config: cfg, configPath: path) { self.log($0) }
@@ -677,7 +670,7 @@ public final class PE: @unchecked Sendable {
         daemon += ["--users-file", usersFile, "--setup-code-file", root + PE.setupCodeFile]
         if let disk = bootMediumDisk { daemon += ["--boot-medium", disk] }
         var out = [(name: "daemon", arguments: daemon)]
-        let export = configError == nil ? peek.consoleVNC.map { ["--export-console", $0] } ?? [] : []
+        let export = config?.console.vnc.map { ["--export-console", $0] } ?? []
         // the host console's menu on the local screen (tty1)
         var menu = ["host-console", "--users-file", usersFile, "--setup-code-file", root + PE.setupCodeFile]
         if let p = configPath, configError == nil { menu += ["--config", p] }
@@ -719,7 +712,7 @@ public final class PE: @unchecked Sendable {
 
     func planServices() {
         if let d = cmdline.display { displayVM = d == "none" ? nil : d }
-        else if configError == nil { displayVM = peek.displayVM }
+        else { displayVM = config?.displayVM?.name }
         if cmdline.rescue {
             log("rescue: shells on tty1 and the serial console; no services")
             if onTarget {
@@ -759,10 +752,14 @@ public final class PE: @unchecked Sendable {
 
     // MARK: status
 
+    /// The port the daemon's panel listens on: the config's when it is
+    /// valid, else the default the daemon falls back to.
+    var panelPort: Int { config?.panel.port ?? 8443 }
+
     public func statusInfo() -> StatusInfo {
         let vms = VMRun.scan(stateDir: root + stateDir).map { (name: $0.name, state: $0.pid.map { processAlive($0) ? "running" : "stopped" } ?? "stopped") }
         return StatusInfo(version: version, hostname: hostname, addresses: onTarget ? Network.addresses() : [],
-                          panelPort: peek.panelPort ?? 8443,
+                          panelPort: panelPort,
                           tlsFingerprint: Files.readTrimmed(root + stateDir + "/tls/fingerprint"),
                           configSource: configPath.map { "\($0) (\(configSource ?? "?"))" },
                           configError: configError, vms: vms, display: displayVM,

@@ -47,7 +47,7 @@ extension PE {
         }
         guard onTarget else { return }
         // Loading drivers and copying while the daemon starts slows both.
-        let panelPort = cmdline.rescue || peek.installs ? nil : (configError == nil ? peek.panelPort ?? 8443 : 8443)
+        let panelPort = cmdline.rescue || config?.install != nil ? nil : self.panelPort
         spawnThread { [self] in
             guard let (src, loop) = self.payloadMount.wait() else { return }
             self.payloadSource = src

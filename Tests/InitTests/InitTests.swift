@@ -74,31 +74,6 @@ import Glibc
     }
 }
 
-@Suite struct ConfigPeekTests {
-    @Test func findsHostnameDisplayVMAndPort() {
-        let p = ConfigPeek(yaml: """
-            version: 1
-            hostname: box1   # the name
-            panel:
-              listen: "0.0.0.0:9443"
-            vms:
-              - name: web
-                memory: 256
-                disks: [{size: 8G}]
-              - name: desk
-                display: true
-                disks:
-                  - name: nested
-            install:
-              disk: {serial: "X*"}
-            """)
-        #expect(p.hostname == "box1")
-        #expect(p.panelPort == 9443)
-        #expect(p.vmNames == ["web", "desk"])
-        #expect(p.displayVM == "desk")
-    }
-}
-
 @Suite struct SupervisorTests {
     final class FakeClock: @unchecked Sendable { var now = 100.0 }
 

@@ -123,3 +123,58 @@ def test_a_core_without_its_payload_boots_and_says_why_there_is_no_panel(vm_fact
     log = vm.wait_serial("), restart 1", 120)
     assert "cloudbios: daemon exited with status" in log
     assert "Kernel panic" not in log
+
+
+NETWORK_CONFIG = """
+network:
+  interfaces:
+    # both NICs (QEMU's MACs 52:54:00:12:34:56 and :57) in one bond, with a
+    # static address; a VLAN on top of it
+    - name: bond0
+      bond: {members: ["52:54:00:12:34:5?"], mode: active-backup}
+      address: 10.0.2.50/24
+      gateway: 10.0.2.2
+      dns: [10.0.2.3]
+    - name: vlan42
+      vlan: {link: bond0, id: 42}
+      address: 10.42.0.1/24
+"""
+
+
+def test_static_network_with_a_bond_and_a_vlan(vm_factory, iso, tmp_path):
+    """`network.interfaces` is applied by PID 1: the panel answers on the
+    static address of a bond of both NICs, and no longer on the DHCP lease
+    the NICs had before the config was read; the host API shows the bond,
+    its members, the VLAN, the gateway and the name server in effect."""
+    vol = qemu.make_cbconfig(str(tmp_path / "cbconfig.img"),
+                             {"cloudbios.yaml": demo_config(qemu.password_hash(PASSWORD)) + NETWORK_CONFIG})
+    static_port, dhcp_port = "10.0.2.50:8443", "10.0.2.15:8443"
+    vm = vm_factory(name="pe-static", iso=iso, drives=[vol], memory=1024,
+                    forwards={static_port: qemu.free_port(), dhcp_port: qemu.free_port()},
+                    extra=["-nic", "user,model=virtio-net-pci"])
+    vm.start()
+    log = vm.wait_serial("cloudbios: boot: complete", BOOT_TIMEOUT)
+    assert "cloudbios: network: bond0: 10.0.2.50/24 via 10.0.2.2 bond active-backup of eth0+eth1 (network.interfaces)" in log, log[-3000:]
+    assert "cloudbios: network: vlan42: 10.42.0.1/24 vlan 42 on bond0 (network.interfaces)" in log, log[-3000:]
+    assert not re.search(r"cloudbios: network: .*(failed|cannot|<-)", log), log[-3000:]
+    vm.wait_serial("cloudbios: status: panel https://10.0.2.50:8443/", 60)
+    body = json.loads(vm.wait_https("/api/v1/health", PANEL_TIMEOUT, port=static_port))
+    assert body["status"] == "ok"
+    status, raw = vm.https("/api/v1/login", port=static_port, method="POST", body={"user": USER, "password": PASSWORD})
+    assert status == 200, raw
+    status, raw = vm.https("/api/v1/host", port=static_port,
+                           headers={"Authorization": "Bearer " + json.loads(raw)["token"]})
+    assert status == 200, raw
+    net = json.loads(raw)["network"]
+    ifs = {i["name"]: i for i in net["interfaces"]}
+    assert ifs["bond0"]["kind"] == "bond" and "10.0.2.50/24" in ifs["bond0"]["addresses"], net
+    assert ifs["eth0"]["master"] == "bond0" and ifs["eth1"]["master"] == "bond0", net
+    assert ifs["eth0"]["addresses"] == [] and ifs["eth1"]["addresses"] == [], net
+    assert ifs["vlan42"]["kind"] == "vlan" and ifs["vlan42"]["addresses"] == ["10.42.0.1/24"], net
+    assert "10.0.2.2" in net["gateways"] and net["dns"] == ["10.0.2.3"], net
+    # the DHCP lease the NICs had at first is gone: nothing answers there
+    try:
+        st, _ = vm.https("/api/v1/health", port=dhcp_port, timeout=5)
+    except OSError:
+        st = None
+    assert st is None, f"the panel still answers on the DHCP address (HTTP {st})"
