@@ -899,8 +899,9 @@ public actor VMManager {
             throw .unprocessable("the OVF's disk '\(Names.clip(f))' is not a file of the OVA; refused")
         }
         var spec = VMSpec(name: name)
-        spec.memory = max(16, min(ovf.memoryMiB ?? 1024, ConfigLoader.maxMemoryMiB))
-        spec.cpus = max(1, min(ovf.cpus ?? 1, ConfigLoader.maxCPUs))
+        // what the OVF asks, within the rules' bounds
+        spec.memory = min(max(ovf.memoryMiB ?? 1024, VMLimits.memoryMiB.lowerBound), VMLimits.memoryMiB.upperBound)
+        spec.cpus = min(max(ovf.cpus ?? 1, VMLimits.cpus.lowerBound), VMLimits.cpus.upperBound)
         spec.firmware = ovf.uefi ? .uefi : .bios
         spec.disks = ovf.diskFiles.indices.map { DiskSpec.image("\(name)-disk\($0)", id: "disk\($0)") }
         let task = importTasks.begin(image)

@@ -109,6 +109,24 @@ import Glibc
         }
     }
 
+    /// The command line is built only for a spec without problems
+    /// (`VMSpec.problems()`): the first one is what the refusal says.
+    @Test func aSpecBreakingARuleIsRefusedWithTheRulesMessage() {
+        var s = VMSpec(name: "a")
+        s.memory = 8
+        s.forwards = [PortForward(host: 0, guest: 22)]
+        #expect(throws: QEMUError.invalid("memory must be at least 16 MiB")) {
+            try QEMUCommand.argv(spec: s, host: Self.tcgHost, paths: VMPaths(stateDir: "/s", name: "a"),
+                                 images: ImageResolver(directory: "/s/images"))
+        }
+        s.memory = 256
+        #expect(throws: QEMUError.invalid(s.problems()[0].message)) {
+            try QEMUCommand.argv(spec: s, host: Self.tcgHost, paths: VMPaths(stateDir: "/s", name: "a"),
+                                 images: ImageResolver(directory: "/s/images"))
+        }
+        #expect(s.problems().map(\.field) == ["forwards[0].host"])
+    }
+
     @Test(arguments: ["/srv/a,b", "relative/dir", "/srv/a b", "/srv/../etc"])
     func oddStateDirsAreRefused(_ dir: String) {
         #expect(throws: QEMUError.self) {
