@@ -5,8 +5,8 @@ import Config
 extension VMSpec {
     /// The spec's rules (`problems()`), whatever decoded it: the first it
     /// breaks is refused.
-    func validate() throws(APIError) {
-        if let p = problems().first { throw .unprocessable(p.message) }
+    func validate() throws(VMError) {
+        if let p = problems().first { throw .invalid(p.message) }
     }
 
     /// Store images this VM refers to.
