@@ -47,13 +47,7 @@ import Glibc
     @Test(arguments: cases.map { $0.0 })
     func golden(_ name: String) throws {
         let host = Self.cases.first { $0.0 == name }!.1
-        let text = try Self.argv(name, host).joined(separator: "\n") + "\n"
-        let path = "\(Self.dir)/\(name).args"
-        if getenv("CLOUDBIOS_UPDATE_GOLDEN") != nil {
-            try writeFile(path, text)
-        }
-        let expected = try readFile(path)
-        #expect(text == expected, "argv differs from \(path); rerun with CLOUDBIOS_UPDATE_GOLDEN=1 to review")
+        try expectGolden(try Self.argv(name, host), at: "\(Self.dir)/\(name).args")
     }
 
     /// No file without its case, no case without its file.
