@@ -386,7 +386,7 @@ public actor VMManager {
         specs[name] = new
         runtimes[name]?.live = live
         if new.forwards != old.forwards { await refreshForwards() }
-        var st = status(name)!
+        var st = try vm(name)
         if live.disks != new.disks || live.cloudInit != new.cloudInit || live.forwards != new.forwards
             || live.memory != new.memory || live.cpus != new.cpus || live.firmware != new.firmware || live.network != new.network {
             st.message = "saved; some changes apply at the next start"
@@ -410,7 +410,7 @@ public actor VMManager {
         spec.cdrom = image
         try save(spec)
         specs[name] = spec
-        return status(name)!
+        return try vm(name)
     }
 
     private func changeMedium(_ name: String, _ qmp: QMPClient, _ image: String?) async throws {
@@ -534,7 +534,7 @@ public actor VMManager {
             try await command(name, "cont", needs: [.paused])
         }
         await refreshState(name)
-        return status(name)!
+        return try vm(name)
     }
 
     public func start(_ name: String) async throws -> VMStatus {
@@ -707,7 +707,7 @@ public actor VMManager {
             _ = await waitForExit(rt.pid, timeout: 5)
         }
         processExited(name, generation: rt.generation)
-        return status(name)!
+        return try vm(name)
     }
 
     /// A clean reboot: the guest agent's `guest-shutdown` (mode reboot)
@@ -756,7 +756,7 @@ public actor VMManager {
                 _ = try? await self.stop(name)
             }
         }
-        return status(name)!
+        return try vm(name)
     }
 
     private func command(_ name: String, _ cmd: String, needs: Set<VMState>) async throws {
