@@ -108,16 +108,32 @@ public struct TaskInfo: Sendable, Equatable {
     }
 }
 
-/// An error the API reports as `{"error": message}` with `status` (4xx for
-/// anything the caller can fix).
-public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var status: Int
-    public var message: String
-    public init(_ status: Int, _ message: String) { self.status = status; self.message = message }
-    public var description: String { message }
+/// What kind of refusal or failure an error of the system is. Each module
+/// says which kind its errors are; only the panel turns a kind into an HTTP
+/// status, and whatever shows an error shows its description.
+public enum ErrorKind: Sendable, Equatable, CaseIterable {
+    /// The request is malformed: a name that is not one, an argument out of form.
+    case badRequest
+    /// What it names does not exist.
+    case notFound
+    /// The present state forbids it: running, busy, in use, there already.
+    case conflict
+    /// Larger than allowed.
+    case tooLarge
+    /// Well-formed but not acceptable: a definition that breaks a rule, an
+    /// image that is not in the store, a download that went wrong.
+    case invalid
+    /// It was tried and went wrong.
+    case failed
+    /// This host lacks what it needs (the hypervisor, a bridge, a tool), or
+    /// is shutting down.
+    case unavailable
+    /// No room is left to store it.
+    case noSpace
+}
 
-    public static func badRequest(_ m: String) -> APIError { .init(400, m) }
-    public static func notFound(_ m: String) -> APIError { .init(404, m) }
-    public static func conflict(_ m: String) -> APIError { .init(409, m) }
-    public static func unprocessable(_ m: String) -> APIError { .init(422, m) }
+/// An error of the system's domain: its kind, and (its description) a
+/// message a person can act on.
+public protocol DomainError: Error, CustomStringConvertible {
+    var kind: ErrorKind { get }
 }

@@ -1,9 +1,5 @@
 /// Decoding of `cloudbios.yaml` and of API bodies into the model.
 public enum ConfigLoader {
-    public static let maxMemoryMiB = 1 << 20        // 1 TiB
-    public static let maxDiskBytes: Int64 = 64 << 40 // 64 TiB
-    public static let maxCPUs = 256
-
     /// Loads and validates a config file. Throws every problem found.
     public static func load(path: String, text: String) throws(ConfigErrors) -> CloudBIOSConfig {
         let node: Node
@@ -40,28 +36,6 @@ extension VMSpec {
         let spec = d.vm(node, "", nameOverride: name)
         if !d.errors.isEmpty || spec == nil { throw ConfigErrors(d.errors.isEmpty ? [ConfigError(file: file, mark: node.mark, message: "invalid VM")] : d.errors) }
         return spec!
-    }
-
-    /// Validates a spec built in code (same rules as decoding); nil when fine.
-    public func validationError() -> String? {
-        if let e = Names.checkVM(name) { return e }
-        if !(16...ConfigLoader.maxMemoryMiB).contains(memory) { return "memory must be between 16 and \(ConfigLoader.maxMemoryMiB) MiB" }
-        if !(1...ConfigLoader.maxCPUs).contains(cpus) { return "cpus must be between 1 and \(ConfigLoader.maxCPUs)" }
-        for n in [kernel, initrd, cdrom].compactMap({ $0 }) { if let e = Names.checkImage(n) { return e } }
-        for d in disks { if let n = d.image, let e = Names.checkImage(n) { return e } }
-        var ids = Set<String>()
-        for d in disks {
-            if let id = d.id {
-                if let e = Names.checkDiskID(id) { return e }
-                if !ids.insert(id).inserted { return "disk id '\(id)' is used twice" }
-            }
-            if d.image == nil && d.size == nil { return "a disk needs a size or an image" }
-        }
-        if !forwards.isEmpty && network != .nat { return "forwards need network: nat" }
-        if let a = append, let e = Names.checkAppend(a) { return e }
-        if initrd != nil && kernel == nil { return "initrd needs kernel" }
-        if append != nil && kernel == nil { return "append needs kernel" }
-        return nil
     }
 }
 
@@ -124,7 +98,7 @@ extension StrictDecoder {
                 for (i, vm) in cfg.vms.enumerated() {
                     var refs = [vm.kernel, vm.initrd, vm.cdrom].compactMap { $0 }
                     refs += vm.disks.compactMap(\.image)
-                    for r in refs where !defined.contains(r) {
+                    for r in refs where !defined.contains(r) && Names.checkImage(r) == nil {
                         error(items[i].mark, "vms[\(i)] '\(vm.name)' uses image '\(r)', which is not in images:")
                     }
                 }
@@ -203,21 +177,21 @@ extension StrictDecoder {
         return keys
     }
 
-    /// `cloud_init:` of a VM.
-    mutating func cloudInit(_ node: Node, _ path: String) -> CloudInitSpec? {
+    /// `cloud_init:` of a VM; `at` gets the node of each field
+    /// (`cloud_init.user`), where its problems are reported.
+    mutating func cloudInit(_ node: Node, _ path: String, at: inout [String: Node]) -> CloudInitSpec? {
         guard var m = map(node, path) else { return nil }
         var c = CloudInitSpec()
-        if let n = m["hostname"], let s = string(n, path + ".hostname") {
-            if Self.validHostname(s) { c.hostname = s } else { error(n, "\(path).hostname '\(Names.clip(s))' is not a valid host name") }
+        func field(_ key: String) -> Node? {
+            let n = m[key]
+            if let n { at["cloud_init." + key] = n }
+            return n
         }
-        if let n = m["user"], let s = string(n, path + ".user") {
-            if let e = Names.checkGuestUser(s) { error(n, "\(path).\(e)") } else { c.user = s }
-        }
-        if let n = m["password_hash"], let s = string(n, path + ".password_hash") {
-            if Names.isCryptHash(s) { c.passwordHash = s } else { error(n, "\(path).password_hash must be a crypt(3) hash ($6$… or $y$…; 'cloudbios passwd' makes one)") }
-        }
+        if let n = field("hostname") { c.hostname = string(n, path + ".hostname") }
+        if let n = field("user") { c.user = string(n, path + ".user") }
+        if let n = field("password_hash") { c.passwordHash = string(n, path + ".password_hash") }
         if let n = m["ssh_authorized_keys"] { c.sshAuthorizedKeys = sshKeys(n, path + ".ssh_authorized_keys") }
-        if let n = m["network"] {
+        if let n = field("network") {
             if case .scalar = n.kind {
                 if string(n, path + ".network") != "dhcp" { error(n, "\(path).network must be dhcp or {address, gateway, dns}") }
             } else if var nm = map(n, path + ".network") {
@@ -225,20 +199,18 @@ extension StrictDecoder {
                 let gateway = nm["gateway"].flatMap { string($0, path + ".network.gateway") }
                 var dns: [String] = []
                 if let dn = nm["dns"], let ds = list(dn, path + ".network.dns") {
-                    for d in ds { if let s = string(d, path + ".network.dns"), Self.validIPv4(s) { dns.append(s) } else { error(d, "\(path).network.dns entries must be IPv4 addresses") } }
+                    for d in ds {
+                        guard let s = string(d, path + ".network.dns") else { continue }
+                        at["cloud_init.network.dns[\(dns.count)]"] = d
+                        dns.append(s)
+                    }
                 }
                 finish(nm)
-                if let address, Self.validCIDR(address) {
-                    if let gateway, !Self.validIPv4(gateway) { error(n, "\(path).network.gateway must be an IPv4 address") }
-                    else { c.network = .staticIPv4(address: address, gateway: gateway, dns: dns) }
-                } else {
-                    error(n, "\(path).network.address must be an IPv4 CIDR like 10.213.0.10/24")
-                }
+                // without an address the rules say what it must be
+                c.network = .staticIPv4(address: address ?? "", gateway: gateway, dns: dns)
             }
         }
-        if let n = m["user_data"], let s = string(n, path + ".user_data") {
-            if s.utf8.count > 64 << 10 { error(n, "\(path).user_data is larger than 64 KiB") } else { c.userData = s }
-        }
+        if let n = field("user_data") { c.userData = string(n, path + ".user_data") }
         finish(m)
         return c
     }
@@ -442,21 +414,28 @@ extension StrictDecoder {
         return img
     }
 
-    mutating func imageRef(_ node: Node, _ path: String) -> String? {
-        guard let s = string(node, path) else { return nil }
-        if let e = Names.checkImage(s) { error(node, "\(path): \(e)"); return nil }
-        return s
-    }
-
+    /// A VM (an entry of `vms:`, or an API body). Its keys are decoded
+    /// here; its rules are `VMSpec.problems()`, each reported at the node
+    /// it is about.
     mutating func vm(_ node: Node, _ path: String, nameOverride: String?) -> VMSpec? {
         guard var m = map(node, path.isEmpty ? "the VM" : path) else { return nil }
         m.path = path
         defer { finish(m) }
         let p = path.isEmpty ? "" : path + "."
+        /// The node of each field (`memory`, `disks[1].id`; the VM's own for "").
+        var at: [String: Node] = ["": node]
+        /// List entries (`disks[1]`) with a value that did not decode: the
+        /// error says what is wrong with them, their rules are moot.
+        var broken: Set<String> = []
+        func field(_ key: String) -> Node? {
+            let n = m[key]
+            if let n { at[key] = n }
+            return n
+        }
         var name: String?
-        if let nn = m["name"] {
+        if let nn = field("name") {
             if let s = string(nn, p + "name") {
-                if let e = Names.checkVM(s) { error(nn, e) } else if let o = nameOverride, o != s {
+                if let o = nameOverride, o != s, Names.checkVM(s) == nil {
                     error(nn, "name '\(s)' does not match the VM '\(o)' in the URL")
                 } else { name = s }
             }
@@ -466,57 +445,52 @@ extension StrictDecoder {
             error(node, "\(path.isEmpty ? "the VM" : path) needs a name")
         }
         var spec = VMSpec(name: name ?? "invalid")
-        if let n = m["memory"], let v = size(n, p + "memory", bareUnit: 1 << 20, max: Int64(ConfigLoader.maxMemoryMiB) << 20) {
-            if v < 16 << 20 { error(n, "\(p)memory must be at least 16 MiB") } else if v % (1 << 20) != 0 { error(n, "\(p)memory must be a whole number of MiB") } else { spec.memory = Int(v >> 20) }
+        if let n = field("memory"), let v = size(n, p + "memory", bareUnit: 1 << 20) {
+            // whole MiB, unless it is out of bounds anyway (the rules say so)
+            if v % (1 << 20) != 0 && VMLimits.memoryMiB.contains(Int(v >> 20)) { error(n, "\(p)memory must be a whole number of MiB") } else { spec.memory = Int(v >> 20) }
         }
-        if let n = m["cpus"], let v = int(n, p + "cpus", 1...ConfigLoader.maxCPUs) { spec.cpus = v }
-        if let n = m["kernel"] { spec.kernel = imageRef(n, p + "kernel") }
-        if let n = m["initrd"] { spec.initrd = imageRef(n, p + "initrd") }
-        if let n = m["append"], let s = string(n, p + "append") {
-            if let e = Names.checkAppend(s) { error(n, "\(p)\(e)") } else { spec.append = s }
-        }
-        if let n = m["cdrom"], !n.isNull { spec.cdrom = imageRef(n, p + "cdrom") }
-        if let n = m["disks"], let items = list(n, p + "disks") {
-            if items.count > 16 { error(n, "\(p)disks: at most 16 disks") }
-            var ids: [String: Mark] = [:]
+        if let n = field("cpus"), let v = int(n, p + "cpus") { spec.cpus = v }
+        if let n = field("kernel") { spec.kernel = string(n, p + "kernel") }
+        if let n = field("initrd") { spec.initrd = string(n, p + "initrd") }
+        if let n = field("append") { spec.append = string(n, p + "append") }
+        if let n = field("cdrom"), !n.isNull { spec.cdrom = string(n, p + "cdrom") }
+        if let n = field("disks"), let items = list(n, p + "disks") {
             for (i, item) in items.enumerated() {
-                let dp = "\(p)disks[\(i)]"
-                guard var dm = map(item, dp) else { continue }
-                let sz = dm["size"]
-                let im = dm["image"]
-                let idn = dm["id"]
-                finish(dm)
+                let dp = "disks[\(i)]"
+                at[dp] = item
                 var disk = DiskSpec()
-                if let idn, let s = string(idn, dp + ".id") {
-                    if let e = Names.checkDiskID(s) { error(idn, "\(dp).\(e)") }
-                    else if let prev = ids[s] { error(idn, "\(dp).id '\(s)' is used twice (first at line \(prev.line))") }
-                    else { disk.id = s; ids[s] = idn.mark }
+                let before = errors.count
+                if var dm = map(item, p + dp) {
+                    if let x = dm["id"] { at[dp + ".id"] = x; disk.id = string(x, p + dp + ".id") }
+                    if let x = dm["size"] { at[dp + ".size"] = x; disk.size = size(x, p + dp + ".size", bareUnit: 1) }
+                    if let x = dm["image"] { at[dp + ".image"] = x; disk.image = string(x, p + dp + ".image") }
+                    if errors.count > before { broken.insert(dp) }
+                    finish(dm)
+                } else {
+                    broken.insert(dp)
                 }
-                if let sz, let v = size(sz, dp + ".size", bareUnit: 1, max: ConfigLoader.maxDiskBytes) {
-                    if v < 1 << 20 { error(sz, "\(dp).size must be at least 1M") } else { disk.size = v }
-                }
-                if let im { disk.image = imageRef(im, dp + ".image") }
-                if sz == nil && im == nil { error(item, "\(dp) needs a size (a blank disk) or an image (a copy of a store image)"); continue }
                 spec.disks.append(disk)
             }
         }
-        if let n = m["cloud_init"], !n.isNull { spec.cloudInit = cloudInit(n, p + "cloud_init") }
-        if let n = m["forwards"], let items = list(n, p + "forwards") {
-            var seen: [String: Mark] = [:]
+        if let n = m["cloud_init"], !n.isNull { spec.cloudInit = cloudInit(n, p + "cloud_init", at: &at) }
+        if let n = field("forwards"), let items = list(n, p + "forwards") {
             for (i, item) in items.enumerated() {
-                let fp = "\(p)forwards[\(i)]"
-                guard var fm = map(item, fp) else { continue }
-                let hn = fm["host"], gn = fm["guest"]
-                let host = hn.flatMap { int($0, fp + ".host", 1...65535) }
-                let guest = gn.flatMap { int($0, fp + ".guest", 1...65535) }
-                let proto = fm["proto"].flatMap { choice($0, fp + ".proto", PortForward.Proto.self) } ?? .tcp
-                finish(fm)
-                if hn == nil || gn == nil { error(item, "\(fp) needs host and guest ports, e.g. {host: 2222, guest: 22}") }
-                guard let host, let guest else { continue }
-                let key = "\(proto.rawValue)/\(host)"
-                if let prev = seen[key] { error(item, "\(fp): host port \(proto.rawValue) \(host) is forwarded twice (first at line \(prev.line))"); continue }
-                seen[key] = item.mark
-                spec.forwards.append(PortForward(host: host, guest: guest, proto: proto))
+                let fp = "forwards[\(i)]"
+                at[fp] = item
+                var host: Int?, guest: Int?, proto = PortForward.Proto.tcp
+                let before = errors.count
+                if var fm = map(item, p + fp) {
+                    let hn = fm["host"], gn = fm["guest"]
+                    if let hn { at[fp + ".host"] = hn; host = int(hn, p + fp + ".host") }
+                    if let gn { at[fp + ".guest"] = gn; guest = int(gn, p + fp + ".guest") }
+                    if let x = fm["proto"], let v = choice(x, p + fp + ".proto", PortForward.Proto.self) { proto = v }
+                    if hn == nil || gn == nil { error(item, "\(p + fp) needs host and guest ports, e.g. {host: 2222, guest: 22}") }
+                    if errors.count > before { broken.insert(fp) }
+                    finish(fm)
+                } else {
+                    broken.insert(fp)
+                }
+                spec.forwards.append(PortForward(host: host ?? 0, guest: guest ?? 0, proto: proto))
             }
         }
         if let n = m["agent"], let v = bool(n, p + "agent") { spec.agent = v }
@@ -524,7 +498,8 @@ extension StrictDecoder {
             var order: [BootDevice] = []
             for item in items {
                 guard let d = choice(item, p + "boot", BootDevice.self) else { continue }
-                if order.contains(d) { error(item, "\(p)boot names \(d.rawValue) twice") } else { order.append(d) }
+                at["boot[\(order.count)]"] = item
+                order.append(d)
             }
             spec.boot = order
         }
@@ -532,13 +507,14 @@ extension StrictDecoder {
         if let n = m["network"], let v = choice(n, p + "network", NetworkMode.self) { spec.network = v }
         if let n = m["accel"], let v = choice(n, p + "accel", Accel.self) { spec.accel = v }
         if let n = m["autostart"], let v = bool(n, p + "autostart") { spec.autostart = v }
-        if let n = m["order"], let v = int(n, p + "order", -100000...100000) { spec.order = v }
+        if let n = field("order"), let v = int(n, p + "order") { spec.order = v }
         if let n = m["display"], let v = bool(n, p + "display") { spec.display = v }
-        if !spec.forwards.isEmpty && spec.network != .nat, let n = m["forwards"] {
-            error(n, "\(p)forwards need network: nat (a bridged VM is reached at its own address)")
+        for problem in spec.problems() where !broken.contains(where: { problem.field == $0 || problem.field.hasPrefix($0 + ".") }) {
+            var message = problem.namesItself ? problem.message : p + problem.message
+            if let first = problem.firstAt.flatMap({ at[$0] }) { message += " (first at line \(first.mark.line))" }
+            error(at[problem.field] ?? node, message)
+            if problem.field == "name" { name = nil }
         }
-        if spec.initrd != nil && spec.kernel == nil { error(node, "\(p)initrd needs kernel") }
-        if spec.append != nil && spec.kernel == nil { error(node, "\(p)append needs kernel") }
         // read-only keys the API returns; accepted so a GET body can be PUT back
         for k in ["state", "pid", "message", "accel_in_use", "cpu_percent", "memory_used_mib", "uptime_seconds", "addresses", "node"] { _ = m[k] }
         return name == nil ? nil : spec

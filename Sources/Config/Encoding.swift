@@ -116,12 +116,3 @@ extension TaskInfo: JSONRepresentable {
         return .object(o)
     }
 }
-
-extension APIError: JSONRepresentable {
-    public var json: JSONValue { .object(["error": .string(message)]) }
-}
-
-extension ConfigErrors {
-    /// As an API error: 400 with every problem, one per line.
-    public var apiError: APIError { APIError(400, description) }
-}

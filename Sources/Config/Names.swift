@@ -102,7 +102,7 @@ public enum Names {
 
     /// Kernel command lines for guests: printable, no newlines, bounded.
     public static func checkAppend(_ s: String) -> String? {
-        guard s.utf8.count <= 4096 else { return "append is longer than 4096 bytes" }
+        guard s.utf8.count <= VMLimits.maxAppendBytes else { return "append is longer than \(VMLimits.maxAppendBytes) bytes" }
         guard s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7f }) else {
             return "append must not contain control characters"
         }

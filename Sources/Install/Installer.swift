@@ -36,17 +36,12 @@ public final class Installer: Sendable {
 
     /// `POST /api/v1/install` with `{"disk": selector, "wipe": bool,
     /// "dry_run": bool}`. Planning errors (no match, ambiguous, not empty
-    /// without wipe, boot medium) are 409/422 with the planner's message.
-    public func startInstall(_ body: JSONValue, disks: [DiskInfo]? = nil) throws(APIError) -> TaskInfo {
+    /// without wipe, boot medium) are refused with the planner's message.
+    public func startInstall(_ body: JSONValue, disks: [DiskInfo]? = nil) throws(InstallRefusal) -> TaskInfo {
         let install: InstallConfig, dryRun: Bool
-        do { (install, dryRun) = try InstallConfig.decode(json: body.bytes) } catch { throw APIError(400, error.description) }
+        do { (install, dryRun) = try InstallConfig.decode(json: body.bytes) } catch { throw .body(error.description) }
         let plan: InstallPlan
-        do { plan = try Planner.plan(install, disks: disks ?? Disks.list()) } catch {
-            switch error {
-            case .notEmpty, .inUse, .ambiguous, .bootMedium: throw APIError(409, error.description)
-            default: throw APIError(422, error.description)
-            }
-        }
+        do { plan = try Planner.plan(install, disks: disks ?? Disks.list()) } catch { throw .plan(error) }
         if dryRun {
             var t = newTask()
             t.state = .succeeded; t.progress = 100; t.message = plan.text
@@ -55,7 +50,7 @@ public final class Installer: Sendable {
             return t
         }
         let src: InstallSources
-        do { src = try sources() } catch { throw APIError(409, "\(error)") }
+        do { src = try sources() } catch { throw .sources("\(error)") }
         var srcWithImages = src
         srcWithImages.configImages = InstallSources.configImages(config)
         let request = InstallRequest(plan: plan, configText: Install.configTextWithoutInstall(configText),
@@ -66,7 +61,7 @@ public final class Installer: Sendable {
             s.running = t.id
             return nil
         }
-        if let r = busy { throw APIError(409, "install \(r) is still running") }
+        if let r = busy { throw .busy(task: r) }
         t.state = .running; t.message = "starting: \(plan.disk.label)"; t.resultJSON = plan.json.serialized()
         save(t)
         let id = t.id

@@ -130,6 +130,46 @@ public enum PlanError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+extension PlanError: DomainError {
+    /// A disk that holds something, is in use, is the boot medium or is one
+    /// of several matches is there but may not be taken: a conflict. The
+    /// rest (nothing matches, too small, read-only) cannot be planned at all.
+    public var kind: ErrorKind {
+        switch self {
+        case .notEmpty, .inUse, .ambiguous, .bootMedium: .conflict
+        case .emptySelector, .noMatch, .readOnly, .tooSmall: .invalid
+        }
+    }
+}
+
+/// Why an install request is refused before anything is written.
+public enum InstallRefusal: DomainError, Sendable, Equatable {
+    /// The body is not an install request.
+    case body(String)
+    /// No plan can be made (see `PlanError`).
+    case plan(PlanError)
+    /// What the install copies (kernel, GRUB, images) is not here.
+    case sources(String)
+    /// Another install (this task) is running.
+    case busy(task: String)
+
+    public var kind: ErrorKind {
+        switch self {
+        case .body: .badRequest
+        case .plan(let e): e.kind
+        case .sources, .busy: .conflict
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .body(let m), .sources(let m): m
+        case .plan(let e): e.description
+        case .busy(let task): "install \(task) is still running"
+        }
+    }
+}
+
 /// Config + disk table → plan. Pure: no I/O, so every safety rule is tested
 /// on fake disk tables.
 public enum Planner {

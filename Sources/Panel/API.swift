@@ -4,6 +4,18 @@ import Glibc
 import Config
 import Platform
 
+/// A request the panel itself refuses once it is routed: a body of the
+/// wrong shape, an image that is not there, a socket nobody listens on.
+public struct RequestError: DomainError, Sendable, Equatable {
+    public var kind: ErrorKind
+    public var description: String
+    public init(_ kind: ErrorKind, _ message: String) { self.kind = kind; self.description = message }
+
+    public static func badRequest(_ m: String) -> RequestError { .init(.badRequest, m) }
+    public static func notFound(_ m: String) -> RequestError { .init(.notFound, m) }
+    public static func conflict(_ m: String) -> RequestError { .init(.conflict, m) }
+}
+
 /// What to do with a request once its headers are in.
 public enum Plan: Sendable {
     /// Answer now.
@@ -161,7 +173,7 @@ public final class PanelAPI: Sendable {
             return jsonBody(head) { body in
                 let o = try PanelAPI.bodyObject(body, keys: ["image", "name"])
                 guard let image = o["image"]?.stringValue, let name = o["name"]?.stringValue else {
-                    throw APIError.badRequest("body must be {\"image\": OVA in the image store, \"name\": the new VM}")
+                    throw RequestError.badRequest("body must be {\"image\": OVA in the image store, \"name\": the new VM}")
                 }
                 return .json(try await backend.importVM(image: image, name: name).json, status: 202)
             }
@@ -193,13 +205,13 @@ public final class PanelAPI: Sendable {
         case .cdrom(let name):
             return jsonBody(head) { body in
                 guard let image = try PanelAPI.bodyObject(body, keys: ["image"])["image"] else {
-                    throw APIError.badRequest("body must be {\"image\": NAME} to insert or {\"image\": null} to eject")
+                    throw RequestError.badRequest("body must be {\"image\": NAME} to insert or {\"image\": null} to eject")
                 }
                 let name_: String?
                 switch image {
                 case .null: name_ = nil
                 case .string(let s): name_ = s
-                default: throw APIError.badRequest("'image' must be an image name or null")
+                default: throw RequestError.badRequest("'image' must be an image name or null")
                 }
                 return .json(try await backend.setCDROM(name, name_).json)
             }
@@ -208,7 +220,7 @@ public final class PanelAPI: Sendable {
         case .getImage(let name):
             return run {
                 guard let i = await backend.listImages().first(where: { $0.name == name }) else {
-                    throw APIError.notFound("no image named '\(name)'")
+                    throw RequestError.notFound("no image named '\(name)'")
                 }
                 return .json(i.json)
             }
@@ -224,10 +236,10 @@ public final class PanelAPI: Sendable {
         case .importImage(let name):
             return jsonBody(head) { body in
                 let o = try PanelAPI.bodyObject(body, keys: ["url", "sha256"])
-                guard let url = o["url"]?.stringValue else { throw APIError.badRequest("'url' must be a string") }
+                guard let url = o["url"]?.stringValue else { throw RequestError.badRequest("'url' must be a string") }
                 var sha: String?
                 if let h = o["sha256"], h != .null {
-                    guard let s = h.stringValue else { throw APIError.badRequest("'sha256' must be a string") }
+                    guard let s = h.stringValue else { throw RequestError.badRequest("'sha256' must be a string") }
                     sha = s
                 }
                 return .json(try await backend.importImage(name, url: url, sha256: sha).json, status: 202)
@@ -239,8 +251,8 @@ public final class PanelAPI: Sendable {
         case .install:
             return jsonBody(head) { body in
                 let v: JSONValue
-                do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw APIError.badRequest(PanelAPI.bodyMessage(error)) }
-                guard case .object = v else { throw APIError.badRequest("body must be a JSON object") }
+                do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw RequestError.badRequest(PanelAPI.bodyMessage(error)) }
+                guard case .object = v else { throw RequestError.badRequest("body must be a JSON object") }
                 _ = try InstallConfig.decode(json: body, file: "body")
                 return .json(try await backend.startInstall(v).json, status: 202)
             }
@@ -283,7 +295,7 @@ public final class PanelAPI: Sendable {
 
     /// A request body that must be a JSON object with only these keys: the
     /// object, else a 400 naming what is wrong.
-    static func bodyObject(_ body: [UInt8], keys: [String]) throws(APIError) -> [String: JSONValue] {
+    static func bodyObject(_ body: [UInt8], keys: [String]) throws(RequestError) -> [String: JSONValue] {
         let v: JSONValue
         do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw .badRequest(bodyMessage(error)) }
         guard case .object(let o) = v else { throw .badRequest("body must be a JSON object with \(keys.joined(separator: ", "))") }
@@ -297,8 +309,9 @@ public final class PanelAPI: Sendable {
         .error(413, "request body is larger than \(limit) bytes")
     }
 
-    /// Maps thrown errors to answers: `APIError` as given, decoder errors as
-    /// 400 (syntax) or 422 (content), anything else as 500.
+    /// Maps thrown errors to answers: the system's errors by their kind
+    /// (`ErrorKind.status`), decoder errors as 400 (syntax) or 422
+    /// (content), anything else as 500.
     static func guarded(_ body: @Sendable () async throws -> HTTPResponse) async -> HTTPResponse {
         do {
             return try await body()
@@ -309,8 +322,8 @@ public final class PanelAPI: Sendable {
 
     static func errorResponse(_ error: any Error) -> HTTPResponse {
         switch error {
-        case let e as APIError:
-            return .error(e.status, e.message)
+        case let e as any DomainError:
+            return .error(e)
         case let e as ConfigErrors:
             let msgs = e.errors.map { bodyMessage($0) }
             return .json(.object(["error": .string(msgs.joined(separator: "; ")), "errors": .array(msgs.map { .string($0) })]),
@@ -329,9 +342,9 @@ public final class PanelAPI: Sendable {
     /// names the VM; a different name in the body is refused.
     static func decodeSpec(_ body: [UInt8], name: String?) throws -> VMSpec {
         let v: JSONValue
-        do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw APIError.badRequest(bodyMessage(error)) }
+        do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw RequestError.badRequest(bodyMessage(error)) }
         if let name, let given = v["name"]?.stringValue, given != name {
-            throw APIError.badRequest("name in the body ('\(Names.clip(given))') differs from the URL ('\(name)')")
+            throw RequestError.badRequest("name in the body ('\(Names.clip(given))') differs from the URL ('\(name)')")
         }
         return try VMSpec.decode(json: body, file: "body", name: name)
     }
@@ -425,7 +438,7 @@ public final class PanelAPI: Sendable {
     static func serial(path: String, offset: String?) throws -> HTTPResponse {
         var start: Int64 = 0
         if let offset {
-            guard let o = Int64(offset), o >= 0 else { throw APIError.badRequest("offset must be a non-negative integer") }
+            guard let o = Int64(offset), o >= 0 else { throw RequestError.badRequest("offset must be a non-negative integer") }
             start = o
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -474,7 +487,7 @@ public final class PanelAPI: Sendable {
             let path = try await socket()
             let fd: Int32
             do { fd = try WebSocketBridge.connectUnix(path) } catch {
-                throw APIError.conflict("the \(what) is not available (is the VM running?)")
+                throw RequestError.conflict("the \(what) is not available (is the VM running?)")
             }
             let owned = OwnedFD(fd)
             var headers = [("Upgrade", "websocket"), ("Sec-WebSocket-Accept", WebSocket.acceptKey(key))]

@@ -2,7 +2,8 @@ import Config
 
 /// What the HTTP layer asks of the rest of the system. The server only parses
 /// HTTP into these calls and renders their answers; one owner (the VM
-/// manager) holds all state. Errors the caller can fix are `APIError`s.
+/// manager) holds all state. Its errors are the system's (`DomainError`:
+/// a kind and a message); the API answers each with its kind's status.
 public protocol PanelBackend: Sendable {
     func host() async -> HostInfo
     func listVMs() async -> [VMStatus]

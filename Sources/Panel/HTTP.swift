@@ -54,7 +54,9 @@ public struct HTTPResponse: Sendable {
         json(.object(["error": .string(message)]), status: status, headers: headers)
     }
 
-    public static func error(_ e: APIError) -> HTTPResponse { error(e.status, e.message) }
+    /// A domain error as the API answers it: `{"error": message}` with
+    /// the status of its kind.
+    public static func error(_ e: any DomainError) -> HTTPResponse { error(e.kind.status, e.description) }
 
     public static func text(_ s: String, status: Int = 200, contentType: String = "text/plain; charset=utf-8") -> HTTPResponse {
         HTTPResponse(status: status, headers: [("Content-Type", contentType)], body: .bytes(Array(s.utf8)))
@@ -70,6 +72,23 @@ public struct HTTPResponse: Sendable {
     public var bodyBytes: [UInt8] {
         if case .bytes(let b) = body { return b }
         return []
+    }
+}
+
+extension ErrorKind {
+    /// The HTTP status each kind of error is answered with: the one place
+    /// where the system's errors meet HTTP.
+    public var status: Int {
+        switch self {
+        case .badRequest: 400
+        case .notFound: 404
+        case .conflict: 409
+        case .tooLarge: 413
+        case .invalid: 422
+        case .failed: 500
+        case .unavailable: 503
+        case .noSpace: 507
+        }
     }
 }
 

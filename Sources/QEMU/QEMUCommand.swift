@@ -124,15 +124,16 @@ public enum QEMUCommand {
         "cbt" + String(fnv1a(name) & 0xffff_ffff, radix: 16).leftPadded(to: 8)
     }
 
+    /// The command line of a valid spec (`VMSpec.problems()` is empty; the
+    /// first problem is thrown otherwise, so no name or value that breaks a
+    /// rule reaches an option).
     public static func argv(spec given: VMSpec, host: HostFacts, paths: VMPaths, images: ImageResolver) throws(QEMUError) -> [String] {
         var spec = given
         spec.assignDiskIDs()
-        if let problem = Names.checkVM(spec.name) { throw .invalid(problem) }
+        if let problem = spec.problems().first { throw .invalid(problem.message) }
         guard spec.name == paths.name else { throw .invalid("paths are for '\(paths.name)', not '\(spec.name)'") }
         try checkPath(paths.stateDir)
         try checkPath(images.directory)
-        guard (16...1_048_576).contains(spec.memory) else { throw .invalid("memory must be between 16 MiB and 1 TiB") }
-        guard (1...256).contains(spec.cpus) else { throw .invalid("cpus must be between 1 and 256") }
 
         let (accelName, _) = try accel(for: spec, host: host)
         var a: [String] = [binary]
@@ -176,12 +177,7 @@ public enum QEMUCommand {
         if let kernel = spec.kernel {
             a += ["-kernel", try images.path(kernel)]
             if let initrd = spec.initrd { a += ["-initrd", try images.path(initrd)] }
-            if let append = spec.append {
-                if let problem = Names.checkAppend(append) { throw .invalid(problem) }
-                a += ["-append", append]
-            }
-        } else if spec.initrd != nil || spec.append != nil {
-            throw .invalid("initrd and append need kernel")
+            if let append = spec.append { a += ["-append", append] }
         }
 
         // input: absolute pointer for VNC
@@ -197,8 +193,6 @@ public enum QEMUCommand {
         var bootIndex = cdFirst && cdBoots ? 2 : 1
         for disk in spec.disks {
             let id = disk.id ?? ""
-            if let problem = Names.checkDiskID(id) { throw .invalid(problem) }
-            if let n = disk.image { _ = try images.path(n) }
             a += ["-drive", "if=none,id=disk-\(id),format=qcow2,file=\(escape(paths.disk(id))),discard=unmap"]
             a += ["-device", "virtio-blk-pci,drive=disk-\(id),id=virtio-disk-\(id)" + (disksBoot ? ",bootindex=\(bootIndex)" : "")]
             if disksBoot { bootIndex += 1 }

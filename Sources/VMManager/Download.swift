@@ -52,8 +52,8 @@ enum Download {
 
     enum Outcome { case body(Int64), redirect(String) }
 
-    static func failure(_ url: String, _ why: String) -> APIError {
-        APIError.unprocessable("\(Names.clip(url)): \(why)")
+    static func failure(_ url: String, _ why: String) -> ImageError {
+        .invalid("\(Names.clip(url)): \(why)")
     }
 
     /// Where a `Location` points: an absolute http(s) URL, or a path on the
@@ -71,15 +71,15 @@ enum Download {
     static func fetchOnce(_ url: String, into out: Int32, limits: Limits, caFile: String?) throws -> Outcome {
         let https = url.hasPrefix("https://")
         guard https || url.hasPrefix("http://") else {
-            throw APIError.unprocessable("url '\(Names.clip(url))': only http:// and https:// are supported (use file: for local images)")
+            throw ImageError.invalid("url '\(Names.clip(url))': only http:// and https:// are supported (use file: for local images)")
         }
         let rest = url.dropFirst(https ? 8 : 7)
         let hostPort = rest.prefix { $0 != "/" }
         let path = rest.dropFirst(hostPort.count)
         guard let hp = HostPort.parse(String(hostPort)) ?? HostPort.parse(String(hostPort) + (https ? ":443" : ":80")) else {
-            throw APIError.unprocessable("url '\(Names.clip(url))' has no valid host")
+            throw ImageError.invalid("url '\(Names.clip(url))' has no valid host")
         }
-        guard path.allSatisfy({ $0.isASCII && $0 > " " }) else { throw APIError.unprocessable("url '\(Names.clip(url))' has an invalid path") }
+        guard path.allSatisfy({ $0.isASCII && $0 > " " }) else { throw ImageError.invalid("url '\(Names.clip(url))' has an invalid path") }
         let conn = Connection(url: url, limits: limits)
         conn.fd = try connect(hp.host, hp.port, timeout: conn.nextTimeout())
         defer { conn.close() }
@@ -113,7 +113,7 @@ enum Download {
         let announced = header("content-length").flatMap { Int64($0) }
         func emit(_ bytes: ArraySlice<UInt8>) throws {
             total += Int64(bytes.count)
-            guard total <= limits.size else { throw APIError(413, "\(Names.clip(url)): larger than \(Sizes.human(limits.size))") }
+            guard total <= limits.size else { throw ImageError.tooLarge("\(Names.clip(url)): larger than \(Sizes.human(limits.size))") }
             try Files.writeAll(out, bytes, what: "write image")
             // the disk writes back while the network delivers: the final
             // fsync has little left to wait for
@@ -142,7 +142,7 @@ enum Download {
                 let size = try chunkSize(conn, url: url)
                 if size == 0 { break }
                 guard size <= limits.size - total else {
-                    throw APIError(413, "\(Names.clip(url)): a chunk of \(size) bytes makes it larger than \(Sizes.human(limits.size))")
+                    throw ImageError.tooLarge("\(Names.clip(url)): a chunk of \(size) bytes makes it larger than \(Sizes.human(limits.size))")
                 }
                 try copy(size, what: "a chunk ended early")
                 while conn.pending.count < 2 {
@@ -153,7 +153,7 @@ enum Download {
             }
         } else if let lenText = header("content-length") {
             guard let len = Int64(lenText), len >= 0 else { throw failure(url, "bad Content-Length '\(Names.clip(lenText))'") }
-            guard len <= limits.size else { throw APIError(413, "\(Names.clip(url)): larger than \(Sizes.human(limits.size))") }
+            guard len <= limits.size else { throw ImageError.tooLarge("\(Names.clip(url)): larger than \(Sizes.human(limits.size))") }
             try copy(len, what: "\(len) bytes announced")
         } else {
             repeat {
@@ -212,7 +212,7 @@ enum Download {
         }
 
         /// Why a read or write returned nothing in time.
-        func timedOut() -> APIError {
+        func timedOut() -> ImageError {
             if now() >= limits.deadline { return Download.failure(url, "not done within the download's deadline") }
             return Download.failure(url, "the server sent nothing for \(Int(limits.readTimeout)) s")
         }
@@ -285,7 +285,7 @@ enum Download {
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var res: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(host, String(port), &hints, &res) == 0, let first = res else {
-            throw APIError.unprocessable("cannot resolve \(host)")
+            throw ImageError.invalid("cannot resolve \(host)")
         }
         defer { freeaddrinfo(res) }
         var ai: UnsafeMutablePointer<addrinfo>? = first
@@ -300,7 +300,7 @@ enum Download {
             }
             ai = a.pointee.ai_next
         }
-        throw APIError.unprocessable("cannot connect to \(host):\(port)")
+        throw ImageError.invalid("cannot connect to \(host):\(port)")
     }
 }
 

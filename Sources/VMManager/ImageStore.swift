@@ -121,7 +121,7 @@ struct ImageStore: Sendable {
             let h = try sha256File(tmp)
             if let expected, expected != h {
                 Files.remove(tmp)
-                throw APIError.unprocessable("image '\(name)': sha256 mismatch (expected \(expected), got \(h))")
+                throw ImageError.invalid("image '\(name)': sha256 mismatch (expected \(expected), got \(h))")
             }
             try install(temp: tmp, as: name, sha256: h)
             return h
@@ -158,9 +158,9 @@ public final class ImageUploadSession: Sendable {
 
     public func write(_ chunk: UnsafeRawBufferPointer) throws {
         try state.withLock { s in
-            guard !s.done else { throw APIError.conflict("upload of '\(name)' already ended") }
+            guard !s.done else { throw ImageError.conflict("upload of '\(name)' already ended") }
             guard s.written + Int64(chunk.count) <= maxSize else {
-                throw APIError(413, "image '\(name)' is larger than \(Sizes.human(maxSize))")
+                throw ImageError.tooLarge("image '\(name)' is larger than \(Sizes.human(maxSize))")
             }
             var off = 0
             while off < chunk.count {
@@ -173,7 +173,7 @@ public final class ImageUploadSession: Sendable {
 
     public func finish() async throws -> ImageInfo {
         let (fd, written) = try state.withLock { s -> (Int32, Int64) in
-            guard !s.done else { throw APIError.conflict("upload of '\(name)' already ended") }
+            guard !s.done else { throw ImageError.conflict("upload of '\(name)' already ended") }
             s.done = true
             return (s.fd, s.written)
         }
@@ -181,7 +181,7 @@ public final class ImageUploadSession: Sendable {
         if let expectedSize, expectedSize != written {
             unlink(temp)
             _ = try? await complete(nil, written)
-            throw APIError.badRequest("upload of '\(name)' ended after \(written) of \(expectedSize) bytes")
+            throw ImageError.badRequest("upload of '\(name)' ended after \(written) of \(expectedSize) bytes")
         }
         do {
             try syscall("fsync \(temp)") { fsync(fd) }

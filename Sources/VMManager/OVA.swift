@@ -55,7 +55,7 @@ struct OVFDescriptor: Equatable {
         return out
     }
 
-    static func parse(_ xml: String) throws(APIError) -> OVFDescriptor {
+    static func parse(_ xml: String) throws(VMError) -> OVFDescriptor {
         var d = OVFDescriptor()
         let files = Dictionary(tags("File", in: xml).compactMap { a in a["id"].flatMap { id in a["href"].map { (id, $0) } } },
                                uniquingKeysWith: { first, _ in first })
@@ -63,7 +63,7 @@ struct OVFDescriptor: Equatable {
             guard let ref = disk["fileRef"], let href = files[ref] else { continue }
             d.diskFiles.append(href)
         }
-        guard !d.diskFiles.isEmpty else { throw .unprocessable("the OVF describes no disk with a file") }
+        guard !d.diskFiles.isEmpty else { throw .invalid("the OVF describes no disk with a file") }
         d.name = texts("Name", in: xml).first
         // <Item>s: ResourceType 3 = CPUs, 4 = memory (VirtualQuantity, MB unless AllocationUnits says otherwise)
         var rest = Substring(xml)

@@ -117,7 +117,7 @@ public actor VMManager {
             do {
                 let spec = try VMSpec.decode(json: Files.read(path), file: path)
                 try spec.validate()
-                guard "\(spec.name).json" == f else { throw APIError.unprocessable("name does not match the file name") }
+                guard "\(spec.name).json" == f else { throw VMError.invalid("name does not match the file name") }
                 specs[spec.name] = spec
             } catch {
                 Log.warning("ignoring VM definition \(path): \(error)")
@@ -215,7 +215,7 @@ public actor VMManager {
         var failures: [String] = []
         for src in sources {
             do {
-                if let p = Names.checkImage(src.name) { throw APIError.unprocessable(p) }
+                if let p = Names.checkImage(src.name) { throw ImageError.invalid(p) }
                 let store = self.store
                 if src.file == nil, let url = src.url {
                     defer { downloading.remove(src.name) }
@@ -223,7 +223,7 @@ public actor VMManager {
                     if store.exists(src.name), let want = src.sha256, (try? await blocking { try store.hash(src.name) }) == want { continue }
                     if store.exists(src.name), src.sha256 == nil { importFailures[src.name] = nil; continue }
                     if !referencingVMs(src.name).filter({ runtimes[$0] != nil }).isEmpty {
-                        throw APIError.conflict("image '\(src.name)' is in use by a running VM; not replaced")
+                        throw ImageError.conflict("image '\(src.name)' is in use by a running VM; not replaced")
                     }
                     let limits = Download.Limits(size: options.maxImageSize, deadline: now() + options.downloadTimeout,
                                                  readTimeout: options.downloadReadTimeout)
@@ -233,26 +233,28 @@ public actor VMManager {
                     do {
                         _ = try await blocking { try store.download(url, as: src.name, sha256: want, limits: limits, caFile: trust) }
                     } catch ImageStore.DownloadError.fetch(let error) {
-                        throw APIError((error as? APIError)?.status ?? 422, "image '\(src.name)': download failed: \(error)")
+                        let m = "image '\(src.name)': download failed: \(error)"
+                        if case .tooLarge? = error as? ImageError { throw ImageError.tooLarge(m) }
+                        throw ImageError.invalid(m)
                     } catch ImageStore.DownloadError.sha256Mismatch(let h) {
-                        throw APIError.unprocessable("image '\(src.name)': sha256 of \(url) is \(h), expected \(want ?? "")")
+                        throw ImageError.invalid("image '\(src.name)': sha256 of \(url) is \(h), expected \(want ?? "")")
                     }
                     Log.info("downloaded image \(src.name) from \(url)")
                     importFailures[src.name] = nil
                     continue
                 }
-                guard let file = src.file else { throw APIError.unprocessable("image '\(src.name)' needs file or url") }
+                guard let file = src.file else { throw ImageError.invalid("image '\(src.name)' needs file or url") }
                 let path = file.hasPrefix("/") ? file : "\(baseDirectory)/\(file)"
-                guard Files.exists(path) else { throw APIError.notFound("image '\(src.name)': \(path) does not exist") }
+                guard Files.exists(path) else { throw ImageError.sourceMissing(name: src.name, path: path) }
                 let sourceHash = try await blocking { try sha256File(path) }
                 if let expected = src.sha256, expected != sourceHash {
-                    throw APIError.unprocessable("image '\(src.name)': sha256 of \(path) is \(sourceHash), expected \(expected)")
+                    throw ImageError.invalid("image '\(src.name)': sha256 of \(path) is \(sourceHash), expected \(expected)")
                 }
                 if store.exists(src.name), (try? await blocking { try store.hash(src.name) }) == sourceHash {
                     continue
                 }
                 if !referencingVMs(src.name).filter({ runtimes[$0] != nil }).isEmpty {
-                    throw APIError.conflict("image '\(src.name)' changed but is in use by a running VM; not replaced")
+                    throw ImageError.conflict("image '\(src.name)' changed but is in use by a running VM; not replaced")
                 }
                 _ = try await blocking { try store.importFile(path, as: src.name, sha256: sourceHash) }
                 Log.info("imported image \(src.name) from \(path)")
@@ -315,8 +317,8 @@ public actor VMManager {
         specs.keys.sorted().map { status($0)! }
     }
 
-    public func vm(_ name: String) throws(APIError) -> VMStatus {
-        guard let s = status(name) else { throw .notFound("no VM named '\(Names.clip(name))'") }
+    public func vm(_ name: String) throws(VMError) -> VMStatus {
+        guard let s = status(name) else { throw .notFound(name: name) }
         return s
     }
 
@@ -324,11 +326,11 @@ public actor VMManager {
     /// the first missing one); `requireImages: false` is for the config
     /// file's VMs, whose images may have failed to import: the VM is defined
     /// and its status says which image is missing.
-    public func create(_ spec: VMSpec, requireImages: Bool = true) throws(APIError) -> VMStatus {
+    public func create(_ spec: VMSpec, requireImages: Bool = true) throws(VMError) -> VMStatus {
         var spec = spec
         spec.assignDiskIDs()
         try spec.validate()
-        guard specs[spec.name] == nil else { throw .conflict("VM '\(spec.name)' already exists") }
+        guard specs[spec.name] == nil else { throw .exists(name: spec.name) }
         try checkSocketPaths(spec.name)
         try checkForwards(spec)
         if requireImages { try checkImages(spec) }
@@ -338,8 +340,8 @@ public actor VMManager {
         return status(spec.name)!
     }
 
-    public func update(_ name: String, _ spec: VMSpec, requireImages: Bool = true) throws(APIError) -> VMStatus {
-        guard let old = specs[name] else { throw .notFound("no VM named '\(Names.clip(name))'") }
+    public func update(_ name: String, _ spec: VMSpec, requireImages: Bool = true) throws(VMError) -> VMStatus {
+        guard let old = specs[name] else { throw .notFound(name: name) }
         let spec = try replacement(for: old, spec)
         guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict("VM '\(name)' is running; stop it first") }
         try checkForwards(spec)
@@ -356,9 +358,9 @@ public actor VMManager {
     /// the medium; added or removed disks and the rest apply at the next
     /// start. A shrink is refused either way.
     public func edit(_ name: String, _ spec: VMSpec) async throws -> VMStatus {
-        guard let old = specs[name] else { throw APIError.notFound("no VM named '\(Names.clip(name))'") }
+        guard let old = specs[name] else { throw VMError.notFound(name: name) }
         guard let rt = runtimes[name] else { return try update(name, spec) }
-        guard rt.state != .starting, !busy.contains(name), let qmp = rt.qmp else { throw APIError.conflict("VM '\(name)' is busy; try again") }
+        guard rt.state != .starting, !busy.contains(name), let qmp = rt.qmp else { throw VMError.conflict("VM '\(name)' is busy; try again") }
         let new = try replacement(for: old, spec)
         try checkForwards(new)
         try checkImages(new)
@@ -371,7 +373,7 @@ public actor VMManager {
             do {
                 _ = try await qmp.execute("block_resize", arguments: .object(["device": .string("disk-\(id)"), "size": .int64(size)]))
             } catch {
-                throw APIError(409, "VM '\(name)': disk '\(id)' cannot grow now: \(error)")
+                throw VMError.conflict("VM '\(name)': disk '\(id)' cannot grow now: \(error)")
             }
             live.disks[i].size = size
             Log.info("VM \(name): disk \(id) grown live to \(Sizes.format(size))")
@@ -384,7 +386,7 @@ public actor VMManager {
         specs[name] = new
         runtimes[name]?.live = live
         if new.forwards != old.forwards { await refreshForwards() }
-        var st = status(name)!
+        var st = try vm(name)
         if live.disks != new.disks || live.cloudInit != new.cloudInit || live.forwards != new.forwards
             || live.memory != new.memory || live.cpus != new.cpus || live.firmware != new.firmware || live.network != new.network {
             st.message = "saved; some changes apply at the next start"
@@ -395,20 +397,20 @@ public actor VMManager {
     /// `POST /api/v1/vms/{name}/cdrom`: inserts a store image (nil ejects),
     /// now when the VM runs, and keeps it in the definition.
     public func setCDROM(_ name: String, _ image: String?) async throws -> VMStatus {
-        guard var spec = specs[name] else { throw APIError.notFound("no VM named '\(Names.clip(name))'") }
+        guard var spec = specs[name] else { throw VMError.notFound(name: name) }
         if let image {
-            if let e = Names.checkImage(image) { throw APIError.unprocessable(e) }
-            guard store.exists(image) else { throw APIError.unprocessable("image '\(image)' is not in the image store") }
+            if let e = Names.checkImage(image) { throw VMError.invalid(e) }
+            guard store.exists(image) else { throw VMError.invalid("image '\(image)' is not in the image store") }
         }
         if let rt = runtimes[name] {
-            guard let qmp = rt.qmp, rt.state != .starting else { throw APIError.conflict("VM '\(name)' is busy; try again") }
+            guard let qmp = rt.qmp, rt.state != .starting else { throw VMError.conflict("VM '\(name)' is busy; try again") }
             try await changeMedium(name, qmp, image)
             runtimes[name]?.live?.cdrom = image
         }
         spec.cdrom = image
         try save(spec)
         specs[name] = spec
-        return status(name)!
+        return try vm(name)
     }
 
     private func changeMedium(_ name: String, _ qmp: QMPClient, _ image: String?) async throws {
@@ -423,33 +425,33 @@ public actor VMManager {
                 Log.info("VM \(name): CD ejected")
             }
         } catch {
-            throw APIError(409, "VM '\(name)': the CD cannot change now: \(error)")
+            throw VMError.conflict("VM '\(name)': the CD cannot change now: \(error)")
         }
     }
 
     /// `spec` as the new definition of `old`: its disks' ids given, valid,
     /// not renamed, no disk shrunk (a disk keeps its id for life; it can
     /// grow, never shrink).
-    private func replacement(for old: VMSpec, _ spec: VMSpec) throws(APIError) -> VMSpec {
+    private func replacement(for old: VMSpec, _ spec: VMSpec) throws(VMError) -> VMSpec {
         var new = spec
         new.assignDiskIDs()
         try checkShrink(old: old, new: new)
-        guard new.name == old.name else { throw .unprocessable("the body's name '\(Names.clip(new.name))' differs from '\(old.name)'; VMs cannot be renamed") }
+        guard new.name == old.name else { throw .invalid("the body's name '\(Names.clip(new.name))' differs from '\(old.name)'; VMs cannot be renamed") }
         try new.validate()
         return new
     }
 
-    private func checkShrink(old: VMSpec, new: VMSpec) throws(APIError) {
+    private func checkShrink(old: VMSpec, new: VMSpec) throws(VMError) {
         for d in new.disks {
             guard let id = d.id, let before = old.disks.first(where: { $0.id == id }), let was = before.size else { continue }
             if let now = d.size, now < was {
-                throw .unprocessable("disk '\(id)' cannot shrink from \(Sizes.format(was)) to \(Sizes.format(now)) (its data would be lost)")
+                throw .invalid("disk '\(id)' cannot shrink from \(Sizes.format(was)) to \(Sizes.format(now)) (its data would be lost)")
             }
         }
     }
 
-    public func delete(_ name: String) throws(APIError) {
-        guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }
+    public func delete(_ name: String) throws(VMError) {
+        guard specs[name] != nil else { throw .notFound(name: name) }
         guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict("VM '\(name)' is running; stop it first") }
         let p = paths(name)
         Files.remove(p.definition)
@@ -462,7 +464,7 @@ public actor VMManager {
     }
 
     /// 409 when a host port `spec` forwards is the panel's or another VM's.
-    private func checkForwards(_ spec: VMSpec) throws(APIError) {
+    private func checkForwards(_ spec: VMSpec) throws(VMError) {
         for f in spec.forwards {
             let key = "\(f.proto.rawValue)/\(f.host)"
             if let owner = options.reservedPorts[key] {
@@ -475,8 +477,8 @@ public actor VMManager {
     }
 
     /// 422 naming the first image of `spec` that is not in the store.
-    private func checkImages(_ spec: VMSpec) throws(APIError) {
-        if let m = missingImagesMessage(spec) { throw .unprocessable(m) }
+    private func checkImages(_ spec: VMSpec) throws(VMError) {
+        if let m = missingImagesMessage(spec) { throw .invalid(m) }
     }
 
     /// "needs image 'x', which is not in the image store" (with why, when a
@@ -495,28 +497,28 @@ public actor VMManager {
         return m
     }
 
-    private func save(_ spec: VMSpec) throws(APIError) {
+    private func save(_ spec: VMSpec) throws(VMError) {
         do {
             try Files.writeAtomically(paths(spec.name).definition, spec.json.serialized(pretty: true) + "\n")
         } catch {
-            throw APIError(507, "cannot save VM '\(spec.name)': \(error)")
+            throw .cannotSave(name: spec.name, reason: "\(error)")
         }
     }
 
-    private func checkSocketPaths(_ name: String) throws(APIError) {
+    private func checkSocketPaths(_ name: String) throws(VMError) {
         // sun_path holds 107 bytes
         guard paths(name).qmpSocket.utf8.count < 108 else {
-            throw .unprocessable("VM name '\(name)' is too long for a socket path under \(stateDir)")
+            throw .invalid("VM name '\(name)' is too long for a socket path under \(stateDir)")
         }
     }
 
     // MARK: - lifecycle
 
     public func perform(_ action: VMAction, on name: String) async throws -> VMStatus {
-        guard specs[name] != nil else { throw APIError.notFound("no VM named '\(Names.clip(name))'") }
+        guard specs[name] != nil else { throw VMError.notFound(name: name) }
         // a start in progress finishes (or fails and cleans up) first
         if action != .start, busy.contains(name) {
-            throw APIError.conflict("VM '\(name)' is starting; try again once it runs")
+            throw VMError.conflict("VM '\(name)' is starting; try again once it runs")
         }
         switch action {
         case .start: return try await start(name)
@@ -532,22 +534,22 @@ public actor VMManager {
             try await command(name, "cont", needs: [.paused])
         }
         await refreshState(name)
-        return status(name)!
+        return try vm(name)
     }
 
     public func start(_ name: String) async throws -> VMStatus {
-        guard let spec = specs[name] else { throw APIError.notFound("no VM named '\(Names.clip(name))'") }
-        if runtimes[name] != nil { throw APIError.conflict("VM '\(name)' is already running") }
-        guard !busy.contains(name) else { throw APIError.conflict("VM '\(name)' is busy") }
+        guard let spec = specs[name] else { throw VMError.notFound(name: name) }
+        if runtimes[name] != nil { throw VMError.conflict("VM '\(name)' is already running") }
+        guard !busy.contains(name) else { throw VMError.conflict("VM '\(name)' is busy") }
         busy.insert(name)
         defer { busy.remove(name) }
         crashes[name] = nil
 
-        if let m = missingImagesMessage(spec) { throw APIError.unprocessable("VM '\(name)' \(m)") }
+        if let m = missingImagesMessage(spec) { throw VMError.invalid("VM '\(name)' \(m)") }
         var host = await facts()
         if spec.network == .bridge, host.physicalBridge == nil || !Files.exists("/sys/class/net/\(host.physicalBridge!)/bridge") {
             guard options.createBridge else {
-                throw APIError(503, "network: bridge needs the host bridge \(HostBridge.name), which does not exist here")
+                throw VMError.unavailable("network: bridge needs the host bridge \(HostBridge.name), which does not exist here")
             }
             do {
                 // one setup at a time: VMs starting together share it
@@ -563,7 +565,7 @@ public actor VMManager {
                 host.physicalBridge = try await setup.value
                 hostFacts?.physicalBridge = host.physicalBridge
             } catch {
-                throw APIError(503, "VM '\(name)': network: bridge: cannot set up \(HostBridge.name): \(error)")
+                throw VMError.unavailable("VM '\(name)': network: bridge: cannot set up \(HostBridge.name): \(error)")
             }
         }
         let p = paths(name)
@@ -571,15 +573,15 @@ public actor VMManager {
         do {
             argv = try QEMUCommand.argv(spec: spec, host: host, paths: p, images: ImageResolver(directory: store.directory))
         } catch {
-            throw APIError.unprocessable(error.description)
+            throw VMError.invalid(error.description)
         }
         let accel = (try? QEMUCommand.accel(for: spec, host: host))?.name ?? "tcg"
         // In the PE, QEMU is in the payload PID 1 may still be mounting.
         if let why = try await blocking({ Payload.waitUsable() }) {
-            throw APIError(503, "VM '\(name)': the hypervisor is not available: \(why)")
+            throw VMError.unavailable("VM '\(name)': the hypervisor is not available: \(why)")
         }
         guard let qemu = Launcher.which(options.qemuBinary) else {
-            throw APIError(503, "\(options.qemuBinary) is not installed")
+            throw VMError.unavailable("\(options.qemuBinary) is not installed")
         }
         argv[0] = qemu
 
@@ -608,10 +610,10 @@ public actor VMManager {
             }
             guard status == 0 else {
                 let why = (Files.readTrimmed(p.qemuLog) ?? "").trimmedLines(3)
-                throw APIError(500, "QEMU failed to start VM '\(name)' (exit \(status)): \(why)")
+                throw VMError.startFailed("QEMU failed to start VM '\(name)' (exit \(status)): \(why)")
             }
             guard let pidText = Files.readTrimmed(p.pidFile), let pid = Int32(pidText), processAlive(pid) else {
-                throw APIError(500, "QEMU for VM '\(name)' exited right after starting: \((Files.readTrimmed(p.qemuLog) ?? "").trimmedLines(3))")
+                throw VMError.startFailed("QEMU for VM '\(name)' exited right after starting: \((Files.readTrimmed(p.qemuLog) ?? "").trimmedLines(3))")
             }
             runtimes[name]?.pid = pid
             let qmp = try await connectQMP(name, generation: gen, timeout: 10)
@@ -696,7 +698,7 @@ public actor VMManager {
 
     /// Hard power-off: QMP `quit`, then SIGKILL if QEMU lingers.
     public func stop(_ name: String) async throws -> VMStatus {
-        guard var rt = runtimes[name] else { throw APIError.conflict("VM '\(name)' is not running") }
+        guard var rt = runtimes[name] else { throw VMError.notRunning(name: name) }
         rt.cleanExit = true
         runtimes[name] = rt
         if let qmp = rt.qmp { _ = try? await qmp.execute("quit", timeout: 3) }
@@ -705,7 +707,7 @@ public actor VMManager {
             _ = await waitForExit(rt.pid, timeout: 5)
         }
         processExited(name, generation: rt.generation)
-        return status(name)!
+        return try vm(name)
     }
 
     /// A clean reboot: the guest agent's `guest-shutdown` (mode reboot)
@@ -713,7 +715,7 @@ public actor VMManager {
     /// a reboot request. (`reset` is the hard one.)
     private func reboot(_ name: String) async throws {
         guard let rt = runtimes[name], let qmp = rt.qmp, rt.state == .running else {
-            throw APIError.conflict("VM '\(name)' is not running")
+            throw VMError.notRunning(name: name)
         }
         if let spec = specs[name], spec.agent {
             let socket = paths(name).agentSocket
@@ -733,7 +735,7 @@ public actor VMManager {
 
     /// ACPI power button; powers off after `shutdownTimeout` if the guest ignores it.
     public func shutdown(_ name: String) async throws -> VMStatus {
-        guard let rt = runtimes[name], let qmp = rt.qmp else { throw APIError.conflict("VM '\(name)' is not running") }
+        guard let rt = runtimes[name], let qmp = rt.qmp else { throw VMError.notRunning(name: name) }
         runtimes[name]?.cleanExit = true
         try await qmp.execute("system_powerdown", timeout: 5)
         let timeout = options.shutdownTimeout, gen = rt.generation, pid = rt.pid
@@ -754,16 +756,16 @@ public actor VMManager {
                 _ = try? await self.stop(name)
             }
         }
-        return status(name)!
+        return try vm(name)
     }
 
     private func command(_ name: String, _ cmd: String, needs: Set<VMState>) async throws {
-        guard let rt = runtimes[name], let qmp = rt.qmp else { throw APIError.conflict("VM '\(name)' is not running") }
-        guard needs.contains(rt.state) else { throw APIError.conflict("VM '\(name)' is \(rt.state.rawValue)") }
+        guard let rt = runtimes[name], let qmp = rt.qmp else { throw VMError.notRunning(name: name) }
+        guard needs.contains(rt.state) else { throw VMError.conflict("VM '\(name)' is \(rt.state.rawValue)") }
         do {
             try await qmp.execute(cmd, timeout: 10)
         } catch let e as QMPError {
-            throw APIError.conflict("VM '\(name)': \(e.desc)")
+            throw VMError.conflict("VM '\(name)': \(e.desc)")
         }
     }
 
@@ -788,29 +790,29 @@ public actor VMManager {
         }
     }
 
-    public func serialLogPath(_ name: String) throws(APIError) -> String {
-        guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }
+    public func serialLogPath(_ name: String) throws(VMError) -> String {
+        guard specs[name] != nil else { throw .notFound(name: name) }
         return paths(name).serialLog
     }
 
-    public func serialSocketPath(_ name: String) throws(APIError) -> String {
-        guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }
-        guard runtimes[name]?.qmp != nil else { throw .conflict("VM '\(name)' is not running") }
+    public func serialSocketPath(_ name: String) throws(VMError) -> String {
+        guard specs[name] != nil else { throw .notFound(name: name) }
+        guard runtimes[name]?.qmp != nil else { throw .notRunning(name: name) }
         return paths(name).serialSocket
     }
 
-    public func vncSocketPath(_ name: String) throws(APIError) -> String {
-        guard specs[name] != nil else { throw .notFound("no VM named '\(Names.clip(name))'") }
-        guard runtimes[name]?.qmp != nil else { throw .conflict("VM '\(name)' is not running") }
+    public func vncSocketPath(_ name: String) throws(VMError) -> String {
+        guard specs[name] != nil else { throw .notFound(name: name) }
+        guard runtimes[name]?.qmp != nil else { throw .notRunning(name: name) }
         return paths(name).vncSocket
     }
 
     /// The display as PNG (QMP `screendump` with `format: png`), or as PPM
     /// with `format: "ppm"`.
     public func screenshot(_ name: String, format: String = "png") async throws -> [UInt8] {
-        guard format == "png" || format == "ppm" else { throw APIError.badRequest("format must be png or ppm") }
-        guard specs[name] != nil else { throw APIError.notFound("no VM named '\(Names.clip(name))'") }
-        guard let qmp = runtimes[name]?.qmp else { throw APIError.conflict("VM '\(name)' is not running") }
+        guard format == "png" || format == "ppm" else { throw VMError.badRequest("format must be png or ppm") }
+        guard specs[name] != nil else { throw VMError.notFound(name: name) }
+        guard let qmp = runtimes[name]?.qmp else { throw VMError.notRunning(name: name) }
         let file = "\(paths(name).runDir)/screen-\(nextGeneration()).\(format)"
         defer { Files.remove(file) }
         try await qmp.execute("screendump", arguments: .object(["filename": .string(file), "format": .string(format)]), timeout: 10)
@@ -824,14 +826,14 @@ public actor VMManager {
     /// `POST /api/v1/images/{name}/import`: downloads `url` into the store
     /// as `name` in the background (redirects followed, sha256 checked,
     /// streamed to disk) and answers at once with the task that reports it.
-    public func startImport(_ name: String, url: String, sha256: String?) throws(APIError) -> TaskInfo {
-        if let e = Names.checkImage(name) { throw .unprocessable(e) }
+    public func startImport(_ name: String, url: String, sha256: String?) throws(ImageError) -> TaskInfo {
+        if let e = Names.checkImage(name) { throw .invalid(e) }
         guard url.hasPrefix("http://") || url.hasPrefix("https://"), url.utf8.count <= 2048,
               url.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
-            throw .unprocessable("url must be an http:// or https:// URL")
+            throw .invalid("url must be an http:// or https:// URL")
         }
         if let h = sha256, h.utf8.count != 64 || !h.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) {
-            throw .unprocessable("sha256 must be 64 lower-case hex digits")
+            throw .invalid("sha256 must be 64 lower-case hex digits")
         }
         guard !downloading.contains(name), !importTasks.running(name) else { throw .conflict("image '\(name)' is being imported already") }
         if !referencingVMs(name).filter({ runtimes[$0] != nil }).isEmpty {
@@ -852,7 +854,7 @@ public actor VMManager {
                 } catch ImageStore.DownloadError.fetch(let error) {
                     throw error
                 } catch ImageStore.DownloadError.sha256Mismatch(let got) {
-                    throw APIError.unprocessable("sha256 of the download is \(got), expected \(sha256 ?? "")")
+                    throw ImageError.invalid("sha256 of the download is \(got), expected \(sha256 ?? "")")
                 }
                 let facts = try? await DiskImage.info(store.path(name))
                 tasks.update(task.id) {
@@ -875,32 +877,33 @@ public actor VMManager {
     /// (`NAME-disk0`, …), memory, CPUs and firmware from its OVF. Member
     /// names are checked before anything is extracted; a disk outside the
     /// archive is refused.
-    public func startVMImport(image: String, name: String) throws(APIError) -> TaskInfo {
-        if let e = Names.checkImage(image) { throw .unprocessable(e) }
-        if let e = Names.checkVM(name) { throw .unprocessable(e) }
-        guard store.exists(image) else { throw .unprocessable("image '\(image)' is not in the image store") }
-        guard specs[name] == nil else { throw .conflict("VM '\(name)' already exists") }
-        guard let tar = Launcher.which("tar") else { throw APIError(503, "tar is not installed") }
+    public func startVMImport(image: String, name: String) throws(VMError) -> TaskInfo {
+        if let e = Names.checkImage(image) { throw .invalid(e) }
+        if let e = Names.checkVM(name) { throw .invalid(e) }
+        guard store.exists(image) else { throw .invalid("image '\(image)' is not in the image store") }
+        guard specs[name] == nil else { throw .exists(name: name) }
+        guard let tar = Launcher.which("tar") else { throw .unavailable("tar is not installed") }
         let ova = store.path(image)
         let list = (try? Launcher(tar, ["-tf", ova]).run(mergeError: false)) ?? (status: 1, output: "")
-        guard list.status == 0 else { throw .unprocessable("image '\(image)' is not an OVA (a tar archive)") }
+        guard list.status == 0 else { throw .invalid("image '\(image)' is not an OVA (a tar archive)") }
         let members = list.output.split(separator: "\n").map(String.init)
         if let bad = members.first(where: { !OVFDescriptor.safeMember($0) }) {
-            throw .unprocessable("the OVA holds a file outside itself ('\(Names.clip(bad))'); refused")
+            throw .invalid("the OVA holds a file outside itself ('\(Names.clip(bad))'); refused")
         }
         guard let ovfName = members.first(where: { $0.lowercased().hasSuffix(".ovf") }) else {
-            throw .unprocessable("the OVA holds no .ovf descriptor")
+            throw .invalid("the OVA holds no .ovf descriptor")
         }
         guard let xml = try? Launcher(tar, ["-xOf", ova, ovfName]).run(mergeError: false), xml.status == 0 else {
-            throw .unprocessable("cannot read \(ovfName) from the OVA")
+            throw .invalid("cannot read \(ovfName) from the OVA")
         }
         let ovf = try OVFDescriptor.parse(xml.output)
         for f in ovf.diskFiles where !members.contains(f) || !OVFDescriptor.safeMember(f) {
-            throw .unprocessable("the OVF's disk '\(Names.clip(f))' is not a file of the OVA; refused")
+            throw .invalid("the OVF's disk '\(Names.clip(f))' is not a file of the OVA; refused")
         }
         var spec = VMSpec(name: name)
-        spec.memory = max(16, min(ovf.memoryMiB ?? 1024, ConfigLoader.maxMemoryMiB))
-        spec.cpus = max(1, min(ovf.cpus ?? 1, ConfigLoader.maxCPUs))
+        // what the OVF asks, within the rules' bounds
+        spec.memory = min(max(ovf.memoryMiB ?? 1024, VMLimits.memoryMiB.lowerBound), VMLimits.memoryMiB.upperBound)
+        spec.cpus = min(max(ovf.cpus ?? 1, VMLimits.cpus.lowerBound), VMLimits.cpus.upperBound)
         spec.firmware = ovf.uefi ? .uefi : .bios
         spec.disks = ovf.diskFiles.indices.map { DiskSpec.image("\(name)-disk\($0)", id: "disk\($0)") }
         let task = importTasks.begin(image)
@@ -917,7 +920,7 @@ public actor VMManager {
                     // a member that is a link (to /etc/shadow, say) is refused, not read
                     var st = stat()
                     guard lstat("\(work)/\(file)", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else {
-                        throw APIError.unprocessable("the OVA's disk '\(Names.clip(file))' is not a plain file; refused")
+                        throw VMError.invalid("the OVA's disk '\(Names.clip(file))' is not a plain file; refused")
                     }
                     let (tmp, fd) = try store.createTemp(for: "\(name)-disk\(i)")
                     close(fd)
@@ -965,10 +968,10 @@ public actor VMManager {
     /// qemu-img's facts of store images, by name: (file version, facts).
     private var imageFacts: [String: (String, DiskImage.Info)] = [:]
 
-    public func beginImageUpload(_ name: String, expectedSize: Int64?) throws(APIError) -> ImageUploadSession {
+    public func beginImageUpload(_ name: String, expectedSize: Int64?) throws(ImageError) -> ImageUploadSession {
         if let p = Names.checkImage(name) { throw .badRequest(p) }
         if let s = expectedSize, s > options.maxImageSize {
-            throw APIError(413, "image '\(name)' is larger than \(Sizes.human(options.maxImageSize))")
+            throw .tooLarge("image '\(name)' is larger than \(Sizes.human(options.maxImageSize))")
         }
         guard !uploading.contains(name) else { throw .conflict("image '\(name)' is being uploaded already") }
         let users = referencingVMs(name)
@@ -976,22 +979,22 @@ public actor VMManager {
             throw .conflict("image '\(name)' is in use by \(users.joined(separator: ", ")); it cannot be replaced")
         }
         let tmp: (path: String, fd: Int32)
-        do { tmp = try store.createTemp(for: name) } catch { throw APIError(507, "cannot store image: \(error)") }
+        do { tmp = try store.createTemp(for: name) } catch { throw .noSpace("cannot store image: \(error)") }
         uploading.insert(name)
         return ImageUploadSession(name: name, temp: tmp.path, fd: tmp.fd, expectedSize: expectedSize, maxSize: options.maxImageSize) {
             [weak self] temp, _ in
-            guard let self else { throw APIError(503, "shutting down") }
+            guard let self else { throw ImageError.unavailable("shutting down") }
             return try await self.finishUpload(name, temp: temp)
         }
     }
 
     private func finishUpload(_ name: String, temp: String?) async throws -> ImageInfo {
         defer { uploading.remove(name) }
-        guard let temp else { throw APIError.badRequest("upload of '\(name)' aborted") }
+        guard let temp else { throw ImageError.badRequest("upload of '\(name)' aborted") }
         let users = referencingVMs(name)
         if store.exists(name), !users.isEmpty {
             Files.remove(temp)
-            throw APIError.conflict("image '\(name)' is in use by \(users.joined(separator: ", ")); it cannot be replaced")
+            throw ImageError.conflict("image '\(name)' is in use by \(users.joined(separator: ", ")); it cannot be replaced")
         }
         let store = self.store
         let h = try await blocking { try sha256File(temp) }
@@ -1001,9 +1004,9 @@ public actor VMManager {
         return info
     }
 
-    public func deleteImage(_ name: String) throws(APIError) {
+    public func deleteImage(_ name: String) throws(ImageError) {
         if let p = Names.checkImage(name) { throw .badRequest(p) }
-        guard store.exists(name) else { throw .notFound("no image named '\(name)'") }
+        guard store.exists(name) else { throw .notFound(name: name) }
         let users = referencingVMs(name)
         guard users.isEmpty else { throw .conflict("image '\(name)' is in use by \(users.joined(separator: ", "))") }
         store.remove(name)
@@ -1151,17 +1154,17 @@ public actor VMManager {
     func prepareDisks(_ spec: VMSpec, _ p: VMPaths, host: HostFacts) async throws {
         try Files.makeDirectories(p.diskDir)
         for d in spec.disks {
-            guard let id = d.id else { throw APIError.unprocessable("disk without an id") }
+            guard let id = d.id else { throw VMError.invalid("disk without an id") }
             let file = p.disk(id)
             if !Files.exists(file) {
                 if let n = d.image {
                     let backing = store.path(n)
                     let info = try await DiskImage.info(backing)
                     guard DiskImage.backingFormats.contains(info.format) else {
-                        throw APIError.unprocessable("image '\(n)' is \(info.format), which cannot back a disk (use \(DiskImage.backingFormats.joined(separator: ", ")))")
+                        throw VMError.invalid("image '\(n)' is \(info.format), which cannot back a disk (use \(DiskImage.backingFormats.joined(separator: ", ")))")
                     }
                     if let size = d.size, size < info.virtualSize {
-                        throw APIError.unprocessable("disk '\(id)': size \(Sizes.format(size)) is smaller than image '\(n)' (\(Sizes.format(info.virtualSize)))")
+                        throw VMError.invalid("disk '\(id)': size \(Sizes.format(size)) is smaller than image '\(n)' (\(Sizes.format(info.virtualSize)))")
                     }
                     var argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F", info.format, file]
                     if let size = d.size { argv.append(String(size)) }

@@ -31,17 +31,17 @@ actor FakeBackend: PanelBackend {
     }
     func listVMs() async -> [VMStatus] { vms.values.sorted { $0.spec.name < $1.spec.name } }
     func vm(_ name: String) async throws -> VMStatus {
-        guard let v = vms[name] else { throw APIError.notFound("no VM named '\(name)'") }
+        guard let v = vms[name] else { throw RequestError.notFound("no VM named '\(name)'") }
         return v
     }
     func createVM(_ spec: VMSpec) async throws -> VMStatus {
-        guard vms[spec.name] == nil else { throw APIError.conflict("a VM named '\(spec.name)' exists") }
+        guard vms[spec.name] == nil else { throw RequestError.conflict("a VM named '\(spec.name)' exists") }
         let s = VMStatus(spec: spec, state: .stopped)
         vms[spec.name] = s
         return s
     }
     func updateVM(_ name: String, _ spec: VMSpec) async throws -> VMStatus {
-        guard var v = vms[name] else { throw APIError.notFound("no VM named '\(name)'") }
+        guard var v = vms[name] else { throw RequestError.notFound("no VM named '\(name)'") }
         v.spec = spec
         vms[name] = v
         return v
@@ -53,16 +53,16 @@ actor FakeBackend: PanelBackend {
         TaskInfo(id: "import-1", kind: "import", state: .pending)
     }
     func setCDROM(_ name: String, _ image: String?) async throws -> VMStatus {
-        guard var v = vms[name] else { throw APIError.notFound("no VM named '\(name)'") }
+        guard var v = vms[name] else { throw RequestError.notFound("no VM named '\(name)'") }
         v.spec.cdrom = image
         vms[name] = v
         return v
     }
     func deleteVM(_ name: String) async throws {
-        guard vms.removeValue(forKey: name) != nil else { throw APIError.notFound("no VM named '\(name)'") }
+        guard vms.removeValue(forKey: name) != nil else { throw RequestError.notFound("no VM named '\(name)'") }
     }
     func perform(_ action: VMAction, on name: String) async throws -> VMStatus {
-        guard var v = vms[name] else { throw APIError.notFound("no VM named '\(name)'") }
+        guard var v = vms[name] else { throw RequestError.notFound("no VM named '\(name)'") }
         switch action {
         case .start, .resume, .reboot, .reset: v.state = .running
         case .stop, .shutdown: v.state = .stopped
@@ -72,23 +72,23 @@ actor FakeBackend: PanelBackend {
         return v
     }
     func serialLogPath(_ name: String) async throws -> String {
-        guard vms[name] != nil else { throw APIError.notFound("no VM named '\(name)'") }
+        guard vms[name] != nil else { throw RequestError.notFound("no VM named '\(name)'") }
         return dir + "/\(name).serial.log"
     }
     func screenshot(_ name: String) async throws -> [UInt8] {
         if name == "hang" { hanging += 1; try await Task.sleep(nanoseconds: 20_000_000_000) }
-        guard vms[name] != nil else { throw APIError.notFound("no VM named '\(name)'") }
+        guard vms[name] != nil else { throw RequestError.notFound("no VM named '\(name)'") }
         return [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]
     }
     func vncSocketPath(_ name: String) async throws -> String {
-        guard vms[name] != nil else { throw APIError.notFound("no VM named '\(name)'") }
-        guard let vncPath else { throw APIError.conflict("VM '\(name)' is not running") }
+        guard vms[name] != nil else { throw RequestError.notFound("no VM named '\(name)'") }
+        guard let vncPath else { throw RequestError.conflict("VM '\(name)' is not running") }
         return vncPath
     }
     func serialSocketPath(_ name: String) async throws -> String { try await vncSocketPath(name) }
     func listImages() async -> [ImageInfo] { images.values.sorted { $0.name < $1.name } }
     func beginImageUpload(_ name: String, expectedSize: Int64?) async throws -> any ImageUpload {
-        if name == "forbidden" { throw APIError.conflict("image 'forbidden' is in use") }
+        if name == "forbidden" { throw RequestError.conflict("image 'forbidden' is in use") }
         let u = FakeUpload(name: name, expectedSize: expectedSize, failAfter: name == "failing" ? 100_000 : nil) { [weak self] info in
             Task { await self?.stored(info) }
         }
@@ -97,7 +97,7 @@ actor FakeBackend: PanelBackend {
     }
     func stored(_ info: ImageInfo) { images[info.name] = info }
     func deleteImage(_ name: String) async throws {
-        guard images.removeValue(forKey: name) != nil else { throw APIError.notFound("no image named '\(name)'") }
+        guard images.removeValue(forKey: name) != nil else { throw RequestError.notFound("no image named '\(name)'") }
     }
     func disks() async throws -> JSONValue { .array([.object(["path": .string("/dev/vda"), "size": .int(1 << 30)])]) }
     func startInstall(_ body: JSONValue) async throws -> TaskInfo {
@@ -106,7 +106,7 @@ actor FakeBackend: PanelBackend {
         return t
     }
     func task(_ id: String) async throws -> TaskInfo {
-        guard id == "t1" else { throw APIError.notFound("no task '\(id)'") }
+        guard id == "t1" else { throw RequestError.notFound("no task '\(id)'") }
         return TaskInfo(id: "t1", kind: "install", state: .running, progress: 50)
     }
     func tasks() async -> [TaskInfo] { [TaskInfo(id: "t1", kind: "install", state: .running, progress: 50)] }
@@ -134,7 +134,7 @@ final class FakeUpload: ImageUpload, @unchecked Sendable {
             chunks += 1
             bytes += chunk.count
             for b in chunk { checksum = checksum &* 31 &+ UInt64(b) }
-            if let failAfter, bytes > failAfter { throw APIError(507, "no space left for image '\(name)'") }
+            if let failAfter, bytes > failAfter { throw RequestError(.noSpace, "no space left for image '\(name)'") }
         }
     }
     func finish() async throws -> ImageInfo {

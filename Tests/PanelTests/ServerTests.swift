@@ -40,7 +40,7 @@ final class TestServer {
     func login() async throws -> (token: String, csrf: String) {
         let r = try await http.json("POST", "/api/v1/login", #"{"user":"admin","password":"correct horse"}"#)
         guard r.status == 200, let t = r.json?["token"]?.stringValue, let c = r.json?["csrf"]?.stringValue else {
-            throw APIError(r.status, "login failed: \(r.text)")
+            throw RequestError(.failed, "login failed (\(r.status)): \(r.text)")
         }
         return (t, c)
     }

@@ -61,13 +61,7 @@ import Glibc
         let argv = try QEMUCommand.argv(spec: spec, host: host,
                                         paths: VMPaths(stateDir: "/var/lib/cloudbios", name: spec.name),
                                         images: ImageResolver(directory: "/var/lib/cloudbios/images"))
-        let text = argv.joined(separator: "\n") + "\n"
-        let path = "\(Self.goldenDir)/\(name).args"
-        if getenv("CLOUDBIOS_UPDATE_GOLDEN") != nil {
-            try writeFile(path, text)
-        }
-        let expected = try readFile(path)
-        #expect(text == expected, "argv differs from \(path); rerun with CLOUDBIOS_UPDATE_GOLDEN=1 to review")
+        try expectGolden(argv, at: "\(Self.goldenDir)/\(name).args")
     }
 
     @Test func tcgFallbackExplainsWhy() throws {
@@ -109,6 +103,24 @@ import Glibc
         }
     }
 
+    /// The command line is built only for a spec without problems
+    /// (`VMSpec.problems()`): the first one is what the refusal says.
+    @Test func aSpecBreakingARuleIsRefusedWithTheRulesMessage() {
+        var s = VMSpec(name: "a")
+        s.memory = 8
+        s.forwards = [PortForward(host: 0, guest: 22)]
+        #expect(throws: QEMUError.invalid("memory must be at least 16 MiB")) {
+            try QEMUCommand.argv(spec: s, host: Self.tcgHost, paths: VMPaths(stateDir: "/s", name: "a"),
+                                 images: ImageResolver(directory: "/s/images"))
+        }
+        s.memory = 256
+        #expect(throws: QEMUError.invalid(s.problems()[0].message)) {
+            try QEMUCommand.argv(spec: s, host: Self.tcgHost, paths: VMPaths(stateDir: "/s", name: "a"),
+                                 images: ImageResolver(directory: "/s/images"))
+        }
+        #expect(s.problems().map(\.field) == ["forwards[0].host"])
+    }
+
     @Test(arguments: ["/srv/a,b", "relative/dir", "/srv/a b", "/srv/../etc"])
     func oddStateDirsAreRefused(_ dir: String) {
         #expect(throws: QEMUError.self) {
@@ -140,6 +152,17 @@ import Glibc
         #expect(QEMUCommand.mac(for: "tiny") != QEMUCommand.mac(for: "tinz"))
         #expect(QEMUCommand.tapName(for: String(repeating: "a", count: 63)).utf8.count <= 15)
     }
+}
+
+/// `argv`, one argument per line, is the golden file at `path`
+/// (`CLOUDBIOS_UPDATE_GOLDEN` set: becomes it).
+func expectGolden(_ argv: [String], at path: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let text = argv.joined(separator: "\n") + "\n"
+    if getenv("CLOUDBIOS_UPDATE_GOLDEN") != nil {
+        try writeFile(path, text)
+    }
+    let expected = try readFile(path)
+    #expect(text == expected, "argv differs from \(path); rerun with CLOUDBIOS_UPDATE_GOLDEN=1 to review", sourceLocation: sourceLocation)
 }
 
 func readFile(_ path: String) throws -> String {

@@ -92,14 +92,14 @@ import Platform
         #expect(try await DiskImage.info(p.disk("root")).virtualSize == 48 << 20)
         var smaller = s
         smaller.disks[0].size = 40 << 20
-        await #expect(throws: APIError.unprocessable("disk 'root' cannot shrink from 48M to 40M (its data would be lost)")) { try await m.update("g", smaller) }
+        await #expect(throws: VMError.invalid("disk 'root' cannot shrink from 48M to 40M (its data would be lost)")) { try await m.update("g", smaller) }
         #expect(try await m.vm("g").spec.disks[0].size == 48 << 20)
         // smaller than its image: refused when the disk is made
         var tiny = VMSpec(name: "t")
         tiny.network = .none
         tiny.disks = [.image("base.vmdk", size: 4 << 20, id: "root")]
         _ = try await m.create(tiny)
-        await #expect(throws: APIError.self) { try await m.prepareDisks(tiny, VMPaths(stateDir: dir, name: "t"), host: Self.host) }
+        await #expect(throws: VMError.self) { try await m.prepareDisks(tiny, VMPaths(stateDir: dir, name: "t"), host: Self.host) }
     }
 
     @Test func forwardsCannotTakeThePanelsOrAnotherVMsPort() async throws {
@@ -111,9 +111,9 @@ import Platform
         _ = try await m.create(a)
         var b = VMSpec(name: "b")
         b.forwards = [PortForward(host: 2222, guest: 22)]
-        await #expect(throws: APIError.conflict("host port tcp 2222 is forwarded to VM 'a' already")) { try await m.create(b) }
+        await #expect(throws: VMError.conflict("host port tcp 2222 is forwarded to VM 'a' already")) { try await m.create(b) }
         b.forwards = [PortForward(host: 8443, guest: 443)]
-        await #expect(throws: APIError.conflict("host port tcp 8443 is taken by the panel")) { try await m.create(b) }
+        await #expect(throws: VMError.conflict("host port tcp 8443 is taken by the panel")) { try await m.create(b) }
         b.forwards = [PortForward(host: 2222, guest: 22, proto: .udp)]
         #expect(try await m.create(b).spec.forwards.count == 1)
         #expect(await m.list().map(\.spec.name) == ["a", "b"])
@@ -237,7 +237,7 @@ import Platform
         defer { Files.removeTree(dir) }
         _ = try makeOVA(dir, disk: "../../etc/passwd")
         let m = try VMManager(options: VMManagerOptions(stateDir: dir))
-        await #expect(throws: APIError.unprocessable("the OVF's disk '../../etc/passwd' is not a file of the OVA; refused")) {
+        await #expect(throws: VMError.invalid("the OVF's disk '../../etc/passwd' is not a file of the OVA; refused")) {
             try await m.startVMImport(image: "appliance.ova", name: "evil")
         }
         #expect(await m.list().isEmpty)
@@ -259,7 +259,7 @@ import Platform
         #expect(!(await m.images().contains { $0.name == "linked-disk0" }))
         // not an archive at all
         try Files.writeAtomically(dir + "/images/plain.ova", "not a tar")
-        await #expect(throws: APIError.self) { try await m.startVMImport(image: "plain.ova", name: "x") }
+        await #expect(throws: VMError.self) { try await m.startVMImport(image: "plain.ova", name: "x") }
     }
 
     @Test func ovfFactsAreRead() throws {

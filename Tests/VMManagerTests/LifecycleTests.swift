@@ -47,7 +47,7 @@ import Glibc
         let created = try await m.create(Guest.tinySpec("tiny"))
         #expect(created.state == .stopped)
         #expect(Files.exists("\(dir)/vms/tiny.json"))
-        await #expect(throws: APIError.conflict("VM 'tiny' already exists")) { try await m.create(Guest.tinySpec("tiny")) }
+        await #expect(throws: VMError.exists(name: "tiny")) { try await m.create(Guest.tinySpec("tiny")) }
 
         let started = try await m.start("tiny")
         #expect(started.state == .running)
@@ -65,13 +65,13 @@ import Glibc
         #expect(share.width == 1024 && share.height == 768)
 
         // in use: no delete/update of the VM, no delete of its images
-        await #expect(throws: APIError.self) { try await m.delete("tiny") }
-        await #expect(throws: APIError.self) { try await m.update("tiny", Guest.tinySpec("tiny")) }
-        await #expect(throws: APIError.conflict("image 'tiny-kernel' is in use by tiny")) { try await m.deleteImage("tiny-kernel") }
+        await #expect(throws: VMError.self) { try await m.delete("tiny") }
+        await #expect(throws: VMError.self) { try await m.update("tiny", Guest.tinySpec("tiny")) }
+        await #expect(throws: ImageError.conflict("image 'tiny-kernel' is in use by tiny")) { try await m.deleteImage("tiny-kernel") }
 
         #expect(try await m.perform(.pause, on: "tiny").state == .paused)
         #expect(try await m.vm("tiny").state == .paused)
-        await #expect(throws: APIError.self) { try await m.perform(.pause, on: "tiny") }
+        await #expect(throws: VMError.self) { try await m.perform(.pause, on: "tiny") }
         #expect(try await m.perform(.resume, on: "tiny").state == .running)
         #expect(try await m.perform(.reset, on: "tiny").state == .running)
 
@@ -89,7 +89,7 @@ import Glibc
         }
         #expect(stoppedState == .stopped)
         #expect(!processAlive(pid))
-        await #expect(throws: APIError.conflict("VM 'tiny' is not running")) { try await m.perform(.stop, on: "tiny") }
+        await #expect(throws: VMError.notRunning(name: "tiny")) { try await m.perform(.stop, on: "tiny") }
         #expect(!Files.exists("\(dir)/run/tiny/qmp.sock"))
         #expect(Files.exists("\(dir)/run/tiny/serial.log"))   // kept for reading after stop
 
@@ -158,31 +158,31 @@ import Glibc
         defer { Files.removeTree(dir) }
         let m = try manager(dir)
         for name in ["../x", "a,b", String(repeating: "a", count: 80), "", "UPPER"] {
-            await #expect(throws: APIError.self) { try await m.create(VMSpec(name: name)) }
+            await #expect(throws: VMError.self) { try await m.create(VMSpec(name: name)) }
         }
         var s = VMSpec(name: "ok")
         s.memory = -5
-        await #expect(throws: APIError.self) { try await m.create(s) }
+        await #expect(throws: VMError.self) { try await m.create(s) }
         s.memory = 1 << 40
-        await #expect(throws: APIError.self) { try await m.create(s) }
+        await #expect(throws: VMError.self) { try await m.create(s) }
         s.memory = 256
         s.cdrom = "../../etc/shadow"
-        await #expect(throws: APIError.self) { try await m.create(s) }
+        await #expect(throws: VMError.self) { try await m.create(s) }
         s.cdrom = "x,file=/etc/passwd"
-        await #expect(throws: APIError.self) { try await m.create(s) }
+        await #expect(throws: VMError.self) { try await m.create(s) }
         for bad in ["../etc", ".hidden", "a/b", "a,b", ""] {
-            await #expect(throws: APIError.self) { _ = try await m.beginImageUpload(bad, expectedSize: 1) }
+            await #expect(throws: ImageError.self) { _ = try await m.beginImageUpload(bad, expectedSize: 1) }
         }
-        await #expect(throws: APIError(413, "image 'big' is larger than 64.0 GiB")) { _ = try await m.beginImageUpload("big", expectedSize: 1 << 40) }
+        await #expect(throws: ImageError.tooLarge("image 'big' is larger than 64.0 GiB")) { _ = try await m.beginImageUpload("big", expectedSize: 1 << 40) }
         // a short upload is refused and leaves nothing behind
         let u = try await m.beginImageUpload("short", expectedSize: 10)
         try [UInt8](repeating: 1, count: 5).withUnsafeBytes { try u.write($0) }
-        await #expect(throws: APIError.self) { _ = try await u.finish() }
+        await #expect(throws: ImageError.self) { _ = try await u.finish() }
         #expect(await m.images().isEmpty)
         #expect(Files.list("\(dir)/images/.incoming").isEmpty)
         // a VM whose image is missing is refused
         s.cdrom = "missing.iso"
-        await #expect(throws: APIError.unprocessable("needs image 'missing.iso', which is not in the image store")) { try await m.create(s) }
+        await #expect(throws: VMError.invalid("needs image 'missing.iso', which is not in the image store")) { try await m.create(s) }
         #expect(await m.list().isEmpty)
     }
 

@@ -33,20 +33,20 @@ import Platform
         k.file = "k"
         #expect(await m.importImages([k], baseDirectory: src).isEmpty)
 
-        await #expect(throws: APIError.unprocessable("needs image 'i', which is not in the image store")) { try await m.create(spec("a")) }
+        await #expect(throws: VMError.invalid("needs image 'i', which is not in the image store")) { try await m.create(spec("a")) }
         #expect(await m.list().isEmpty)
         #expect(!Files.exists("\(dir)/vms/a.json"))
         for (field, value) in [("cdrom", "c.iso"), ("disk", "base.qcow2")] {
             var s = spec("a")
             s.initrd = nil
             if field == "cdrom" { s.cdrom = value } else { s.disks = [.blank(size: 1 << 20), .image(value)] }
-            await #expect(throws: APIError.unprocessable("needs image '\(value)', which is not in the image store")) { try await m.create(s) }
+            await #expect(throws: VMError.invalid("needs image '\(value)', which is not in the image store")) { try await m.create(s) }
         }
         var s = spec("a")
         s.initrd = nil
         s.cdrom = "x"
         s.disks = [.image("y")]
-        await #expect(throws: APIError.unprocessable("needs images 'x', 'y', which are not in the image store")) { try await m.create(s) }
+        await #expect(throws: VMError.invalid("needs images 'x', 'y', which are not in the image store")) { try await m.create(s) }
 
         // with every image present it is created; an update naming a missing image is refused and changes nothing
         s = spec("a")
@@ -54,7 +54,7 @@ import Platform
         #expect(try await m.create(s).state == .stopped)
         var changed = s
         changed.cdrom = "nope"
-        await #expect(throws: APIError.unprocessable("needs image 'nope', which is not in the image store")) { try await m.update("a", changed) }
+        await #expect(throws: VMError.invalid("needs image 'nope', which is not in the image store")) { try await m.update("a", changed) }
         #expect(try await m.vm("a").spec == s)
         changed.cdrom = "k"
         #expect(try await m.update("a", changed).spec.cdrom == "k")
@@ -87,7 +87,7 @@ import Platform
         // autostart does not start it, and nothing crashes: it stays stopped with its message
         await m.autostart()
         #expect(try await m.vm("cfg").state == .stopped)
-        await #expect(throws: APIError.self) { try await m.start("cfg") }
+        await #expect(throws: VMError.self) { try await m.start("cfg") }
         #expect(try await m.vm("cfg").message?.contains("needs image 'i'") == true)
 
         // once the image is there, the message goes
