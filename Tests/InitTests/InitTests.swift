@@ -240,7 +240,7 @@ import Glibc
 
     @Test func bootFindsTheCBCONFIGVolumeAndPlansServices() {
         let root = makeRoot(cmdline: "console=ttyS0", blkid: "/dev/vdb: LABEL=\"CBCONFIG\" TYPE=\"vfat\"\n",
-                            files: ["media/CBCONFIG/cloudbios.yaml": "hostname: demo\nvms:\n  - name: demo\n    display: true\n"])
+                            files: ["media/CBCONFIG/cloudbios.yaml": "version: 1\nhostname: demo\nvms:\n  - name: demo\n    display: true\n"])
         let pe = PE(mode: .offTarget(root: root), version: "test")
         pe.validator = { _ in nil }
         pe.boot()
