@@ -46,12 +46,13 @@ final class FakePeer: @unchecked Sendable {
     var queue: [[UInt8]] = []
     init(fd: Int32) { self.fd = fd }
     func send(_ s: String) { try! Files.writeAll(fd, Array((s + "\r\n").utf8)) }
-    /// Reads the next command the client sent (blocking, 5 s max).
+    /// Reads the next command the client sent (blocking, 30 s max: a loaded
+    /// machine may take seconds to run the client's next step).
     func receive() -> JSONValue? {
         var buf = [UInt8](repeating: 0, count: 4096)
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         while queue.isEmpty {
-            guard poll(&pfd, 1, 5000) > 0 else { return nil }
+            guard poll(&pfd, 1, 30_000) > 0 else { return nil }
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n <= 0 { return nil }
             queue += try! buffer.feed(buf[0..<n])
