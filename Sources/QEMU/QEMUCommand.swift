@@ -119,6 +119,14 @@ public enum QEMUCommand {
         return "52:54:00:" + b.map { hex2($0) }.joined(separator: ":")
     }
 
+    /// The CPU model under TCG: x86-64-v2 (what current distributions and
+    /// Windows 11 require: SSSE3, SSE4.1/4.2, POPCNT, CMPXCHG16B) on QEMU's
+    /// baseline model. Not `max`: that also shows the guest AVX/AVX2 (whose
+    /// emulation its libc then prefers, and which costs more than the SSE
+    /// paths), 5-level paging and SVM, nested virtualisation TCG guests have
+    /// no use for. Under KVM the guest gets the host's own CPU.
+    public static let tcgCPU = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16"
+
     /// Host tap device for a VM (interface names are at most 15 bytes).
     public static func tapName(for name: String) -> String {
         "cbt" + String(fnv1a(name) & 0xffff_ffff, radix: 16).leftPadded(to: 8)
@@ -141,7 +149,7 @@ public enum QEMUCommand {
         a += ["-nodefaults", "-no-user-config"]
         a += ["-machine", "q35"]
         a += ["-accel", accelName == "kvm" ? "kvm" : "tcg"]
-        a += ["-cpu", accelName == "kvm" ? "host" : "max"]
+        a += ["-cpu", accelName == "kvm" ? "host" : tcgCPU]
         a += ["-m", "\(spec.memory)"]
         a += ["-smp", "\(spec.cpus)"]
         a += ["-rtc", "base=utc"]

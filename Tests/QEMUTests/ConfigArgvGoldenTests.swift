@@ -81,7 +81,7 @@ import Glibc
         #expect(Self.option(big, "-m") == "8192" && Self.option(big, "-smp") == "8")
         #expect(Self.option(big, "-accel") == "kvm" && Self.option(big, "-cpu") == "host" && Self.option(big, "-machine") == "q35")
         let emulated = try Self.argv("accel-tcg-on-kvm-host", Self.kvmHost)
-        #expect(Self.option(emulated, "-accel") == "tcg" && Self.option(emulated, "-cpu") == "max")
+        #expect(Self.option(emulated, "-accel") == "tcg" && Self.option(emulated, "-cpu") == QEMUCommand.tcgCPU)
         try has("disks-ids-images", Self.kvmHost, ["id=disk-root,", "/disks/db/root.qcow2", "/disks/db/disk1.qcow2", "/disks/db/scratch.qcow2",
                                                    "drive=disk-root,id=virtio-disk-root,bootindex=1", "drive=disk-scratch,id=virtio-disk-scratch,bootindex=3"])
         try has("cdrom-boot-disk-first", Self.kvmHost, ["drive=disk-system,id=virtio-disk-system,bootindex=1", "drive=cd0,id=cdrom0,bootindex=2",
