@@ -439,6 +439,30 @@ public final class PE: @unchecked Sendable {
         run(NetworkPlan.make(.list(entries.filter { $0.match != nil }), nics: [nic]), what: "hotplug")
     }
 
+    /// Switches the local display to the VM the panel asked for: the
+    /// viewer restarts on it (or the console export alone runs, for none).
+    func applyDisplayRequest() {
+        guard let text = Files.readTrimmed(root + PE.displayRequestFile) else { return }
+        Files.remove(root + PE.displayRequestFile)
+        let want: String? = text == "none" ? nil : text
+        if let w = want, let problem = Names.checkVM(w) {
+            log("display: \(problem); nothing changed")
+            return
+        }
+        guard want != displayVM, !cmdline.rescue else { return }
+        for name in ["viewer", "console-vnc"] {
+            for pid in supervisor.remove(name) { kill(pid, SIGTERM) }
+        }
+        displayVM = want
+        for s in servicePlan where s.name == "viewer" || s.name == "console-vnc" {
+            log("services: \(s.name): cloudbios \(s.arguments.joined(separator: " "))")
+            if onTarget { supervisor.add(Service(name: s.name, path: executable, arguments: s.arguments)) }
+        }
+        log("display: now \(want ?? "no VM") (asked for through the panel)")
+        if onTarget { supervisor.tick() }
+        refreshStatus(force: true)
+    }
+
     func startDHCP(_ iface: String, anyKind: Bool = false) {
         guard anyKind || isWired(iface), !dhcpInterfaces.contains(iface) else { return }
         dhcpInterfaces.insert(iface)
@@ -688,6 +712,9 @@ public final class PE: @unchecked Sendable {
     /// A network change asked for on the host console (`IFACE dhcp` or
     /// `IFACE CIDR [GATEWAY [DNS…]]`); PID 1 applies it on SIGHUP.
     public static let networkRequestFile = "/run/cloudbios/network-request"
+    /// The VM the local display should show now (`NAME` or `none`), asked
+    /// for through the panel; PID 1 applies it on SIGHUP.
+    public static let displayRequestFile = "/run/cloudbios/display-request"
 
     /// Where the first-run setup code is written for the consoles.
     public static let setupCodeFile = "/run/cloudbios/setup-code"
@@ -851,7 +878,7 @@ public final class PE: @unchecked Sendable {
         while true {
             let s = cb_init_read_signal(signalFD)
             if s <= 0 { return }
-            if s == SIGHUP { applyNetworkRequest(); continue }
+            if s == SIGHUP { applyNetworkRequest(); applyDisplayRequest(); continue }
             if s == SIGCHLD { continue }
             if let kind = ShutdownKind(signal: s), shutdownRequested == nil {
                 log("signal \(s): \(kind.rawValue) requested")

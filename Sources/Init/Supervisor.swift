@@ -121,6 +121,14 @@ public final class Supervisor {
     }
 
     /// Stops restarting a service; returns its pid when it is running.
+    /// Forgets every service named `name`; returns the pids of those still
+    /// running (no longer restarted: the caller stops them).
+    public func remove(_ name: String) -> [pid_t] {
+        let running = services.filter { $0.name == name }.compactMap(\.pid)
+        services.removeAll { $0.name == name }
+        return running
+    }
+
     public func disable(_ name: String) -> pid_t? {
         guard let s = service(name) else { return nil }
         s.enabled = false; s.nextStart = nil

@@ -202,6 +202,26 @@ public final class PanelAPI: Sendable {
             return console(name, head)
         case .terminal(let name):
             return webSocketBridge(head, what: "serial console") { try await backend.serialSocketPath(name) }
+        case .system(let action) where action != .display:
+            // reboot and shutdown take no body
+            return .body(limit: 4096) { _ in
+                await PanelAPI.guarded { .json(try await backend.system(action, display: nil), status: 202) }
+            }
+        case .system:
+            return jsonBody(head) { body in
+                let vm: String?
+                guard let v = try PanelAPI.bodyObject(body, keys: ["vm"])["vm"] else {
+                    throw RequestError.badRequest("body must be {\"vm\": NAME} to show a VM on the local display or {\"vm\": null} for none")
+                }
+                switch v {
+                case .null: vm = nil
+                case .string(let s):
+                    if let e = Names.checkVM(s) { throw RequestError.badRequest(e) }
+                    vm = s
+                default: throw RequestError.badRequest("'vm' must be a VM name or null")
+                }
+                return .json(try await backend.system(.display, display: vm), status: 202)
+            }
         case .cdrom(let name):
             return jsonBody(head) { body in
                 guard let image = try PanelAPI.bodyObject(body, keys: ["image"])["image"] else {

@@ -41,6 +41,22 @@ public protocol PanelBackend: Sendable {
 
     /// Prometheus text exposition of the VM manager's metrics.
     func metrics() async -> String
+
+    /// Asks the appliance's PID 1 to reboot or power off (guests shut down
+    /// cleanly first), or to show another VM (nil: none) on the local
+    /// display now. What it answers with is the body of the 202.
+    func system(_ action: SystemAction, display vm: String?) async throws -> JSONValue
+}
+
+/// `POST /api/v1/system/{action}`.
+public enum SystemAction: String, Sendable, Equatable, CaseIterable {
+    case reboot, shutdown, display
+}
+
+extension PanelBackend {
+    public func system(_ action: SystemAction, display vm: String?) async throws -> JSONValue {
+        throw RequestError.conflict("this daemon does not manage the machine it runs on")
+    }
 }
 
 /// A streaming upload into the image store: the body goes to a temporary file

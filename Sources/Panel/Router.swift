@@ -17,6 +17,8 @@ public enum Route: Sendable, Equatable {
     case terminal(String)
     /// `POST /api/v1/vms/{name}/cdrom` `{"image": NAME | null}`
     case cdrom(String)
+    /// The appliance itself: reboot, shutdown, the VM on the local display.
+    case system(SystemAction)
     case listImages
     case getImage(String), putImage(String), deleteImage(String)
     /// `POST /api/v1/images/{name}/import` `{"url", "sha256"}`
@@ -69,6 +71,7 @@ public enum Route: Sendable, Equatable {
         case .console: return "GET /api/v1/vms/{name}/console"
         case .terminal: return "GET /api/v1/vms/{name}/terminal"
         case .cdrom: return "POST /api/v1/vms/{name}/cdrom"
+        case .system(let a): return "POST /api/v1/system/\(a.rawValue)"
         case .listImages: return "GET /api/v1/images"
         case .getImage: return "GET /api/v1/images/{name}"
         case .putImage: return "PUT /api/v1/images/{name}"
@@ -181,6 +184,9 @@ public enum Router {
                 case "DELETE": return .success(.deleteImage(name))
                 default: return .failure(notAllowed(method, ["GET", "PUT", "DELETE"]))
                 }
+            case "system":
+                guard let action = SystemAction(rawValue: rest[1]) else { return .failure(notFound(path)) }
+                return only(method, ["POST"], .system(action))
             case "tasks":
                 let id = rest[1]
                 if let e = checkTaskID(id) { return .failure(RouteError(400, e)) }

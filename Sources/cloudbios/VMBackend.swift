@@ -2,7 +2,12 @@ import Config
 import Disks
 import Install
 import Panel
+import Init
 import VMManager
+import Platform
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The panel's backend: VM calls go to the VM manager, disks to discovery,
 /// installs to the installer's task list.
@@ -12,6 +17,32 @@ struct VMManagerBackend: PanelBackend {
     let installer: Installer
 
     func host() async -> HostInfo { await manager.host(hostname: hostname) }
+
+    /// Reboot, shutdown and the display go to the appliance's PID 1 (the
+    /// same requests its host console makes); a daemon on someone else's
+    /// host leaves that host alone.
+    func system(_ action: SystemAction, display vm: String?) async throws -> JSONValue {
+        let pid1 = Files.readLink("/proc/1/exe") ?? "?"
+        guard pid1 == Files.readLink("/proc/self/exe") else {
+            throw RequestError.conflict("this machine is not run by CloudBIOS (its PID 1 is \(Names.clip(pid1))): reboot or shut it down with its own tools")
+        }
+        switch action {
+        case .reboot:
+            Log.info("panel: reboot asked for; guests are shut down first")
+            kill(1, SIGTERM)
+            return .object(["state": .string("rebooting")])
+        case .shutdown:
+            Log.info("panel: shutdown asked for; guests are shut down first")
+            kill(1, SIGUSR2)
+            return .object(["state": .string("shutting down")])
+        case .display:
+            if let vm { _ = try await manager.vm(vm) }  // 404 for an unknown VM
+            try Files.writeAtomically(PE.displayRequestFile, (vm ?? "none") + "\n", mode: 0o600)
+            kill(1, SIGHUP)
+            Log.info("panel: local display -> \(vm ?? "none")")
+            return .object(["display": vm.map { .string($0) } ?? .null])
+        }
+    }
     func listVMs() async -> [VMStatus] { await manager.list() }
     func vm(_ name: String) async throws -> VMStatus { try await manager.vm(name) }
     func createVM(_ spec: VMSpec) async throws -> VMStatus { try await manager.create(spec) }

@@ -5,6 +5,7 @@ broken config still boots, shows the exact error and serves health."""
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -162,8 +163,8 @@ def test_static_network_with_a_bond_and_a_vlan(vm_factory, iso, tmp_path):
     assert body["status"] == "ok"
     status, raw = vm.https("/api/v1/login", port=static_port, method="POST", body={"user": USER, "password": PASSWORD})
     assert status == 200, raw
-    status, raw = vm.https("/api/v1/host", port=static_port,
-                           headers={"Authorization": "Bearer " + json.loads(raw)["token"]})
+    auth = {"Authorization": "Bearer " + json.loads(raw)["token"]}
+    status, raw = vm.https("/api/v1/host", port=static_port, headers=auth)
     assert status == 200, raw
     net = json.loads(raw)["network"]
     ifs = {i["name"]: i for i in net["interfaces"]}
@@ -178,3 +179,11 @@ def test_static_network_with_a_bond_and_a_vlan(vm_factory, iso, tmp_path):
     except OSError:
         st = None
     assert st is None, f"the panel still answers on the DHCP address (HTTP {st})"
+    # the panel powers the appliance off
+    status, raw = vm.https("/api/v1/system/shutdown", port=static_port, method="POST", headers=auth)
+    assert status == 202, raw
+    vm.wait_serial("cloudbios: signal 12: poweroff requested", 60)
+    deadline = time.monotonic() + 120
+    while vm.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(1)
+    assert vm.proc.poll() is not None, "QEMU still runs after the shutdown: " + vm.serial()[-2000:]

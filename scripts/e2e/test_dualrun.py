@@ -607,6 +607,15 @@ def test_iso_dual_runs_the_display_vm(iso, guest, vm_factory, tmp_path, dns_serv
     wait_for("keys after switching back", lambda: "typed: back" in guest_serial(), 300, interval=3)
     log = guest_serial()
     assert "nope" not in log, "keys typed on the host console leaked into the guest"
+    # the panel switches the local display: to no VM (the host console), then back
+    status, body = vm.https("/api/v1/system/display", method="POST", body={"vm": None}, headers=auth)
+    assert status == 202 and json.loads(body) == {"display": None}, body
+    wait_for("the host console after the display switch", lambda: outer_blue() < 0.1, 300, interval=3)
+    status, body = vm.https("/api/v1/system/display", method="POST", body={"vm": "nope"}, headers=auth)
+    assert status == 404, body
+    status, body = vm.https("/api/v1/system/display", method="POST", body={"vm": "tiny"}, headers=auth)
+    assert status == 202, body
+    wait_for("the guest again after the display switch", lambda: outer_blue() > 0.5, 300, interval=3)
     # NAT in the PE: DHCP, then a name through the PE's DNS forwarder
     wait_for("the guest to resolve a name through the PE's DNS", lambda: "CLOUDBIOS-GUEST-RESOLVE" in guest_serial(),
              300, interval=5)

@@ -565,3 +565,23 @@ def test_image_import_from_a_url_is_a_task_with_progress(daemon, tmp_path):
         assert st == 400, raw
     finally:
         srv.shutdown()
+
+
+def test_system_routes_leave_a_host_that_is_not_cloudbios_alone(daemon):
+    """Reboot, shutdown and the display switch act only under CloudBIOS's
+    own PID 1 (the PE, an installed system): on another host they are
+    refused with 409 and the host keeps running; bad bodies are 400."""
+    daemon.start()
+    daemon.login()
+    for action in ("reboot", "shutdown"):
+        st, body, _ = daemon.request("POST", f"/api/v1/system/{action}")
+        assert st == 409 and b"not run by CloudBIOS" in body, (action, st, body)
+    st, body, _ = daemon.request("POST", "/api/v1/system/display", {"vm": None})
+    assert st == 409, body
+    st, body, _ = daemon.request("POST", "/api/v1/system/display", {"vm": "Bad Name"})
+    assert st == 400, body
+    st, body, _ = daemon.request("POST", "/api/v1/system/display", {"screen": 1})
+    assert st == 400 and b"unknown key" in body, body
+    st, body, _ = daemon.request("POST", "/api/v1/system/explode")
+    assert st == 404, body
+    assert daemon.request("GET", "/api/v1/health")[0] == 200
