@@ -264,6 +264,12 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
         assert False, "a selector that matches no disk cannot plan an install: " + r.text[:300]
     api("POST", "/api/v1/install", (400, 415, 422), data="[]", headers={"Content-Type": "application/json"})
 
+    # the appliance's own actions: this host is not run by CloudBIOS, so 409
+    api("POST", "/api/v1/system/reboot", 409)
+    api("POST", "/api/v1/system/shutdown", 409)
+    api("POST", "/api/v1/system/display", 409, json={"vm": None})
+    api("POST", "/api/v1/system/display", 400, json={"vm": 7})
+
     # the first-run setup is closed once a user exists
     assert api("GET", "/api/v1/setup", 200).json()["required"] is False
     api("POST", "/api/v1/setup", 409, json={"code": "0000-0000", "user": "late", "password": "late-password"})
