@@ -1,3 +1,5 @@
+/* TLS client sessions for Platform's HTTP client (cb_tlsclient.h): GnuTLS through
+ * the loader, the peer checked as the caller asks. */
 #define _GNU_SOURCE
 #include "CShims.h"
 #include <errno.h>
@@ -17,7 +19,7 @@ struct cb_tls_client {
     gnutls_certificate_credentials_t creds;
 };
 
-static cb_tls_client *tls_connect(int fd, const char *host, const char *cafile, int insecure, int pin_ca,
+cb_tls_client *cb_tls_client_open(int fd, const char *host, const char *cafile, int check, int timeout_ms,
                                   char *err, size_t errlen) {
     if (!cb_tlslibs_ready()) { snprintf(err, errlen, "%s", cb_tlslibs_error()); return NULL; }
     cb_tls_client *c = calloc(1, sizeof *c);
@@ -29,20 +31,18 @@ static cb_tls_client *tls_connect(int fd, const char *host, const char *cafile, 
             snprintf(err, errlen, "cannot load CA certificate %s", cafile);
             goto fail;
         }
-    } else if (!insecure) {
+    } else if (check != CB_TLS_CHECK_NONE) {
         gnutls_certificate_set_x509_system_trust(c->creds);
     }
     gnutls_init(&c->session, GNUTLS_CLIENT);
     gnutls_set_default_priority(c->session);
     gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, c->creds);
     if (host && *host) gnutls_server_name_set(c->session, GNUTLS_NAME_DNS, host, strlen(host));
-    if (!insecure) {
-        if (cafile && *cafile && pin_ca) gnutls_session_set_verify_cert(c->session, NULL, 0); /* pinned CA: any name */
-        else gnutls_session_set_verify_cert(c->session, host, 0);
-    }
+    if (check == CB_TLS_CHECK_ISSUER) gnutls_session_set_verify_cert(c->session, NULL, 0); /* pinned: any name */
+    else if (check == CB_TLS_CHECK_NAME) gnutls_session_set_verify_cert(c->session, host, 0);
     c->fd = fd;
     gnutls_transport_set_int(c->session, fd);
-    gnutls_handshake_set_timeout(c->session, 10000);
+    gnutls_handshake_set_timeout(c->session, timeout_ms > 0 ? (unsigned)timeout_ms : 1);
     do { rc = gnutls_handshake(c->session); } while (rc < 0 && !gnutls_error_is_fatal(rc));
     if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
         gnutls_datum_t why = {NULL, 0};
@@ -70,16 +70,6 @@ fail:
     return NULL;
 }
 
-cb_tls_client *cb_tls_client_connect(int fd, const char *host, const char *cafile, int insecure,
-                                     char *err, size_t errlen) {
-    return tls_connect(fd, host, cafile, insecure, 1, err, errlen);
-}
-
-cb_tls_client *cb_tls_client_connect_verified(int fd, const char *host, const char *cafile,
-                                              char *err, size_t errlen) {
-    return tls_connect(fd, host, cafile, 0, 0, err, errlen);
-}
-
 /* GNUTLS_E_AGAIN comes both from a socket timeout (SO_RCVTIMEO/SO_SNDTIMEO)
  * and, on a blocking socket, after TLS 1.3 post-handshake messages (session
  * tickets). Waiting for the socket with the socket's own timeout tells them
@@ -101,23 +91,45 @@ long cb_tls_client_send(cb_tls_client *c, const void *buf, size_t len) {
     for (;;) {
         n = gnutls_record_send(c->session, buf, len);
         if (n == GNUTLS_E_INTERRUPTED) continue;
-        if (n == GNUTLS_E_AGAIN && wait_ready(c->fd, SO_SNDTIMEO, POLLOUT)) continue;
+        if (n == GNUTLS_E_AGAIN) {
+            if (wait_ready(c->fd, SO_SNDTIMEO, POLLOUT)) continue;
+            return -2;
+        }
         break;
     }
     return n < 0 ? -1 : (long)n;
 }
 
-long cb_tls_client_recv(cb_tls_client *c, void *buf, size_t len) {
+/* One record, waiting at most the socket's receive timeout. */
+static long recv_record(cb_tls_client *c, void *buf, size_t len) {
     ssize_t n;
     for (;;) {
         n = gnutls_record_recv(c->session, buf, len);
         if (n == GNUTLS_E_INTERRUPTED) continue;
-        if (n == GNUTLS_E_AGAIN && (gnutls_record_check_pending(c->session) > 0 ||
-                                    wait_ready(c->fd, SO_RCVTIMEO, POLLIN))) continue;
+        if (n == GNUTLS_E_AGAIN) {
+            if (gnutls_record_check_pending(c->session) > 0 || wait_ready(c->fd, SO_RCVTIMEO, POLLIN)) continue;
+            return -2;
+        }
         break;
     }
     if (n == GNUTLS_E_PREMATURE_TERMINATION) return 0;
     return n < 0 ? -1 : (long)n;
+}
+
+/* A record at most 16 KiB: after the first one, the records that have
+ * already arrived are taken too (while `buf` has room for a whole one), so
+ * a large read costs one call, not one per record. */
+long cb_tls_client_recv(cb_tls_client *c, void *buf, size_t len) {
+    long got = recv_record(c, buf, len);
+    if (got <= 0) return got;
+    while (len - (size_t)got >= 16384 + 256) {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if (gnutls_record_check_pending(c->session) == 0 && poll(&p, 1, 0) <= 0) break;
+        long n = recv_record(c, (char *)buf + got, len - (size_t)got);
+        if (n <= 0) break; /* the end or an error shows again on the next call */
+        got += n;
+    }
+    return got;
 }
 
 void cb_tls_client_close(cb_tls_client *c) {

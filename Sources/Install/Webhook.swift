@@ -1,4 +1,3 @@
-import CShims
 import Config
 import Platform
 #if canImport(Glibc)
@@ -6,15 +5,15 @@ import Glibc
 #endif
 
 /// JSON POSTs to `install.webhook` (`http://` or `https://host[:port]/path`),
-/// with retries. HTTPS goes through the GnuTLS client the image downloads
-/// use: the server's certificate must chain to the system's trust store (the
-/// PE carries /etc/ssl/certs/ca-certificates.crt) or to `caFile`, and name
-/// the host.
+/// with retries, through Platform's HTTP client: for https the server's
+/// certificate must chain to the system's trust store (the PE carries
+/// /etc/ssl/certs/ca-certificates.crt) or to `caFile`, and name the host.
 public struct Webhook: Sendable {
-    public let host: String
-    public let port: UInt16
-    public let path: String
-    public let tls: Bool
+    public let url: HTTPURL
+    public var host: String { url.host }
+    public var port: UInt16 { UInt16(url.port) }
+    public var path: String { url.target }
+    public var tls: Bool { url.tls }
     /// PEM file of trusted CAs for https; nil = the system's trust store.
     /// Defaults to `$SSL_CERT_FILE` when set, as for https images.
     public var caFile: String?
@@ -36,38 +35,19 @@ public struct Webhook: Sendable {
     }
 
     public init?(_ url: String, caFile: String?) {
-        let lower = url.lowercased()
-        if lower.hasPrefix("http://") { tls = false } else if lower.hasPrefix("https://") { tls = true } else { return nil }
+        guard let u = try? HTTPURL(parsing: url) else { return nil }
+        self.url = u
         self.caFile = caFile
-        let rest = url.dropFirst(tls ? 8 : 7)
-        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-        let hostPort = rest[..<slash]
-        path = slash == rest.endIndex ? "/" : String(rest[slash...])
-        let defaultPort: UInt16 = tls ? 443 : 80
-        if hostPort.hasPrefix("["), let close = hostPort.firstIndex(of: "]") {
-            host = String(hostPort[hostPort.index(after: hostPort.startIndex)..<close])
-            let after = hostPort[hostPort.index(after: close)...]
-            port = after.hasPrefix(":") ? (UInt16(after.dropFirst()) ?? 0) : defaultPort
-        } else if let colon = hostPort.lastIndex(of: ":") {
-            host = String(hostPort[..<colon])
-            port = UInt16(hostPort[hostPort.index(after: colon)...]) ?? 0
-        } else {
-            host = String(hostPort); port = defaultPort
-        }
-        if host.isEmpty || port == 0 { return nil }
-        if !path.allSatisfy({ $0.isASCII && $0 > " " }) { return nil }
     }
 
     /// `$SSL_CERT_FILE`, the trust file the daemon's https downloads honour too.
     public static func environmentCAFile() -> String? {
-        guard let f = getenv("SSL_CERT_FILE"), f.pointee != 0 else { return nil }
-        return String(cString: f)
+        if case .authorities(let f) = TLSTrust.environment { return f }
+        return nil
     }
 
     /// `https://host:port` for messages.
-    public var origin: String {
-        (tls ? "https://" : "http://") + (host.contains(":") ? "[\(host)]" : host) + ":\(port)"
-    }
+    public var origin: String { url.origin }
 
     /// Posts one event; returns the HTTP status of the last attempt, nil
     /// when none got an answer.
@@ -84,11 +64,9 @@ public struct Webhook: Sendable {
             out.attempts = i + 1
             do {
                 out.status = try once(text); out.error = nil
-            } catch let e as WebhookError {
-                out.status = nil; out.error = e.description
-                if e.isFinal { return out }
             } catch {
-                out.status = nil; out.error = "\(error)"
+                out.status = nil; out.error = error.description
+                if error.isFinal { return out }
             }
             if let s = out.status, (200..<300).contains(s) || (400..<500).contains(s) { return out }
             if i + 1 < attempts { sleep(UInt32(1 << i)) }
@@ -96,91 +74,15 @@ public struct Webhook: Sendable {
         return out
     }
 
-    func once(_ body: String) throws -> Int {
-        let fd = try connect()
-        defer { close(fd) }
-        let conn = try Connection(fd: fd, tls: tls ? self : nil)
-        let hostHeader = (host.contains(":") ? "[\(host)]" : host) + ((port == (tls ? 443 : 80)) ? "" : ":\(port)")
-        let req = "POST \(path) HTTP/1.1\r\nHost: \(hostHeader)\r\nUser-Agent: cloudbios-install\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-        try conn.send(Array(req.utf8))
-        // The status line: read until the first CRLF (or the peer closes).
-        var got: [UInt8] = []
-        while !got.contains(10), got.count < 4096 {
-            let chunk = try conn.receive(512)
-            if chunk.isEmpty { break }
-            got += chunk
-        }
-        let line = String(decoding: got, as: UTF8.self).split(separator: "\r\n").first ?? ""
-        let parts = line.split(separator: " ")
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let code = Int(parts[1]) else {
-            throw WebhookError.badAnswer(got.isEmpty ? "no answer" : "not HTTP: \(line.prefix(60))")
-        }
-        return code
-    }
-
-    func connect() throws -> Int32 {
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var res: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, String(port), &hints, &res) == 0, let first = res else {
-            throw WebhookError.connect("cannot resolve \(host)")
-        }
-        defer { freeaddrinfo(res) }
-        var last = ECONNREFUSED
-        var ai: UnsafeMutablePointer<addrinfo>? = first
-        while let a = ai {
-            ai = a.pointee.ai_next
-            let fd = socket(a.pointee.ai_family, a.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), a.pointee.ai_protocol)
-            if fd < 0 { last = currentErrno(); continue }
-            var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            if Glibc.connect(fd, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 { return fd }
-            last = currentErrno()
-            close(fd)
-        }
-        throw WebhookError.connect("cannot connect to \(host):\(port): \(String(cString: strerror(last)))")
-    }
-
-    /// One connection: plain, or a GnuTLS session on the socket (owns it).
-    final class Connection {
-        let fd: Int32
-        let session: OpaquePointer?
-
-        init(fd: Int32, tls hook: Webhook?) throws {
-            self.fd = fd
-            guard let hook else { session = nil; return }
-            var err = [CChar](repeating: 0, count: 512)
-            let s = cb_tls_client_connect_verified(fd, hook.host, hook.caFile, &err, err.count)
-            guard let s else {
-                let why = String(nulTerminated: err)
-                throw WebhookError.tls(why.isEmpty ? "TLS handshake failed" : why)
-            }
-            session = s
-        }
-
-        deinit { if let session { cb_tls_client_close(session) } }
-
-        func send(_ bytes: [UInt8]) throws {
-            guard let session else { return try Files.writeAll(fd, bytes, what: "webhook write") }
-            var off = 0
-            while off < bytes.count {
-                let n = bytes.withUnsafeBytes { p in cb_tls_client_send(session, p.baseAddress! + off, p.count - off) }
-                guard n > 0 else { throw WebhookError.badAnswer("TLS send failed") }
-                off += n
-            }
-        }
-
-        func receive(_ max: Int) throws -> [UInt8] {
-            var buf = [UInt8](repeating: 0, count: max)
-            let n: Int
-            if let session {
-                n = buf.withUnsafeMutableBytes { p in cb_tls_client_recv(session, p.baseAddress, p.count) }
-                guard n >= 0 else { throw WebhookError.badAnswer("TLS receive failed or timed out") }
-            } else {
-                n = try buf.withUnsafeMutableBytes { p in try syscall("webhook read") { read(fd, p.baseAddress, p.count) } }
-            }
-            return Array(buf[0..<n])
+    /// One POST: the answer's status (its body is not read).
+    func once(_ body: String) throws(WebhookError) -> Int {
+        let client = HTTPClient(trust: caFile.map { .authorities($0) } ?? .system, timeout: Double(timeoutSeconds),
+                                userAgent: "cloudbios-install")
+        let request = HTTPRequest("POST", url, headers: [HTTPField("Content-Type", "application/json")], body: Array(body.utf8))
+        do {
+            return try client.open(request, deadline: .after(Double(timeoutSeconds) * 6)).head.status
+        } catch {
+            throw WebhookError(error)
         }
     }
 }
@@ -190,6 +92,16 @@ public enum WebhookError: Error, Sendable, CustomStringConvertible {
     /// The TLS handshake failed; the message says why (GnuTLS's words).
     case tls(String)
     case badAnswer(String)
+
+    init(_ e: NetError) {
+        switch e {
+        case .resolve, .connect: self = .connect("\(e)")
+        case .tls(let why): self = .tls(why)
+        case .noAnswer: self = .badAnswer("no answer")
+        case .badStatusLine(let line): self = .badAnswer("not HTTP: \(line.prefix(60))")
+        default: self = .badAnswer("\(e)")
+        }
+    }
 
     public var description: String {
         switch self {

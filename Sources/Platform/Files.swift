@@ -35,13 +35,17 @@ public enum Files {
 
     /// Writes all bytes to a file descriptor.
     public static func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>, what: String = "write") throws {
-        let a = Array(bytes)
+        if let done = try bytes.withContiguousStorageIfAvailable({ try writeAll(fd, UnsafeRawBufferPointer($0), what: what) }) {
+            return done
+        }
+        try Array(bytes).withUnsafeBytes { try writeAll(fd, $0, what: what) }
+    }
+
+    /// Writes all bytes of a buffer to a file descriptor.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, what: String = "write") throws {
         var off = 0
-        while off < a.count {
-            let n = try a.withUnsafeBytes { p in
-                try syscall(what) { Glibc.write(fd, p.baseAddress! + off, p.count - off) }
-            }
-            off += n
+        while off < bytes.count {
+            off += try syscall(what) { Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off) }
         }
     }
 

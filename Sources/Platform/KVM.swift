@@ -39,11 +39,3 @@ public enum KVMProbe {
         return Result(usable: ok == 1, reason: reason)
     }
 }
-
-/// SHA-256 of a file as lowercase hex (nettle; streamed, never whole in memory).
-public func sha256File(_ path: String) throws -> String {
-    var hex = [CChar](repeating: 0, count: 65)
-    let rc = cb_sha256_file(path, &hex)
-    if rc != 0 { throw SystemError("sha256 \(path)", errno: rc) }
-    return String(decoding: hex.prefix(64).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}

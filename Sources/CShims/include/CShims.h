@@ -17,6 +17,7 @@ int cb_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[
 #include "cb_tlslibs.h"
 #include "cb_init.h"
 #include "cb_vm.h"
+#include "cb_tlsclient.h"
 
 #include "cb_viewer.h"
 #endif

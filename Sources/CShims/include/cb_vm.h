@@ -22,17 +22,4 @@ void *cb_sha256_begin(void);
 void cb_sha256_add(void *ctx, const void *data, size_t len);
 void cb_sha256_end(void *ctx, char *hex);
 
-/// A TLS client session (GnuTLS) on a connected socket, for the CLI talking
-/// to the daemon. `cafile` pins a CA/certificate; `insecure` skips checks.
-typedef struct cb_tls_client cb_tls_client;
-cb_tls_client *cb_tls_client_connect(int fd, const char *host, const char *cafile, int insecure,
-                                     char *err, size_t errlen);
-/* Like cb_tls_client_connect, but the peer must present a certificate for
- * `host` that chains to `cafile` (or to the system's trust store when NULL). */
-cb_tls_client *cb_tls_client_connect_verified(int fd, const char *host, const char *cafile,
-                                              char *err, size_t errlen);
-long cb_tls_client_send(cb_tls_client *c, const void *buf, size_t len);
-long cb_tls_client_recv(cb_tls_client *c, void *buf, size_t len);
-void cb_tls_client_close(cb_tls_client *c);
-
 #endif
