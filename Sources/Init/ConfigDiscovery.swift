@@ -230,3 +230,58 @@ final class VolumeCache: Sendable {
         }
     }
 }
+
+/// `cloudbios.config=http(s)://…`: the config downloaded with Platform's
+/// HTTP client, redirects followed (never from https to http) and, for
+/// https, the server's certificate checked (the payload's CA bundle, or
+/// `$SSL_CERT_FILE` from the kernel command line). The network may still be
+/// coming up (DHCP), so a connection that fails, times out or gets a 5xx is
+/// tried again for `window` seconds; a refused certificate or another answer
+/// is final.
+public struct ConfigFetch: Sendable {
+    /// Largest config accepted.
+    public static let maxSize = 4 << 20
+    public var trust: TLSTrust = .environment
+    /// How long failures that may pass are retried.
+    public var window: Double = 30
+    /// Longest wait for a connect, a read or a write.
+    public var timeout: Double = 10
+    /// Longest one try may take.
+    public var attempt: Double = 30
+    /// Pause between tries.
+    public var pause: Double = 2
+
+    public init() {}
+
+    /// Downloads `url` into `dest` (atomically); nil when done, else why not.
+    public func fetch(_ url: String, to dest: String) -> String? {
+        let target: HTTPURL
+        do { target = try HTTPURL(parsing: url) } catch { return "\(error)" }
+        if target.tls {
+            // GnuTLS and the CA bundle travel in the payload
+            do { try TLSLibraries.load() } catch { return error.description }
+        }
+        let client = HTTPClient(trust: trust, timeout: timeout, redirects: 5)
+        let deadline = Deadline.after(window)
+        while true {
+            let why: String
+            var final = true
+            do throws(NetError) {
+                let r = try client.fetch(HTTPRequest("GET", target), deadline: .after(attempt), maxBody: Self.maxSize)
+                if r.status == 200 {
+                    do { try Files.writeAtomically(dest, r.body, mode: 0o600); return nil } catch { return "\(error)" }
+                }
+                why = "HTTP \(r.status)" + (r.head.reason.isEmpty ? "" : " \(r.head.reason)")
+                final = r.status < 500
+            } catch {
+                why = "\(error)"
+                switch error {
+                case .resolve, .connect, .timedOut, .deadline, .noAnswer, .connectionLost: final = false
+                default: break
+                }
+            }
+            if final || deadline.remaining < pause { return why }
+            usleep(UInt32(pause * 1e6))
+        }
+    }
+}

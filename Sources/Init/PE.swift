@@ -43,6 +43,8 @@ public final class PE: @unchecked Sendable {
     public internal(set) var payloadSource: String?
     /// Validates a config file: nil when valid, else the error text.
     public var validator: (String) -> String?
+    /// How `cloudbios.config=http(s)://…` is downloaded.
+    public var configFetch = ConfigFetch()
 
     var ueventFD: Int32 = -1
     var signalFD: Int32 = -1
@@ -555,8 +557,8 @@ public final class PE: @unchecked Sendable {
             case .fetch(let url):
                 let dest = root + "/run/cloudbios/config/cloudbios.yaml"
                 try? Files.makeDirectories(Files.parent(of: dest))
-                if fetch(url, to: dest) { configPath = dest; configSource = url }
-                else { configError = "cannot download the config from \(url)" }
+                if let why = fetch(url, to: dest) { configError = "cannot download the config from \(url): \(why)" }
+                else { configPath = dest; configSource = url }
             case .file(let p):
                 let path = p.hasPrefix("/") ? root + p : p
                 if Files.exists(path) { configPath = path; configSource = p }
@@ -612,14 +614,10 @@ public final class PE: @unchecked Sendable {
         return mounts.mount(v) { self.log($0) }
     }
 
-    func fetch(_ url: String, to dest: String) -> Bool {
-        guard onTarget else { return false }
-        let deadline = Clock.monotonic() + 30
-        while Clock.monotonic() < deadline {
-            if run("/usr/bin/wget", ["-q", "-T", "10", "-O", dest, url]) == 0 { return true }
-            sleep(2)
-        }
-        return false
+    /// Downloads the config of `cloudbios.config=URL` (off-target too: the
+    /// fake root's command line names the server).
+    func fetch(_ url: String, to dest: String) -> String? {
+        configFetch.fetch(url, to: dest)
     }
 
     /// Runs `cloudbios config validate FILE`; its output is the error text.
