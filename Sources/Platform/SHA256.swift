@@ -11,34 +11,41 @@ public func sha256File(_ path: String) throws -> String {
     return String(decoding: hex.prefix(64).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-/// SHA-256 of a stream, fed as it passes (nettle through the TLS loader:
-/// SHA-NI where the CPU has it).
-public final class StreamingSHA256: @unchecked Sendable {
-    private var ctx: UnsafeMutableRawPointer?
+/// SHA-256 of a file while it is being written: a thread of its own trails
+/// the writer and hashes what has been written straight from the page
+/// cache (nettle through the TLS loader: SHA-NI where the CPU has it), so
+/// the writer never waits for the hash nor copies for it, and nothing is
+/// read twice from the disk.
+public final class TrailingSHA256: @unchecked Sendable {
+    private var state: OpaquePointer?
+    private let running: Bool
 
-    /// nil when nettle cannot be loaded.
-    public init?() {
-        guard let c = cb_sha256_begin() else { return nil }
-        ctx = c
+    /// Starts hashing `path` (opened here for reading) as it grows.
+    public init(path: String) throws {
+        var err: Int32 = 0
+        guard let s = cb_sha256_trail_open(path, &err) else { throw SystemError("sha256 \(path)", errno: err) }
+        state = s
+        nonisolated(unsafe) let worker = s
+        running = startThread { cb_sha256_trail_run(worker) }
     }
 
-    public func add(_ bytes: UnsafeRawBufferPointer) {
-        guard let ctx else { return }
-        cb_sha256_add(ctx, bytes.baseAddress, bytes.count)
+    /// The file now has `size` bytes (called as they are written).
+    public func written(_ size: Int64) {
+        if let state { cb_sha256_trail_written(state, size) }
     }
 
-    public func add(_ bytes: ArraySlice<UInt8>) {
-        bytes.withUnsafeBytes { add($0) }
-    }
-
-    /// The hex digest; the state is gone after this.
-    public func finish() -> String {
-        guard let c = ctx else { return "" }
-        ctx = nil
+    /// Waits until every byte written is hashed; the digest in lowercase hex.
+    public func finish() throws -> String {
+        guard let s = state else { return "" }
+        state = nil
         var hex = [CChar](repeating: 0, count: 65)
-        cb_sha256_end(c, &hex)
+        let rc = cb_sha256_trail_end(s, 0, running ? 1 : 0, &hex)
+        if rc != 0 { throw SystemError("sha256 of the file being written", errno: rc) }
         return String(nulTerminated: hex)
     }
 
-    deinit { if ctx != nil { _ = finish() } }
+    /// Stops the thread without a digest (the file is abandoned).
+    deinit {
+        if let s = state { _ = cb_sha256_trail_end(s, 1, running ? 1 : 0, nil) }
+    }
 }

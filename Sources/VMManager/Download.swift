@@ -33,8 +33,8 @@ enum Download {
         var readTimeout: Double
         /// Told the bytes written so far and the size when the server said it.
         var progress: (@Sendable (Int64, Int64?) -> Void)? = nil
-        /// Hashes the body as it is written (no second read of the file).
-        var digest: StreamingSHA256? = nil
+        /// Hashes the file as it is written (no second read of the disk).
+        var digest: TrailingSHA256? = nil
     }
 
     static func fetch(_ url: String, into out: Int32, limits: Limits, caFile: String? = nil) throws -> Int64 {
@@ -55,7 +55,7 @@ enum Download {
                     _ = cb_start_writeback(out, flushed, total - flushed)
                     flushed = total
                 }
-                limits.digest?.add(bytes)
+                limits.digest?.written(total)
                 limits.progress?(total, announced)
             }
         } catch let e as NetError {

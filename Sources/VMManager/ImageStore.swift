@@ -81,12 +81,14 @@ struct ImageStore: Sendable {
         var open = true
         do {
             var limits = limits
-            limits.digest = StreamingSHA256()
+            // hashed as it is written, by a thread of its own; the final
+            // fsync and the end of the hash overlap
+            limits.digest = try? TrailingSHA256(path: tmp)
             do { _ = try Download.fetch(url, into: fd, limits: limits, caFile: caFile) } catch { throw DownloadError.fetch(error) }
             try syscall("fsync \(tmp)") { fsync(fd) }
             close(fd)
             open = false
-            let h = try limits.digest.map { $0.finish() } ?? sha256File(tmp)
+            let h = try limits.digest.map { try $0.finish() } ?? sha256File(tmp)
             if let want, want != h { throw DownloadError.sha256Mismatch(h) }
             try install(temp: tmp, as: name, sha256: h)
             return h
