@@ -47,8 +47,6 @@ struct APIClient {
     func request(_ method: String, _ path: String, body: [UInt8]? = nil) throws -> Response {
         var target = url
         target.target = path
-        // "localhost" is the daemon on this machine, on its IPv4 loopback
-        if target.host == "localhost" { target.host = "127.0.0.1" }
         var headers = [HTTPField("Accept", "application/json")]
         if let token { headers.append(HTTPField("Authorization", "Bearer \(token)")) }
         if body != nil { headers.append(HTTPField("Content-Type", "application/json")) }
@@ -67,6 +65,8 @@ struct APIClient {
     /// What the CLI says when the daemon cannot be reached or answers nonsense.
     func cliError(_ e: NetError) -> CLIError {
         switch e {
+        case .resolve:
+            CLIError("cannot resolve \(host)")
         case .connect(_, _, let errno):
             CLIError("cannot connect to the daemon at \(scheme)://\(host):\(port): \(String(cString: strerror(errno))) (is `cloudbios daemon` running?)")
         case .tls(let why):

@@ -55,7 +55,7 @@ public struct HTTPClient: Sendable {
 }
 
 /// One request's connection once its answer's head has arrived: the head,
-/// and the body still to read. Closed when it goes (or by `close`).
+/// and the body still to read. The connection closes when this goes.
 public final class HTTPExchange {
     /// Where the answer came from.
     public let url: HTTPURL
