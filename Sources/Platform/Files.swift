@@ -35,9 +35,8 @@ public enum Files {
 
     /// Writes all bytes to a file descriptor.
     public static func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>, what: String = "write") throws {
-        if let done = try bytes.withContiguousStorageIfAvailable({ try writeAll(fd, UnsafeRawBufferPointer($0), what: what) }) {
-            return done
-        }
+        // straight from the collection's storage when it has one (no copy)
+        if try bytes.withContiguousStorageIfAvailable({ try writeAll(fd, UnsafeRawBufferPointer($0), what: what) }) != nil { return }
         try Array(bytes).withUnsafeBytes { try writeAll(fd, $0, what: what) }
     }
 
