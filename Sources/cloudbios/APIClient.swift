@@ -1,5 +1,6 @@
 import Config
 import Platform
+import Panel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -60,6 +61,37 @@ struct APIClient {
         } catch {
             throw cliError(error)
         }
+    }
+
+    /// Opens a WebSocket (subprotocol `binary`) on `path`: the stream and
+    /// the bytes that came with the answer's head; the API's error when the
+    /// daemon refuses (a VM that is not running, say).
+    func openWebSocket(_ path: String) throws -> (NetStream, [UInt8]) {
+        var target = url
+        target.target = path
+        let key = WebSocket.base64((0..<16).map { _ in UInt8.random(in: 0...255) })
+        var headers = [HTTPField("Upgrade", "websocket"), HTTPField("Connection", "Upgrade"),
+                       HTTPField("Sec-WebSocket-Key", key), HTTPField("Sec-WebSocket-Version", "13"),
+                       HTTPField("Sec-WebSocket-Protocol", "binary")]
+        if let token { headers.append(HTTPField("Authorization", "Bearer \(token)")) }
+        let trust: TLSTrust = insecure ? .none : caFile.map { .pinned($0) } ?? .system
+        // no timeout worth the name: a console may be quiet for hours
+        let client = HTTPClient(trust: trust, timeout: 3600, userAgent: "cloudbios-cli")
+        let x: HTTPExchange
+        do throws(NetError) {
+            x = try client.open(HTTPRequest("GET", target, headers: headers))
+        } catch {
+            throw cliError(error)
+        }
+        guard x.head.status == 101 else {
+            let body = (try? x.readBody(limit: 1 << 16)) ?? []
+            let r = Response(status: x.head.status, headers: [:], body: body)
+            throw CLIError(r.status == 401 ? "not authenticated: run 'cloudbios login'" : r.errorMessage)
+        }
+        guard x.head.header("Sec-WebSocket-Accept") == WebSocket.acceptKey(key) else {
+            throw CLIError("\(host):\(port): the daemon's WebSocket answer does not match the key sent")
+        }
+        return x.switchedProtocols()
     }
 
     /// What the CLI says when the daemon cannot be reached or answers nonsense.

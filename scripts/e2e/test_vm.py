@@ -459,12 +459,60 @@ def test_vm_cli_over_tls(daemon):
     follow.kill()
     follow.wait()
     assert b"CLOUDBIOS-GUEST-READY" in seen, seen[-2000:]
+    # vm terminal: the serial console both ways, as a person uses it: a real
+    # terminal, raw while attached, Ctrl-] leaves (and closes the console cleanly)
+    term_args = [binary(), "vm", "terminal", "cli-vm", "--url", daemon.url, "--state-dir", daemon.state, "--user", "admin"]
+    import pty
+    master, slave = pty.openpty()
+    term = subprocess.Popen(term_args, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    seen = b""
+    deadline = _time.time() + 60
+    step = "connect"
+    while _time.time() < deadline:
+        if step == "connect" and b"Ctrl-] leaves" in seen:
+            os.write(master, b"pty-line\r")
+            step = "typed"
+        if step == "typed" and b"serial-typed: pty-line" in seen:
+            os.write(master, b"\x1d")
+            step = "left"
+        if select.select([master], [], [], 1)[0]:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:
+                break
+        if term.poll() is not None and not select.select([master], [], [], 0)[0]:
+            break
+    try:
+        rc = term.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        term.kill()
+        rc = term.wait()
+    os.close(master)
+    assert step == "left" and rc == 0, (rc, seen[-2000:])
+    # raw while attached: the line shows twice (the guest's echo, its answer),
+    # never a third time from the local terminal's own echo
+    assert seen.count(b"pty-line") == 2, seen[-2000:]
+    assert b"Left cli-vm's serial console" in seen, seen[-2000:]
+    # then with piped input, sent as it comes
+    term = subprocess.Popen(term_args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    term.stdin.write(b"hello-terminal\n")
+    term.stdin.flush()
+    seen = b""
+    deadline = _time.time() + 60
+    while b"serial-typed: hello-terminal" not in seen and _time.time() < deadline and term.poll() is None:
+        if select.select([term.stdout], [], [], 1)[0]:
+            seen += os.read(term.stdout.fileno(), 65536)
+    term.kill()
+    term.wait()
+    assert b"serial-typed: hello-terminal" in seen, seen[-2000:]
     listed = json.loads(cli("list", "--json"))
     assert listed[0]["name"] == "cli-vm" and listed[0]["state"] == "running"
     assert "already running" in cli("start", "cli-vm", ok=False)
     assert "cli-vm: paused" in cli("pause", "cli-vm")
     assert "cli-vm: running" in cli("resume", "cli-vm")
     assert "cli-vm: stopped" in cli("stop", "cli-vm")
+    assert "not running" in cli("terminal", "cli-vm", ok=False)
     assert "cli-vm: deleted" in cli("delete", "cli-vm")
     assert "no VM named" in cli("start", "cli-vm", ok=False)
     assert "VM name" in cli("start", "../x", ok=False)

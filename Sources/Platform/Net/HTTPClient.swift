@@ -177,6 +177,17 @@ public final class HTTPExchange {
     }
 
     /// The whole body, at most `limit` bytes.
+    /// After `101 Switching Protocols` (a WebSocket, say): the connection
+    /// itself for the new protocol, and the bytes of it that came with the
+    /// head. The exchange is done with it then.
+    public func switchedProtocols() -> (stream: NetStream, early: [UInt8]) {
+        precondition(!bodyRead, "the connection of an exchange is taken once")
+        bodyRead = true
+        let early = Array(UnsafeRawBufferPointer(rebasing: buffer[pending]))
+        pending = 0..<0
+        return (NetStream(connection), early)
+    }
+
     public func readBody(limit: Int) throws(NetError) -> [UInt8] {
         var body: [UInt8] = []
         do {
@@ -192,13 +203,34 @@ public final class HTTPExchange {
 
 /// A connected socket, with a TLS session on it for https. Every wait is
 /// bounded by the timeout and never runs past the deadline.
+/// A connection after a protocol switch: bytes both ways, plain or TLS.
+/// One thread may send while another receives (GnuTLS allows a sender and
+/// a receiver at once); `shutdown` wakes a receiver for good.
+public final class NetStream: @unchecked Sendable {
+    let connection: Connection
+    init(_ c: Connection) { connection = c }
+
+    public func send(_ bytes: [UInt8]) throws(NetError) { try connection.send(bytes) }
+
+    /// What has arrived (0 at the end); a quiet peer is `.timedOut` after the
+    /// client's timeout, which a caller waiting for a person may just retry.
+    public func receive(_ buffer: UnsafeMutableRawBufferPointer) throws(NetError) -> Int {
+        try connection.receive(buffer)
+    }
+
+    /// Ends both directions now (a blocked `receive` returns 0).
+    public func shutdown() { _ = Glibc.shutdown(connection.fd, Int32(SHUT_RDWR)) }
+}
+
 final class Connection {
     let fd: Int32
     private var tls: TLSSession?
     let timeout: Double
     let deadline: Deadline
-    /// The timeouts set on the socket now (reads, writes).
-    private var armed: (receive: Double, send: Double) = (0, 0)
+    /// The timeouts set on the socket now (each written by its own side
+    /// only: a switched protocol may send and receive on two threads).
+    private var armedReceive = 0.0
+    private var armedSend = 0.0
 
     init(url: HTTPURL, trust: TLSTrust, timeout: Double, deadline: Deadline) throws(NetError) {
         self.timeout = timeout
@@ -223,9 +255,9 @@ final class Connection {
         guard left > 0 else { throw .deadline }
         let t = min(timeout, left)
         if sending {
-            if armed.send != t { setSocketTimeout(fd, t, SO_SNDTIMEO); armed.send = t }
+            if armedSend != t { setSocketTimeout(fd, t, SO_SNDTIMEO); armedSend = t }
         } else {
-            if armed.receive != t { setSocketTimeout(fd, t, SO_RCVTIMEO); armed.receive = t }
+            if armedReceive != t { setSocketTimeout(fd, t, SO_RCVTIMEO); armedReceive = t }
         }
     }
 
