@@ -26,7 +26,7 @@ static void cb_init_on_signal(int sig) {
 int cb_init_signal_pipe(void) {
     if (cb_init_sigpipe[0] >= 0) return cb_init_sigpipe[0];
     if (pipe2(cb_init_sigpipe, O_NONBLOCK | O_CLOEXEC) != 0) return -1;
-    int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGPWR, SIGHUP};
+    int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGPWR, SIGHUP};
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = cb_init_on_signal;

@@ -10,11 +10,9 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-/* Exit codes of the probe child: which step failed. */
+/* Exit codes of the probe child: which step failed (KVMProbe.Step). */
 enum {
     PROBE_OK = 0,
     PROBE_OPEN = 10,
@@ -80,22 +78,8 @@ static int probe_child(const char *dev) {
     return PROBE_OK;
 }
 
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int cb_kvm_probe(const char *device, int timeout_ms, char *reason, size_t reason_len) {
-    if (access(device, F_OK) != 0) {
-        snprintf(reason, reason_len, "%s does not exist", device);
-        return 0;
-    }
+pid_t cb_kvm_probe_fork(const char *device, int timeout_ms) {
     pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(reason, reason_len, "fork failed: %s", strerror(errno));
-        return 0;
-    }
     if (pid == 0) {
         /* Keep none of the caller's descriptors (its listening sockets): a
            child stuck in KVM_RUN must not hold the panel's port after the
@@ -105,44 +89,5 @@ int cb_kvm_probe(const char *device, int timeout_ms, char *reason, size_t reason
         alarm((unsigned)(timeout_ms / 1000 + 2)); /* belt and braces */
         _exit(probe_child(device));
     }
-    long long deadline = now_ms() + timeout_ms;
-    int status = 0;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid) break;
-        if (r < 0 && errno != EINTR) {
-            snprintf(reason, reason_len, "waitpid failed: %s", strerror(errno));
-            return 0;
-        }
-        if (now_ms() >= deadline) {
-            kill(pid, SIGKILL);
-            /* A vCPU stuck in the kernel dies at its next signal check; reap it
-               but never wait forever. */
-            for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; i++) usleep(10000);
-            snprintf(reason, reason_len,
-                     "%s is present but a 4M-instruction test guest did not reach HLT within %d ms (KVM hangs or crawls, e.g. broken nested virtualization)",
-                     device, timeout_ms);
-            return 0;
-        }
-        usleep(5000);
-    }
-    if (WIFSIGNALED(status)) {
-        snprintf(reason, reason_len, "KVM probe died with signal %d", WTERMSIG(status));
-        return 0;
-    }
-    switch (WEXITSTATUS(status)) {
-    case PROBE_OK: snprintf(reason, reason_len, "%s works (test guest ran to HLT)", device); return 1;
-    case PROBE_OPEN: snprintf(reason, reason_len, "cannot open %s", device); return 0;
-    case PROBE_API: snprintf(reason, reason_len, "%s has an unsupported KVM API version", device); return 0;
-    case PROBE_CREATE_VM: snprintf(reason, reason_len, "KVM_CREATE_VM failed on %s", device); return 0;
-    case PROBE_MEMORY: snprintf(reason, reason_len, "KVM memory region setup failed"); return 0;
-    case PROBE_CREATE_VCPU: snprintf(reason, reason_len, "KVM_CREATE_VCPU failed"); return 0;
-    case PROBE_RUN_MMAP: snprintf(reason, reason_len, "mapping the KVM vCPU run area failed"); return 0;
-    case PROBE_REGS: snprintf(reason, reason_len, "setting KVM vCPU registers failed"); return 0;
-    case PROBE_RUN: snprintf(reason, reason_len, "KVM_RUN failed"); return 0;
-    case PROBE_NOT_IO: snprintf(reason, reason_len, "KVM test guest did not exit on its port write"); return 0;
-    case PROBE_NOT_HLT: snprintf(reason, reason_len, "KVM test guest did not exit on HLT"); return 0;
-    case PROBE_WRONG_VALUE: snprintf(reason, reason_len, "KVM test guest wrote a wrong value"); return 0;
-    default: snprintf(reason, reason_len, "KVM probe failed (code %d)", WEXITSTATUS(status)); return 0;
-    }
+    return pid < 0 ? -errno : pid;
 }

@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int cb_errno(void) { return errno; }
 
@@ -29,3 +32,7 @@ int cb_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[
     posix_spawnattr_destroy(&at);
     return rc;
 }
+
+int cb_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+int cb_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }

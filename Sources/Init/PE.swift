@@ -7,6 +7,7 @@ import Config
 import Install
 import Disks
 import QEMU
+import Synchronization
 
 /// PID 1 of the CloudBIOS PE. Off-target (`root` set) the hardware phases are
 /// skipped and every path is read below `root`, so tests can run the boot
@@ -48,6 +49,9 @@ public final class PE: @unchecked Sendable {
 
     var ueventFD: Int32 = -1
     var signalFD: Int32 = -1
+    /// Exits of children (services) and orphans the `Reaper` reports to
+    /// the main loop, from `run()` on.
+    var exits: ChildExits?
     /// Read ends of the services' stdout/stderr pipes: fd -> (service, pending bytes).
     var outputs: [Int32: (name: String, buffer: [UInt8])] = [:]
     var inputFDs: [Int32: String] = [:]
@@ -204,21 +208,19 @@ public final class PE: @unchecked Sendable {
                 if let pid = try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + group).spawn() { running.append(pid) }
                 else { log("modules: cannot run modprobe") }
             }
-            running = running.filter { pid in
-                var status: Int32 = 0
-                return waitpid(pid, &status, WNOHANG) == 0
-            }
+            running = running.filter { Reaper.shared.exitStatus($0) == nil }
             // disks and partitions are probed as they appear
             if onTarget { volumeCache.prefetch(sys: root + "/sys", dev: root + "/dev") }
             if running.isEmpty && aliases.isEmpty { break }
             if Clock.monotonic() - t0 > 30 {
                 log("modules: drivers still loading after 30 s; going on")
+                running.forEach(Reaper.shared.detach)
                 break
             }
             usleep(50_000)
         }
         coldplugAliases = seen
-        if !deferred.isEmpty { _ = try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + deferred.sorted()).spawn() }
+        if !deferred.isEmpty { try? Launcher("/sbin/modprobe", ["-a", "-q", "-b"] + deferred.sorted()).spawnDetached() }
         let loaded = loadedModules().filter { !before.contains($0) }
         log("modules: \(seen.count) device aliases; loaded \(loaded.count): \(loaded.sorted().joined(separator: " "))")
         for dev in Files.list("/sys/bus/pci/devices") where !Files.exists("/sys/bus/pci/devices/\(dev)/driver") {
@@ -304,7 +306,7 @@ public final class PE: @unchecked Sendable {
         }
         if let alias = ev["MODALIAS"], !coldplugAliases.contains(alias) {
             coldplugAliases.insert(alias)
-            _ = try? Launcher("/sbin/modprobe", ["-q", "-b", alias]).spawn()
+            try? Launcher("/sbin/modprobe", ["-q", "-b", alias]).spawnDetached()
         }
         switch ev.subsystem {
         case "block" where ev["DEVTYPE"] == "disk":
@@ -768,6 +770,7 @@ public final class PE: @unchecked Sendable {
         do {
             let pid = try Launcher(s.path, s.arguments, environment: env).spawn(stdout: fds[1], stderr: fds[1])
             if fds[0] >= 0 { outputs[fds[0]] = (s.name, []) }
+            if let exits { Reaper.shared.onExit(pid) { exits.post(pid, $0) } }
             return pid
         } catch {
             if fds[0] >= 0 { close(fds[0]) }
@@ -826,6 +829,9 @@ public final class PE: @unchecked Sendable {
     /// request. Never returns.
     public func run() -> Never {
         signalFD = cb_init_signal_pipe()
+        let exits = ChildExits()
+        self.exits = exits
+        Reaper.shared.adoptOrphans { exits.post($0, $1) }
         boot()
         log("boot: complete in \(Supervisor.format(Clock.boottime())) s since the kernel started")
         var lastRefresh = Clock.monotonic()
@@ -835,7 +841,7 @@ public final class PE: @unchecked Sendable {
             if !memoryReported && Clock.monotonic() >= memoryReportAt { memoryReported = true; logMemory() }
             if let kind = shutdownRequested { shutdown(kind) }
             var fds: [pollfd] = []
-            for fd in [signalFD, ueventFD] + Array(outputs.keys) + Array(inputFDs.keys) where fd >= 0 {
+            for fd in [signalFD, exits.readFD, ueventFD] + Array(outputs.keys) + Array(inputFDs.keys) where fd >= 0 {
                 fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
             }
             let wait = min(supervisor.nextDeadline() ?? 2, 2)
@@ -877,7 +883,6 @@ public final class PE: @unchecked Sendable {
             let s = cb_init_read_signal(signalFD)
             if s <= 0 { return }
             if s == SIGHUP { applyNetworkRequest(); applyDisplayRequest(); continue }
-            if s == SIGCHLD { continue }
             if let kind = ShutdownKind(signal: s), shutdownRequested == nil {
                 log("signal \(s): \(kind.rawValue) requested")
                 shutdownRequested = kind
@@ -898,16 +903,11 @@ public final class PE: @unchecked Sendable {
         }
     }
 
-    /// Reaps every exited child; supervised ones are restarted with backoff.
+    /// Hands the exits the `Reaper` reported to the supervisor: services
+    /// are restarted with backoff; orphans are none of its business.
     func reap() {
-        var st: Int32 = 0
-        while true {
-            let pid = waitpid(-1, &st, WNOHANG)
-            if pid <= 0 { return }
-            if !supervisor.exited(pid: pid, status: Launcher.exitCode(st)) {
-                // an orphan, or a child another thread (the payload's) waits for
-                ReapedChildren.record(pid, status: Launcher.exitCode(st))
-            }
+        for (pid, status) in exits?.take() ?? [] {
+            supervisor.exited(pid: pid, status: status)
         }
     }
 
@@ -963,6 +963,40 @@ public final class PE: @unchecked Sendable {
     }
 }
 
+/// Exits the `Reaper`'s thread reports to PID 1's main loop: queued, with
+/// a byte on a pipe the loop polls to wake it.
+final class ChildExits: Sendable {
+    private let queue = Mutex<[(pid: pid_t, status: Int32)]>([])
+    let readFD: Int32
+    private let writeFD: Int32
+
+    init() {
+        var fds: [Int32] = [-1, -1]
+        if cb_init_pipe(&fds) == 0 {
+            _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
+            _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
+        }
+        readFD = fds[0]
+        writeFD = fds[1]
+    }
+
+    func post(_ pid: pid_t, _ status: Int32) {
+        queue.withLock { $0.append((pid, status)) }
+        var b: UInt8 = 1
+        _ = write(writeFD, &b, 1)
+    }
+
+    /// The exits reported since the last call, oldest first.
+    func take() -> [(pid: pid_t, status: Int32)] {
+        var buf = [UInt8](repeating: 0, count: 256)
+        while buf.withUnsafeMutableBytes({ read(readFD, $0.baseAddress, $0.count) }) > 0 {}
+        return queue.withLock { q in
+            defer { q = [] }
+            return q
+        }
+    }
+}
+
 public struct InitError: Error, CustomStringConvertible {
     public var description: String
     public init(_ d: String) { description = d }
@@ -975,24 +1009,18 @@ final class PEShutdown: ShutdownMachine {
 
     func log(_ line: String) { pe.log(line) }
     func now() -> Double { Clock.monotonic() }
+    /// (The `Reaper`'s thread reaps whatever exits meanwhile.)
     func sleep(_ seconds: Double) {
         usleep(UInt32(seconds * 1e6))
-        var st: Int32 = 0
-        while waitpid(-1, &st, WNOHANG) > 0 {}
     }
 
     func stopService(_ name: String, timeout: Double) {
         guard let pid = pe.supervisor.disable(name) else { return }
         Glibc.kill(pid, SIGTERM)
-        let deadline = now() + timeout
-        var st: Int32 = 0
-        while now() < deadline {
-            if waitpid(pid, &st, WNOHANG) == pid { return }
-            usleep(50_000)
-        }
+        if Reaper.shared.wait(pid, timeout: timeout) != nil { return }
         pe.log("shutdown: \(name) did not stop in \(Int(timeout)) s: SIGKILL")
         Glibc.kill(pid, SIGKILL)
-        _ = waitpid(pid, &st, 0)
+        _ = Reaper.shared.wait(pid)
     }
 
     func runningVMs() -> [VMRun] { VMRun.scan(stateDir: pe.stateDir) }

@@ -33,9 +33,38 @@ public enum KVMProbe {
         if let v = getenv("CLOUDBIOS_KVM").map({ String(cString: $0) }), v == "off" {
             return Result(usable: false, reason: "KVM disabled by CLOUDBIOS_KVM=off")
         }
-        var buf = [CChar](repeating: 0, count: 256)
-        let ok = cb_kvm_probe(device, Int32(max(0.05, timeout) * 1000), &buf, buf.count)
-        let reason = String(nulTerminated: buf)
-        return Result(usable: ok == 1, reason: reason)
+        guard access(device, F_OK) == 0 else { return Result(usable: false, reason: "\(device) does not exist") }
+        let ms = Int32(max(0.05, timeout) * 1000)
+        let pid = Reaper.shared.spawn { cb_kvm_probe_fork(device, ms) }
+        if pid < 0 { return Result(usable: false, reason: "fork failed: \(String(cString: strerror(-pid)))") }
+        guard let status = Reaper.shared.wait(pid, timeout: Double(ms) / 1000) else {
+            kill(pid, SIGKILL)
+            // A vCPU stuck in the kernel dies at its next signal check; reap it
+            // but never wait forever.
+            if Reaper.shared.wait(pid, timeout: 2) == nil { Reaper.shared.detach(pid) }
+            return Result(usable: false, reason: "\(device) is present but a 4M-instruction test guest did not reach HLT within \(ms) ms (KVM hangs or crawls, e.g. broken nested virtualization)")
+        }
+        return Result(usable: status == 0, reason: Self.reason(status: status, device: device))
+    }
+
+    /// What the probe child's exit status says (its codes are kvmprobe.c's).
+    static func reason(status: Int32, device: String) -> String {
+        switch status {
+        case 0: "\(device) works (test guest ran to HLT)"
+        case 10: "cannot open \(device)"
+        case 11: "\(device) has an unsupported KVM API version"
+        case 12: "KVM_CREATE_VM failed on \(device)"
+        case 13: "KVM memory region setup failed"
+        case 14: "KVM_CREATE_VCPU failed"
+        case 15: "mapping the KVM vCPU run area failed"
+        case 16: "setting KVM vCPU registers failed"
+        case 17: "KVM_RUN failed"
+        case 18: "KVM test guest did not exit on its port write"
+        case 19: "KVM test guest did not exit on HLT"
+        case 20: "KVM test guest wrote a wrong value"
+        case -1: "KVM probe: its status was lost"
+        case 129...: "KVM probe died with signal \(status - 128)"
+        default: "KVM probe failed (code \(status))"
+        }
     }
 }

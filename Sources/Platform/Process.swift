@@ -1,11 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 import CShims
 
 /// Launches programs with an explicit argv and environment (posix_spawn, no
-/// shell, signal mask and handlers reset). The caller that spawns reaps.
+/// shell, signal mask and handlers reset). The `Reaper` knows every child
+/// from its spawn; whoever spawns waits for it (`wait`), registers an
+/// `onExit` handler with the Reaper, or lets it go (`spawnDetached`).
 public struct Launcher: Sendable {
     public var path: String
     public var arguments: [String]
@@ -26,15 +27,23 @@ public struct Launcher: Sendable {
     public func spawn(stdin: Int32 = -1, stdout: Int32 = -1, stderr: Int32 = -1) throws -> pid_t {
         let devnull = open("/dev/null", O_RDWR | O_CLOEXEC)
         defer { if devnull >= 0 { close(devnull) } }
-        var pid: pid_t = 0
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
-        let rc = cb_spawn(&pid, path, argv, envp, stdin >= 0 ? stdin : devnull,
-                          stdout >= 0 ? stdout : devnull, stderr >= 0 ? stderr : devnull,
-                          newSession ? 1 : 0)
-        if rc != 0 { throw SystemError("spawn \(path)", errno: rc) }
-        return pid
+        return try Reaper.shared.spawn {
+            var pid: pid_t = 0
+            let rc = cb_spawn(&pid, path, argv, envp, stdin >= 0 ? stdin : devnull,
+                              stdout >= 0 ? stdout : devnull, stderr >= 0 ? stderr : devnull,
+                              newSession ? 1 : 0)
+            if rc != 0 { throw SystemError("spawn \(path)", errno: rc) }
+            return pid
+        }
+    }
+
+    /// Starts the program and lets it run on its own: nobody waits for it,
+    /// and the `Reaper` drops its status.
+    public func spawnDetached() throws {
+        Reaper.shared.detach(try spawn())
     }
 
     /// Runs the program to completion, capturing stdout and stderr (merged
@@ -68,25 +77,10 @@ public struct Launcher: Sendable {
         return (status, String(decoding: out, as: UTF8.self))
     }
 
-    /// Waits for a child; returns its exit status (128+signal when killed).
-    /// A child that a reaper on another thread collected first (PID 1's
-    /// waitpid(-1)) is found in `ReapedChildren`.
+    /// Waits for a child (through the `Reaper`); returns its exit status
+    /// (128+signal when killed), -1 when it is no child of ours.
     public static func wait(_ pid: pid_t) -> Int32 {
-        var st: Int32 = 0
-        while true {
-            if waitpid(pid, &st, 0) == pid { return exitCode(st) }
-            switch currentErrno() {
-            case EINTR: continue
-            case ECHILD:
-                // the reaper records the status right after its waitpid
-                for _ in 0..<200 {
-                    if let s = ReapedChildren.take(pid) { return s }
-                    usleep(5_000)
-                }
-                return -1
-            default: return -1
-            }
-        }
+        Reaper.shared.wait(pid) ?? -1
     }
 
     public static func exitCode(_ st: Int32) -> Int32 {
@@ -116,21 +110,15 @@ public func processAlive(_ pid: pid_t) -> Bool {
     return true
 }
 
-/// Exit statuses of children a reaper collected with waitpid(-1) that it does
-/// not own (PID 1 reaps every orphan while its payload thread runs `mount`
-/// and `modprobe`): the thread waiting for one of them takes its status here
-/// instead of losing it to ECHILD.
+/// Statuses of children that code outside the `Reaper` reaped with a raw
+/// waitpid, handed in so that the thread waiting for the child still gets
+/// its status instead of ECHILD.
 public enum ReapedChildren {
-    private static let statuses = Mutex<[pid_t: Int32]>([:])
-
     public static func record(_ pid: pid_t, status: Int32) {
-        statuses.withLock { s in
-            if s.count >= 256 { s.removeAll() }  // nobody waited for those
-            s[pid] = status
-        }
+        Reaper.shared.handIn(pid, status: status)
     }
 
     public static func take(_ pid: pid_t) -> Int32? {
-        statuses.withLock { $0.removeValue(forKey: pid) }
+        Reaper.shared.take(pid)
     }
 }

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Platform
 
-/// Runs blocking work (waitpid, qemu-img, file copies) on its own OS thread so
+/// Runs blocking work (a child's exit, qemu-img, file copies) on its own OS thread so
 /// the small cooperative pool never stalls.
 func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { (k: CheckedContinuation<T, any Error>) in

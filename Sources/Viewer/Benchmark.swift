@@ -99,7 +99,7 @@ public enum ViewerBenchmark {
         let port = freePort()
         var fds: [Int32] = [0, 0], acks: [Int32] = [0, 0]
         guard pipe(&fds) == 0, pipe(&acks) == 0 else { throw SystemError("pipe", errno: currentErrno()) }
-        let pid = fork()
+        let pid = Reaper.shared.spawn { fork() }
         if pid == 0 {
             close(fds[1]); close(acks[0])
             serveFrames(port: port, control: fds[0], ack: acks[1])
@@ -107,8 +107,7 @@ public enum ViewerBenchmark {
         close(fds[0]); close(acks[1])
         defer {
             close(fds[1]); close(acks[0])
-            var st: Int32 = 0
-            waitpid(pid, &st, 0)
+            _ = Reaper.shared.wait(pid)
         }
         var options = Viewer.Options(socketPath: "127.0.0.1:\(port)")
         options.display = .memory(width: 1920, height: 1080)

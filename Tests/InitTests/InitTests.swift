@@ -131,6 +131,34 @@ import Glibc
     }
 }
 
+/// PID 1's services: a real child's exit goes from the `Reaper` to the
+/// main loop's queue (waking its poll) and on to the supervisor.
+@Suite struct ChildExitsTests {
+    @Test func aServiceExitWakesTheLoopAndReachesTheSupervisor() throws {
+        let exits = ChildExits()
+        let clock = SupervisorTests.FakeClock()
+        let sup = Supervisor(clock: { clock.now }, spawner: { s in
+            let pid = try Launcher(s.path, s.arguments).spawn()
+            Reaper.shared.onExit(pid) { exits.post(pid, $0) }
+            return pid
+        })
+        sup.add(Service(name: "dhcp-eth0", path: "/bin/sh", arguments: ["-c", "sleep 0.2; exit 3"]))
+        sup.tick()
+        let pid = try #require(sup.service("dhcp-eth0")?.pid)
+        var p = pollfd(fd: exits.readFD, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&p, 1, 10_000) == 1)
+        let got = exits.take()
+        #expect(got.map(\.pid) == [pid])
+        #expect(got.map(\.status) == [3])
+        // drained: the pipe is quiet again
+        #expect(poll(&p, 1, 0) == 0)
+        for e in got { #expect(sup.exited(pid: e.pid, status: e.status)) }
+        #expect(sup.service("dhcp-eth0")?.pid == nil)
+        #expect(sup.service("dhcp-eth0")?.lastStatus == 3)
+        #expect(sup.nextDeadline() == 1)
+    }
+}
+
 @Suite struct ShutdownTests {
     final class Recorder: ShutdownMachine {
         var events: [String] = []

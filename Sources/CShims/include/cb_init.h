@@ -3,10 +3,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/// Installs handlers for the signals PID 1 acts on (SIGCHLD, SIGTERM, SIGINT,
-/// SIGUSR1, SIGUSR2, SIGPWR, SIGHUP) that write the signal number as one byte
-/// to a non-blocking pipe (self-pipe; safe whichever thread takes the
-/// signal). Returns the pipe's read end, or -1.
+/// Installs handlers for the signals PID 1 acts on (SIGTERM, SIGINT,
+/// SIGUSR1, SIGUSR2, SIGPWR, SIGHUP; children are the Reaper's) that write
+/// the signal number as one byte to a non-blocking pipe (self-pipe; safe
+/// whichever thread takes the signal). Returns the pipe's read end, or -1.
 int cb_init_signal_pipe(void);
 /// Reads one signal number from that pipe: the signal, 0 when none is
 /// pending, -1 on error.

@@ -2,12 +2,14 @@
 #define CLOUDBIOS_CB_VM_H
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
-/// Probes KVM on `device` (normally /dev/kvm): in a forked child, creates a VM
-/// and a vCPU and runs a few real-mode instructions to HLT. The parent waits
-/// at most `timeout_ms` and kills the child on timeout. Returns 1 when KVM
-/// works, 0 otherwise; `reason` says why either way.
-int cb_kvm_probe(const char *device, int timeout_ms, char *reason, size_t reason_len);
+/// Forks the KVM probe's child: on `device` (normally /dev/kvm) it creates a
+/// VM and a vCPU and runs a few real-mode instructions to HLT, and exits 0
+/// when they ran, else with the code of the step that failed (10-20). It
+/// dies with its parent and by itself after `timeout_ms` plus 2 s. Returns
+/// its pid, or -errno when fork fails.
+pid_t cb_kvm_probe_fork(const char *device, int timeout_ms);
 
 /// Creates the persistent tap device `name` (IFF_TAP | IFF_NO_PI, like `ip
 /// tuntap add mode tap`) through /dev/net/tun: busybox's `ip` has no tuntap.
