@@ -14,26 +14,34 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        // C system libraries (module maps + small shims)
+        // C system libraries (module maps; headers only)
         .systemLibrary(name: "CBlkid", path: "Sources/CBlkid", pkgConfig: "blkid"),
-        .systemLibrary(name: "CParted", path: "Sources/CParted"),  // headers only: Install loads libparted on first use
-        .systemLibrary(name: "CMicroHTTPD", path: "Sources/CMicroHTTPD"),  // headers only: loaded with GnuTLS on first use
-        .systemLibrary(name: "CVNC", path: "Sources/CVNC"),  // headers only: CShims/vnc.c loads libvnc* on first use
-        // Small C helpers for macros, variadics and ioctls; they load GnuTLS,
-        // nettle, libcrypt, libmicrohttpd and libvnc* when first needed
-        // (dlopen), so cloudbios links none of them.
-        .target(name: "CShims", path: "Sources/CShims"),
+        .systemLibrary(name: "CParted", path: "Sources/CParted"),  // Install loads libparted on first use
+        .systemLibrary(name: "CMicroHTTPD", path: "Sources/CMicroHTTPD"),  // CTLS loads it with GnuTLS on first use
+        .systemLibrary(name: "CVNC", path: "Sources/CVNC"),  // CVNCLoader loads libvnc* on first use
+        // Small C helpers for macros, variadics and ioctls, one target per
+        // library or kernel interface, so a module sees only the C it uses.
+        // Those that need GnuTLS, nettle, libcrypt, libmicrohttpd and
+        // libvnc* load them when first needed (dlopen): cloudbios links none.
+        .target(name: "CBase", path: "Sources/CBase"),  // errno, posix_spawn, pidfd: Platform's processes
+        .target(name: "CDisks", path: "Sources/CDisks"),  // block-device and loop-device ioctls
+        .target(name: "CInit", path: "Sources/CInit"),  // PID 1: signals, uevents, reboot, input events
+        .target(name: "CKVM", path: "Sources/CKVM"),  // the KVM probe's child
+        .target(name: "CTLS", path: "Sources/CTLS"),  // the GnuTLS/nettle/libcrypt/libmicrohttpd loader and what calls through it
+        .target(name: "CTap", path: "Sources/CTap"),  // tap devices
+        .target(name: "CViewer", path: "Sources/CViewer"),  // DRM, fbdev, evdev, VTs, uinput
+        .target(name: "CVNCLoader", path: "Sources/CVNCLoader"),  // libvncclient/libvncserver, loaded on first use
 
         // Swift modules
-        .target(name: "Platform", dependencies: ["CShims"]),
+        .target(name: "Platform", dependencies: ["CBase", "CDisks", "CKVM", "CTLS"]),
         .target(name: "Config", dependencies: []),
         .target(name: "QEMU", dependencies: ["Config", "Platform"]),
-        .target(name: "VMManager", dependencies: ["Config", "QEMU", "Platform", "CShims"]),
+        .target(name: "VMManager", dependencies: ["Config", "QEMU", "Platform", "CDisks", "CTap"]),
         .target(name: "Disks", dependencies: ["Config", "Platform", "CBlkid", "CParted"]),
-        .target(name: "Install", dependencies: ["Config", "Disks", "Platform", "CParted", "CBlkid", "CShims"]),
-        .target(name: "Panel", dependencies: ["Config", "Platform", "CMicroHTTPD", "CShims"]),
-        .target(name: "Viewer", dependencies: ["Config", "Platform", "CVNC", "CShims"]),
-        .target(name: "Init", dependencies: ["Config", "Platform", "Disks", "Install", "QEMU"]),
+        .target(name: "Install", dependencies: ["Config", "Disks", "Platform", "CParted", "CBlkid", "CDisks"]),
+        .target(name: "Panel", dependencies: ["Config", "Platform", "CMicroHTTPD", "CTLS"]),
+        .target(name: "Viewer", dependencies: ["Config", "Platform", "CVNC", "CVNCLoader", "CViewer"]),
+        .target(name: "Init", dependencies: ["Config", "Platform", "Disks", "Install", "QEMU", "CDisks", "CInit"]),
         .executableTarget(name: "cloudbios", dependencies: [
             "Config", "Platform", "QEMU", "VMManager", "Disks", "Install", "Panel", "Viewer", "Init",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

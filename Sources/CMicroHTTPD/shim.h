@@ -9,8 +9,8 @@
 #include <microhttpd.h>
 
 /* libmicrohttpd is loaded when the panel starts (dlopen, with GnuTLS: see
- * CShims/tlslibs.h; in the PE they travel in the payload): its functions are
- * called through these pointers, which CShims' cb_tlslibs_load() fills. */
+ * CTLS/tlslibs.h; in the PE they travel in the payload): its functions are
+ * called through these pointers, which CTLS' cb_tlslibs_load() fills. */
 #define CB_MHD_FUNCTIONS(X) \
     X(MHD_start_daemon) \
     X(MHD_stop_daemon) \

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
 import Platform
 
 /// PID 1's log: every line goes to the serial console(s), to the screen

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Platform
 import Synchronization
-import CShims
+import CDisks
 
 extension Payload {
     /// Where a payload may be, best first: the boot medium's /boot, then an

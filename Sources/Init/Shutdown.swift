@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
 import Platform
 
 /// What the machine does at the end of a shutdown.

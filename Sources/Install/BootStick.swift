@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Platform
-import CShims
+import CDisks
 
 /// The USB stick CloudBIOS booted from (its ISO written raw): what the
 /// first-run setup may add to it — one small `CBCONFIG` FAT partition in

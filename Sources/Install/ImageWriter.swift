@@ -1,4 +1,4 @@
-import CShims
+import CDisks
 import Platform
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,4 @@
-import CShims
+import CDisks
 import Disks
 import Platform
 #if canImport(Glibc)

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
+import CTLS
 import Platform
 
 /// RFC 6455 framing: a pure codec (server side: client frames must be

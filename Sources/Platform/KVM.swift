@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
+import CKVM
 import Synchronization
 
 /// Whether KVM actually works here. `/dev/kvm` existing is not proof: nested

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
+import CDisks
 
 /// mount(2) and umount(2), and the mount table.
 public enum Mount {

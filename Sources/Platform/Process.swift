@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
+import CBase
 
 /// Launches programs with an explicit argv and environment (posix_spawn, no
 /// shell, signal mask and handlers reset). The `Reaper` knows every child

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
+import CBase
 
 /// The one owner of child reaping in a process. Every wait for a child goes
 /// through it (`Launcher.run` and `Launcher.wait`, PID 1's services and

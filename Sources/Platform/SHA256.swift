@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
+import CTLS
 
 /// SHA-256 of a file as lowercase hex (nettle; streamed, never whole in memory).
 public func sha256File(_ path: String) throws -> String {

@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CShims
+import CBase
 
 /// A failed system call: what was being done, and the errno it failed with.
 public struct SystemError: Error, CustomStringConvertible, Sendable, Equatable {

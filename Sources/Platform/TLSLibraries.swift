@@ -1,10 +1,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
+import CTLS
 
 /// GnuTLS, nettle, libcrypt and libmicrohttpd are loaded when first needed,
-/// not when cloudbios starts (CShims/tlslibs.c): PID 1 and the commands
+/// not when cloudbios starts (CTLS/tlslibs.c): PID 1 and the commands
 /// that use no TLS, hashing or HTTP start without them, and in the PE they
 /// travel in the payload instead of the core the boot loader reads.
 public enum TLSLibraries {

@@ -4,7 +4,7 @@ import Glibc
 import Config
 import Platform
 import QEMU
-import CShims
+import CTap
 
 /// `network: nat`: a host-internal bridge `cbnat0` (10.213.0.1/24) with DHCP
 /// (dnsmasq, else busybox udhcpd) and masquerading (nftables, else iptables),

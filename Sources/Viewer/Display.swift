@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
+import CViewer
 import Platform
 
 /// The local screen the viewer draws on.

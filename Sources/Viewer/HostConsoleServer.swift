@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CVNC
-import CShims
+import CViewer
 import Platform
 
 /// The host's local screen exported as a VNC server (libvncserver), like an

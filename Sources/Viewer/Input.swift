@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
+import CViewer
 import Platform
 
 /// One evdev event (struct input_event).

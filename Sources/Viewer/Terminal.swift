@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
+import CViewer
 import Platform
 
 /// The Linux virtual terminal the viewer shares the screen with. In graphics

@@ -3,10 +3,10 @@ import Glibc
 #endif
 import CVNC
 import Platform
-import CShims
+import CVNCLoader
 
 /// libvncclient and libvncserver are loaded on first use, not when cloudbios
-/// starts: in the PE they are in the payload (CShims/vnc.c).
+/// starts: in the PE they are in the payload (CVNCLoader/vnc.c).
 public enum VNCLibrary {
     public static func load() throws {
         if let why = Payload.waitUsable() { throw VNCError("the VNC libraries are in the payload, which is unavailable: \(why)") }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CShims
+import CTLS
 
 /// Which server certificates an https connection accepts.
 public enum TLSTrust: Sendable, Equatable {

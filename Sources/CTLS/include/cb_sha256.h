@@ -1,20 +1,7 @@
-#ifndef CLOUDBIOS_CB_VM_H
-#define CLOUDBIOS_CB_VM_H
+#ifndef CLOUDBIOS_CB_SHA256_H
+#define CLOUDBIOS_CB_SHA256_H
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
-
-/// Forks the KVM probe's child: on `device` (normally /dev/kvm) it creates a
-/// VM and a vCPU and runs a few real-mode instructions to HLT, and exits 0
-/// when they ran, else with the code of the step that failed (10-20). It
-/// dies with its parent and by itself after `timeout_ms` plus 2 s. Returns
-/// its pid, or -errno when fork fails.
-pid_t cb_kvm_probe_fork(const char *device, int timeout_ms);
-
-/// Creates the persistent tap device `name` (IFF_TAP | IFF_NO_PI, like `ip
-/// tuntap add mode tap`) through /dev/net/tun: busybox's `ip` has no tuntap.
-/// Returns 0 or -errno (-ENOENT: no /dev/net/tun, the tun driver is not loaded).
-int cb_tap_create(const char *name);
 
 /// SHA-256 of a file (nettle), as 64 lowercase hex digits plus NUL into
 /// `hex` (65 bytes). Returns 0 or an errno value.

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "CShims.h"
+#include "cb_kvm.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>

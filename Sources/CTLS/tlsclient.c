@@ -1,7 +1,7 @@
 /* TLS client sessions for Platform's HTTP client (cb_tlsclient.h): GnuTLS through
  * the loader, the peer checked as the caller asks. */
 #define _GNU_SOURCE
-#include "CShims.h"
+#include "cb_tlsclient.h"
 #include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>

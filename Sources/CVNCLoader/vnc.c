@@ -15,7 +15,7 @@
 #include <string.h>
 #include <rfb/rfbclient.h>
 #include <rfb/rfb.h>
-#include "cb_viewer.h"
+#include "cb_vnc.h"
 
 static void *client_lib, *server_lib;
 static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -1,5 +1,9 @@
 #ifndef CLOUDBIOS_CB_DISKS_H
 #define CLOUDBIOS_CB_DISKS_H
+/* Block devices and loop devices (CDisks): ioctls whose request numbers are
+ * macros, and flags that need _GNU_SOURCE. The installer writes disks with
+ * them; Platform and PID 1 mount files through loop devices. */
+#include <stddef.h>
 #include <stdint.h>
 
 /// BLKZEROOUT: zero a byte range of a block device (WRITE ZEROES when the
@@ -29,4 +33,14 @@ void *cb_disks_aligned_alloc(uint64_t alignment, uint64_t size);
 extern const int cb_disks_seek_data;
 extern const int cb_disks_seek_hole;
 extern const int cb_disks_o_direct;
+/// Attaches `path` read-only to a free loop device and writes its path
+/// ("/dev/loopN") to `dev` and an open descriptor of it to `*fd`: the device
+/// is detached when its last user goes, so mount it before closing `*fd`.
+/// Returns 0 or an errno value.
+int cb_loop_attach(const char *path, char *dev, size_t devlen, int *fd);
+/// Moves the read-only loop device `dev` onto `path`, a file of the same
+/// size and contents (LOOP_CHANGE_FD), while whatever is mounted from it
+/// stays mounted. Returns 0 or an errno value.
+int cb_loop_change_file(const char *dev, const char *path);
+
 #endif

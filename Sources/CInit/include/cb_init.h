@@ -1,5 +1,7 @@
 #ifndef CLOUDBIOS_CB_INIT_H
 #define CLOUDBIOS_CB_INIT_H
+/* What PID 1 alone needs (CInit): signals through a self-pipe, kernel
+ * uevents, reboot(2), input events, the hostname. */
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -27,14 +29,4 @@ int cb_init_pipe(int fds[2]);
 int cb_init_sethostname(const char *name);
 /// True when fd refers to a terminal.
 int cb_init_isatty(int fd);
-/// Attaches `path` read-only to a free loop device and writes its path
-/// ("/dev/loopN") to `dev` and an open descriptor of it to `*fd`: the device
-/// is detached when its last user goes, so mount it before closing `*fd`.
-/// Returns 0 or an errno value.
-int cb_loop_attach(const char *path, char *dev, size_t devlen, int *fd);
-/// Moves the read-only loop device `dev` onto `path`, a file of the same
-/// size and contents (LOOP_CHANGE_FD), while whatever is mounted from it
-/// stays mounted. Returns 0 or an errno value.
-int cb_loop_change_file(const char *dev, const char *path);
-
 #endif

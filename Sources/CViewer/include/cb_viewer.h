@@ -57,12 +57,6 @@ int cb_vt_activate(int n);
  * makes it redraw. fd: an open /dev/ttyN. */
 int cb_vt_set_graphics(int fd, int graphics);
 
-/* Loads libvncclient and libvncserver (vnc.c): 1 when loaded, else 0 with
- * the reason in err. Needed before any rfb* or Send* function is called. */
-int cb_vnc_load(char *err, size_t errlen);
-/* Turns libvncclient's log lines on stderr on or off (after cb_vnc_load). */
-void cb_vnc_client_logging(int on);
-
 /* A virtual keyboard (uinput) whose keys reach the console and the viewer. */
 int cb_uinput_open(const char *name);
 int cb_uinput_key(int fd, uint16_t code, int32_t value);

@@ -1,5 +1,9 @@
 #ifndef CLOUDBIOS_CB_TLSLIBS_H
 #define CLOUDBIOS_CB_TLSLIBS_H
+/* CTLS: GnuTLS, nettle, libcrypt and libmicrohttpd, loaded on first use
+ * (tlslibs.h), and everything that calls through them: the panel's
+ * certificates, password hashes and digests (cb_panel.h), TLS client
+ * sessions (cb_tlsclient.h) and file hashes (cb_sha256.h). */
 #include <stddef.h>
 
 /// Loads GnuTLS, nettle, libcrypt and libmicrohttpd (dlopen) unless they

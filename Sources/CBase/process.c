@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "CShims.h"
+#include "cb_base.h"
 #include <errno.h>
 #include <signal.h>
 #include <spawn.h>

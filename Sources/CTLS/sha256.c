@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "CShims.h"
+#include "cb_sha256.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>

@@ -1,4 +1,4 @@
-#include "CShims.h"
+#include "cb_tap.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>

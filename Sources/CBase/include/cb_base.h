@@ -1,9 +1,10 @@
-#ifndef CLOUDBIOS_CSHIMS_H
-#define CLOUDBIOS_CSHIMS_H
+#ifndef CLOUDBIOS_CB_BASE_H
+#define CLOUDBIOS_CB_BASE_H
+/* The C under Platform's processes and errors: errno (a macro),
+ * posix_spawn's attributes, and the process calls Glibc does not export. */
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include "cb_disks.h"
 
 /// The calling thread's errno (errno is a macro).
 int cb_errno(void);
@@ -21,11 +22,4 @@ int cb_pidfd_open(pid_t pid);
 /// process's children instead of PID 1's. 0 or -1 with errno.
 int cb_set_child_subreaper(void);
 
-#include "cb_panel.h"
-#include "cb_tlslibs.h"
-#include "cb_init.h"
-#include "cb_vm.h"
-#include "cb_tlsclient.h"
-
-#include "cb_viewer.h"
 #endif
