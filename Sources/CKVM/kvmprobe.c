@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* Exit codes of the probe child: which step failed (KVMProbe.Step). */
+/* Exit codes of the probe child: which step failed. */
 enum {
     PROBE_OK = 0,
     PROBE_OPEN = 10,
@@ -90,4 +90,26 @@ pid_t cb_kvm_probe_fork(const char *device, int timeout_ms) {
         _exit(probe_child(device));
     }
     return pid < 0 ? -errno : pid;
+}
+
+int cb_kvm_probe_verdict(const char *device, int status, char *reason, size_t reason_len) {
+    if (status > 128) {
+        snprintf(reason, reason_len, "KVM probe died with signal %d", status - 128);
+        return 0;
+    }
+    switch (status) {
+    case PROBE_OK: snprintf(reason, reason_len, "%s works (test guest ran to HLT)", device); return 1;
+    case PROBE_OPEN: snprintf(reason, reason_len, "cannot open %s", device); return 0;
+    case PROBE_API: snprintf(reason, reason_len, "%s has an unsupported KVM API version", device); return 0;
+    case PROBE_CREATE_VM: snprintf(reason, reason_len, "KVM_CREATE_VM failed on %s", device); return 0;
+    case PROBE_MEMORY: snprintf(reason, reason_len, "KVM memory region setup failed"); return 0;
+    case PROBE_CREATE_VCPU: snprintf(reason, reason_len, "KVM_CREATE_VCPU failed"); return 0;
+    case PROBE_RUN_MMAP: snprintf(reason, reason_len, "mapping the KVM vCPU run area failed"); return 0;
+    case PROBE_REGS: snprintf(reason, reason_len, "setting KVM vCPU registers failed"); return 0;
+    case PROBE_RUN: snprintf(reason, reason_len, "KVM_RUN failed"); return 0;
+    case PROBE_NOT_IO: snprintf(reason, reason_len, "KVM test guest did not exit on its port write"); return 0;
+    case PROBE_NOT_HLT: snprintf(reason, reason_len, "KVM test guest did not exit on HLT"); return 0;
+    case PROBE_WRONG_VALUE: snprintf(reason, reason_len, "KVM test guest wrote a wrong value"); return 0;
+    default: snprintf(reason, reason_len, "KVM probe failed (code %d)", status); return 0;
+    }
 }

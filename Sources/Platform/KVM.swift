@@ -44,27 +44,8 @@ public enum KVMProbe {
             if Reaper.shared.wait(pid, timeout: 2) == nil { Reaper.shared.detach(pid) }
             return Result(usable: false, reason: "\(device) is present but a 4M-instruction test guest did not reach HLT within \(ms) ms (KVM hangs or crawls, e.g. broken nested virtualization)")
         }
-        return Result(usable: status == 0, reason: Self.reason(status: status, device: device))
-    }
-
-    /// What the probe child's exit status says (its codes are kvmprobe.c's).
-    static func reason(status: Int32, device: String) -> String {
-        switch status {
-        case 0: "\(device) works (test guest ran to HLT)"
-        case 10: "cannot open \(device)"
-        case 11: "\(device) has an unsupported KVM API version"
-        case 12: "KVM_CREATE_VM failed on \(device)"
-        case 13: "KVM memory region setup failed"
-        case 14: "KVM_CREATE_VCPU failed"
-        case 15: "mapping the KVM vCPU run area failed"
-        case 16: "setting KVM vCPU registers failed"
-        case 17: "KVM_RUN failed"
-        case 18: "KVM test guest did not exit on its port write"
-        case 19: "KVM test guest did not exit on HLT"
-        case 20: "KVM test guest wrote a wrong value"
-        case -1: "KVM probe: its status was lost"
-        case 129...: "KVM probe died with signal \(status - 128)"
-        default: "KVM probe failed (code \(status))"
-        }
+        var buf = [CChar](repeating: 0, count: 256)
+        let ok = cb_kvm_probe_verdict(device, status, &buf, buf.count)
+        return Result(usable: ok == 1, reason: String(nulTerminated: buf))
     }
 }

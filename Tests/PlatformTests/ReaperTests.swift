@@ -68,31 +68,33 @@ import Glibc
 
     /// Many threads spawning and waiting at once: each gets its own
     /// child's status and output.
-    @Test func concurrentRunsEachGetTheirOwnStatus() throws {
-        let failures = Mutex<[String]>([])
-        let left = Mutex(8)
-        let lock = ConditionLock()
-        for t in 0..<8 {
-            spawnThread {
-                for i in 0..<10 {
-                    let code = (t * 10 + i) % 100
-                    do {
-                        let r = try Launcher("/bin/sh", ["-c", "echo \(code); exit \(code)"]).run()
-                        if r.status != Int32(code) || r.output != "\(code)\n" {
-                            failures.withLock { $0.append("\(code): \(r.status) \(r.output)") }
-                        }
-                    } catch {
-                        failures.withLock { $0.append("\(code): \(error)") }
-                    }
-                }
-                lock.withLock { left.withLock { $0 -= 1 }; lock.broadcast() }
-            }
-        }
-        let deadline = Clock.monotonic() + 120
-        lock.withLock { while left.withLock({ $0 }) > 0 && lock.wait(until: deadline) {} }
-        #expect(left.withLock { $0 } == 0)
-        #expect(failures.withLock { $0 } == [])
+    @Test func concurrentRunsEachGetTheirOwnStatus() {
+        #expect(runConcurrently(threads: 8, runs: 10) == [])
     }
+}
+
+/// Runs `sh -c 'echo N; exit N'` `runs` times on each of `threads` threads
+/// at once; what came back wrong.
+func runConcurrently(threads: Int, runs: Int) -> [String] {
+    let failures = Mutex<[String]>([])
+    let left = Mutex(threads)
+    let lock = ConditionLock()
+    for t in 0..<threads {
+        spawnThread {
+            for i in 0..<runs {
+                let code = (t * runs + i) % 100
+                let r = Result { try Launcher("/bin/sh", ["-c", "echo \(code); exit \(code)"]).run() }
+                if (try? r.get().status) != Int32(code) || (try? r.get().output) != "\(code)\n" {
+                    failures.withLock { $0.append("\(code): \(r)") }
+                }
+            }
+            lock.withLock { left.withLock { $0 -= 1 }; lock.broadcast() }
+        }
+    }
+    let deadline = Clock.monotonic() + 120
+    lock.withLock { while left.withLock({ $0 }) > 0 && lock.wait(until: deadline) {} }
+    if left.withLock({ $0 }) > 0 { failures.withLock { $0.append("threads still running after 120 s") } }
+    return failures.withLock { $0 }
 }
 
 /// The Reaper as PID 1 uses it (`adoptOrphans`: one thread reaps every
@@ -120,26 +122,8 @@ struct ReaperAdoptingTests {
 
     /// What a SIGCHLD reaper used to break: `Launcher.run` on other threads
     /// while one thread reaps everything.
-    @Test func launcherRunsRaceNoReaper() throws {
-        let failures = Mutex<[String]>([])
-        let left = Mutex(6)
-        let lock = ConditionLock()
-        for t in 0..<6 {
-            spawnThread {
-                for i in 0..<15 {
-                    let code = (t * 15 + i) % 100
-                    let r = try? Launcher("/bin/sh", ["-c", "echo \(code); exit \(code)"]).run()
-                    if r?.status != Int32(code) || r?.output != "\(code)\n" {
-                        failures.withLock { $0.append("\(code): \(String(describing: r))") }
-                    }
-                }
-                lock.withLock { left.withLock { $0 -= 1 }; lock.broadcast() }
-            }
-        }
-        let deadline = Clock.monotonic() + 100
-        lock.withLock { while left.withLock({ $0 }) > 0 && lock.wait(until: deadline) {} }
-        #expect(left.withLock { $0 } == 0)
-        #expect(failures.withLock { $0 } == [])
+    @Test func launcherRunsRaceNoReaper() {
+        #expect(runConcurrently(threads: 6, runs: 15) == [])
         // none of them was taken for an orphan
         #expect(orphans.withLock { $0.values.filter { $0 != 0 } } == [])
     }
