@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "cb_base.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -32,6 +33,8 @@ int cb_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[
     posix_spawnattr_destroy(&at);
     return rc;
 }
+
+int cb_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int cb_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 

@@ -83,5 +83,3 @@ int cb_init_read_input_event(int fd, uint16_t *type, uint16_t *code, int32_t *va
 
 int cb_init_sethostname(const char *name) { return sethostname(name, strlen(name)); }
 
-int cb_init_isatty(int fd) { return isatty(fd); }
-int cb_init_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

@@ -417,10 +417,9 @@ public final class PE: @unchecked Sendable {
                 if rc != 0 { log("network: ip \(args.joined(separator: " ")) failed (status \(rc))") }
             case .write(let path, let value):
                 // a sysfs attribute: one write to the file itself, no rename
-                let fd = open(root + path, O_WRONLY | O_CLOEXEC)
-                if fd < 0 { log("network: \(path): \(String(cString: strerror(errno)))"); continue }
-                do { try Files.writeAll(fd, Array(value.utf8), what: "write \(path)") } catch { log("network: \(path) <- \(value): \(error)") }
-                close(fd)
+                do { try Files.writeInPlace(root + path, value) }
+                catch let e as SystemError where e.operation.hasPrefix("open") { log("network: \(path): \(e.code)") }
+                catch { log("network: \(path) <- \(value): \(error)") }
             case .dhcp(let iface):
                 startDHCP(iface, anyKind: true)
             case .stopDHCP(let iface):
@@ -762,18 +761,18 @@ public final class PE: @unchecked Sendable {
     /// Starts a service with its output on a pipe PID 1 forwards, line by
     /// line and prefixed with the service's name, to the log.
     func spawn(_ s: Service) throws -> pid_t {
-        var fds: [Int32] = [-1, -1]
-        if cb_init_pipe(&fds) == 0 { _ = fcntl(fds[0], F_SETFL, O_NONBLOCK) }
-        defer { if fds[1] >= 0 { close(fds[1]) } }
+        let output = try? FileDescriptor.pipe()
+        output?.read.setNonBlocking()
+        defer { output?.write.close() }
         var env = Launcher.defaultEnvironment + ["HOME=/root", "TERM=linux"]
         if s.name.hasPrefix("shell-") { env.append("PS1=cloudbios-rescue# ") }
         do {
-            let pid = try Launcher(s.path, s.arguments, environment: env).spawn(stdout: fds[1], stderr: fds[1])
-            if fds[0] >= 0 { outputs[fds[0]] = (s.name, []) }
+            let pid = try Launcher(s.path, s.arguments, environment: env).spawn(stdout: output?.write, stderr: output?.write)
+            if let r = output?.read { outputs[r.rawValue] = (s.name, []) }
             if let exits { Reaper.shared.onExit(pid) { exits.post(pid, $0) } }
             return pid
         } catch {
-            if fds[0] >= 0 { close(fds[0]) }
+            output?.read.close()
             throw error
         }
     }
@@ -968,28 +967,24 @@ public final class PE: @unchecked Sendable {
 final class ChildExits: Sendable {
     private let queue = Mutex<[(pid: pid_t, status: Int32)]>([])
     let readFD: Int32
-    private let writeFD: Int32
+    private let wake: (read: FileDescriptor, write: FileDescriptor)?
 
     init() {
-        var fds: [Int32] = [-1, -1]
-        if cb_init_pipe(&fds) == 0 {
-            _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
-            _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
-        }
-        readFD = fds[0]
-        writeFD = fds[1]
+        wake = try? FileDescriptor.pipe()
+        wake?.read.setNonBlocking()
+        wake?.write.setNonBlocking()
+        readFD = wake?.read.rawValue ?? -1
     }
 
     func post(_ pid: pid_t, _ status: Int32) {
         queue.withLock { $0.append((pid, status)) }
-        var b: UInt8 = 1
-        _ = write(writeFD, &b, 1)
+        try? wake?.write.writeAll([1])
     }
 
     /// The exits reported since the last call, oldest first.
     func take() -> [(pid: pid_t, status: Int32)] {
         var buf = [UInt8](repeating: 0, count: 256)
-        while buf.withUnsafeMutableBytes({ read(readFD, $0.baseAddress, $0.count) }) > 0 {}
+        while let r = wake?.read, (try? buf.withUnsafeMutableBytes({ try r.read(into: $0) })) ?? 0 > 0 {}
         return queue.withLock { q in
             defer { q = [] }
             return q

@@ -120,9 +120,8 @@ public enum BootStick {
         try Files.makeDirectories(Files.parent(of: tmp))
         try Files.writeAtomically(tmp, input, mode: 0o600)
         defer { Files.remove(tmp) }
-        let fd = open(tmp, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open \(tmp)", errno: currentErrno()) }
-        defer { close(fd) }
+        let fd = try FileDescriptor.open(tmp, O_RDONLY)
+        defer { fd.close() }
         return try Launcher(path, args).run(stdin: fd)
     }
 }

@@ -2,22 +2,13 @@
 import Glibc
 #endif
 
-/// Small file helpers on raw file descriptors; no Foundation.
+/// Small file helpers over `FileDescriptor`; no Foundation.
 public enum Files {
     /// Reads a whole file. Throws for a missing file.
     public static func read(_ path: String, limit: Int = 64 << 20) throws -> [UInt8] {
-        let fd = try syscall("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while out.count < limit {
-            let n = try buf.withUnsafeMutableBytes { p in
-                try syscall("read \(path)") { Glibc.read(fd, p.baseAddress, p.count) }
-            }
-            if n == 0 { break }
-            out.append(contentsOf: buf[0..<n])
-        }
-        return out
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        defer { fd.close() }
+        return try fd.readToEnd(limit: limit, what: "read \(path)")
     }
 
     public static func readString(_ path: String) throws -> String {
@@ -33,33 +24,36 @@ public enum Files {
         return String(t)
     }
 
-    /// Writes all bytes to a file descriptor.
+    /// Writes all bytes to a raw file descriptor (`FileDescriptor.writeAll`).
     public static func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>, what: String = "write") throws {
-        // straight from the collection's storage when it has one (no copy)
-        if try bytes.withContiguousStorageIfAvailable({ try writeAll(fd, UnsafeRawBufferPointer($0), what: what) }) != nil { return }
-        try Array(bytes).withUnsafeBytes { try writeAll(fd, $0, what: what) }
+        try FileDescriptor(rawValue: fd).writeAll(bytes, what: what)
     }
 
-    /// Writes all bytes of a buffer to a file descriptor.
+    /// Writes all bytes of a buffer to a raw file descriptor.
     public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, what: String = "write") throws {
-        var off = 0
-        while off < bytes.count {
-            off += try syscall(what) { Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off) }
-        }
+        try FileDescriptor(rawValue: fd).writeAll(bytes, what: what)
+    }
+
+    /// Writes a /proc or /sys attribute in place: one write to the file
+    /// itself, no temp file and rename there.
+    public static func writeInPlace(_ path: String, _ value: String) throws {
+        let fd = try FileDescriptor.open(path, O_WRONLY)
+        defer { fd.close() }
+        try fd.writeAll(value.utf8, what: "write \(path)")
     }
 
     /// Atomically replaces `path`: write a temp file beside it, fsync, rename,
     /// fsync the directory. Readers see the old or the new file, never half.
     public static func writeAtomically(_ path: String, _ bytes: some Collection<UInt8>, mode: mode_t = 0o644) throws {
         let tmp = path + ".tmp.\(getpid())"
-        let fd = try syscall("create \(tmp)") { open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
+        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: mode, what: "create \(tmp)")
         do {
-            try writeAll(fd, bytes, what: "write \(tmp)")
-            try syscall("fsync \(tmp)") { fsync(fd) }
+            try fd.writeAll(bytes, what: "write \(tmp)")
+            try fd.sync(what: "fsync \(tmp)")
         } catch {
-            close(fd); unlink(tmp); throw error
+            fd.close(); unlink(tmp); throw error
         }
-        close(fd)
+        fd.close()
         try syscall("rename \(tmp)") { rename(tmp, path) }
         let dir = parent(of: path)
         let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -75,7 +69,7 @@ public enum Files {
         for name in list(dir) {
             let parts = name.split(separator: ".", omittingEmptySubsequences: false)
             guard parts.count >= 3, parts[parts.count - 2] == "tmp", let pid = pid_t(parts[parts.count - 1]), pid > 0 else { continue }
-            if kill(pid, 0) == 0 || cb_errnoValue() == EPERM { continue }
+            if kill(pid, 0) == 0 || Errno.current == .permission { continue }
             if unlink(dir + "/" + name) == 0 { removed.append(name) }
         }
         return removed
@@ -97,8 +91,8 @@ public enum Files {
         if isDirectory(path) { return }
         let p = parent(of: path)
         if p != path && !p.isEmpty { try makeDirectories(p, mode: mode) }
-        if mkdir(path, mode) != 0 && cb_errnoValue() != EEXIST {
-            throw SystemError("mkdir \(path)", errno: cb_errnoValue())
+        if mkdir(path, mode) != 0 && Errno.current != .exists {
+            throw SystemError.current("mkdir \(path)")
         }
     }
 
@@ -120,16 +114,11 @@ public enum Files {
 
     /// Copies a file's bytes to `to` (created or truncated, mode 0644).
     public static func copy(_ from: String, to: String) throws {
-        let i = try syscall("open \(from)") { open(from, O_RDONLY | O_CLOEXEC) }
-        defer { close(i) }
-        let o = try syscall("create \(to)") { open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
-        defer { close(o) }
-        var buf = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = try buf.withUnsafeMutableBytes { p in try syscall("read \(from)") { Glibc.read(i, p.baseAddress, p.count) } }
-            if n == 0 { break }
-            try writeAll(o, buf[0..<n], what: "write \(to)")
-        }
+        let i = try FileDescriptor.open(from, O_RDONLY)
+        defer { i.close() }
+        let o = try FileDescriptor.open(to, O_WRONLY | O_CREAT | O_TRUNC, what: "create \(to)")
+        defer { o.close() }
+        try o.copy(from: i, what: ("read \(from)", "write \(to)"))
     }
 
     /// Removes a directory tree (no symlink following).
@@ -156,8 +145,6 @@ public enum Files {
         return Int64(st.st_size)
     }
 }
-
-@inline(__always) func cb_errnoValue() -> Int32 { currentErrno() }
 
 extension Files {
     /// The target of a symbolic link, as stored.

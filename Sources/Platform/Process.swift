@@ -24,16 +24,16 @@ public struct Launcher: Sendable {
 
     /// Starts the program with stdin from /dev/null and stdout/stderr to the
     /// given descriptors (or /dev/null). Returns its pid.
-    public func spawn(stdin: Int32 = -1, stdout: Int32 = -1, stderr: Int32 = -1) throws -> pid_t {
-        let devnull = open("/dev/null", O_RDWR | O_CLOEXEC)
+    public func spawn(stdin: FileDescriptor? = nil, stdout: FileDescriptor? = nil, stderr: FileDescriptor? = nil) throws -> pid_t {
+        let devnull = (try? FileDescriptor.open("/dev/null", O_RDWR))?.rawValue ?? -1
         defer { if devnull >= 0 { close(devnull) } }
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
         return try Reaper.shared.spawn {
             var pid: pid_t = 0
-            let rc = cb_spawn(&pid, path, argv, envp, stdin >= 0 ? stdin : devnull,
-                              stdout >= 0 ? stdout : devnull, stderr >= 0 ? stderr : devnull,
+            let rc = cb_spawn(&pid, path, argv, envp, stdin?.rawValue ?? devnull,
+                              stdout?.rawValue ?? devnull, stderr?.rawValue ?? devnull,
                               newSession ? 1 : 0)
             if rc != 0 { throw SystemError("spawn \(path)", errno: rc) }
             return pid
@@ -49,30 +49,21 @@ public struct Launcher: Sendable {
     /// Runs the program to completion, capturing stdout and stderr (merged
     /// when `mergeError`). Blocks the calling thread.
     public func run(mergeError: Bool = true) throws -> (status: Int32, output: String) {
-        try run(mergeError: mergeError, stdin: -1)
+        try run(mergeError: mergeError, stdin: nil)
     }
 
     /// The same with standard input from `stdin`.
-    public func run(mergeError: Bool = true, stdin: Int32) throws -> (status: Int32, output: String) {
-        var fds: [Int32] = [0, 0]
-        try syscall("pipe") { pipe(&fds) }
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC); _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+    public func run(mergeError: Bool = true, stdin: FileDescriptor?) throws -> (status: Int32, output: String) {
+        let output = try FileDescriptor.pipe()
         let pid: pid_t
         do {
-            pid = try spawn(stdin: stdin, stdout: fds[1], stderr: mergeError ? fds[1] : -1)
+            pid = try spawn(stdin: stdin, stdout: output.write, stderr: mergeError ? output.write : nil)
         } catch {
-            close(fds[0]); close(fds[1]); throw error
+            output.read.close(); output.write.close(); throw error
         }
-        close(fds[1])
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = buf.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
-            if n > 0 { out.append(contentsOf: buf[0..<n]); continue }
-            if n < 0 && currentErrno() == EINTR { continue }
-            break
-        }
-        close(fds[0])
+        output.write.close()
+        let out = (try? output.read.readToEnd(what: "read the output of \(path)")) ?? []
+        output.read.close()
         let status = Launcher.wait(pid)
         return (status, String(decoding: out, as: UTF8.self))
     }

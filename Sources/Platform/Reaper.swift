@@ -205,7 +205,7 @@ public final class Reaper: @unchecked Sendable {
             let r = waitpid(pid, &st, deadline == nil ? 0 : WNOHANG)
             if r == pid { return .exited(Launcher.exitCode(st)) }
             if r < 0 {
-                if currentErrno() == EINTR { continue }
+                if Errno.current == .interrupted { continue }
                 return .notChild
             }
             guard let deadline else { continue }
@@ -228,7 +228,7 @@ public final class Reaper: @unchecked Sendable {
             var st: Int32 = 0
             let pid = waitpid(-1, &st, 0)
             if pid > 0 { settle(pid, Launcher.exitCode(st), orphan: true); continue }
-            if currentErrno() == EINTR { continue }
+            if Errno.current == .interrupted { continue }
             // no child at all: wait for the next spawn (a second at most)
             lock.withLock { if spawns == seen { lock.wait(until: Clock.monotonic() + 1) } }
         }

@@ -5,18 +5,47 @@ import Musl
 #endif
 import CBase
 
+/// An errno value; it reads as the C library's message for it.
+public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: Int32
+
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+    public init(_ rawValue: Int32) { self.rawValue = rawValue }
+
+    /// The calling thread's errno.
+    public static var current: Errno { Errno(cb_errno()) }
+
+    public var description: String { String(cString: strerror(rawValue)) }
+
+    public static let interrupted = Errno(EINTR)
+    public static let noSuchFile = Errno(ENOENT)
+    public static let exists = Errno(EEXIST)
+    public static let permission = Errno(EPERM)
+}
+
 /// A failed system call: what was being done, and the errno it failed with.
 public struct SystemError: Error, CustomStringConvertible, Sendable, Equatable {
     public var operation: String
-    public var errno: Int32
+    public var code: Errno
+    /// `code` as the C library has it.
+    public var errno: Int32 { code.rawValue }
+
+    public init(_ operation: String, code: Errno) {
+        self.operation = operation
+        self.code = code
+    }
 
     public init(_ operation: String, errno: Int32) {
-        self.operation = operation
-        self.errno = errno
+        self.init(operation, code: Errno(errno))
+    }
+
+    /// What was being done, and the calling thread's errno now.
+    public static func current(_ operation: String) -> SystemError {
+        SystemError(operation, code: .current)
     }
 
     public var description: String {
-        "\(operation): \(String(cString: strerror(errno)))"
+        "\(operation): \(code)"
     }
 }
 
@@ -32,9 +61,9 @@ public func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String
     while true {
         let r = body()
         if r == -1 {
-            let e = cb_errno()
-            if e == EINTR { continue }
-            throw SystemError(operation(), errno: e)
+            let e = Errno.current
+            if e == .interrupted { continue }
+            throw SystemError(operation(), code: e)
         }
         return r
     }

@@ -159,8 +159,7 @@ public final class QMPClient: Sendable {
         var lines = LineBuffer()
         var buf = [UInt8](repeating: 0, count: 65536)
         loop: while true {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && currentErrno() == EINTR { continue }
+            let n = (try? buf.withUnsafeMutableBytes { try FileDescriptor(rawValue: fd).read(into: $0, what: "QMP read") }) ?? -1
             if n <= 0 { break }
             let got: [[UInt8]]
             do { got = try lines.feed(buf[0..<n]) } catch { break }

@@ -110,14 +110,9 @@ struct ImageStore: Sendable {
     func importFile(_ source: String, as name: String, sha256 expected: String?) throws -> String {
         let (tmp, out) = try createTemp(for: name)
         do {
-            let inp = try syscall("open \(source)") { open(source, O_RDONLY | O_CLOEXEC) }
-            defer { close(inp) }
-            var buf = [UInt8](repeating: 0, count: 1 << 20)
-            while true {
-                let n = try buf.withUnsafeMutableBytes { p in try syscall("read \(source)") { read(inp, p.baseAddress, p.count) } }
-                if n == 0 { break }
-                try Files.writeAll(out, buf[0..<n], what: "write \(tmp)")
-            }
+            let inp = try FileDescriptor.open(source, O_RDONLY)
+            defer { inp.close() }
+            try FileDescriptor(rawValue: out).copy(from: inp, what: ("read \(source)", "write \(tmp)"))
             try syscall("fsync \(tmp)") { fsync(out) }
             close(out)
             let h = try sha256File(tmp)

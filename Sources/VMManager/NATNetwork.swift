@@ -169,14 +169,14 @@ enum NATNetwork {
         } else if !rules.isEmpty {
             throw ManagerError.tool("forwards need nftables (nft)")
         }
-        if !rules.isEmpty { try? writeProc("/proc/sys/net/ipv4/conf/\(bridge)/route_localnet", "1\n") }
+        if !rules.isEmpty { try? Files.writeInPlace("/proc/sys/net/ipv4/conf/\(bridge)/route_localnet", "1\n") }
     }
 
     /// Turns on IPv4 forwarding and installs the masquerade (nftables, else
     /// iptables). Idempotent.
     static func masquerade(dir: String) async throws {
         do {
-            try writeProc("/proc/sys/net/ipv4/ip_forward", "1\n")
+            try Files.writeInPlace("/proc/sys/net/ipv4/ip_forward", "1\n")
         } catch {
             Log.warning("cannot enable IPv4 forwarding: \(error); guests on \(bridge) reach only the host")
         }
@@ -191,13 +191,6 @@ enum NATNetwork {
         } else {
             Log.warning("neither nft nor iptables: guests on \(bridge) reach the host but not beyond")
         }
-    }
-
-    /// Writes a /proc or /sys file in place (no temp file and rename there).
-    static func writeProc(_ path: String, _ value: String) throws {
-        let fd = try syscall("open \(path)") { open(path, O_WRONLY | O_CLOEXEC) }
-        defer { close(fd) }
-        try Files.writeAll(fd, Array(value.utf8), what: "write \(path)")
     }
 
     /// Removes what `setUp` made — the DHCP server, the nftables table and

@@ -599,12 +599,12 @@ public actor VMManager {
         let gen = nextGeneration()
         runtimes[name] = Runtime(pid: 0, qmp: nil, state: .starting, accel: accel, startedAt: now(), generation: gen, live: spec)
         do {
-            let log = try syscall("open \(p.qemuLog)") { open(p.qemuLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+            let log = try FileDescriptor.open(p.qemuLog, O_WRONLY | O_CREAT | O_TRUNC)
             let launcher = Launcher(qemu, Array(argv.dropFirst()))
             // QEMU forks and its parent exits once the guest is set up (-daemonize);
             // we reap that parent here. The daemonized QEMU is not our child.
             let status = try await blocking { () -> Int32 in
-                defer { close(log) }
+                defer { log.close() }
                 let pid = try launcher.spawn(stdout: log, stderr: log)
                 return Launcher.wait(pid)
             }

@@ -132,17 +132,14 @@ struct DaemonCommand: Command {
     /// Blocks until SIGTERM or SIGINT (a self-pipe written by the handler,
     /// so it works whichever thread the signal lands on).
     static func waitForTermination() async {
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { return }
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        TerminationPipe.writeFD = fds[1]
+        guard let (r, w) = try? FileDescriptor.pipe() else { return }
+        TerminationPipe.writeFD = w.rawValue
         signal(SIGTERM) { _ in var b: UInt8 = 1; _ = write(TerminationPipe.writeFD, &b, 1) }
         signal(SIGINT) { _ in var b: UInt8 = 1; _ = write(TerminationPipe.writeFD, &b, 1) }
-        let r = fds[0]
         await withCheckedContinuation { (k: CheckedContinuation<Void, Never>) in
             spawnThread {
                 var b: UInt8 = 0
-                while read(r, &b, 1) < 0 && errno == EINTR {}
+                _ = try? withUnsafeMutableBytes(of: &b) { try r.read(into: $0) }
                 k.resume()
             }
         }

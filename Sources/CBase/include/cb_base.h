@@ -14,6 +14,9 @@ int cb_errno(void);
 int cb_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
              int stdin_fd, int stdout_fd, int stderr_fd, int new_session);
 
+/// pipe2(O_CLOEXEC): 0 or -1 with errno.
+int cb_pipe_cloexec(int fds[2]);
+
 /// pidfd_open(2): a descriptor that polls readable once `pid` has exited,
 /// or -1 with errno (ENOSYS before Linux 5.3, ESRCH when it is gone).
 int cb_pidfd_open(pid_t pid);

@@ -23,10 +23,7 @@ int cb_init_reboot(int kind);
 /// Reads one input_event from an evdev fd: returns 1 and fills type/code/
 /// value, 0 when nothing is pending, -1 on error.
 int cb_init_read_input_event(int fd, uint16_t *type, uint16_t *code, int32_t *value);
-/// pipe2(O_CLOEXEC): returns 0 or -1.
-int cb_init_pipe(int fds[2]);
 /// Sets the process's hostname.
 int cb_init_sethostname(const char *name);
-/// True when fd refers to a terminal.
-int cb_init_isatty(int fd);
+
 #endif
