@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Synchronization
+import Platform
 
 /// The lock of an object whose state is spread over several fields: the
 /// standard library's `Mutex`, guarding nothing of its own.
@@ -16,33 +17,20 @@ final class Lock: Sendable {
 
 /// A one-shot value handed from an async task to a blocked OS thread.
 final class Rendezvous<T>: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t> = .allocate(capacity: 1)
-    private let cond: UnsafeMutablePointer<pthread_cond_t> = .allocate(capacity: 1)
+    private let lock = ConditionLock()
     private var value: T?
-    init() {
-        mutex.initialize(to: pthread_mutex_t())
-        cond.initialize(to: pthread_cond_t())
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(cond, nil)
-    }
-    deinit {
-        pthread_cond_destroy(cond)
-        pthread_mutex_destroy(mutex)
-        cond.deallocate()
-        mutex.deallocate()
-    }
+    init() {}
     func put(_ v: T) {
-        pthread_mutex_lock(mutex)
-        value = v
-        pthread_cond_signal(cond)
-        pthread_mutex_unlock(mutex)
+        lock.withLock {
+            value = v
+            lock.broadcast()
+        }
     }
     func take() -> T {
-        pthread_mutex_lock(mutex)
-        while value == nil { pthread_cond_wait(cond, mutex) }
-        let v = value!
-        pthread_mutex_unlock(mutex)
-        return v
+        lock.withLock {
+            while value == nil { lock.wait(until: nil) }
+            return value!
+        }
     }
 }
 
