@@ -24,6 +24,12 @@ public struct JSONParser {
 
     private func error(_ m: String) -> ConfigError { ConfigError(file: file, mark: mark, message: m) }
 
+    /// An error at index `at` of the input, on the current line (as anywhere
+    /// in a string, which holds no newline).
+    private func error(_ m: String, at: Int) -> ConfigError {
+        ConfigError(file: file, mark: Mark(line: line, column: at - lineStart + 1), message: m)
+    }
+
     private func charName(_ c: UInt8) -> String {
         c >= 0x20 && c < 0x7f ? String(UnicodeScalar(c)) : "\\x" + String(c, radix: 16)
     }
@@ -93,6 +99,7 @@ public struct JSONParser {
             if c == UInt8(ascii: "\"") { i += 1; break }
             if c < 0x20 { throw error("control character in string") }
             if c == UInt8(ascii: "\\") {
+                let escape = i
                 i += 1
                 guard i < b.count else { throw error("unterminated string") }
                 let e = b[i]; i += 1
@@ -118,7 +125,7 @@ public struct JSONParser {
                     }
                     guard let s = Unicode.Scalar(v) else { throw error("invalid code point") }
                     out.append(contentsOf: Array(String(s).utf8))
-                default: throw error("invalid escape '\\\(charName(e))'")
+                default: throw error("invalid escape '\\\(charName(e))'", at: escape)
                 }
             } else {
                 out.append(c); i += 1

@@ -72,7 +72,9 @@ public struct YAMLParser {
                 if c == quote {
                     if quote == UInt8(ascii: "'"), i + 1 < l.count, l[i + 1] == quote { i += 2; end = i; continue }
                     quote = 0
-                } else if c == UInt8(ascii: "\\"), quote == UInt8(ascii: "\"") { i += 1 }
+                } else if c == UInt8(ascii: "\\"), quote == UInt8(ascii: "\""), i + 1 < l.count {
+                    i += 1  // the escaped character (a backslash ending the line has none)
+                }
                 i += 1; end = i; continue
             }
             if c == UInt8(ascii: "#"), i == 0 || l[i - 1] == 0x20 || l[i - 1] == 0x09 { break }
@@ -238,12 +240,14 @@ public struct YAMLParser {
             var c = col + 1
             while c < l.count, l[c] == 0x20 { c += 1 }
             if c >= contentEnd(l, from: c) {
+                // an empty item is where its value would be, on its own line
+                let empty = Mark(line: li + 1, column: min(col + 3, l.count + 1))
                 li += 1
                 try skipBlank()
                 if li < lines.count, indent(lines[li]) > col {
                     items.append(try block(indent(lines[li])))
                 } else {
-                    items.append(Node(.scalar("", .plain), Mark(line: mark.line, column: col + 3)))
+                    items.append(Node(.scalar("", .plain), empty))
                 }
             } else {
                 // Treat "- " as indentation: the item is a block at column c.

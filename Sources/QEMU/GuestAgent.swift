@@ -34,11 +34,8 @@ public enum GuestAgent {
         let deadline = Clock.monotonic() + timeout
         let id = Int.random(in: 1...Int(Int32.max))
         var reader = JSONLineReader(fd: fd)
-        guard send(fd, .object(["execute": .string("guest-sync"), "arguments": .object(["id": .int(id)])])) else { return nil }
-        while true {
-            guard let v = reader.next(deadline: deadline) else { return nil }
-            if case .number(let n)? = v["return"], Int(n) == id { break }
-        }
+        guard send(fd, .object(["execute": .string("guest-sync"), "arguments": .object(["id": .int(id)])])),
+              reader.synced(to: id, deadline: deadline) else { return nil }
         var msg: [String: JSONValue] = ["execute": .string(command)]
         if let arguments { msg["arguments"] = arguments }
         guard send(fd, .object(msg)) else { return nil }
@@ -57,9 +54,9 @@ public enum GuestAgent {
             guard let name = i["name"]?.stringValue, name != "lo", case .array(let ips)? = i["ip-addresses"] else { continue }
             for ip in ips {
                 guard let a = ip["ip-address"]?.stringValue, let t = ip["ip-address-type"]?.stringValue,
-                      case .number(let p)? = ip["prefix"] else { continue }
+                      let p = ip["prefix"]?.intValue else { continue }  // the guest's numbers are not trusted to fit
                 if a.hasPrefix("127.") || a == "::1" || a.lowercased().hasPrefix("fe80:") { continue }
-                out.append(GuestAddress(interface: name, address: a, prefix: Int(p), family: t, source: "agent"))
+                out.append(GuestAddress(interface: name, address: a, prefix: p, family: t, source: "agent"))
             }
         }
         return out

@@ -45,10 +45,19 @@ struct JSONLineReader {
     /// nothing came (events and other replies are skipped).
     mutating func reply(to id: Int, deadline: Double) -> Bool? {
         while let v = next(deadline: deadline) {
-            guard case .number(let n)? = v["id"], Int(n) == id else { continue }
+            guard v["id"]?.intValue == id else { continue }
             return v["return"] != nil
         }
         return nil
+    }
+
+    /// Whether the agent's `return` of `guest-sync` `id` came (replies to
+    /// older syncs, and anything else, before it are skipped).
+    mutating func synced(to id: Int, deadline: Double) -> Bool {
+        while let v = next(deadline: deadline) {
+            if v["return"]?.intValue == id { return true }
+        }
+        return false
     }
 
     mutating func line(deadline: Double) -> String? {

@@ -126,9 +126,9 @@ enum DiskImage {
 
     static func parse(_ json: String) throws -> Info {
         guard let v = try? JSONValue.parse(Array(json.utf8)), let format = v["format"]?.stringValue,
-              case .number(let size)? = v["virtual-size"] else {
+              let size = v["virtual-size"]?.int64Value else {
             throw ManagerError.tool("qemu-img info gave no format and size")
         }
-        return Info(format: format, virtualSize: Int64(size))
+        return Info(format: format, virtualSize: size)
     }
 }

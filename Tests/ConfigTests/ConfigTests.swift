@@ -247,3 +247,32 @@ func errors(_ yaml: String) -> [String] {
         #expect(throws: ConfigErrors.self) { try InstallConfig.decode(json: Array("{\"disk\":{}}".utf8)) }
     }
 }
+
+/// Inputs the fuzzers (fuzz/targets) found: each once trapped or put its
+/// error outside the text; their bytes are in fuzz/corpus.
+@Suite struct FuzzFindingTests {
+    /// A backslash ending a line inside a double-quoted value made the end
+    /// of the line's content one past the line (an index out of range).
+    @Test func backslashEndingALineInQuotesIsReadNotTrapped() throws {
+        #expect(try YAMLParser.parse("a \"\\", file: "t").scalarText == "a \"\\")
+        #expect(JSONValue(node: try YAMLParser.parse("x: a \"\\", file: "t")) == .object(["x": .string("a \"\\")]))
+        #expect(throws: ConfigError.self) { try YAMLParser.parse("- \"x\\", file: "t") }
+        #expect(errors("version: 1\nhostname: \"x\\\n") == ["c.yaml:2:13: unterminated escape"])
+    }
+
+    /// An empty list item's error is on the item's own line, inside it (it
+    /// was on the list's first line, past the end of the item's).
+    @Test func emptyListItemIsReportedOnItsLine() {
+        #expect(errors("version: 1\nvms:\n  - name: a\n  -\n") == ["c.yaml:4:4: vms[1] needs a name"])
+        #expect(errors("version: 1\nvms:\n  -\n") == ["c.yaml:3:4: vms[0] needs a name"])
+    }
+
+    /// An invalid escape is reported at its backslash: after the escaped
+    /// character it was past the end of the line when that was a newline.
+    @Test func invalidEscapeIsReportedAtItsBackslash() {
+        let newline = #expect(throws: ConfigError.self) { try JSONParser.parse(Array("{\"g}a\\\n".utf8), file: "b") }
+        #expect(newline?.description == "b:1:6: invalid escape '\\\\xa'")
+        let letter = #expect(throws: ConfigError.self) { try JSONParser.parse(Array("[\"ok\",\n \"\\q\"]".utf8), file: "b") }
+        #expect(letter?.description == "b:2:3: invalid escape '\\q'")
+    }
+}

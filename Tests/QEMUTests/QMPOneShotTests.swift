@@ -63,4 +63,24 @@ import Platform
         #expect(!QMPOneShot.execute(socket: path, command: "cont", timeout: 3))
         #expect(!QMPOneShot.execute(socket: "/tmp/no-such-qmp.sock", command: "cont", timeout: 1))
     }
+
+    /// An id or a `guest-sync` answer that no Int holds, or that is not
+    /// whole, matches nothing (the agent's answers come from the guest; the
+    /// first trapped, the second matched the id it was truncated to).
+    @Test func numbersThatAreNoIdAreSkipped() throws {
+        var fds: [Int32] = [0, 0]
+        try #require(pipe(&fds) == 0)
+        let lines = [#"{"return": {}, "id": 1e999}"#, #"{"error": {"class": "GenericError", "desc": "x"}, "id": 1.5}"#,
+                     #"{"return": {}, "id": 1}"#, #"{"return": -1e400}"#, #"{"return": 3.5}"#, #"{"return": 3}"#]
+        let bytes = Array(lines.joined(separator: "\n").utf8) + [10]
+        try Files.writeAll(fds[1], bytes)
+        close(fds[1])
+        defer { close(fds[0]) }
+        var reader = JSONLineReader(fd: fds[0])
+        let deadline = Clock.monotonic() + 3
+        let replied = reader.reply(to: 1, deadline: deadline)
+        let synced = reader.synced(to: 3, deadline: deadline)
+        let again = reader.synced(to: 3, deadline: deadline)  // nothing is left
+        #expect(replied == true && synced && !again)
+    }
 }

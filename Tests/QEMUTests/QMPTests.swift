@@ -37,6 +37,19 @@ import Synchronization
         #expect(l.map { String(decoding: $0, as: UTF8.self) } == ["{\"a\":1}", "{\"b\":2}"])
         #expect(try lb.feed(Array(":3}\n".utf8)).map { String(decoding: $0, as: UTF8.self) } == ["{\"c\":3}"])
     }
+
+    /// A guest's agent sends what it likes: a prefix no Int holds (found by
+    /// fuzz/targets/qmp.swift) leaves that address out instead of trapping.
+    @Test func guestAddressWithAnImpossiblePrefixIsLeftOut() throws {
+        for prefix in ["1e999", "-1e999", "1e300", "9223372036854775808", "24.5"] {
+            let ifaces = try JSONValue.parse(Array("""
+            [{"name":"eth0","ip-addresses":[{"ip-address-type":"ipv4","ip-address":"10.0.2.15","prefix":\(prefix)},
+                                             {"ip-address-type":"ipv4","ip-address":"10.0.3.15","prefix":24}]}]
+            """.utf8))
+            #expect(GuestAgent.parseAddresses(ifaces.arrayValue ?? [])
+                        == [GuestAddress(interface: "eth0", address: "10.0.3.15", prefix: 24, family: "ipv4", source: "agent")], "\(prefix)")
+        }
+    }
 }
 
 /// A fake QEMU on the other end of a socketpair.

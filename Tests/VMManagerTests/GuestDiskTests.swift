@@ -171,6 +171,13 @@ import Platform
         #expect(try DiskImage.parse(#"{"virtual-size": 2147483648, "filename": "x", "format": "vmdk"}"#) == .init(format: "vmdk", virtualSize: 2 << 30))
         #expect(throws: (any Error).self) { try DiskImage.parse("not json") }
     }
+
+    /// A size no Int64 holds is refused as no size, not trapped on.
+    @Test func anImpossibleImageSizeIsRefused() {
+        for size in ["1e300", "1e999", "9223372036854775808"] {
+            #expect(throws: (any Error).self, "\(size)") { try DiskImage.parse(#"{"virtual-size": \#(size), "format": "raw"}"#) }
+        }
+    }
 }
 
 /// An OVA in the store becomes a VM; a hostile one is refused before

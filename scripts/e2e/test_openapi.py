@@ -17,6 +17,7 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from panel_daemon import GUEST_APPEND, REPO, PanelDaemon, cookie_session, make_guest  # noqa: E402
+from promtool import promtool_problems  # noqa: E402
 
 try:
     from openapi_schema_validator import OAS30Validator, validate as oas_validate
@@ -174,6 +175,8 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     api("GET", "/api/v1/tasks/no-such-task", 404)
     m = api("GET", "/metrics", 200)
     assert "# TYPE" in m.text or "# HELP" in m.text
+    problems = promtool_problems(m.text)
+    assert not problems, "promtool check metrics:\n" + problems
 
     # images
     api("PUT", "/api/v1/images/tiny-kernel", (200, 201), data=open(kernel, "rb"), headers={"Content-Type": "application/octet-stream"})

@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from cbdaemon import Daemon, alive, colour_share, guest  # noqa: E402
+from promtool import promtool_problems  # noqa: E402
 
 BLUE = (0x1E, 0x90, 0xFF)
 
@@ -89,6 +90,9 @@ def test_vm_lifecycle_over_api_survives_daemon_kill(daemon):
 
     metrics = daemon.request("GET", "/metrics")[1].decode()
     assert 'cloudbios_vm_state{vm="tiny",state="running"} 1' in metrics
+    assert 'cloudbios_vm_cpu_seconds_total{vm="tiny"}' in metrics
+    problems = promtool_problems(metrics)
+    assert not problems, "promtool check metrics:\n" + problems
 
     assert daemon.json("POST", "/api/v1/vms/tiny/stop")["state"] == "stopped"
     assert not alive(pid)

@@ -21,3 +21,17 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
     apt-get install -y -q --no-install-recommends $missing >/dev/null
 fi
+
+# promtool (checks the daemon's /metrics): Debian's prometheus package pulls
+# some 300 MB of web assets with it, so only its promtool binary is taken.
+if [ "${1:-build}" = test ] && ! command -v promtool >/dev/null 2>&1; then
+    echo "deps: installing promtool (from Debian's prometheus package)" >&2
+    tmp=$(mktemp -d)
+    if ! (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1); then
+        apt-get update -q >/dev/null
+        (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1)
+    fi
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+    install -m 755 "$tmp/x/usr/bin/promtool" /usr/local/bin/promtool
+    rm -rf "$tmp"
+fi
