@@ -835,17 +835,17 @@ public actor VMManager {
         if let h = sha256, h.utf8.count != 64 || !h.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) {
             throw .invalid("sha256 must be 64 lower-case hex digits")
         }
-        guard !downloading.contains(name), !importTasks.running(name) else { throw .conflict("image '\(name)' is being imported already") }
+        guard !downloading.contains(name), !tasks.running(name, kind: "import") else { throw .conflict("image '\(name)' is being imported already") }
         if !referencingVMs(name).filter({ runtimes[$0] != nil }).isEmpty {
             throw .conflict("image '\(name)' is in use by a running VM; not replaced")
         }
-        let task = importTasks.begin(name)
+        let task = tasks.begin("import", on: name)
         let limits = Download.Limits(size: options.maxImageSize, deadline: now() + options.downloadTimeout,
                                      readTimeout: options.downloadReadTimeout,
-                                     progress: { [tasks = importTasks] done, total in tasks.progress(task.id, done, total) })
+                                     progress: { [tasks] done, total in tasks.progress(task.id, done, total) })
         let trust = options.trustFile
         let store = self.store
-        Task.detached { [tasks = importTasks] in
+        Task.detached { [tasks] in
             tasks.update(task.id) { $0.state = .running; $0.message = "downloading \(url)" }
             do {
                 let h: String
@@ -906,10 +906,10 @@ public actor VMManager {
         spec.cpus = min(max(ovf.cpus ?? 1, VMLimits.cpus.lowerBound), VMLimits.cpus.upperBound)
         spec.firmware = ovf.uefi ? .uefi : .bios
         spec.disks = ovf.diskFiles.indices.map { DiskSpec.image("\(name)-disk\($0)", id: "disk\($0)") }
-        let task = importTasks.begin(image)
+        let task = tasks.begin("import", on: image)
         let work = "\(stateDir)/images/.incoming/ova-\(name)"
         let store = self.store
-        Task { [tasks = importTasks] in
+        Task { [tasks] in
             tasks.update(task.id) { $0.state = .running; $0.message = "converting \(ovf.diskFiles.count) disk(s) of \(image)" }
             do {
                 Files.removeTree(work)
@@ -942,8 +942,8 @@ public actor VMManager {
         return task
     }
 
-    /// The image imports' tasks.
-    public nonisolated let importTasks = ImportTasks()
+    /// The long operations: imports, backups, clones, …
+    public nonisolated let tasks = TaskBoard()
 
     /// The store's images with what qemu-img says of them (format, virtual
     /// size), looked up once per file version.

@@ -64,10 +64,10 @@ struct VMManagerBackend: PanelBackend {
     func disks() async throws -> JSONValue { Disks.list().json }
     func startInstall(_ body: JSONValue) async throws -> TaskInfo { try installer.startInstall(body) }
     func task(_ id: String) async throws -> TaskInfo {
-        guard let t = installer.task(id) ?? manager.importTasks.task(id) else { throw RequestError.notFound("no task '\(Names.clip(id))'") }
+        guard let t = installer.task(id) ?? manager.tasks.task(id) else { throw RequestError.notFound("no task '\(Names.clip(id))'") }
         return t
     }
-    func tasks() async -> [TaskInfo] { installer.tasks() + manager.importTasks.all() }
+    func tasks() async -> [TaskInfo] { installer.tasks() + manager.tasks.all() }
     func importVM(image: String, name: String) async throws -> TaskInfo {
         try await manager.startVMImport(image: image, name: name)
     }

@@ -228,7 +228,7 @@ import Platform
         let t = try await m.startVMImport(image: "appliance.ova", name: "appliance")
         var done = t
         for _ in 0..<100 {
-            done = m.importTasks.task(t.id)!
+            done = m.tasks.task(t.id)!
             if done.state == .succeeded || done.state == .failed { break }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
@@ -257,7 +257,7 @@ import Platform
         let t = try await m.startVMImport(image: "link.ova", name: "linked")
         var done = t
         for _ in 0..<100 {
-            done = m.importTasks.task(t.id)!
+            done = m.tasks.task(t.id)!
             if done.state == .succeeded || done.state == .failed { break }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
