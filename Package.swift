@@ -39,11 +39,12 @@ let package = Package(
         .target(name: "VMManager", dependencies: ["Config", "QEMU", "Platform", "CDisks", "CTap"]),
         .target(name: "Disks", dependencies: ["Config", "Platform", "CBlkid", "CParted"]),
         .target(name: "Install", dependencies: ["Config", "Disks", "Platform", "CParted", "CBlkid", "CDisks"]),
+        .target(name: "Apps", dependencies: ["Config", "Platform", "CTLS"]),
         .target(name: "Panel", dependencies: ["Config", "Platform", "CMicroHTTPD", "CTLS"]),
         .target(name: "Viewer", dependencies: ["Config", "Platform", "CVNC", "CVNCLoader", "CViewer"]),
         .target(name: "Init", dependencies: ["Config", "Platform", "Disks", "Install", "QEMU", "CDisks", "CInit"]),
         .executableTarget(name: "cloudbios", dependencies: [
-            "Config", "Platform", "QEMU", "VMManager", "Disks", "Install", "Panel", "Viewer", "Init",
+            "Config", "Platform", "QEMU", "VMManager", "Disks", "Install", "Panel", "Viewer", "Init", "Apps",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -56,6 +57,7 @@ let package = Package(
         .testTarget(name: "InstallTests", dependencies: ["Install", "Disks", "Config"]),
         .testTarget(name: "PanelTests", dependencies: ["Panel", "Config", "Platform"]),
         .testTarget(name: "ViewerTests", dependencies: ["Viewer"]),
+        .testTarget(name: "AppsTests", dependencies: ["Apps", "Config"]),
         .testTarget(name: "InitTests", dependencies: ["Init", "Config", "Disks"]),
     ],
     swiftLanguageModes: [.v6]

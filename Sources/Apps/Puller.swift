@@ -1,0 +1,79 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Platform
+
+/// An image ready to boot: its digest, what its config says, and its root
+/// filesystem.
+public struct PulledImage: Sendable, Equatable {
+    public var reference: String
+    /// The digest of the linux/amd64 manifest.
+    public var digest: String
+    public var config: ImageConfig
+    /// The erofs image (read-only, shared by every app of this image).
+    public var rootfs: String
+    /// Layers downloaded by this pull (0 when all were kept already).
+    public var downloaded: Int
+}
+
+/// Pulls an image from its registry into the cache and builds its root
+/// filesystem once: index → the linux/amd64 manifest → config and layers
+/// (each blob checked against its digest before it is kept) → erofs.
+public struct ImagePuller: Sendable {
+    public var cache: ImageCache
+    /// Registries (`host[:port]`) spoken to over plain HTTP besides loopback ones.
+    public var insecure: Set<String>
+    public var trust: TLSTrust
+    /// The whole pull's limit, in seconds.
+    public var timeout: Double
+
+    public init(cache: ImageCache, insecure: Set<String> = [], trust: TLSTrust = .environment, timeout: Double = 1800) {
+        self.cache = cache; self.insecure = insecure; self.trust = trust; self.timeout = timeout
+    }
+
+    public func pull(_ text: String, progress: (String) -> Void = { _ in }) throws(AppError) -> PulledImage {
+        let ref = try ImageReference(parsing: text)
+        let deadline = Deadline.after(timeout)
+        var registry = Registry(ref, insecure: insecure, trust: trust)
+        var top = try registry.manifest(ref.manifestReference, deadline: deadline)
+        var document = try ManifestDocument.parse(top.body, contentType: top.type)
+        if case .index(let entries) = document {
+            guard let pick = ManifestDocument.pickLinuxAMD64(entries) else {
+                throw .wrongPlatform(image: ref.description, platforms: entries.compactMap(\.platform))
+            }
+            top = try registry.manifest(pick.digest, deadline: deadline)
+            document = try ManifestDocument.parse(top.body, contentType: top.type)
+        }
+        guard case .manifest(let manifest) = document else { throw .invalid("\(ref): an index inside an index") }
+
+        let configPath = try cache.blob(manifest.config, from: &registry, deadline: deadline)
+        let configBytes: [UInt8]
+        do { configBytes = try Files.read(configPath, limit: 4 << 20) } catch { throw .invalid("image config: \(error)") }
+        let config = try ImageConfig.parse(configBytes)
+        guard config.os == "linux", config.architecture == "amd64" else {
+            throw .wrongPlatform(image: ref.description, platforms: ["\(config.os)/\(config.architecture)"])
+        }
+
+        let dir = cache.imageDir(top.digest)
+        let rootfs = dir + "/rootfs.erofs"
+        var downloaded = 0
+        if !Files.exists(rootfs) {
+            var layers: [String] = []
+            for (i, layer) in manifest.layers.enumerated() {
+                if !Files.exists(cache.blobPath(layer.digest)) {
+                    progress("layer \(i + 1)/\(manifest.layers.count) \(layer.digest) (\(Sizes.human(layer.size)))")
+                    downloaded += 1
+                }
+                layers.append(try cache.blob(layer, from: &registry, deadline: deadline))
+            }
+            do { try Files.makeDirectories(dir) } catch { throw .unavailable("\(dir): \(error)") }
+            progress("root filesystem of \(top.digest)")
+            try RootFS.build(layers: layers, output: rootfs)
+        }
+        do {
+            try Files.writeAtomically(dir + "/config.json", config.json.serialized(pretty: true) + "\n")
+        } catch { throw .unavailable("\(dir)/config.json: \(error)") }
+        return PulledImage(reference: ref.description, digest: top.digest, config: config, rootfs: rootfs, downloaded: downloaded)
+    }
+}
