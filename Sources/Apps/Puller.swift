@@ -33,6 +33,7 @@ public struct ImagePuller: Sendable {
     }
 
     public func pull(_ text: String, progress: (String) -> Void = { _ in }) throws(AppError) -> PulledImage {
+        if text.hasPrefix("store:") { return try pullFromStore(String(text.dropFirst(6)), progress: progress) }
         let ref = try ImageReference(parsing: text)
         let deadline = Deadline.after(timeout)
         var registry = Registry(ref, insecure: insecure, trust: trust)
@@ -50,15 +51,10 @@ public struct ImagePuller: Sendable {
         let configPath = try cache.blob(manifest.config, from: &registry, deadline: deadline)
         let configBytes: [UInt8]
         do { configBytes = try Files.read(configPath, limit: 4 << 20) } catch { throw .invalid("image config: \(error)") }
-        let config = try ImageConfig.parse(configBytes)
-        guard config.os == "linux", config.architecture == "amd64" else {
-            throw .wrongPlatform(image: ref.description, platforms: ["\(config.os)/\(config.architecture)"])
-        }
+        let config = try Self.checkedConfig(configBytes, image: ref.description)
 
-        let dir = cache.imageDir(top.digest)
-        let rootfs = dir + "/rootfs.erofs"
         var downloaded = 0
-        if !Files.exists(rootfs) {
+        if !Files.exists(cache.imageDir(top.digest) + "/rootfs.erofs") {
             var layers: [String] = []
             for (i, layer) in manifest.layers.enumerated() {
                 if !Files.exists(cache.blobPath(layer.digest)) {
@@ -67,13 +63,46 @@ public struct ImagePuller: Sendable {
                 }
                 layers.append(try cache.blob(layer, from: &registry, deadline: deadline))
             }
-            do { try Files.makeDirectories(dir) } catch { throw .unavailable("\(dir): \(error)") }
             progress("root filesystem of \(top.digest)")
-            try RootFS.build(layers: layers, output: rootfs)
+            try build(top.digest, layers: layers)
         }
+        return try finish(ref.description, key: top.digest, config: config, downloaded: downloaded)
+    }
+
+    /// An OCI or docker archive in the image store (`STATE/images/NAME`).
+    func pullFromStore(_ name: String, progress: (String) -> Void) throws(AppError) -> PulledImage {
+        if let why = Names.checkImage(name) { throw .badReference("store:" + name, why) }
+        let path = Files.parent(of: cache.root) + "/images/" + name
+        progress("store:\(name)")
+        let contents = try Archive.load(path, name: name, cache: cache)
+        let config = try Self.checkedConfig(contents.configBytes, image: "store:" + name)
+        if !Files.exists(cache.imageDir(contents.key) + "/rootfs.erofs") {
+            progress("root filesystem of \(contents.key)")
+            try build(contents.key, layers: contents.layers)
+        }
+        return try finish("store:" + name, key: contents.key, config: config, downloaded: 0)
+    }
+
+    /// The image config, refused unless it is for linux/amd64.
+    static func checkedConfig(_ bytes: [UInt8], image: String) throws(AppError) -> ImageConfig {
+        let config = try ImageConfig.parse(bytes)
+        guard config.os == "linux", config.architecture == "amd64" else {
+            throw .wrongPlatform(image: image, platforms: ["\(config.os)/\(config.architecture)"])
+        }
+        return config
+    }
+
+    private func build(_ key: String, layers: [String]) throws(AppError) {
+        let dir = cache.imageDir(key)
+        do { try Files.makeDirectories(dir) } catch { throw .unavailable("\(dir): \(error)") }
+        try RootFS.build(layers: layers, output: dir + "/rootfs.erofs")
+    }
+
+    private func finish(_ reference: String, key: String, config: ImageConfig, downloaded: Int) throws(AppError) -> PulledImage {
+        let dir = cache.imageDir(key)
         do {
             try Files.writeAtomically(dir + "/config.json", config.json.serialized(pretty: true) + "\n")
         } catch { throw .unavailable("\(dir)/config.json: \(error)") }
-        return PulledImage(reference: ref.description, digest: top.digest, config: config, rootfs: rootfs, downloaded: downloaded)
+        return PulledImage(reference: reference, digest: key, config: config, rootfs: dir + "/rootfs.erofs", downloaded: downloaded)
     }
 }

@@ -15,9 +15,9 @@ struct AppsCommand: ParsableCommand {
 struct AppsPull: Command {
     static let configuration = CommandConfiguration(
         commandName: "pull",
-        abstract: "Pull an image (REGISTRY/REPO:TAG or @sha256:…) and build its root filesystem.")
+        abstract: "Pull an image (REGISTRY/REPO:TAG, @sha256:…, or store:NAME for an OCI or docker archive in the image store) and build its root filesystem.")
 
-    @Argument(help: "The image: [REGISTRY/]REPO[:TAG][@sha256:HEX] (loopback registries over HTTP).")
+    @Argument(help: "The image: [REGISTRY/]REPO[:TAG][@sha256:HEX] (loopback registries over HTTP), or store:NAME.")
     var image: String
 
     @Option(name: .customLong("state-dir"), help: "Where the cache is (STATE/apps).")

@@ -1,7 +1,8 @@
 """Apps, end to end: images pulled from a real registry (Debian's
 docker-registry on loopback) holding images built here from busybox-static,
 pushed with skopeo; root filesystems checked by unpacking them with
-fsck.erofs. Bad input: an unknown image, a tampered layer, an image for
+fsck.erofs; the same image from OCI and docker archives in the image
+store (`store:NAME`). Bad input: an unknown image, a tampered layer, an image for
 another architecture only."""
 import json
 import os
@@ -46,6 +47,7 @@ def registry(tmp_path_factory):
     data[len(data) // 2] ^= 0xFF
     open(path, "wb").write(bytes(data))
     reg.odd_digest = odd_digest
+    reg.layout = layout
     yield reg
     reg.stop()
 
@@ -154,3 +156,54 @@ def test_an_image_for_another_architecture_only_is_refused(registry, tmp_path, i
     assert r.returncode != 0
     assert "has no linux/amd64 variant (it has: linux/arm64)" in r.stderr, r.stderr
     assert not os.path.isdir(os.path.join(state, "apps", "images"))
+
+
+def archive(layout, transport, path, tag="1"):
+    dest = f"{transport}:{path}" + (":busybox:1" if transport == "docker-archive" else "")
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{layout.path}:{tag}", dest], check=True, capture_output=True, timeout=120)
+
+
+def listing(root):
+    return sorted(os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files)
+
+
+@pytest.mark.parametrize("transport", ["oci-archive", "docker-archive"])
+def test_an_archive_in_the_image_store_gives_the_same_root(registry, tmp_path, transport):
+    state = str(tmp_path / "state")
+    os.makedirs(os.path.join(state, "images"))
+    archive(registry.layout, transport, os.path.join(state, "images", "bb.tar"))
+    r = pull(state, "store:bb.tar")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["image"] == "store:bb.tar" and got["config"]["cmd"][0] == "httpd"
+    unpack(got["rootfs"], str(tmp_path / "a"))
+    r = pull(state, f"{registry.host}/busybox:1")
+    assert r.returncode == 0, r.stderr
+    unpack(json.loads(r.stdout)["rootfs"], str(tmp_path / "b"))
+    assert listing(str(tmp_path / "a")) == listing(str(tmp_path / "b"))
+    assert open(tmp_path / "a" / "www" / "index.html").read() == "hello from the cloudbios app image\n"
+    # the archive stays in the store; its scratch copy is gone
+    assert os.path.exists(os.path.join(state, "images", "bb.tar"))
+    assert not [n for n in os.listdir(os.path.join(state, "apps")) if n.startswith(".")]
+
+
+def test_a_tampered_archive_or_a_missing_one_is_refused(registry, tmp_path):
+    state = str(tmp_path / "state")
+    os.makedirs(os.path.join(state, "images"))
+    unpacked = tmp_path / "x"
+    archive(registry.layout, "oci", str(unpacked))
+    # flip a byte in the largest blob (the busybox layer)
+    blobs_dir = unpacked / "blobs" / "sha256"
+    big = max(blobs_dir.iterdir(), key=lambda p: p.stat().st_size)
+    data = bytearray(big.read_bytes())
+    data[100] ^= 0xFF
+    big.write_bytes(bytes(data))
+    subprocess.run(["tar", "-cf", os.path.join(state, "images", "bad.tar"), "-C", str(unpacked), "."], check=True)
+    r = pull(state, "store:bad.tar")
+    assert r.returncode != 0 and "digest mismatch" in r.stderr and big.name in r.stderr, r.stderr
+    assert big.name not in blobs(state)
+    assert not os.path.isdir(os.path.join(state, "apps", "images"))
+    r = pull(state, "store:nosuch.tar")
+    assert r.returncode != 0 and "'store:nosuch.tar' not found" in r.stderr, r.stderr
+    r = pull(state, "store:x/../../etc/passwd")
+    assert r.returncode != 0 and "may contain only" in r.stderr, r.stderr
