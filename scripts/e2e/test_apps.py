@@ -41,6 +41,20 @@ def registry(tmp_path_factory):
     reg.push(layout, "armonly", "armonly:1", all_platforms=True)
     reg.push(layout, "arm", "armsingle:1")
     reg.push(layout, "tampered", "tampered:1")
+    # layers that try to write through a lower layer's symlink to the host,
+    # and replace a directory by a file
+    outside = os.path.join(work, "outside")
+    os.makedirs(outside)
+    tricky = layout.image([
+        oci_registry._tar_gz([("escape", "link", outside, 0o777), ("rel", "link", "data", 0o777),
+                              ("data", "dir", None, 0o755), ("data/a.txt", "file", b"a", 0o644),
+                              ("was-dir", "dir", None, 0o755), ("was-dir/x", "file", b"x", 0o644)]),
+        oci_registry._tar_gz([("escape/pwned.txt", "file", b"pwned", 0o644), ("rel/b.txt", "file", b"b", 0o644),
+                              ("was-dir", "file", b"now a file", 0o600)]),
+    ])
+    layout.tag("tricky", tricky)
+    reg.push(layout, "tricky", "tricky:1")
+    reg.outside = outside
     odd_digest = "sha256:" + __import__("hashlib").sha256(odd).hexdigest()
     path = reg.blob_file(odd_digest)
     data = bytearray(open(path, "rb").read())
@@ -99,6 +113,22 @@ def test_pull_builds_the_root_filesystem_once(registry, tmp_path):
     r = pull(state, f"{registry.host}/busybox@{first['digest']}")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["rootfs"] == first["rootfs"]
+
+
+def test_layers_stack_as_overlayfs_and_never_write_through_symlinks(registry, tmp_path):
+    state = str(tmp_path / "state")
+    r = pull(state, f"{registry.host}/tricky:1")
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(registry.outside) == []
+    root = str(tmp_path / "root")
+    unpack(json.loads(r.stdout)["rootfs"], root)
+    # a directory of an upper layer replaces a symlink of a lower one
+    assert not os.path.islink(os.path.join(root, "escape"))
+    assert open(os.path.join(root, "escape/pwned.txt")).read() == "pwned"
+    assert not os.path.islink(os.path.join(root, "rel")) and os.listdir(os.path.join(root, "rel")) == ["b.txt"]
+    assert sorted(os.listdir(os.path.join(root, "data"))) == ["a.txt"]
+    assert open(os.path.join(root, "was-dir")).read() == "now a file"
+    assert oct(os.stat(os.path.join(root, "was-dir")).st_mode & 0o777) == "0o600"
 
 
 def test_an_index_yields_its_linux_amd64_image_sharing_layers(registry, tmp_path):
