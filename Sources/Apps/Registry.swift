@@ -7,12 +7,18 @@ import Platform
 /// A client of one image's registry (the OCI distribution API): manifests
 /// and blobs of its repository, anonymous bearer tokens fetched when the
 /// registry asks for them (`WWW-Authenticate: Bearer realm=…`), redirects
-/// followed by hand so a token never goes to another host. HTTPS, except
-/// for loopback registries and those named insecure, spoken to over HTTP.
+/// followed by hand so a token never goes to another host. HTTPS with the
+/// certificate checked, except for loopback registries and those named
+/// insecure: those are tried over HTTPS without a check, then over plain
+/// HTTP when they do not speak TLS (as Docker does).
 public struct Registry {
     public let reference: ImageReference
     let client: HTTPClient
-    let tls: Bool
+    /// Whether the certificate is checked (not for loopback or insecure registries).
+    let verified: Bool
+    /// HTTPS (decided by the first exchange when not `verified`).
+    private var tls = true
+    private var probed: Bool
     /// The token the registry gave for this repository, once asked.
     private var token: String?
 
@@ -21,8 +27,9 @@ public struct Registry {
 
     public init(_ reference: ImageReference, insecure: Set<String> = [], trust: TLSTrust = .system, timeout: Double = 30) {
         self.reference = reference
-        tls = !(reference.isLoopback || insecure.contains(reference.registry))
-        client = HTTPClient(trust: trust, timeout: timeout, redirects: 0, readSize: 1 << 20)
+        verified = !(reference.isLoopback || insecure.contains(reference.registry))
+        probed = verified
+        client = HTTPClient(trust: verified ? trust : .none, timeout: timeout, redirects: 0, readSize: 1 << 20)
     }
 
     /// A manifest or index by tag or digest: its bytes, media type and
@@ -66,6 +73,7 @@ public struct Registry {
     /// asks for one, following redirects; `read` takes a 200's body.
     private mutating func get<T>(_ path: String, accept: [String], deadline: Deadline,
                                  read: (HTTPExchange) throws(AppError) -> T) throws(AppError) -> (HTTPExchange, T) where T: Any {
+        if !probed { try probe(deadline: deadline) }
         let origin = HTTPURL(tls: tls, host: hostOnly, port: port, target: path)
         var triedToken = false
         while true {
@@ -105,6 +113,21 @@ public struct Registry {
         }
     }
 
+    /// Finds out whether an unverified registry speaks TLS: an HTTPS request
+    /// to `/v2/` that fails in the handshake or gets no HTTP answer means HTTP.
+    private mutating func probe(deadline: Deadline) throws(AppError) {
+        probed = true
+        do {
+            _ = try client.open(HTTPRequest("GET", HTTPURL(tls: true, host: hostOnly, port: port, target: "/v2/")), deadline: deadline)
+            tls = true
+        } catch {
+            switch error {
+            case .tls, .connectionLost, .noAnswer, .badStatusLine, .malformedHead: tls = false
+            default: throw Self.netError(error)
+            }
+        }
+    }
+
     /// An anonymous token from the realm a `Bearer` challenge names.
     private func fetchToken(challenge: String?, deadline: Deadline) throws(AppError) -> String {
         guard let challenge, let params = Self.bearerChallenge(challenge), let realm = params["realm"] else {
@@ -115,7 +138,7 @@ public struct Registry {
         query.append("scope=" + Self.percentEncoded(params["scope"] ?? "repository:\(reference.repository):pull"))
         var url: HTTPURL
         do { url = try HTTPURL(parsing: realm) } catch { throw .registry("token realm '\(Names.clip(realm))': \(error)") }
-        if tls && !url.tls { throw .registry("token realm '\(Names.clip(realm))' is not https") }
+        if verified && !url.tls { throw .registry("token realm '\(Names.clip(realm))' is not https") }
         url.target += (url.target.contains("?") ? "&" : "?") + query.joined(separator: "&")
         let answer: HTTPResponse
         do {

@@ -154,6 +154,17 @@ def test_a_token_is_fetched_when_the_registry_asks(registry, tmp_path):
         gate.stop()
 
 
+def test_a_registry_that_speaks_tls_is_spoken_to_over_https(registry, tmp_path):
+    # the same storage served over HTTPS only (a plain HTTP request gets a 400)
+    secure = oci_registry.LocalRegistry(str(tmp_path), tls=True, storage=registry.storage)
+    try:
+        r = pull(str(tmp_path / "state"), f"{secure.host}/busybox:1")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["layers_downloaded"] == 2
+    finally:
+        secure.stop()
+
+
 def test_an_unknown_image_is_a_clear_error(registry, tmp_path):
     state = str(tmp_path / "state")
     for image in (f"{registry.host}/nosuch:1", f"{registry.host}/busybox:nosuchtag"):

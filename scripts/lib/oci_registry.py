@@ -127,11 +127,19 @@ class Layout:
 class LocalRegistry:
     """docker-registry serving from `storage` on 127.0.0.1:`port`."""
 
-    def __init__(self, workdir, port=None):
+    def __init__(self, workdir, port=None, tls=False, storage=None):
         self.port = port or free_port()
-        self.storage = os.path.join(workdir, "registry-storage")
-        self.config = os.path.join(workdir, "registry.yml")
+        self.storage = storage or os.path.join(workdir, "registry-storage")
+        self.config = os.path.join(workdir, f"registry-{self.port}.yml")
+        self.scheme = "https" if tls else "http"
         os.makedirs(self.storage, exist_ok=True)
+        tls_conf = ""
+        if tls:
+            cert, key = os.path.join(workdir, "registry-cert.pem"), os.path.join(workdir, "registry-key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                            "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", key, "-out", cert], check=True, capture_output=True)
+            tls_conf = f"  tls:\n    certificate: {cert}\n    key: {key}\n"
         with open(self.config, "w") as f:
             f.write(f"""version: 0.1
 log:
@@ -143,13 +151,15 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:{self.port}
-""")
-        self.log = open(os.path.join(workdir, "registry.log"), "w")
+{tls_conf}""")
+        self.log = open(os.path.join(workdir, f"registry-{self.port}.log"), "w")
         self.proc = subprocess.Popen(["docker-registry", "serve", self.config], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=2).read()
+                import ssl
+                urllib.request.urlopen(f"{self.scheme}://127.0.0.1:{self.port}/v2/", timeout=2,
+                                       context=ssl._create_unverified_context()).read()
                 break
             except Exception:
                 if time.time() > deadline or self.proc.poll() is not None:
