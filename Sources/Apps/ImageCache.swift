@@ -19,9 +19,6 @@ public struct ImageCache: Sendable {
     public func blobPath(_ digest: String) -> String { blobDir + "/" + digest.dropFirst(7) }
     public func imageDir(_ digest: String) -> String { root + "/images/" + digest.dropFirst(7) }
 
-    /// Blobs kept (digest → path), for tests and the panel.
-    public var blobs: [String] { Files.list(blobDir).filter { !$0.hasPrefix(".") } }
-
     /// The blob, downloaded and checked unless it is kept already.
     public func blob(_ d: Descriptor, from registry: inout Registry, deadline: Deadline) throws(AppError) -> String {
         let final = blobPath(d.digest)
@@ -52,16 +49,6 @@ public struct ImageCache: Sendable {
             throw e
         } catch {
             throw .unavailable("\(error)")
-        }
-    }
-
-    /// Removes what an interrupted pull or build left behind.
-    public func removePartials() {
-        for name in Files.list(blobDir) where name.hasPrefix(".partial-") { unlink(blobDir + "/" + name) }
-        for image in Files.list(root + "/images") {
-            for name in Files.list(root + "/images/" + image) where name.hasPrefix(".partial-") {
-                Files.removeTree(root + "/images/" + image + "/" + name)
-            }
         }
     }
 }
