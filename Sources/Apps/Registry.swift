@@ -72,7 +72,7 @@ public struct Registry {
     /// GETs `path` on the registry, once more with a token after a 401 that
     /// asks for one, following redirects; `read` takes a 200's body.
     private mutating func get<T>(_ path: String, accept: [String], deadline: Deadline,
-                                 read: (HTTPExchange) throws(AppError) -> T) throws(AppError) -> (HTTPExchange, T) where T: Any {
+                                 read: (HTTPExchange) throws(AppError) -> T) throws(AppError) -> (HTTPExchange, T) {
         if !probed { try probe(deadline: deadline) }
         let origin = HTTPURL(tls: tls, host: hostOnly, port: port, target: path)
         var triedToken = false
@@ -163,7 +163,7 @@ public struct Registry {
         while true {
             while rest.first == " " || rest.first == "," { rest = rest.dropFirst() }
             guard let eq = rest.firstIndex(of: "=") else { break }
-            let key = rest[..<eq].trimmingCharacters().lowercased()
+            let key = String(rest[..<eq]).trimmingSpaces.lowercased()
             rest = rest[rest.index(after: eq)...]
             var value = ""
             if rest.first == "\"" {
@@ -211,8 +211,4 @@ public struct Registry {
         if afterHost.hasPrefix(":"), let p = Int(afterHost.dropFirst()) { return p }
         return tls ? 443 : 80
     }
-}
-
-extension Substring {
-    func trimmingCharacters() -> String { String(self).trimmingSpaces }
 }
