@@ -42,9 +42,10 @@ let package = Package(
         .target(name: "Apps", dependencies: ["Config", "Platform", "CTLS"]),
         .target(name: "Panel", dependencies: ["Config", "Platform", "CMicroHTTPD", "CTLS"]),
         .target(name: "Viewer", dependencies: ["Config", "Platform", "CVNC", "CVNCLoader", "CViewer"]),
+        .target(name: "Fleet", dependencies: ["Config", "Platform", "CTLS"]),  // etcd's client and member, the fleet's certificates and membership
         .target(name: "Init", dependencies: ["Config", "Platform", "Disks", "Install", "QEMU", "CDisks", "CInit"]),
         .executableTarget(name: "cloudbios", dependencies: [
-            "Config", "Platform", "QEMU", "VMManager", "Disks", "Install", "Panel", "Viewer", "Init", "Apps",
+            "Config", "Platform", "QEMU", "VMManager", "Disks", "Install", "Panel", "Viewer", "Init", "Apps", "Fleet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -58,6 +59,7 @@ let package = Package(
         .testTarget(name: "PanelTests", dependencies: ["Panel", "Config", "Platform"]),
         .testTarget(name: "ViewerTests", dependencies: ["Viewer"]),
         .testTarget(name: "AppsTests", dependencies: ["Apps", "Config"]),
+        .testTarget(name: "FleetTests", dependencies: ["Fleet", "Config", "Platform"]),
         .testTarget(name: "InitTests", dependencies: ["Init", "Config", "Disks"]),
     ],
     swiftLanguageModes: [.v6]

@@ -12,6 +12,8 @@ public struct CloudBIOSConfig: Sendable, Equatable {
     public var vms: [VMSpec] = []
     public var install: InstallConfig?
     public var console = ConsoleConfig()
+    /// The fleet this node belongs to (nil: a machine on its own).
+    public var cluster: ClusterConfig?
     /// Directory of the config file: relative `file:` paths resolve against it.
     public var baseDirectory: String = "."
 

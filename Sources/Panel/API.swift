@@ -278,6 +278,8 @@ public final class PanelAPI: Sendable {
             }
         case .listTasks:
             return run { .json(.array(await backend.tasks().map(\.json))) }
+        case .nodes:
+            return run { .json(try await backend.nodes()) }
         case .task(let id):
             return run { .json(try await backend.task(id).json) }
         case .metrics:

@@ -46,6 +46,9 @@ public protocol PanelBackend: Sendable {
     /// cleanly first), or to show another VM (nil: none) on the local
     /// display now. What it answers with is the body of the 202.
     func system(_ action: SystemAction, display vm: String?) async throws -> JSONValue
+
+    /// The fleet's nodes (`GET /api/v1/nodes`), each up or down.
+    func nodes() async throws -> JSONValue
 }
 
 /// `POST /api/v1/system/{action}`.
@@ -56,6 +59,10 @@ public enum SystemAction: String, Sendable, Equatable, CaseIterable {
 extension PanelBackend {
     public func system(_ action: SystemAction, display vm: String?) async throws -> JSONValue {
         throw RequestError.conflict("this daemon does not manage the machine it runs on")
+    }
+
+    public func nodes() async throws -> JSONValue {
+        throw RequestError.conflict("this node is in no fleet (cloudbios.yaml has no cluster: section)")
     }
 }
 

@@ -27,6 +27,8 @@ public enum Route: Sendable, Equatable {
     case install
     case listTasks, task(String)
     case metrics
+    /// `GET /api/v1/nodes`: the fleet's nodes.
+    case nodes
     /// A file of the web panel (path relative to the web root).
     case page(String)
     /// A file of noVNC (path relative to the noVNC root).
@@ -82,6 +84,7 @@ public enum Route: Sendable, Equatable {
         case .listTasks: return "GET /api/v1/tasks"
         case .task: return "GET /api/v1/tasks/{id}"
         case .metrics: return "GET /metrics"
+        case .nodes: return "GET /api/v1/nodes"
         case .page: return "GET /{page}"
         case .novnc: return "GET /novnc/{file}"
         }
@@ -160,6 +163,7 @@ public enum Router {
             case "disks": return only(method, ["GET"], .disks)
             case "install": return only(method, ["POST"], .install)
             case "tasks": return only(method, ["GET"], .listTasks)
+            case "nodes": return only(method, ["GET"], .nodes)
             default: return .failure(notFound(path))
             }
         case 2:

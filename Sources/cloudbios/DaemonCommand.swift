@@ -4,6 +4,7 @@ import Platform
 import VMManager
 import Install
 import Panel
+import Fleet
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -89,7 +90,8 @@ struct DaemonCommand: Command {
         let imageStore = dir + "/images"
         let installer = Installer(config: cfg, configText: configText,
                                   sources: { try Install.defaultSources(imageStore: imageStore) })
-        let backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer)
+        var backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer)
+        backend.fleet = try await DaemonFleet.start(cfg, stateDir: dir, manager: manager)
 
         let medium = bootMedium
         var setup = FirstRun.Options(codeFile: setupCodeFile ?? dir + "/setup-code", saveBlocker: BootStick.blocker(disk: medium))
@@ -121,6 +123,7 @@ struct DaemonCommand: Command {
         serialLogs.cancel()
         await manager.detach()
         stopPanel()
+        backend.fleet?.stop()
     }
 
     static func cwd() -> String {

@@ -5,6 +5,7 @@ import Panel
 import Init
 import VMManager
 import Platform
+import Fleet
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,6 +16,8 @@ struct VMManagerBackend: PanelBackend {
     let manager: VMManager
     let hostname: String?
     let installer: Installer
+    /// The fleet this node belongs to (nil: on its own).
+    var fleet: Fleet? = nil
 
     func host() async -> HostInfo { await manager.host(hostname: hostname) }
 
@@ -79,3 +82,10 @@ struct VMManagerBackend: PanelBackend {
 }
 
 extension ImageUploadSession: ImageUpload {}
+
+extension VMManagerBackend {
+    func nodes() async throws -> JSONValue {
+        guard let fleet else { throw FleetError.notInFleet }
+        return .array(try await fleet.nodesAsync().map(\.json))
+    }
+}

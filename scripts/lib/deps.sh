@@ -7,7 +7,7 @@ xorriso mtools linux-image-amd64 busybox-static libblkid-dev libparted-dev libmi
 libvncserver-dev libgnutls28-dev nettle-dev libcrypt-dev libstdc++-12-dev novnc zstd cpio squashfs-tools e2fsprogs dosfstools parted kmod
 fdisk util-linux iproute2 dnsmasq-base nftables ca-certificates curl python3 openssl erofs-utils"
 TEST_PKGS="chromium chromium-driver wrk nginx-light python3-pytest python3-selenium python3-websocket imagemagick
-openssh-client mmdebstrap cloud-image-utils docker-registry skopeo"
+openssh-client mmdebstrap cloud-image-utils docker-registry skopeo etcd-server"
 want="$BUILD_PKGS"
 [ "${1:-build}" = test ] && want="$BUILD_PKGS $TEST_PKGS"
 missing=""
@@ -20,6 +20,8 @@ if [ -n "$missing" ]; then
     apt-get update -q >/dev/null
     # shellcheck disable=SC2086
     apt-get install -y -q --no-install-recommends $missing >/dev/null
+    # etcd-server starts an etcd service of its own; the fleet runs its members itself
+    case "$missing" in *etcd-server*) systemctl disable --now etcd >/dev/null 2>&1 || true ;; esac
 fi
 
 # promtool (checks the daemon's /metrics): Debian's prometheus package pulls

@@ -1,0 +1,183 @@
+import Config
+import Platform
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A node of the fleet as `GET /api/v1/nodes` shows it.
+public struct NodeInfo: Sendable, Equatable {
+    public var name: String
+    public var address: String
+    /// "up" while its lease is renewed, "down" once it has expired.
+    public var state: String
+    public var cpus: Int
+    /// MiB.
+    public var memory: Int
+    /// MiB available now (as of its last report).
+    public var memoryFree: Int
+    /// How many VMs it holds.
+    public var vms: Int
+
+    public init(name: String, address: String, state: String, cpus: Int, memory: Int, memoryFree: Int, vms: Int) {
+        self.name = name; self.address = address; self.state = state; self.cpus = cpus
+        self.memory = memory; self.memoryFree = memoryFree; self.vms = vms
+    }
+
+    public var json: JSONValue {
+        .object(["name": .string(name), "address": .string(address), "state": .string(state), "cpus": .int(cpus),
+                 "memory": .int(memory), "memory_free": .int(memoryFree), "vms": .int(vms)])
+    }
+
+    /// From a node's record in etcd; nil when it is not one.
+    public init?(record: [UInt8], state: String) {
+        guard let v = try? JSONValue.parse(record), let name = v["name"]?.stringValue, Names.checkNode(name) == nil,
+              let address = v["address"]?.stringValue else { return nil }
+        self.init(name: name, address: address, state: state, cpus: v["cpus"]?.intValue ?? 0, memory: v["memory"]?.intValue ?? 0,
+                  memoryFree: v["memory_free"]?.intValue ?? 0, vms: v["vms"]?.intValue ?? 0)
+    }
+}
+
+/// What a node reports of itself at each heartbeat.
+public struct NodeCapacity: Sendable, Equatable {
+    public var cpus: Int
+    public var memory: Int
+    public var memoryFree: Int
+    public var vms: Int
+    public init(cpus: Int, memory: Int, memoryFree: Int, vms: Int) {
+        self.cpus = cpus; self.memory = memory; self.memoryFree = memoryFree; self.vms = vms
+    }
+}
+
+/// This node's membership of the fleet: its etcd member, its record
+/// (`/cloudbios/FLEET/nodes/NAME`, kept after it goes down, so the others
+/// show it `down`) and its liveness key (`/cloudbios/FLEET/alive/NAME`,
+/// under a lease the heartbeat renews: when the node stops, the lease
+/// expires within `leaseTTL` seconds and the key goes with it).
+public final class Fleet: @unchecked Sendable {
+    public let cluster: ClusterConfig
+    public let node: String
+    public let address: String
+    public let member: EtcdMember
+    public let etcd: EtcdClient
+    /// Seconds a node's liveness outlives its last heartbeat.
+    public let leaseTTL: Int
+    public let heartbeat: Double
+    private let capacity: @Sendable () async -> NodeCapacity
+    private let lock = ConditionLock()
+    private var lease: Int64 = 0
+    private var loop: Task<Void, Never>?
+
+    /// The fleet of `cluster` as this node (`node` at `address`), its files
+    /// under `directory` (the state dir's fleet/: tls/, etcd/, etcd.log).
+    public init(cluster: ClusterConfig, node: String, address: String, directory: String, leaseTTL: Int = 10,
+                capacity: @escaping @Sendable () async -> NodeCapacity) throws(FleetError) {
+        self.cluster = cluster
+        self.node = node
+        self.address = address
+        self.leaseTTL = leaseTTL
+        heartbeat = Double(leaseTTL) / 4
+        self.capacity = capacity
+        let pki = FleetPKI(directory: directory + "/tls")
+        try pki.make(token: cluster.token, fleet: cluster.name, node: node, addresses: [address])
+        // the initial cluster token names the fleet and its secret, never the secret itself
+        let tag = FleetPKI.secret(token: cluster.token, fleet: cluster.name, purpose: "etcd cluster")
+        let settings = EtcdMember.Settings(
+            name: address, address: address, initialMembers: cluster.members,
+            clusterToken: cluster.name + "-" + tag.prefix(8).map { String($0, radix: 16) }.joined(),
+            dataDir: directory + "/etcd", logFile: directory + "/etcd.log", pki: pki)
+        member = try EtcdMember(settings)
+        etcd = member.client
+    }
+
+    var prefix: String { "/cloudbios/\(cluster.name)/" }
+    func nodeKey(_ name: String) -> String { prefix + "nodes/" + name }
+    func aliveKey(_ name: String) -> String { prefix + "alive/" + name }
+
+    /// Starts etcd and the heartbeat (which registers this node once the
+    /// fleet has a quorum, and keeps it registered).
+    public func start() throws(FleetError) {
+        try member.start()
+        loop = Task.detached { [self] in
+            while !Task.isCancelled {
+                await beat()
+                try? await Task.sleep(nanoseconds: UInt64(heartbeat * 1e9))
+            }
+        }
+    }
+
+    /// One heartbeat: renew the lease (or take a new one, writing the
+    /// liveness key under it) and write the record with the capacity now.
+    func beat() async {
+        let cap = await capacity()
+        let record = JSONValue.object(["name": .string(node), "address": .string(address), "cpus": .int(cap.cpus),
+                                       "memory": .int(cap.memory), "memory_free": .int(cap.memoryFree), "vms": .int(cap.vms)])
+        do throws(FleetError) {
+            try await offThread { [self] () throws(FleetError) in try renew(record) }
+        } catch {
+            Log.warning("fleet \(cluster.name): heartbeat: \(error)")
+        }
+    }
+
+    private func renew(_ record: JSONValue) throws(FleetError) {
+        var id = lock.withLock { lease }
+        if id != 0 {
+            // an expired lease renews to 0 s, or is no longer found
+            let left: Int
+            do throws(FleetError) { left = try etcd.keepAlive(id) } catch {
+                guard case .etcd(_, let why) = error, why.contains("lease not found") else { throw error }
+                left = 0
+            }
+            if left <= 0 { id = 0 }
+        }
+        if id == 0 {
+            id = try etcd.grantLease(ttl: leaseTTL)
+            try etcd.put(aliveKey(node), Array("up".utf8), lease: id)
+            Log.info("fleet \(cluster.name): node \(node) is up (lease \(id))")
+        }
+        lock.withLock { lease = id }
+        try etcd.put(nodeKey(node), record.bytes)
+    }
+
+    /// Every node of the fleet, by name, up or down.
+    public func nodes() throws(FleetError) -> [NodeInfo] {
+        let alive = Set(try etcd.list(prefix: prefix + "alive/").map { String($0.key.dropFirst(prefix.count + 6)) })
+        return try etcd.list(prefix: prefix + "nodes/").compactMap { kv in
+            let name = String(kv.key.dropFirst(prefix.count + 6))
+            return NodeInfo(record: kv.value, state: alive.contains(name) ? "up" : "down")
+        }
+    }
+
+    /// `nodes()` on a thread of its own (etcd calls block).
+    public func nodesAsync() async throws(FleetError) -> [NodeInfo] {
+        try await offThread { [self] () throws(FleetError) in try nodes() }
+    }
+
+    /// Stops the heartbeat, ends the lease (the others see this node down
+    /// at once) and stops etcd.
+    public func stop() {
+        loop?.cancel()
+        let id = lock.withLock { lease }
+        if id != 0 { try? etcd.revoke(id) }
+        member.stop()
+    }
+
+    /// This host's first global IPv4 address (the default `address`).
+    public static func defaultAddress() -> String? {
+        for a in NetInterfaces.addresses() where !a.v6 {
+            let ip = String(a.cidr.prefix { $0 != "/" })
+            if !ip.hasPrefix("127.") && !ip.hasPrefix("169.254.") { return ip }
+        }
+        return nil
+    }
+}
+
+/// Runs a blocking call on a thread of its own, so that waiting for etcd
+/// never holds one of the few threads async code runs on.
+func offThread<T: Sendable>(_ body: @escaping @Sendable () throws(FleetError) -> T) async throws(FleetError) -> T {
+    let r: Result<T, FleetError> = await withCheckedContinuation { k in
+        spawnThread {
+            do throws(FleetError) { k.resume(returning: .success(try body())) } catch { k.resume(returning: .failure(error)) }
+        }
+    }
+    return try r.get()
+}

@@ -1,0 +1,33 @@
+import Config
+import Fleet
+import Platform
+import VMManager
+
+/// The daemon's part in a fleet (`cluster:` in cloudbios.yaml): this node's
+/// etcd member and heartbeat, started beside the panel.
+enum DaemonFleet {
+    /// Makes the fleet's certificates, starts etcd and the heartbeat; nil
+    /// without a `cluster:` section.
+    static func start(_ cfg: CloudBIOSConfig, stateDir: String, manager: VMManager) async throws -> Fleet? {
+        guard let cluster = cfg.cluster else { return nil }
+        let host = await manager.host(hostname: cfg.hostname)
+        let node = cluster.node ?? host.hostname
+        if let e = Names.checkNode(node) {
+            throw CLIError("cluster.node is not set and the hostname cannot name a node (\(e)): set cluster.node")
+        }
+        guard let address = cluster.address ?? Fleet.defaultAddress() else {
+            throw CLIError("cluster.address is not set and this host has no IPv4 address yet: set cluster.address")
+        }
+        let fleet: Fleet
+        do {
+            fleet = try Fleet(cluster: cluster, node: node, address: address, directory: stateDir + "/fleet") {
+                let h = await manager.host(hostname: cfg.hostname)
+                return NodeCapacity(cpus: h.cpus, memory: h.memoryTotalMiB, memoryFree: h.memoryAvailableMiB,
+                                    vms: await manager.list().count)
+            }
+            try fleet.start()
+        } catch { throw CLIError("fleet \(cluster.name): \(error)") }
+        Log.info("fleet \(cluster.name): node \(node) at \(address), etcd member of \(cluster.members.joined(separator: ", "))")
+        return fleet
+    }
+}
