@@ -1,0 +1,224 @@
+"""The fleet on one machine: three nodes, each a network namespace on one
+bridge running `cloudbios daemon` with its own state dir and etcd member.
+The fleet forms over TLS (its trust derived from the shared token), every
+node shows every node up, and a node killed whole (every process in its
+namespace) is shown down by the others within a minute."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import cbdaemon  # noqa: E402
+
+BRIDGE = "cbfleet0"
+NET = "10.231.77"
+HOST = f"{NET}.1"
+PORT = 18480
+TOKEN = "e2e-fleet-token-0123456789"
+NAMES = ["node1", "node2", "node3"]
+
+pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed (scripts/lib/deps.sh test)")
+
+
+def sh(*argv, check=True):
+    return subprocess.run(list(argv), check=check, capture_output=True, text=True, timeout=30)
+
+
+class Node:
+    def __init__(self, i, root, password_hash):
+        self.name = NAMES[i]
+        self.ns = f"cbfleet-{self.name}"
+        self.address = f"{NET}.{11 + i}"
+        self.dir = os.path.join(root, self.name)
+        os.makedirs(self.dir)
+        self.config = os.path.join(self.dir, "cloudbios.yaml")
+        members = ", ".join(f"{NET}.{11 + j}" for j in range(len(NAMES)))
+        with open(self.config, "w") as f:
+            f.write(f"""version: 1
+panel:
+  listen: "0.0.0.0:{PORT}"
+  tls: "off"
+  users: [{{name: admin, password_hash: "{password_hash}"}}]
+cluster:
+  name: e2e
+  node: {self.name}
+  address: {self.address}
+  members: [{members}]
+  token: "{TOKEN}"
+""")
+        self.log = os.path.join(self.dir, "daemon.log")
+        self.proc = None
+        self.token = None
+
+    @property
+    def url(self):
+        return f"http://{self.address}:{PORT}"
+
+    def start(self):
+        logf = open(self.log, "a")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, cbdaemon.binary(), "daemon", "--config", self.config,
+                                      "--state-dir", os.path.join(self.dir, "s"), "--nat", "user", "--no-autostart"],
+                                     stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def request(self, method, path, body=None, timeout=10):
+        h = {"Content-Type": "application/json"} if body is not None else {}
+        if self.token:
+            h["Authorization"] = "Bearer " + self.token
+        req = urllib.request.Request(self.url + path, data=None if body is None else json.dumps(body).encode(),
+                                     method=method, headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def wait_up(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {open(self.log).read()[-2000:]}")
+            try:
+                if self.request("GET", "/api/v1/health")[0] == 200:
+                    st, b = self.request("POST", "/api/v1/login", {"user": "admin", "password": cbdaemon.PASSWORD})
+                    assert st == 200, b
+                    self.token = json.loads(b)["token"]
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not answer: {open(self.log).read()[-2000:]}")
+
+    def nodes(self):
+        st, b = self.request("GET", "/api/v1/nodes")
+        return st, (json.loads(b) if st == 200 else b)
+
+    def pids(self):
+        r = sh("ip", "netns", "pids", self.ns, check=False)
+        return [int(p) for p in r.stdout.split()]
+
+    def kill_all(self):
+        """Every process in the node's namespace, at once (a node that dies)."""
+        for p in self.pids():
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def wait_for(what, check, timeout, every=0.5):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = check()
+        if last is True:
+            return time.time()
+        time.sleep(every)
+    raise AssertionError(f"{what} within {timeout} s; last: {last}")
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    root = tempfile.mkdtemp(prefix="cbfleet-", dir="/tmp")
+    nodes = [Node(i, root, cbdaemon.password_hash(cbdaemon.PASSWORD)) for i in range(len(NAMES))]
+    for n in nodes:
+        sh("ip", "netns", "del", n.ns, check=False)
+    sh("ip", "link", "del", BRIDGE, check=False)
+    try:
+        sh("ip", "link", "add", BRIDGE, "type", "bridge")
+        sh("ip", "addr", "add", f"{HOST}/24", "dev", BRIDGE)
+        sh("ip", "link", "set", BRIDGE, "up")
+        for i, n in enumerate(nodes):
+            sh("ip", "netns", "add", n.ns)
+            sh("ip", "link", "add", f"cbfl{i}", "type", "veth", "peer", "name", "eth0", "netns", n.ns)
+            sh("ip", "link", "set", f"cbfl{i}", "master", BRIDGE, "up")
+            sh("ip", "netns", "exec", n.ns, "sh", "-c",
+               f"ip link set lo up && ip addr add {n.address}/24 dev eth0 && ip link set eth0 up && ip route add default via {HOST}")
+        for n in nodes:
+            n.start()
+        for n in nodes:
+            n.wait_up()
+        yield nodes
+    finally:
+        for n in nodes:
+            n.kill_all()
+            if n.proc:
+                try:
+                    n.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        for n in nodes:
+            sh("ip", "netns", "del", n.ns, check=False)
+        sh("ip", "link", "del", BRIDGE, check=False)
+        if os.environ.get("CLOUDBIOS_KEEP_FLEET"):
+            print("fleet files kept in", root)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def up_everywhere(nodes, expected):
+    def check():
+        seen = {}
+        for n in nodes:
+            st, body = n.nodes()
+            if st != 200:
+                return f"{n.name}: {st} {body[:200]!r}"
+            seen[n.name] = {x["name"]: x["state"] for x in body}
+            if seen[n.name] != expected:
+                return seen
+        return True
+    return check
+
+
+def test_the_fleet_forms_with_three_nodes_up(fleet):
+    expected = {n.name: "up" for n in fleet}
+    wait_for("every node shows three nodes up", up_everywhere(fleet, expected), 90)
+    st, body = fleet[0].nodes()
+    by_name = {x["name"]: x for x in body}
+    for n in fleet:
+        x = by_name[n.name]
+        assert x["address"] == n.address
+        assert x["cpus"] >= 1 and x["memory"] > 0 and 0 < x["memory_free"] <= x["memory"], x
+        assert x["vms"] == 0
+        # each node's etcd member runs in its own namespace, beside its daemon
+        comms = {open(f"/proc/{p}/comm").read().strip() for p in n.pids() if os.path.exists(f"/proc/{p}/comm")}
+        assert "etcd" in comms, comms
+
+
+def test_etcd_speaks_only_tls_with_the_fleets_certificates(fleet):
+    n = fleet[0]
+    # the peer port, on the fleet's network, refuses plain HTTP and a client without the fleet's certificate
+    plain = sh("ip", "netns", "exec", fleet[1].ns, "curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}",
+               f"http://{n.address}:2380/members", check=False)
+    assert plain.returncode != 0 and plain.stdout == "000", plain  # no HTTP answer at all
+    anonymous = sh("ip", "netns", "exec", fleet[1].ns, "curl", "-sk", "--http1.1", "-m", "5", f"https://{n.address}:2380/members",
+                   check=False)
+    assert anonymous.returncode != 0 and "peerURLs" not in anonymous.stdout, anonymous
+    # the client port is on loopback only
+    outside = sh("ip", "netns", "exec", fleet[1].ns, "curl", "-sk", "-m", "5", f"https://{n.address}:2379/version", check=False)
+    assert outside.returncode == 7, outside  # connection refused
+    # (peers holding the fleet's certificates are answered: the fleet formed over this port)
+
+
+def test_a_killed_node_is_down_on_the_others_within_a_minute(fleet):
+    wait_for("the fleet up", up_everywhere(fleet, {n.name: "up" for n in fleet}), 90)
+    victim = fleet[2]
+    killed_at = time.time()
+    victim.kill_all()
+    assert wait_for("node3 gone", lambda: victim.pids() == [] or victim.pids(), 10)
+    rest = fleet[:2]
+    seen_at = wait_for("node3 down on node1 and node2",
+                       up_everywhere(rest, {"node1": "up", "node2": "up", "node3": "down"}), 60)
+    print(f"node3 shown down {seen_at - killed_at:.1f} s after it was killed")
+    # its last report stays: a down node keeps its name, address and capacity
+    st, body = rest[0].nodes()
+    x = {n["name"]: n for n in body}["node3"]
+    assert x["address"] == victim.address and x["cpus"] >= 1
