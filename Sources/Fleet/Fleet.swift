@@ -147,6 +147,28 @@ public final class Fleet: @unchecked Sendable {
         }
     }
 
+    /// Removes a node that is down from the fleet: its etcd member (so the
+    /// quorum counts only the nodes left) and its record. A node that is up
+    /// is refused: it would go on as a member.
+    public func remove(_ name: String) throws(FleetError) {
+        guard let kv = try etcd.get(nodeKey(name)), let info = NodeInfo(record: kv.value, state: "down") else { throw .noSuchNode(name) }
+        if try etcd.get(aliveKey(name)) != nil {
+            throw .conflict("node '\(name)' is up: stop it before removing it from the fleet")
+        }
+        let peer = member.settings.peerURL(info.address)
+        if let m = try etcd.members().first(where: { $0.peerURLs.contains(peer) }) {
+            try etcd.removeMember(m.id)
+            Log.info("fleet \(cluster.name): etcd member \(m.name) (\(peer)) removed")
+        }
+        // the record goes only if nobody brought the node back meanwhile
+        _ = try etcd.txn([.modRevision(nodeKey(name), kv.modRevision), .absent(aliveKey(name))], success: [.delete(nodeKey(name))])
+        Log.info("fleet \(cluster.name): node \(name) removed")
+    }
+
+    public func removeAsync(_ name: String) async throws(FleetError) {
+        try await offThread { [self] () throws(FleetError) in try remove(name) }
+    }
+
     /// `nodes()` on a thread of its own (etcd calls block).
     public func nodesAsync() async throws(FleetError) -> [NodeInfo] {
         try await offThread { [self] () throws(FleetError) in try nodes() }

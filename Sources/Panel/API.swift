@@ -280,6 +280,8 @@ public final class PanelAPI: Sendable {
             return run { .json(.array(await backend.tasks().map(\.json))) }
         case .nodes:
             return run { .json(try await backend.nodes()) }
+        case .deleteNode(let name):
+            return run { try await backend.removeNode(name); return .noContent() }
         case .task(let id):
             return run { .json(try await backend.task(id).json) }
         case .metrics:

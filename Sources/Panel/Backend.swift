@@ -49,6 +49,8 @@ public protocol PanelBackend: Sendable {
 
     /// The fleet's nodes (`GET /api/v1/nodes`), each up or down.
     func nodes() async throws -> JSONValue
+    /// Removes a node that is down from the fleet.
+    func removeNode(_ name: String) async throws
 }
 
 /// `POST /api/v1/system/{action}`.
@@ -62,6 +64,10 @@ extension PanelBackend {
     }
 
     public func nodes() async throws -> JSONValue {
+        throw RequestError.conflict("this node is in no fleet (cloudbios.yaml has no cluster: section)")
+    }
+
+    public func removeNode(_ name: String) async throws {
         throw RequestError.conflict("this node is in no fleet (cloudbios.yaml has no cluster: section)")
     }
 }

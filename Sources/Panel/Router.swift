@@ -29,6 +29,8 @@ public enum Route: Sendable, Equatable {
     case metrics
     /// `GET /api/v1/nodes`: the fleet's nodes.
     case nodes
+    /// `DELETE /api/v1/nodes/{name}`: a node that is down leaves the fleet.
+    case deleteNode(String)
     /// A file of the web panel (path relative to the web root).
     case page(String)
     /// A file of noVNC (path relative to the noVNC root).
@@ -85,6 +87,7 @@ public enum Route: Sendable, Equatable {
         case .task: return "GET /api/v1/tasks/{id}"
         case .metrics: return "GET /metrics"
         case .nodes: return "GET /api/v1/nodes"
+        case .deleteNode: return "DELETE /api/v1/nodes/{name}"
         case .page: return "GET /{page}"
         case .novnc: return "GET /novnc/{file}"
         }
@@ -191,6 +194,9 @@ public enum Router {
             case "system":
                 guard let action = SystemAction(rawValue: rest[1]) else { return .failure(notFound(path)) }
                 return only(method, ["POST"], .system(action))
+            case "nodes":
+                if let e = Names.checkNode(rest[1]) { return .failure(RouteError(400, e)) }
+                return only(method, ["DELETE"], .deleteNode(rest[1]))
             case "tasks":
                 let id = rest[1]
                 if let e = checkTaskID(id) { return .failure(RouteError(400, e)) }

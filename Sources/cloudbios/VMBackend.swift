@@ -88,4 +88,9 @@ extension VMManagerBackend {
         guard let fleet else { throw FleetError.notInFleet }
         return .array(try await fleet.nodesAsync().map(\.json))
     }
+
+    func removeNode(_ name: String) async throws {
+        guard let fleet else { throw FleetError.notInFleet }
+        try await fleet.removeAsync(name)
+    }
 }

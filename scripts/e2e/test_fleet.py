@@ -222,3 +222,27 @@ def test_a_killed_node_is_down_on_the_others_within_a_minute(fleet):
     st, body = rest[0].nodes()
     x = {n["name"]: n for n in body}["node3"]
     assert x["address"] == victim.address and x["cpus"] >= 1
+
+
+def test_a_down_node_is_removed_cleanly_and_an_up_node_is_not(fleet):
+    node1, node2, node3 = fleet
+    wait_for("node3 down", up_everywhere([node1, node2], {"node1": "up", "node2": "up", "node3": "down"}), 60)
+    st, body = node1.request("DELETE", "/api/v1/nodes/node2")
+    assert st == 409 and b"is up" in body, (st, body)
+    st, body = node1.request("DELETE", "/api/v1/nodes/nosuch")
+    assert st == 404, (st, body)
+    # through the CLI, against node2
+    r = sh(cbdaemon.binary(), "cluster", "remove", "node3", "--url", node2.url, "--token", node2.token, check=False)
+    assert r.returncode == 0, r
+    for n in (node1, node2):
+        r = sh(cbdaemon.binary(), "cluster", "nodes", "--json", "--url", n.url, "--token", n.token)
+        assert {x["name"]: x["state"] for x in json.loads(r.stdout)} == {"node1": "up", "node2": "up"}, r.stdout
+    # its etcd member is gone: the quorum is now two of two
+    tls = os.path.join(node1.dir, "s", "fleet", "tls")
+    r = sh("ip", "netns", "exec", node1.ns, "curl", "-s", "--http1.1", "-m", "5", "--cacert", f"{tls}/ca.pem",
+           "https://127.0.0.1:2379/v3/cluster/member/list", "-d", "{}")
+    members = json.loads(r.stdout)["members"]
+    assert sorted(m["name"] for m in members) == [node1.address, node2.address], members
+    # the fleet goes on: node1's record is still written at each heartbeat
+    st, body = node2.nodes()
+    assert st == 200 and len(body) == 2
