@@ -409,6 +409,7 @@ async function route() {
         else if (parts[0] === "images") { nav = "images"; view = views.imagesPage(main); }
         else if (parts[0] === "disks") { nav = "disks"; view = views.disksPage(main); }
         else if (parts[0] === "tasks") { nav = "tasks"; view = views.tasksPage(main); }
+        else if (parts[0] === "nodes") { nav = "nodes"; view = views.nodesPage(main); }
         else view = dashboard(main);
     }
     for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.nav === nav);

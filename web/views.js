@@ -542,3 +542,37 @@ export function tasksPage(main) {
     }, 2000);
     return { unmount: stop };
 }
+
+// ---------------------------------------------------------------- nodes
+
+export function nodesPage(main) {
+    const tbody = h("tbody#node-rows");
+    const note = h("p.hint#nodes-note", "");
+    clear(main, h("section.card", h("h2", "Nodes"), note,
+        h("table.nodes", h("thead", h("tr", h("th", "Node"), h("th", "Address"), h("th", "State"), h("th", "CPUs"),
+            h("th", "Memory"), h("th", "Free"), h("th", "VMs"), h("th", ""))), tbody)));
+    const stop = poller(async () => {
+        let nodes;
+        try {
+            nodes = await api.get("/nodes", { quiet: true });
+        } catch (e) {
+            if (e.status !== 409) throw e;
+            note.textContent = e.message;
+            clear(tbody, h("tr", h("td", { colspan: 8 }, "This machine is on its own.")));
+            return;
+        }
+        note.textContent = "A node is down once it has missed its heartbeats for 10 s; its VMs are not started elsewhere.";
+        clear(tbody, nodes.map((n) => h("tr", { "data-node": n.name },
+            cell("Node", n.name), cell("Address", n.address),
+            h("td", { "data-label": "State" }, h("span.state.state-" + (n.state === "up" ? "running" : "stopped"), n.state)),
+            cell("CPUs", n.cpus), cell("Memory", fmtMiB(n.memory)), cell("Free", fmtMiB(n.memory_free)), cell("VMs", n.vms),
+            h("td", n.state === "down" ? h("button.danger.small", {
+                type: "button",
+                onclick: async () => {
+                    if (!await ask("Remove node " + n.name + "?", "Its etcd member and its record leave the fleet.", "Remove", true)) return;
+                    try { await api.del("/nodes/" + enc(n.name)); flash(n.name + " removed"); } catch (e) { flash(e.message, "error"); }
+                },
+            }, "Remove") : ""))));
+    }, 3000);
+    return { unmount: stop };
+}

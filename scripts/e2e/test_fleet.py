@@ -208,6 +208,29 @@ def test_etcd_speaks_only_tls_with_the_fleets_certificates(fleet):
     # (peers holding the fleet's certificates are answered: the fleet formed over this port)
 
 
+def test_the_panels_nodes_page_shows_the_fleet(fleet):
+    import browser as chrome
+    from selenium.webdriver.common.by import By
+    d = chrome.chromium()
+    try:
+        n = fleet[0]
+        d.get(n.url + "/")
+        wait_for("login page", lambda: d.find_element(By.CSS_SELECTOR, "#login-user").is_displayed() or None, 30, 0.2)
+        d.find_element(By.CSS_SELECTOR, "#login-user").send_keys("admin")
+        d.find_element(By.CSS_SELECTOR, "#login-password").send_keys(cbdaemon.PASSWORD)
+        d.find_element(By.CSS_SELECTOR, "#login-submit").click()
+        wait_for("the shell", lambda: d.find_element(By.CSS_SELECTOR, "#shell").is_displayed() or None, 30, 0.2)
+        d.get(n.url + "/#/nodes")
+
+        def rows():
+            got = {r.get_attribute("data-node"): r.text for r in d.find_elements(By.CSS_SELECTOR, "#node-rows tr[data-node]")}
+            return True if sorted(got) == NAMES and all(" up" in t for t in got.values()) else got
+        wait_for("three nodes up on the nodes page", rows, 30)
+        chrome.screenshot(d, "fleet-nodes")
+    finally:
+        d.quit()
+
+
 def test_a_killed_node_is_down_on_the_others_within_a_minute(fleet):
     wait_for("the fleet up", up_everywhere(fleet, {n.name: "up" for n in fleet}), 90)
     victim = fleet[2]
