@@ -70,7 +70,7 @@ public final class Fleet: @unchecked Sendable {
     /// The fleet of `cluster` as this node (`node` at `address`), its files
     /// under `directory` (the state dir's fleet/: tls/, etcd/, etcd.log).
     public init(cluster: ClusterConfig, node: String, address: String, directory: String, leaseTTL: Int = 10,
-                capacity: @escaping @Sendable () async -> NodeCapacity) throws(FleetError) {
+                ports: (client: Int, peer: Int) = (2379, 2380), capacity: @escaping @Sendable () async -> NodeCapacity) throws(FleetError) {
         self.cluster = cluster
         self.node = node
         self.address = address
@@ -81,10 +81,12 @@ public final class Fleet: @unchecked Sendable {
         try pki.make(token: cluster.token, fleet: cluster.name, node: node, addresses: [address])
         // the initial cluster token names the fleet and its secret, never the secret itself
         let tag = FleetPKI.secret(token: cluster.token, fleet: cluster.name, purpose: "etcd cluster")
-        let settings = EtcdMember.Settings(
+        var settings = EtcdMember.Settings(
             name: address, address: address, initialMembers: cluster.members,
             clusterToken: cluster.name + "-" + tag.prefix(8).map { String($0, radix: 16) }.joined(),
             dataDir: directory + "/etcd", logFile: directory + "/etcd.log", pki: pki)
+        settings.clientPort = ports.client
+        settings.peerPort = ports.peer
         member = try EtcdMember(settings)
         etcd = member.client
     }

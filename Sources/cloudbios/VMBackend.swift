@@ -48,11 +48,29 @@ struct VMManagerBackend: PanelBackend {
     }
     func listVMs() async -> [VMStatus] { await manager.list() }
     func vm(_ name: String) async throws -> VMStatus { try await manager.vm(name) }
-    func createVM(_ spec: VMSpec) async throws -> VMStatus { try await manager.create(spec) }
+    func createVM(_ spec: VMSpec) async throws -> VMStatus {
+        guard let fleet else { return try await manager.create(spec) }
+        // the name is the fleet's first: of two nodes creating it at once, one wins
+        let claimed = try await fleet.claimAsync(spec.name)
+        do { return try await manager.create(spec) } catch {
+            if claimed { try? await fleet.releaseAsync(spec.name) }
+            throw error
+        }
+    }
     func updateVM(_ name: String, _ spec: VMSpec) async throws -> VMStatus { try await manager.edit(name, spec) }
     func setCDROM(_ name: String, _ image: String?) async throws -> VMStatus { try await manager.setCDROM(name, image) }
-    func deleteVM(_ name: String) async throws { try await manager.delete(name) }
-    func perform(_ action: VMAction, on name: String) async throws -> VMStatus { try await manager.perform(action, on: name) }
+    func deleteVM(_ name: String) async throws {
+        try await manager.delete(name)
+        try await fleet?.releaseAsync(name)
+    }
+    func perform(_ action: VMAction, on name: String) async throws -> VMStatus {
+        if action == .start, let fleet {
+            // a VM starts only on the node that owns it (claimed now when no node does)
+            _ = try await manager.vm(name)
+            _ = try await fleet.claimAsync(name)
+        }
+        return try await manager.perform(action, on: name)
+    }
     func serialLogPath(_ name: String) async throws -> String { try await manager.serialLogPath(name) }
     func screenshot(_ name: String) async throws -> [UInt8] { try await manager.screenshot(name) }
     func vncSocketPath(_ name: String) async throws -> String { try await manager.vncSocketPath(name) }

@@ -208,6 +208,10 @@ import Glibc
     }
 }
 
+func attempt<T>(_ body: () async throws(FleetError) -> T) async -> Result<T, FleetError> {
+    do throws(FleetError) { return .success(try await body()) } catch { return .failure(error) }
+}
+
 func hex(_ b: [UInt8]) -> String { b.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined() }
 
 func tempDir() throws -> String {
@@ -227,4 +231,43 @@ func freePort() -> Int {
         a.withMemoryRebound(to: sockaddr.self, capacity: 1) { p in bind(s, p, len) == 0 && getsockname(s, p, &len) == 0 }
     }
     return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// VM ownership through etcd transactions: two nodes claiming one VM at the
+/// same moment, exactly one wins.
+@Suite(.serialized) struct OwnershipTests {
+    @Test func concurrentClaimsHaveOneWinner() async throws {
+        try TLSLibraries.load()
+        let dir = try tempDir()
+        defer { Files.removeTree(dir) }
+        let cluster = ClusterConfig(name: "unit", node: nil, address: nil, members: ["127.0.0.1"], token: "ownership-token-0123")
+        let ports = (client: freePort(), peer: freePort())
+        let cap: @Sendable () async -> NodeCapacity = { NodeCapacity(cpus: 1, memory: 1, memoryFree: 1, vms: 0) }
+        let one = try Fleet(cluster: cluster, node: "node1", address: "127.0.0.1", directory: dir + "/one", ports: ports, capacity: cap)
+        // a second node's view of the same etcd (its own certificates, the same token)
+        let two = try Fleet(cluster: cluster, node: "node2", address: "127.0.0.1", directory: dir + "/two", ports: ports, capacity: cap)
+        try one.start()
+        defer { one.stop() }
+        #expect(one.member.waitReady(timeout: 30))
+        for round in 0..<10 {
+            let vm = "twin\(round)"
+            async let a = attempt { () throws(FleetError) in try await one.claimAsync(vm) }
+            async let b = attempt { () throws(FleetError) in try await two.claimAsync(vm) }
+            let (ra, rb) = await (a, b)
+            let wins = [ra, rb].filter { (try? $0.get()) == true }.count
+            #expect(wins == 1, "round \(round): \(ra) \(rb)")
+            let owner = try one.owner(vm)
+            #expect(owner == ((try? ra.get()) == true ? "node1" : "node2"))
+            let loser = owner == "node1" ? rb : ra
+            if case .failure(let e) = loser { #expect(e.description.contains("belongs to node '\(owner!)'")) } else { Issue.record("both won") }
+        }
+        // claiming again is fine for the owner; releasing is the owner's alone
+        #expect(try one.claim("solo") == true)
+        #expect(try one.claim("solo") == false)
+        try two.release("solo")
+        #expect(try one.owner("solo") == "node1")
+        try one.release("solo")
+        #expect(try one.owner("solo") == nil)
+        #expect(try two.claim("solo") == true)
+    }
 }

@@ -81,6 +81,14 @@ cluster:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
+    def upload(self, name, path):
+        with open(path, "rb") as f:
+            data = f.read()
+        req = urllib.request.Request(self.url + f"/api/v1/images/{name}", data=data, method="PUT",
+                                     headers={"Authorization": "Bearer " + self.token, "Content-Type": "application/octet-stream"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.status in (200, 201), r.status
+
     def wait_up(self, timeout=60):
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -229,6 +237,68 @@ def test_the_panels_nodes_page_shows_the_fleet(fleet):
         chrome.screenshot(d, "fleet-nodes")
     finally:
         d.quit()
+
+
+def qemus_of(fleet, vm):
+    """QEMU processes running `vm`, in every node's namespace."""
+    found = []
+    for n in fleet:
+        for p in n.pids():
+            try:
+                argv = open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if argv and b"qemu-system" in argv[0] and any(vm.encode() in a for a in argv):
+                found.append((n.name, p))
+    return found
+
+
+def test_one_vm_name_one_owner_one_qemu(fleet):
+    """Two nodes creating and starting the same VM at the same moment: the
+    fleet's etcd transaction gives the name to one of them; one QEMU runs."""
+    import threading
+    kernel, initrd = cbdaemon.guest()
+    pair = fleet[:2]
+    for n in pair:
+        n.upload("k", kernel)
+        n.upload("i", initrd)
+    for attempt in range(3):
+        vm = f"twin{attempt}"
+        spec = {"name": vm, "memory": 128, "kernel": "k", "initrd": "i", "network": "none", "append": "console=ttyS0"}
+        results = {}
+        go = threading.Barrier(2)
+
+        def create_and_start(n):
+            go.wait()
+            st, body = n.request("POST", "/api/v1/vms", spec, timeout=30)
+            st2, body2 = n.request("POST", f"/api/v1/vms/{vm}/start", timeout=60)
+            results[n.name] = (st, body, st2, body2)
+        threads = [threading.Thread(target=create_and_start, args=(n,)) for n in pair]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        created = sorted(name for name, r in results.items() if r[0] == 201)
+        assert len(created) == 1, results
+        winner = created[0]
+        loser = "node2" if winner == "node1" else "node1"
+        st, body, st2, body2 = results[loser]
+        assert st == 409 and f"belongs to node '{winner}'".encode() in body, results[loser]
+        assert st2 == 404, results[loser]  # not defined there: nothing to start
+        assert results[winner][2] == 200, results[winner]
+        time.sleep(1)
+        assert [w for w, _ in qemus_of(fleet, vm)] == [winner], qemus_of(fleet, vm)
+        by_name = {n.name: n for n in fleet}
+        assert by_name[loser].request("GET", f"/api/v1/vms/{vm}")[0] == 404
+        # deleted on its owner, the name is free for any node again
+        w = by_name[winner]
+        w.request("POST", f"/api/v1/vms/{vm}/stop", timeout=60)
+        st, body = w.request("DELETE", f"/api/v1/vms/{vm}", timeout=60)
+        assert st in (200, 204), (st, body)
+        assert qemus_of(fleet, vm) == []
+    st, body = fleet[1].request("POST", "/api/v1/vms", dict(spec, name="twin0"))
+    assert st == 201, (st, body)
+    assert fleet[1].request("DELETE", "/api/v1/vms/twin0")[0] in (200, 204)
 
 
 def test_a_killed_node_is_down_on_the_others_within_a_minute(fleet):

@@ -1,0 +1,40 @@
+import Config
+
+/// Which node owns each VM: `/cloudbios/FLEET/vms/NAME` holds the owner's
+/// node name, written only in etcd transactions (create when absent,
+/// delete when it is still ours), so of two nodes claiming one name at the
+/// same moment exactly one wins, and a VM is defined and started on one
+/// node of the fleet only.
+extension Fleet {
+    func vmKey(_ name: String) -> String { prefix + "vms/" + name }
+
+    /// Makes this node the VM's owner unless another node is; true when
+    /// the claim is new (false: this node owned it already).
+    public func claim(_ vm: String) throws(FleetError) -> Bool {
+        let r = try etcd.txn([.absent(vmKey(vm))], success: [.put(vmKey(vm), Array(node.utf8), lease: 0)], failure: [.get(vmKey(vm))])
+        if r.succeeded { return true }
+        let owner = r.read.first?.string ?? "?"
+        guard owner == node else {
+            throw .conflict("VM '\(Names.clip(vm))' belongs to node '\(Names.clip(owner))' of the fleet")
+        }
+        return false
+    }
+
+    /// Gives up this node's ownership of the VM (never another node's).
+    public func release(_ vm: String) throws(FleetError) {
+        _ = try etcd.txn([.value(vmKey(vm), Array(node.utf8))], success: [.delete(vmKey(vm))])
+    }
+
+    /// The VM's owner, nil when no node owns it.
+    public func owner(_ vm: String) throws(FleetError) -> String? {
+        try etcd.get(vmKey(vm))?.string
+    }
+
+    public func claimAsync(_ vm: String) async throws(FleetError) -> Bool {
+        try await offThread { [self] () throws(FleetError) in try claim(vm) }
+    }
+
+    public func releaseAsync(_ vm: String) async throws(FleetError) {
+        try await offThread { [self] () throws(FleetError) in try release(vm) }
+    }
+}
