@@ -2,6 +2,9 @@ import Config
 import Fleet
 import Platform
 import VMManager
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The daemon's part in a fleet (`cluster:` in cloudbios.yaml): this node's
 /// etcd member and heartbeat, started beside the panel.
@@ -10,8 +13,8 @@ enum DaemonFleet {
     /// without a `cluster:` section.
     static func start(_ cfg: CloudBIOSConfig, stateDir: String, manager: VMManager) async throws -> Fleet? {
         guard let cluster = cfg.cluster else { return nil }
-        let host = await manager.host(hostname: cfg.hostname)
-        let node = cluster.node ?? host.hostname
+        // (the hostname straight from the kernel: the panel need not wait for the KVM probe)
+        let node = cluster.node ?? cfg.hostname ?? Self.hostname()
         if let e = Names.checkNode(node) {
             throw CLIError("cluster.node is not set and the hostname cannot name a node (\(e)): set cluster.node")
         }
@@ -29,5 +32,11 @@ enum DaemonFleet {
         } catch { throw CLIError("fleet \(cluster.name): \(error)") }
         Log.info("fleet \(cluster.name): node \(node) at \(address), etcd member of \(cluster.members.joined(separator: ", "))")
         return fleet
+    }
+
+    static func hostname() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buf, buf.count) == 0 else { return "" }
+        return String(nulTerminated: buf)
     }
 }
