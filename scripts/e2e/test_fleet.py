@@ -26,7 +26,6 @@ PORT = 18480
 TOKEN = "e2e-fleet-token-0123456789"
 NAMES = ["node1", "node2", "node3"]
 
-pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed (scripts/lib/deps.sh test)")
 
 
 def sh(*argv, check=True):
@@ -135,6 +134,7 @@ def wait_for(what, check, timeout, every=0.5):
 
 @pytest.fixture(scope="module")
 def fleet():
+    assert shutil.which("etcd"), "etcd is not installed (scripts/lib/deps.sh test installs Debian's etcd-server)"
     root = tempfile.mkdtemp(prefix="cbfleet-", dir="/tmp")
     nodes = [Node(i, root, cbdaemon.password_hash(cbdaemon.PASSWORD)) for i in range(len(NAMES))]
     for n in nodes:
