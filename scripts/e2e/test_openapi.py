@@ -272,6 +272,10 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     api("POST", "/api/v1/system/shutdown", 409)
     api("POST", "/api/v1/system/display", 409, json={"vm": None})
     api("POST", "/api/v1/system/display", 400, json={"vm": 7})
+    # a daemon outside any fleet has no nodes to show or remove
+    api("GET", "/api/v1/nodes", 409)
+    api("DELETE", "/api/v1/nodes/node9", 409)
+    api("DELETE", "/api/v1/nodes/Not_A_Node", 400)
 
     # the first-run setup is closed once a user exists
     assert api("GET", "/api/v1/setup", 200).json()["required"] is False
