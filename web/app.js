@@ -69,6 +69,15 @@ function accept(vms, host) {
     live.host = host;
     live.loaded = true;
     record(live.vms);
+    showStorage(host);
+}
+
+// The state in RAM (no CB-DATA data disk, not installed): said plainly.
+function showStorage(host) {
+    const st = host && host.storage;
+    const banner = $("state-banner");
+    banner.hidden = !(st && st.kind === "ram");
+    if (!banner.hidden) $("state-banner-text").textContent = st.note || "VMs, images and disks live in RAM: they are gone at the next boot.";
 }
 
 function stopPolling() {

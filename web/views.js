@@ -506,6 +506,7 @@ export function disksPage(main) {
                         d.boot_medium ? "boot medium" : null, d.cloudbios_installed ? "CloudBIOS installed" : null,
                         d.backing_file ? "file " + d.backing_file : null,
                         (d.mountpoints || []).length ? "mounted at " + d.mountpoints.join(", ") : null].filter(Boolean).join(" · ")),
+                    d.boot_medium || d.read_only ? null : dataDiskForm(d),
                     d.by_id ? h("p.muted.hash", d.by_id) : null,
                     fss.length ? h("p", "Filesystem: ", fss.map((x) => typeof x === "string" ? x : [x.type || x.fstype, x.label, x.uuid].filter(Boolean).join(" ")).join(", ")) : null,
                     parts.length ? h("table.parts",
@@ -520,6 +521,33 @@ export function disksPage(main) {
         }
     })();
     return { unmount() {} };
+}
+
+// A disk made a data disk (CB-DATA): the state (images, VMs, backups) lives
+// on it. A disk holding anything is refused unless "wipe" is ticked.
+function dataDiskForm(d) {
+    const name = (d.path || d.name || "").replace(/^\/dev\//, "");
+    const wipe = h("input", { type: "checkbox", name: "wipe" });
+    const msg = h("span.msg");
+    const btn = h("button", { type: "button", "data-init": name }, "Make data disk (CB-DATA)");
+    btn.addEventListener("click", async () => {
+        const destroy = wipe.checked ? " Everything on it is destroyed." : "";
+        if (!(await ask("Make " + (d.path || name) + " a data disk?",
+            "It gets one partition labelled CB-DATA that keeps images, VMs and backups across boots." + destroy,
+            "Make data disk", wipe.checked))) return;
+        btn.disabled = true;
+        msg.textContent = "";
+        try {
+            const t = await api.post("/disks/" + encodeURIComponent(name) + "/init", { wipe: wipe.checked });
+            msg.textContent = "Started: task " + t.id + " (see Tasks).";
+            flash("Making " + (d.path || name) + " a data disk: task " + t.id);
+        } catch (e) {
+            msg.textContent = e.message;
+        } finally {
+            btn.disabled = false;
+        }
+    });
+    return h("p.row.data-disk", btn, h("label.check", wipe, " wipe what it holds"), msg);
 }
 
 // ---------------------------------------------------------------- tasks

@@ -67,6 +67,8 @@ public struct HostInfo: Sendable, Equatable {
     /// Default routes (`via` addresses) and name servers in effect.
     public var gateways: [String] = []
     public var dns: [String] = []
+    /// Where the state lives (nil: not reported).
+    public var storage: HostStorage?
     public init(hostname: String, version: String, cpuModel: String, cpus: Int, memoryTotalMiB: Int,
                 memoryAvailableMiB: Int, accel: String, accelReason: String, uptimeSeconds: Int) {
         self.hostname = hostname; self.version = version; self.cpuModel = cpuModel; self.cpus = cpus

@@ -79,7 +79,7 @@ extension ImageInfo: JSONRepresentable {
 
 extension HostInfo: JSONRepresentable {
     public var json: JSONValue {
-        .object([
+        var o: [String: JSONValue] = [
             "hostname": .string(hostname), "version": .string(version),
             "cpu": .object(["model": .string(cpuModel), "count": .int(cpus)]),
             "memory": .object(["total_mib": .int(memoryTotalMiB), "available_mib": .int(memoryAvailableMiB)]),
@@ -91,7 +91,9 @@ extension HostInfo: JSONRepresentable {
                 "gateways": .array(gateways.map { .string($0) }),
                 "dns": .array(dns.map { .string($0) }),
             ]),
-        ])
+        ]
+        if let storage { o["storage"] = storage.json }
+        return .object(o)
     }
 }
 

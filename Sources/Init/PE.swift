@@ -641,10 +641,18 @@ public final class PE: @unchecked Sendable {
         log("hostname: \(hostname)")
     }
 
+    /// The state directory on a `CB-DATA` partition (the installed
+    /// system's, else the first one found: a data disk made for an ISO or
+    /// USB boot), else on a tmpfs.
     func mountStorage() {
-        if let data = volumes.first(where: { $0.label == PELabel.data }) {
+        let candidates = volumes.filter { $0.label == PELabel.data }
+        let data = candidates.first { StateStorage.besideInstalledSystem($0.device) } ?? candidates.first
+        if let data {
+            if candidates.count > 1 {
+                log("storage: \(candidates.count) CB-DATA partitions (\(candidates.map(\.device).joined(separator: ", "))); using \(data.device)")
+            }
             do {
-                try Mount.mount(data.device, on: stateDir, type: data.type ?? "ext4", flags: UInt(MS_NOATIME))
+                try mounts.mountReadWrite(data, on: stateDir)
                 log("storage: \(data.device) mounted at \(stateDir)")
                 return
             } catch {
@@ -653,7 +661,7 @@ public final class PE: @unchecked Sendable {
         }
         do {
             try Mount.mount("tmpfs", on: stateDir, type: "tmpfs", flags: UInt(MS_NOSUID | MS_NODEV), options: "mode=0755")
-            log("storage: no installed data partition; \(stateDir) is in RAM (tmpfs)")
+            log("storage: no data partition (CB-DATA); \(stateDir) is in RAM (tmpfs): VMs and images are gone at the next boot")
         } catch {
             log("storage: \(error)")
         }

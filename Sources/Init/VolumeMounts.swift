@@ -74,6 +74,24 @@ public final class VolumeMounts: Sendable {
         }
     }
 
+    /// Mounts `v` read-write on `dir` — the data partition on the state
+    /// directory — and records it, so nobody mounts that device again.
+    public func mountReadWrite(_ v: Volume, on dir: String) throws {
+        let taken: String? = state.withLock { s in
+            if let d = s[v.device]?.directory { return d }
+            s[v.device] = .mounting(dir)
+            return nil
+        }
+        if let d = taken { throw SystemError("mount \(v.device) on \(dir) (it is on \(d))", errno: EBUSY) }
+        do {
+            try Mount.mount(v.device, on: dir, type: v.type ?? "ext4", flags: UInt(MS_NOATIME))
+            state.withLock { $0[v.device] = .mounted(dir) }
+        } catch {
+            state.withLock { $0[v.device] = .failed("\(error)") }
+            throw error
+        }
+    }
+
     /// Mounts a volume read-only. A whole disk that also has partitions (a
     /// hybrid ISO written to a USB stick, whose ISO 9660 filesystem starts
     /// at sector 0) is mounted through a read-only loop device over it: a

@@ -1,9 +1,10 @@
 import Config
 import Disks
 
-/// The one disk an install may write to. Only `Planner.plan` makes these,
-/// after every safety check passed; everything that opens a disk for writing
-/// takes one, so no other path can reach a writer.
+/// The one disk an install may write to. Only the planners (`Planner.plan`,
+/// `DataDisk.plan`) make these, after every safety check passed; everything
+/// that opens a disk for writing takes one, so no other path can reach a
+/// writer.
 public struct PlannedTarget: Sendable, Equatable, CustomStringConvertible {
     public let path: String
     /// Size when planned; the executor refuses a disk whose size changed.
@@ -18,7 +19,7 @@ public struct PlannedTarget: Sendable, Equatable, CustomStringConvertible {
     public let backingFile: String?
     public let fileID: String?
 
-    fileprivate init(_ d: DiskInfo) {
+    init(_ d: DiskInfo) {
         path = d.path; size = d.size; serial = d.serial; isImageFile = d.isImageFile
         devNumber = d.devNumber; model = d.model; backingFile = d.backingFile; fileID = d.fileID
     }

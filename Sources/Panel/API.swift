@@ -268,6 +268,16 @@ public final class PanelAPI: Sendable {
             return run { try await backend.deleteImage(name); return .noContent() }
         case .disks:
             return run { .json(try await backend.disks()) }
+        case .initDisk(let name):
+            return jsonBody(head) { body in
+                let o = try PanelAPI.bodyObject(body, keys: ["wipe"])
+                var wipe = false
+                if let w = o["wipe"] {
+                    guard case .bool(let b) = w else { throw RequestError.badRequest("'wipe' must be true or false") }
+                    wipe = b
+                }
+                return .json(try await backend.initDisk(name, wipe: wipe).json, status: 202)
+            }
         case .install:
             return jsonBody(head) { body in
                 let v: JSONValue

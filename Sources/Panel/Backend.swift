@@ -32,6 +32,10 @@ public protocol PanelBackend: Sendable {
     func disks() async throws -> JSONValue
     /// Starts an install (or a dry run, which returns a finished task with the plan).
     func startInstall(_ body: JSONValue) async throws -> TaskInfo
+    /// Makes the disk `/dev/NAME` a data disk (`CB-DATA`) for the state, as
+    /// a task; refusals (the boot medium, in use, holding data without
+    /// `wipe`, too small) are thrown before anything is written.
+    func initDisk(_ name: String, wipe: Bool) async throws -> TaskInfo
     func task(_ id: String) async throws -> TaskInfo
     func tasks() async -> [TaskInfo]
     /// Makes a VM from an OVA in the store, as a task.
@@ -59,6 +63,10 @@ public enum SystemAction: String, Sendable, Equatable, CaseIterable {
 }
 
 extension PanelBackend {
+    public func initDisk(_ name: String, wipe: Bool) async throws -> TaskInfo {
+        throw RequestError.conflict("this daemon does not make data disks")
+    }
+
     public func system(_ action: SystemAction, display vm: String?) async throws -> JSONValue {
         throw RequestError.conflict("this daemon does not manage the machine it runs on")
     }

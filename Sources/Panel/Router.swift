@@ -24,6 +24,9 @@ public enum Route: Sendable, Equatable {
     /// `POST /api/v1/images/{name}/import` `{"url", "sha256"}`
     case importImage(String)
     case disks
+    /// `POST /api/v1/disks/{name}/init` `{"wipe": bool}`: the disk becomes a
+    /// data disk (one `CB-DATA` partition) the state lives on.
+    case initDisk(String)
     case install
     case listTasks, task(String)
     case metrics
@@ -82,6 +85,7 @@ public enum Route: Sendable, Equatable {
         case .deleteImage: return "DELETE /api/v1/images/{name}"
         case .importImage: return "POST /api/v1/images/{name}/import"
         case .disks: return "GET /api/v1/disks"
+        case .initDisk: return "POST /api/v1/disks/{name}/init"
         case .install: return "POST /api/v1/install"
         case .listTasks: return "GET /api/v1/tasks"
         case .task: return "GET /api/v1/tasks/{id}"
@@ -210,6 +214,10 @@ public enum Router {
             let e = rest[0] == "tasks" ? checkTaskID(rest[1]) : Names.checkImage(rest[1..<3].joined(separator: "/"))
             if let e { return .failure(RouteError(400, e)) }
             return .failure(notFound(path))
+        case 3 where rest[0] == "disks":
+            if let e = Names.checkBlockDevice(rest[1]) { return .failure(RouteError(400, e)) }
+            guard rest[2] == "init" else { return .failure(notFound(path)) }
+            return only(method, ["POST"], .initDisk(rest[1]))
         case 3 where rest[0] == "vms":
             let name = rest[1]
             if let e = Names.checkVM(name) { return .failure(RouteError(400, e)) }

@@ -5,7 +5,8 @@ import Disks
 struct DisksCommand: Command {
     static let configuration = CommandConfiguration(
         commandName: "disks",
-        abstract: "List block devices: size, model, serial, partitions, filesystems.")
+        abstract: "List block devices: size, model, serial, partitions, filesystems.",
+        subcommands: [DisksInitCommand.self])
 
     @Flag(name: .long, help: "Print JSON (the same as GET /api/v1/disks).")
     var json = false

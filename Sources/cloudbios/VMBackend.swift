@@ -19,7 +19,11 @@ struct VMManagerBackend: PanelBackend {
     /// The fleet this node belongs to (nil: on its own).
     var fleet: Fleet? = nil
 
-    func host() async -> HostInfo { await manager.host(hostname: hostname) }
+    func host() async -> HostInfo {
+        var h = await manager.host(hostname: hostname)
+        h.storage = StateStorage.describe(manager.stateDir)
+        return h
+    }
 
     /// Reboot, shutdown and the display go to the appliance's PID 1 (the
     /// same requests its host console makes); a daemon on someone else's

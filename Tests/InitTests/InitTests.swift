@@ -552,3 +552,50 @@ import Glibc
         #expect(!p.steps.contains { if case .ip(let a) = $0 { return a.contains("vlan") } else { return false } })
     }
 }
+
+@Suite struct StateStorageTests {
+    @Test func whereTheStateLivesFollowsTheMountTableAndTheLabel() {
+        let table = [
+            Mount.Entry(source: "rootfs", target: "/", type: "rootfs", options: "rw"),
+            Mount.Entry(source: "tmpfs", target: "/var/lib/cloudbios", type: "tmpfs", options: "rw"),
+        ]
+        let ram = StateStorage.describe("/var/lib/cloudbios", table: table, label: { _ in nil }, installed: { _ in false })
+        #expect(ram.kind == .ram && ram.note.contains("RAM"))
+        #expect(ram.json["persistent"] == .bool(false))
+        let disk = [table[0], Mount.Entry(source: "/dev/vdb1", target: "/var/lib/cloudbios", type: "ext4", options: "rw")]
+        let data = StateStorage.describe("/var/lib/cloudbios", table: disk, label: { $0 == "/dev/vdb1" ? "CB-DATA" : nil }, installed: { _ in false })
+        #expect(data.kind == .dataPartition && data.device == "/dev/vdb1" && data.label == "CB-DATA")
+        let inst = StateStorage.describe("/var/lib/cloudbios", table: disk, label: { _ in "CB-DATA" }, installed: { _ in true })
+        #expect(inst.kind == .installed)
+        let other = StateStorage.describe("/var/lib/cloudbios", table: disk, label: { _ in "home" }, installed: { _ in false })
+        #expect(other.kind == .directory)
+    }
+
+    @Test func copyTreeKeepsFilesModesLinksAndHoles() throws {
+        let base = "/tmp/cb-statecopy-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { Files.removeTree(base) }
+        try Files.makeDirectories(base + "/from/images")
+        try Files.makeDirectories(base + "/from/tls")
+        try Files.makeDirectories(base + "/to")
+        try Files.writeAtomically(base + "/from/images/a.iso", Array(repeating: UInt8(7), count: 3000))
+        try Files.writeAtomically(base + "/from/tls/key.pem", "secret", mode: 0o600)
+        _ = symlink("images/a.iso", base + "/from/link")
+        // 8 MiB with 4 KiB of data in the middle
+        let fd = open(base + "/from/images/disk.raw", O_WRONLY | O_CREAT, 0o644)
+        _ = ftruncate(fd, 8 << 20)
+        _ = pwrite(fd, [UInt8](repeating: 1, count: 4096), 4096, 4 << 20)
+        close(fd)
+        #expect(try StateStorage.copyTree(base + "/from", to: base + "/to") == 3)
+        #expect(try Files.read(base + "/to/images/a.iso") == Array(repeating: UInt8(7), count: 3000))
+        #expect(Files.readTrimmed(base + "/to/tls/key.pem") == "secret")
+        var st = stat()
+        _ = stat(base + "/to/tls/key.pem", &st)
+        #expect(st.st_mode & 0o777 == 0o600)
+        #expect(Files.readLink(base + "/to/link") == "images/a.iso")
+        _ = stat(base + "/to/images/disk.raw", &st)
+        #expect(st.st_size == 8 << 20)
+        #expect(st.st_blocks * 512 < 1 << 20, "holes kept: \(st.st_blocks) blocks")
+        let raw = try Files.read(base + "/to/images/disk.raw", limit: 16 << 20)
+        #expect(raw[(4 << 20)..<((4 << 20) + 4096)].allSatisfy { $0 == 1 } && raw[0..<(4 << 20)].allSatisfy { $0 == 0 })
+    }
+}

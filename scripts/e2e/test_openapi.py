@@ -267,6 +267,14 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
         assert False, "a selector that matches no disk cannot plan an install: " + r.text[:300]
     api("POST", "/api/v1/install", (400, 415, 422), data="[]", headers={"Content-Type": "application/json"})
 
+    # data disks: refused before anything is written (no such disk, a bad body or name)
+    api("POST", "/api/v1/disks/nosuchdisk0/init", 404, json={"wipe": False})
+    api("POST", "/api/v1/disks/nosuchdisk0/init", 400, json={"wipe": "yes"})
+    api("POST", "/api/v1/disks/nosuchdisk0/init", 400, json={"force": True})
+    api("POST", "/api/v1/disks/Not..A.Disk/init", 400, json={})
+    storage = api("GET", "/api/v1/host", 200).json()["storage"]
+    assert storage["kind"] in ("ram", "directory") and storage["path"], storage
+
     # the appliance's own actions: this host is not run by CloudBIOS, so 409
     api("POST", "/api/v1/system/reboot", 409)
     api("POST", "/api/v1/system/shutdown", 409)
