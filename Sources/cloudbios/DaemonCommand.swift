@@ -90,7 +90,9 @@ struct DaemonCommand: Command {
         let imageStore = dir + "/images"
         let installer = Installer(config: cfg, configText: configText,
                                   sources: { try Install.defaultSources(imageStore: imageStore) })
-        var backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer)
+        let bootMenu = BootMenuSync.forThisMachine(config: config, manager: manager)
+        await bootMenu?.refresh()
+        var backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer, bootMenu: bootMenu)
         backend.fleet = try await DaemonFleet.start(cfg, stateDir: dir, manager: manager)
 
         let medium = bootMedium
@@ -104,6 +106,7 @@ struct DaemonCommand: Command {
         let host = await manager.host(hostname: cfg.hostname)
         Log.info("accel: \(host.accel) (\(host.accelReason))")
         let waiting = noAutostart ? [] : await manager.autostart()
+        await BootMenuSync.startChosenVM(manager)
         Log.info("ready: state dir \(dir)" + (panel.map { ", panel \($0)" } ?? ""))
         let baseDirectory = cfg.baseDirectory
         Task {

@@ -18,6 +18,8 @@ struct VMManagerBackend: PanelBackend {
     let installer: Installer
     /// The fleet this node belongs to (nil: on its own).
     var fleet: Fleet? = nil
+    /// GRUB's per-VM entries, refreshed after the VMs change (nil: none kept).
+    var bootMenu: BootMenuSync? = nil
 
     func host() async -> HostInfo {
         var h = await manager.host(hostname: hostname)
@@ -53,18 +55,29 @@ struct VMManagerBackend: PanelBackend {
     func listVMs() async -> [VMStatus] { await manager.list() }
     func vm(_ name: String) async throws -> VMStatus { try await manager.vm(name) }
     func createVM(_ spec: VMSpec) async throws -> VMStatus {
-        guard let fleet else { return try await manager.create(spec) }
-        // the name is the fleet's first: of two nodes creating it at once, one wins
-        let claimed = try await fleet.claimAsync(spec.name)
-        do { return try await manager.create(spec) } catch {
-            if claimed { try? await fleet.releaseAsync(spec.name) }
-            throw error
+        let s: VMStatus
+        if let fleet {
+            // the name is the fleet's first: of two nodes creating it at once, one wins
+            let claimed = try await fleet.claimAsync(spec.name)
+            do { s = try await manager.create(spec) } catch {
+                if claimed { try? await fleet.releaseAsync(spec.name) }
+                throw error
+            }
+        } else {
+            s = try await manager.create(spec)
         }
+        await bootMenu?.refresh()
+        return s
     }
-    func updateVM(_ name: String, _ spec: VMSpec) async throws -> VMStatus { try await manager.edit(name, spec) }
+    func updateVM(_ name: String, _ spec: VMSpec) async throws -> VMStatus {
+        let s = try await manager.edit(name, spec)
+        await bootMenu?.refresh()
+        return s
+    }
     func setCDROM(_ name: String, _ image: String?) async throws -> VMStatus { try await manager.setCDROM(name, image) }
     func deleteVM(_ name: String) async throws {
         try await manager.delete(name)
+        await bootMenu?.refresh()
         try await fleet?.releaseAsync(name)
     }
     func perform(_ action: VMAction, on name: String) async throws -> VMStatus {
