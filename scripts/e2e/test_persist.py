@@ -34,6 +34,16 @@ def login(vm):
     return {"Authorization": "Bearer " + json.loads(raw)["token"]}
 
 
+def start(vm):
+    """Starts QEMU; its QMP socket may exist a moment before it listens."""
+    try:
+        vm.start()
+    except ConnectionRefusedError:
+        time.sleep(0.5)
+        vm.qmp = qemu.QMP(vm.qmp_path)
+    return vm
+
+
 def api(vm, auth, method, path, body=None, timeout=10):
     status, raw = vm.https("/api/v1" + path, method=method, body=body, headers=auth, timeout=timeout)
     return status, (json.loads(raw) if raw else None)
@@ -61,8 +71,9 @@ def wait_task(vm, auth, task_id, timeout=120):
 
 
 def boot(vm_factory, iso, name, drives):
-    vm = vm_factory(name=name, iso=iso, drives=drives, memory=1024, forwards={8443: qemu.free_port()})
-    vm.start()
+    vm = vm_factory(name=name, iso=iso, drives=drives, memory=1024, forwards={8443: qemu.free_port()},
+                    extra=["-device", "virtio-blk-pci,drive=data,serial=PERSIST-DATA"])
+    start(vm)
     vm.wait_https("/api/v1/health", PANEL_TIMEOUT)
     return vm
 
@@ -73,7 +84,7 @@ def test_a_data_disk_made_through_the_api_keeps_images_and_vms_across_a_reboot(v
     # a disk that holds something: a filesystem with a file on it
     subprocess.run(["truncate", "-s", "1G", data], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "OLDSTUFF", data], check=True)
-    drives = [cbconfig, f"file={data},format=raw,if=virtio,serial=PERSIST-DATA"]
+    drives = [cbconfig, f"file={data},format=raw,if=none,id=data"]
 
     vm = boot(vm_factory, iso, "persist1", drives)
     auth = login(vm)
@@ -86,7 +97,8 @@ def test_a_data_disk_made_through_the_api_keeps_images_and_vms_across_a_reboot(v
     by_serial = {d.get("serial"): d for d in disks}
     name = by_serial["PERSIST-DATA"]["name"]
     boot_medium = next(d for d in disks if d.get("boot_medium"))
-    in_use = next(d for d in disks if any(p.get("mountpoints") for p in d.get("partitions", [])) or d.get("mountpoints"))
+    in_use = next(d for d in disks if (d.get("filesystem") or {}).get("label") == "CBCONFIG")  # mounted: the config
+    assert in_use["mountpoints"], in_use
 
     # refused: the boot medium (even with wipe), a disk in use, a disk with data without wipe, no such disk
     status, e = api(vm, auth, "POST", f"/disks/{boot_medium['name']}/init", {"wipe": True})
