@@ -1,7 +1,7 @@
 """GRUB's per-VM entries follow the VMs on an ISO boot: CloudBIOS writes
 boot-menu.cfg on the CBCONFIG volume its config came from, one entry per VM
-(the config's, then one created through the API); the next boot of the same
-disks shows the entries in GRUB's menu (read on the serial console), and
+(the config's, then one created through the API and kept on a CB-DATA data
+disk); the next boot of the same disks shows the entries in GRUB's menu (read on the serial console), and
 choosing one with the keyboard boots the host with that VM on the local
 display, and the VM runs."""
 import json
@@ -67,7 +67,11 @@ def test_the_stick_menu_follows_the_vms_and_boots_the_chosen_one(vm_factory, iso
         "guest/initrd.img": ("copy", guest["initrd"]),
     })
     assert menu_file(vol) is None
-    vm = vm_factory(name="menu1", iso=iso, drives=[vol], memory=1024, forwards={8443: qemu.free_port()})
+    # a data disk keeps the VM created through the API for the next boot
+    data = str(tmp_path / "data.img")
+    subprocess.run(["truncate", "-s", "512M", data], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "CB-DATA", data], check=True)
+    vm = vm_factory(name="menu1", iso=iso, drives=[vol, data], memory=1024, forwards={8443: qemu.free_port()})
     start(vm)
     vm.wait_https("/api/v1/health", PANEL_TIMEOUT)
     vm.wait_serial("boot menu: /run/cloudbios/media/CBCONFIG/boot-menu.cfg: entries for tiny", 60)
@@ -98,7 +102,7 @@ def test_the_stick_menu_follows_the_vms_and_boots_the_chosen_one(vm_factory, iso
     assert "cloudbios.display=second" in text and "cloudbios.display=tiny" in text and "gone" not in text
 
     # the next boot of the same disks: GRUB lists the VMs; pick "second"
-    vm2 = vm_factory(name="menu2", iso=iso, drives=[vol], memory=1024, forwards={8443: qemu.free_port()})
+    vm2 = vm_factory(name="menu2", iso=iso, drives=[vol, data], memory=1024, forwards={8443: qemu.free_port()})
     start(vm2)
     vm2.wait_serial("CloudBIOS: dual-run tiny", 120)
     # the ISO's own three entries come first, then the file's in its order
