@@ -2,11 +2,19 @@ import ArgumentParser
 import Config
 import Disks
 
-struct DisksCommand: Command {
+/// `cloudbios disks [list]` and `cloudbios disks init`.
+struct DisksCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "disks",
-        abstract: "List block devices: size, model, serial, partitions, filesystems.",
-        subcommands: [DisksInitCommand.self])
+        abstract: "List block devices (size, model, serial, partitions, filesystems); make a data disk.",
+        subcommands: [DisksListCommand.self, DisksInitCommand.self],
+        defaultSubcommand: DisksListCommand.self)
+}
+
+struct DisksListCommand: Command {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List block devices: size, model, serial, partitions, filesystems.")
 
     @Flag(name: .long, help: "Print JSON (the same as GET /api/v1/disks).")
     var json = false

@@ -155,3 +155,23 @@ def test_a_data_disk_made_through_the_api_keeps_images_and_vms_across_a_reboot(v
     status, got = api(vm2, auth, "GET", "/vms/keeper")
     assert status == 200 and got["memory"] == 128 and got["kernel"] == "tiny-kernel", got
     assert [d["id"] for d in got["disks"]] == ["scratch"], got
+
+
+def test_disks_init_on_the_command_line_refuses_data_without_wipe(tmp_path):
+    """`cloudbios disks init IMAGE`: a disk image holding a filesystem is
+    refused and unchanged; with --wipe it becomes one CB-DATA partition."""
+    from cbdaemon import binary
+    img = str(tmp_path / "cli.img")
+    subprocess.run(["truncate", "-s", "400M", img], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "KEEPME", img], check=True)
+    before = open(img, "rb").read(2 << 20)
+    r = subprocess.run([binary(), "disks", "init", img], capture_output=True, text=True)
+    assert r.returncode != 0 and "REFUSED" in r.stderr and "KEEPME" in r.stderr, (r.returncode, r.stdout, r.stderr)
+    assert open(img, "rb").read(2 << 20) == before
+    r = subprocess.run([binary(), "disks", "init", "--wipe", "--json", img], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["label"] == "CB-DATA"
+    listed = json.loads(subprocess.run([binary(), "disks", "--json", img], capture_output=True, text=True, check=True).stdout)
+    parts = listed[0]["partitions"]
+    assert listed[0]["partition_table"] == "gpt" and [p["label"] for p in parts] == ["CB-DATA"], listed
+    assert parts[0]["filesystem"] == "ext4" and parts[0]["start"] == 1 << 20
