@@ -1,7 +1,7 @@
 // The panel: login, the dashboard (host + VMs, live), and the router that
 // loads the other pages (views.js) on demand.
 import * as api from "/api.js";
-import { h, clear, fmtDuration, fmtMiB, fmtPercent, memoryMiB, sparkline, ask, flash } from "/ui.js";
+import { h, clear, fmtBytes, fmtDuration, fmtMiB, fmtPercent, memoryMiB, sparkline, ask, flash } from "/ui.js";
 
 const POLL_MS = 2000;
 const HISTORY = 150;            // samples per VM: 5 minutes at 2 s
@@ -277,6 +277,7 @@ export function hostSummary() {
         hostCard("CPU", h("p.big", field("cpu")), h("p.muted", field("cpu_model"))),
         hostCard("Memory", h("p.big", field("mem")), memBar),
         hostCard("Acceleration", h("p.big", field("accel")), h("p.muted", field("accel_reason"))),
+        hostCard("State", h("p.big", field("storage")), h("p.muted", field("storage_note"))),
     );
     el.update = (host) => {
         if (!host) return;
@@ -302,6 +303,10 @@ export function hostSummary() {
         f.accel.textContent = String(mode).toUpperCase();
         f.accel.className = "accel accel-" + String(mode).toLowerCase();
         f.accel_reason.textContent = accel.reason || accel.why || (mode === "kvm" ? "KVM works" : "");
+        const st = host.storage || {};
+        const kinds = { ram: "In RAM", "data-partition": "Data disk", installed: "Installed", directory: "Directory" };
+        f.storage.textContent = (kinds[st.kind] || "–") + (typeof st.free === "number" ? " · " + fmtBytes(st.free) + " free" : "");
+        f.storage_note.textContent = st.note || "";
     };
     el.update(live.host);
     return el;

@@ -314,3 +314,45 @@ def test_installed_system_keeps_the_first_run_admin_on_its_config_partition(inst
         assert "enter the setup code" not in vm.serial()
     finally:
         vm.cleanup()
+
+
+@needs_iso
+def test_installed_grub_entries_follow_the_vms_and_the_state_is_on_the_data_partition(installed, workdir):
+    """The installed system's state is on its own data partition; a VM
+    created through the panel gets its GRUB entry on the system partition
+    (grub.cfg written again), the display VM stays the default entry, and a
+    deleted one loses it."""
+    copy = os.path.join(workdir, "menu.img")
+    sh(f"cp --sparse=always {installed[0]} {copy}")
+    table = json.loads(sh(f"sfdisk -J {copy}"))["partitiontable"]
+    system = [p for p in table["partitions"] if p["name"] == "cloudbios-system"][0]
+    grub_cfg = lambda: sh(f"debugfs -R 'cat /boot/grub/grub.cfg' '{copy}?offset={system['start'] * 512}' 2>/dev/null")  # noqa: E731
+    assert "vm-extra" not in grub_cfg()
+    vm = qemu.VM("installed-menu", memory=1536, extra=disks((copy, "TARGET01")), forwards={8443: qemu.free_port()})
+    try:
+        vm.start()
+        vm.wait_https("/api/v1/health", 300)
+        auth = {"Authorization": f"Bearer {login(vm)}"}
+        status, body = vm.https("/api/v1/host", headers=auth)
+        storage = json.loads(body)["storage"]
+        assert storage["kind"] == "installed" and storage["label"] == "CB-DATA" and storage["persistent"], storage
+        spec = {"name": "extra", "memory": 128, "kernel": "tiny-kernel", "initrd": "tiny-initrd", "network": "none"}
+        for name in ("extra", "doomed"):
+            status, body = vm.https("/api/v1/vms", method="POST", body={**spec, "name": name}, headers=auth)
+            assert status == 201, body
+        status, body = vm.https("/api/v1/vms/doomed", method="DELETE", headers=auth)
+        assert status in (200, 204), body
+        made = "boot menu: /run/cloudbios/media/CB-SYSTEM/boot/grub/grub.cfg: entries for doomed, extra, tiny"
+        vm.wait_serial(made, 60)
+        deadline = time.monotonic() + 30
+        while "grub.cfg: entries for extra, tiny" not in vm.serial().split(made)[-1]:
+            assert time.monotonic() < deadline, "the deleted VM's entry stays:\n" + vm.serial()[-3000:]
+            time.sleep(0.5)
+        status, body = vm.https("/api/v1/system/shutdown", method="POST", headers=auth)
+        assert status == 202, body
+        vm.proc.wait(timeout=120)
+    finally:
+        vm.cleanup()
+    cfg = grub_cfg()
+    assert 'menuentry "CloudBIOS: dual-run extra" --id "vm-extra"' in cfg and "cloudbios.display=extra" in cfg, cfg
+    assert "doomed" not in cfg and 'set default="vm-tiny"' in cfg, cfg
