@@ -116,15 +116,15 @@ func socketPair() -> (Int32, Int32) {
             let r3 = peer.receive()
             peer.send(#"{"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}, "id": \#(r3?["id"]?.intValue ?? -1)}"#)
         }
-        try await client.handshake(timeout: 5)
+        try await client.handshake(timeout: 30)
         #expect(client.qemuVersion == "7.2.22")
-        async let status = client.execute("query-status", timeout: 5)
+        async let status = client.execute("query-status", timeout: 30)
         try await Task.sleep(nanoseconds: 50_000_000)
-        async let stop = client.execute("stop", timeout: 5)
+        async let stop = client.execute("stop", timeout: 30)
         let (s, st) = try await (status, stop)
         #expect(s["status"] == .string("paused"))
         #expect(st == .object([:]))
-        await #expect(throws: QMPError.self) { try await client.execute("nope", timeout: 5) }
+        await #expect(throws: QMPError.self) { try await client.execute("nope", timeout: 30) }
         await peerTask.value
         #expect(events.withLock { $0 } == ["STOP"])
         client.close()
