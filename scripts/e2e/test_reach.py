@@ -1,0 +1,137 @@
+"""The machines users boot on, as QEMU emulates them: the ISO as the CD of a
+VM that has disks behind every storage controller a server may have (NVMe,
+virtio-blk, virtio-scsi, VMware PVSCSI, MegaRAID SAS, AHCI, USB storage on
+xHCI) and four NICs (virtio-net, e1000, e1000e, vmxnet3), each on its own
+user network with its own forwarded port. Every disk is seen (by its size,
+through the API), the panel answers through every NIC, and the CBCONFIG
+volume is found behind the controller it sits on, rotated between boots.
+The first boot has no config at all: a blank virtio and a blank SATA disk
+beside the CD ("CloudBIOS inside CloudBIOS") must not keep the boot medium
+from being mounted for both the config search and the payload."""
+import json
+import os
+import re
+
+import pytest
+
+import qemu
+
+BOOT_TIMEOUT = 300
+PANEL_TIMEOUT = 240
+CODE_RE = re.compile(r"setup code ([0-9A-Z]{4}-[0-9A-Z]{4})")
+USER, PASSWORD = "admin", "reach-Secret-42"
+
+# controller -> QEMU arguments for one disk behind it (DRIVE: the -drive id)
+CONTROLLERS = {
+    "nvme": lambda d: ["-device", f"nvme,drive={d},serial=RNVME"],
+    "virtio-blk": lambda d: ["-device", f"virtio-blk-pci,drive={d}"],
+    "virtio-scsi": lambda d: ["-device", "virtio-scsi-pci,id=vscsi", "-device", f"scsi-hd,drive={d},bus=vscsi.0"],
+    "pvscsi": lambda d: ["-device", "pvscsi,id=pvscsi", "-device", f"scsi-hd,drive={d},bus=pvscsi.0"],
+    "megasas": lambda d: ["-device", "megasas-gen2,id=mega", "-device", f"scsi-hd,drive={d},bus=mega.0"],
+    "ahci": lambda d: ["-device", "ahci,id=sata", "-device", f"ide-hd,drive={d},bus=sata.0"],
+    "usb": lambda d: ["-device", "qemu-xhci,id=xhci", "-device", f"usb-storage,drive={d},bus=xhci.0"],
+}
+# the drivers each controller and NIC needs (as /proc/modules names them)
+DRIVERS = {"nvme": "nvme", "virtio-blk": "virtio_blk", "virtio-scsi": "virtio_scsi", "pvscsi": "vmw_pvscsi",
+           "megasas": "megaraid_sas", "ahci": "ahci", "usb": "usb_storage",
+           "e1000": "e1000", "e1000e": "e1000e", "vmxnet3": "vmxnet3", "virtio-net": "virtio_net"}
+NICS = {"e1000": "10.0.3", "e1000e": "10.0.4", "vmxnet3": "10.0.5"}  # beside the harness's virtio-net on 10.0.2
+
+
+def machine(tmp_path, config_on=None, config=None):
+    """QEMU arguments for a disk behind every controller (each a blank raw
+    image of its own size, or the CBCONFIG volume behind `config_on`), the
+    three extra NICs, and {controller: disk size}."""
+    args, sizes = [], {}
+    for i, (name, device) in enumerate(CONTROLLERS.items()):
+        if name == config_on:
+            path = qemu.make_cbconfig(str(tmp_path / "cbconfig.img"), {"cloudbios.yaml": config})
+        else:
+            path = str(tmp_path / f"{name}.img")
+            with open(path, "wb") as f:
+                f.truncate((40 + i) << 20)
+        sizes[name] = os.path.getsize(path)
+        drive = f"d{i}"
+        args += ["-drive", f"if=none,id={drive},format=raw,file={path}"] + device(drive)
+    return args, sizes
+
+
+def add_nics(vm):
+    """The extra NICs, each with its forward: vm.https(..., port=MODEL)."""
+    for model, net in NICS.items():
+        port = qemu.free_port()
+        vm.args += ["-nic", f"user,model={model},net={net}.0/24,hostfwd=tcp:127.0.0.1:{port}-{net}.15:8443"]
+        vm.forwards[model] = port
+
+
+def assert_every_disk_and_driver(vm, sizes, token):
+    status, raw = vm.https("/api/v1/disks", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert status == 200, raw
+    seen = sorted(d["size"] for d in json.loads(raw))
+    missing = {c: s for c, s in sizes.items() if s not in seen}
+    assert not missing, f"disks not seen: {missing}; seen sizes {seen}\n{vm.serial()[-4000:]}"
+    loaded = " ".join(re.findall(r"cloudbios: modules: \d+ device aliases; loaded \d+: (.*)", vm.serial()))
+    for dev, drv in DRIVERS.items():
+        assert drv in loaded.split(), f"{dev}: {drv} not loaded ({loaded})"
+
+
+def assert_panel_on_every_nic(vm):
+    for model in ("virtio-net",) + tuple(NICS):
+        port = 8443 if model == "virtio-net" else model
+        body = json.loads(vm.wait_https("/api/v1/health", 90, port=port))
+        assert body["status"] == "ok", (model, body)
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_cd_beside_blank_disks_on_every_controller_first_run(vm_factory, iso, tmp_path, firmware):
+    """No config anywhere: the config search reads the CD and the payload is
+    mounted from it, with blank disks behind every controller; the panel's
+    first run answers on every NIC and, once set up, lists every disk."""
+    args, sizes = machine(tmp_path)
+    vm = vm_factory(name=f"reach-blank-{firmware}", iso=iso, firmware=firmware, memory=1024,
+                    forwards={8443: qemu.free_port()}, extra=args)
+    add_nics(vm)
+    vm.start()
+    vm.wait_serial("enter the setup code ", BOOT_TIMEOUT)
+    log = vm.wait_serial("cloudbios: payload: copied to RAM", 180)
+    assert "Device or resource busy" not in log, log[-4000:]
+    assert "payload: ERROR" not in log, log[-4000:]
+    assert re.search(r"cloudbios: payload: /run/cloudbios/media/CLOUDBIOS/boot/cloudbios\.sqfs \(/dev/sr0\) mounted", log), log[-4000:]
+    assert len(re.findall(r"cloudbios: started daemon \(pid ", log)) == 1, log[-4000:]
+    assert_panel_on_every_nic(vm)
+    code = CODE_RE.findall(vm.serial())[-1]
+    status, raw = vm.https("/api/v1/setup", method="POST", timeout=60,
+                           body={"code": code, "user": USER, "password": PASSWORD, "save": False})
+    assert status == 201, raw
+    status, raw = vm.https("/api/v1/login", method="POST", body={"user": USER, "password": PASSWORD})
+    assert status == 200, raw
+    assert_every_disk_and_driver(vm, sizes, json.loads(raw)["token"])
+    # the daemon is still the first one: no restart loop
+    assert len(re.findall(r"cloudbios: started daemon \(pid ", vm.serial())) == 1, vm.serial()[-4000:]
+
+
+@pytest.mark.parametrize("config_on,firmware", [("megasas", "uefi"), ("pvscsi", "bios")])
+def test_config_behind_a_raid_or_pvscsi_controller(vm_factory, iso, tmp_path, config_on, firmware):
+    """CBCONFIG behind MegaRAID SAS, then behind PVSCSI: found, its admin
+    logs in, every other controller's disk is listed too."""
+    config = f"""version: 1
+hostname: behind-{config_on}
+panel:
+  users:
+    - name: {USER}
+      password_hash: "{qemu.password_hash(PASSWORD)}"
+"""
+    args, sizes = machine(tmp_path, config_on=config_on, config=config)
+    vm = vm_factory(name=f"reach-{config_on}", iso=iso, firmware=firmware, memory=1024,
+                    forwards={8443: qemu.free_port()}, extra=args)
+    vm.start()
+    log = vm.wait_serial("cloudbios: boot: complete", BOOT_TIMEOUT)
+    assert re.search(r"config: using /run/cloudbios/media/CBCONFIG/cloudbios\.yaml from LABEL=CBCONFIG \(/dev/sd\w+\)", log), log[-4000:]
+    assert f"cloudbios: hostname: behind-{config_on}" in log
+    vm.wait_https("/api/v1/health", PANEL_TIMEOUT)
+    status, raw = vm.https("/api/v1/login", method="POST", body={"user": USER, "password": PASSWORD})
+    assert status == 200, raw
+    token = json.loads(raw)["token"]
+    status, raw = vm.https("/api/v1/disks", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    seen = sorted(d["size"] for d in json.loads(raw))
+    assert all(s in seen for s in sizes.values()), (sizes, seen)
