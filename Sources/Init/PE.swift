@@ -46,6 +46,8 @@ public final class PE: @unchecked Sendable {
     public var validator: (String) -> String?
     /// How `cloudbios.config=http(s)://…` is downloaded.
     public var configFetch = ConfigFetch()
+    /// How `cloudbios.config=metadata` reads the cloud's user-data.
+    public var metadataFetch = MetadataFetch()
 
     var ueventFD: Int32 = -1
     var signalFD: Int32 = -1
@@ -560,6 +562,12 @@ public final class PE: @unchecked Sendable {
                 try? Files.makeDirectories(Files.parent(of: dest))
                 if let why = fetch(url, to: dest) { configError = "cannot download the config from \(url): \(why)" }
                 else { configPath = dest; configSource = url }
+            case .metadata:
+                let dest = root + "/run/cloudbios/config/cloudbios.yaml"
+                try? Files.makeDirectories(Files.parent(of: dest))
+                let r = metadataFetch.fetch(to: dest) { self.log($0) }
+                if let why = r.error { configError = "cannot read the config from the cloud's user-data: \(why)" }
+                else { configPath = dest; configSource = "metadata: \(r.found ?? "?")" }
             case .file(let p):
                 let path = p.hasPrefix("/") ? root + p : p
                 if Files.exists(path) { configPath = path; configSource = p }

@@ -135,3 +135,64 @@ panel:
     status, raw = vm.https("/api/v1/disks", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     seen = sorted(d["size"] for d in json.loads(raw))
     assert all(s in seen for s in sizes.values()), (sizes, seen)
+
+
+IMDS = r'''
+import base64, sys, time
+log, config = sys.argv[1], open(sys.argv[2], "rb").read()
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+line = inp.readline().decode("latin-1").strip()
+headers = {}
+while True:
+    h = inp.readline().decode("latin-1").strip()
+    if not h:
+        break
+    k, _, v = h.partition(":")
+    headers[k.strip().lower()] = v.strip()
+method, path = line.split(" ")[:2]
+with open(log, "a") as f:
+    f.write(f"{method} {path} token={headers.get('x-aws-ec2-metadata-token', '-')}\n")
+status, body = 404, b"not found"
+if method == "PUT" and path == "/latest/api/token" and headers.get("x-aws-ec2-metadata-token-ttl-seconds"):
+    status, body = 200, b"imds-token-e2e"
+elif method == "GET" and path == "/latest/user-data":
+    status, body = (200, config) if headers.get("x-aws-ec2-metadata-token") == "imds-token-e2e" else (401, b"")
+out.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (status, len(body)) + body)
+out.flush()
+'''
+
+
+def test_config_from_the_clouds_user_data(vm_factory, iso, tmp_path):
+    """`cloudbios.config=metadata`: an EC2-style metadata service (IMDSv2:
+    a token first) at 169.254.169.254, served by QEMU's guestfwd from a
+    local program; the PE takes its config from the user-data: its
+    hostname, and its admin logs in."""
+    import sys
+    script, reqlog, userdata = tmp_path / "imds.py", tmp_path / "requests.log", tmp_path / "user-data"
+    script.write_text(IMDS)
+    userdata.write_text(f"""version: 1
+hostname: from-imds
+panel:
+  users:
+    - name: {USER}
+      password_hash: "{qemu.password_hash(PASSWORD)}"
+""")
+    out = os.path.dirname(iso)
+    vm = vm_factory(name="reach-imds", kernel=os.path.join(out, "vmlinuz"), initrd=os.path.join(out, "initramfs.img"),
+                    append="console=ttyS0,115200 cloudbios.config=metadata", memory=1024,
+                    forwards={8443: qemu.free_port()})
+    # the metadata address must be inside the user network for guestfwd
+    i = next(i for i, a in enumerate(vm.args) if a.startswith("user,model=virtio-net-pci"))
+    vm.args[i] += (",net=169.254.169.0/24,guestfwd=tcp:169.254.169.254:80-cmd:"
+                   f"{sys.executable} {script} {reqlog} {userdata}")
+    vm.start()
+    log = vm.wait_serial("cloudbios: hostname: ", BOOT_TIMEOUT)
+    assert "cloudbios: config: metadata: EC2: IMDSv2 token received" in log, log[-4000:]
+    assert ("cloudbios: config: using /run/cloudbios/config/cloudbios.yaml from metadata: "
+            "EC2 http://169.254.169.254/latest/user-data") in log, log[-4000:]
+    assert "cloudbios: hostname: from-imds" in log
+    assert reqlog.read_text().splitlines()[-2:] == ["PUT /latest/api/token token=-",
+                                                    "GET /latest/user-data token=imds-token-e2e"]
+    vm.wait_https("/api/v1/health", PANEL_TIMEOUT)
+    status, raw = vm.https("/api/v1/login", method="POST", body={"user": USER, "password": PASSWORD})
+    assert status == 200, raw
