@@ -7,7 +7,10 @@ through the API), the panel answers through every NIC, and the CBCONFIG
 volume is found behind the controller it sits on, rotated between boots.
 The first boot has no config at all: a blank virtio and a blank SATA disk
 beside the CD ("CloudBIOS inside CloudBIOS") must not keep the boot medium
-from being mounted for both the config search and the payload."""
+from being mounted for both the config search and the payload. Boot media
+as users use them: the ISO as a virtio boot disk with a serial console
+only, and real PXE (iPXE, TFTP, HTTP). `cloudbios.config=metadata` reads
+the config from an EC2-style metadata service."""
 import json
 import os
 import re
@@ -196,3 +199,63 @@ panel:
     vm.wait_https("/api/v1/health", PANEL_TIMEOUT)
     status, raw = vm.https("/api/v1/login", method="POST", body={"user": USER, "password": PASSWORD})
     assert status == 200, raw
+
+
+def test_iso_as_a_virtio_boot_disk_with_a_serial_console_only(vm_factory, iso):
+    """A cloud VM's boot disk: the ISO image as a virtio disk, no display
+    adapter at all; GRUB and the PE on the serial console show the setup
+    code, and the panel answers."""
+    vm = vm_factory(name="reach-serial", drives=[f"file={iso},format=raw,if=virtio,snapshot=on"], memory=1024,
+                    forwards={8443: qemu.free_port()})
+    vm.args[vm.args.index("-vga") + 1] = "none"
+    vm.start()
+    log = vm.wait_serial("enter the setup code ", BOOT_TIMEOUT)
+    assert CODE_RE.search(log), log[-4000:]
+    # the boot medium is the virtio disk (its ISO 9660 filesystem)
+    assert re.search(r"cloudbios: payload: /run/cloudbios/media/CLOUDBIOS\S*/boot/cloudbios\.sqfs \(/dev/vda\d*\) mounted", log), log[-4000:]
+    health = json.loads(vm.wait_https("/api/v1/health", PANEL_TIMEOUT))
+    assert health["status"] == "ok" and health["setup_required"] is True
+
+
+def test_real_pxe_ipxe_fetches_the_kernel_and_initramfs(vm_factory, iso, tmp_path):
+    """Network boot as a PXE server does it: the NIC's iPXE ROM gets its
+    address and boot file from QEMU's DHCP and TFTP, the boot file is an
+    iPXE script that fetches images/out/vmlinuz and initramfs.img over
+    HTTP from a server on the host; the PE comes up with the payload from
+    the initramfs and the panel answers."""
+    import functools
+    import http.server
+    import threading
+    out = os.path.dirname(iso)
+    fetched = []
+
+    class H(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            fetched.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(H, directory=out))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        tftp = tmp_path / "tftp"
+        tftp.mkdir()
+        base = f"http://10.0.2.2:{srv.server_address[1]}"
+        (tftp / "boot.ipxe").write_text(f"""#!ipxe
+kernel {base}/vmlinuz console=ttyS0,115200 initrd=initramfs.img
+initrd {base}/initramfs.img
+boot
+""")
+        vm = vm_factory(name="reach-pxe", memory=1024, forwards={8443: qemu.free_port()}, extra=["-boot", "n"])
+        i = next(i for i, a in enumerate(vm.args) if a.startswith("user,model=virtio-net-pci"))
+        vm.args[i] += f",tftp={tftp},bootfile=boot.ipxe"
+        vm.start()
+        log = vm.wait_serial("enter the setup code ", BOOT_TIMEOUT)
+        assert fetched[:2] == ["/vmlinuz", "/initramfs.img"], fetched
+        assert "cloudbios: payload: in the initramfs" in log, log[-4000:]
+        health = json.loads(vm.wait_https("/api/v1/health", PANEL_TIMEOUT))
+        assert health["status"] == "ok"
+    finally:
+        srv.shutdown()
