@@ -752,6 +752,16 @@ public final class PE: @unchecked Sendable {
         return disks.count == 1 ? disks.first : nil
     }
 
+    /// The boot volume's UUID and label, and its disk's serial and size.
+    func bootMediumIdentity(disk: String, sys: String = "/sys") -> BootMediumIdentity? {
+        guard let v = volumes.first(where: { $0.label == PELabel.bootMedium && Disks.wholeDiskDevice($0.device) == disk }) else { return nil }
+        let name = String(disk.split(separator: "/").last ?? "")
+        let serial = Files.readTrimmed("\(sys)/block/\(name)/serial") ?? Files.readTrimmed("\(sys)/block/\(name)/device/serial")
+        let size = Files.readTrimmed("\(sys)/block/\(name)/size").flatMap { Int64($0) }.map { $0 * 512 }
+        let id = BootMediumIdentity(label: v.label, uuid: v.uuid, serial: serial.flatMap { $0.isEmpty ? nil : $0 }, size: size)
+        return id.isUsable ? id : nil
+    }
+
     func planServices() {
         if let d = cmdline.display { displayVM = d == "none" ? nil : d }
         else { displayVM = config?.displayVM?.name }
@@ -765,6 +775,8 @@ public final class PE: @unchecked Sendable {
         if let disk = bootMediumDisk {
             // what the disk tools (installer, disks list) know as the boot medium
             try? Files.writeAtomically("/run/cloudbios/boot-device", disk + "\n")
+            // and what it is, so a second path to it is recognised too
+            if let id = bootMediumIdentity(disk: disk) { try? Files.writeAtomically("/run/cloudbios/boot-medium.id", id.encoded) }
         }
         for s in servicePlan {
             log("services: \(s.name): cloudbios \(s.arguments.joined(separator: " "))")
