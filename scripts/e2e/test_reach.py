@@ -259,3 +259,30 @@ boot
         assert health["status"] == "ok"
     finally:
         srv.shutdown()
+
+
+def test_secure_boot_enforced_through_debians_signed_shim_grub_and_kernel(vm_factory, iso, tmp_path):
+    """OVMF with Secure Boot enforced and Microsoft's keys enrolled: the
+    ISO boots through Debian's signed shim and GRUB to the signed kernel,
+    which says Secure Boot is on and locks itself down; PID 1 loads its
+    (signed) modules and the panel answers, with nothing refused by the
+    lockdown."""
+    import shutil
+    vars_copy = str(tmp_path / "OVMF_VARS.ms.fd")
+    shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.ms.fd", vars_copy)
+    vm = vm_factory(name="reach-secboot", iso=iso, memory=1024, forwards={8443: qemu.free_port()},
+                    extra=["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
+                           "-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+                           "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"])
+    vm.start()
+    log = vm.wait_serial("enter the setup code ", BOOT_TIMEOUT)
+    assert "secureboot: Secure boot enabled" in log, log[:6000]
+    assert "Kernel is locked down from EFI Secure Boot" in log, log[:6000]
+    assert re.search(r"cloudbios: modules: \d+ device aliases; loaded \d+: .*virtio_net", log), log[-4000:]
+    health = json.loads(vm.wait_https("/api/v1/health", PANEL_TIMEOUT))
+    assert health["status"] == "ok"
+    log = vm.wait_serial("cloudbios: payload: copied to RAM", 120)
+    # (the kernel's own "swapper/0: hibernation is restricted" is expected)
+    refused = [l for l in log.splitlines() if ("is restricted; see man kernel_lockdown.7" in l and "swapper/" not in l)
+               or "module verification failed" in l or "Loading of unsigned module" in l]
+    assert not refused, refused
