@@ -13,6 +13,8 @@ public struct DiscoveryRoots: Sendable {
     public var bootDeviceFile = "/run/cloudbios/boot-device"
     /// Where PID 1 mounts the boot medium.
     public var bootMediumMount = "/run/cloudbios/boot-medium"
+    /// What the boot medium is (`BootMediumIdentity`), written by PID 1.
+    public var bootIdentityFile = "/run/cloudbios/boot-medium.id"
     public init() {}
 }
 
@@ -29,12 +31,14 @@ public enum Disks {
         let mounts = MountTable(path: roots.mountinfo)
         let byID = byIDLinks(roots: roots)
         let bootDisk = bootDiskName(roots: roots, mounts: mounts)
+        let identity = BootMediumIdentity.read(roots.bootIdentityFile)
         var disks: [DiskInfo] = []
         for name in Files.list(roots.sys + "/block") where !skipped(name, roots: roots) {
             guard var d = sysfsDisk(name, roots: roots) else { continue }
             fill(&d, mounts: mounts, byID: byID, roots: roots)
             if bootDisk?.name == name { d.bootMedium = bootDisk?.reason }
             markBootVolume(&d)
+            if d.bootMedium == nil, let why = identity?.match(d) { d.bootMedium = why }
             disks.append(d)
         }
         return disks

@@ -11,8 +11,10 @@ extension Disks {
     /// serial, model, loop backing file), every mount of the disk and its
     /// partitions, anything holding it (device mapper, md, an exclusive
     /// opener), and whether it is the boot medium (the device PID 1 names
-    /// or the one holding the boot medium's mount). The contents are not
-    /// probed: that is the planner's business, and costs a libblkid pass.
+    /// or the one holding the boot medium's mount, or a disk PID 1's
+    /// `BootMediumIdentity` recognises). The contents are probed only for
+    /// that last check, when PID 1 wrote an identity; the rest is the
+    /// planner's business, and costs a libblkid pass.
     public static func identify(fd: Int32, roots: DiscoveryRoots = DiscoveryRoots()) throws(DiskError) -> DiskInfo {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw DiskError.notFound("fd \(fd)", String(cString: strerror(currentErrno()))) }
@@ -35,6 +37,15 @@ extension Disks {
             d.mountpoints += holders("\(roots.sys)/block/\(name)/holders").map { "(held by \($0))" }
             if !Self.exclusivelyFree(fd) { d.mountpoints.append("(opened exclusively by another program)") }
             if let boot = bootDiskName(roots: roots, mounts: mounts), boot.name == name { d.bootMedium = boot.reason }
+            if d.bootMedium == nil, let id = BootMediumIdentity.read(roots.bootIdentityFile) {
+                d.bootMedium = id.match(d)
+                if d.bootMedium == nil, d.size > 0, let c = try? Probe.contents(of: "/proc/self/fd/\(fd)", size: d.size) {
+                    var probed = d
+                    probed.filesystem = c.filesystem
+                    probed.partitions = c.partitions
+                    d.bootMedium = id.match(probed)
+                }
+            }
             return d
         case S_IFREG:
             var d = DiskInfo(name: "", path: "", size: Int64(st.st_size), transport: .file)

@@ -110,12 +110,15 @@ public enum ConfigSource: Equatable, Sendable, CustomStringConvertible {
     case label(String)
     /// `cloudbios.config=/path` inside the PE (or on a mounted volume).
     case path(String)
+    /// `cloudbios.config=metadata`: the cloud instance's user-data.
+    case metadata
 
     public var description: String {
         switch self {
         case .url(let u): return u
         case .label(let l): return "LABEL=\(l)"
         case .path(let p): return p
+        case .metadata: return "metadata"
         }
     }
 
@@ -123,6 +126,7 @@ public enum ConfigSource: Equatable, Sendable, CustomStringConvertible {
         let lower = text.lowercased()
         if lower.hasPrefix("http://") || lower.hasPrefix("https://") { return .url(text) }
         if text.hasPrefix("LABEL=") { return .label(String(text.dropFirst(6))) }
+        if text == "metadata" { return .metadata }
         return .path(text)
     }
 }
@@ -130,6 +134,8 @@ public enum ConfigSource: Equatable, Sendable, CustomStringConvertible {
 /// One step of the config lookup, resolved against the volumes present.
 public enum ConfigLookup: Equatable, Sendable {
     case fetch(url: String)
+    /// The cloud's user-data (`cloudbios.config=metadata`).
+    case metadata
     case volume(Volume, file: String, source: ConfigSource)
     case file(path: String)
     /// An explicitly named source that cannot be found: reported as the config error.
@@ -155,6 +161,7 @@ public enum ConfigDiscovery {
         for s in sources(cmdline) {
             switch s {
             case .url(let u): out.append(.fetch(url: u))
+            case .metadata: out.append(.metadata)
             case .path(let p): out.append(.file(path: p))
             case .label(let l):
                 let matches = volumes.filter { $0.label == l }.sorted { $0.device < $1.device }

@@ -46,6 +46,8 @@ public final class PE: @unchecked Sendable {
     public var validator: (String) -> String?
     /// How `cloudbios.config=http(s)://…` is downloaded.
     public var configFetch = ConfigFetch()
+    /// How `cloudbios.config=metadata` reads the cloud's user-data.
+    public var metadataFetch = MetadataFetch()
 
     var ueventFD: Int32 = -1
     var signalFD: Int32 = -1
@@ -560,6 +562,12 @@ public final class PE: @unchecked Sendable {
                 try? Files.makeDirectories(Files.parent(of: dest))
                 if let why = fetch(url, to: dest) { configError = "cannot download the config from \(url): \(why)" }
                 else { configPath = dest; configSource = url }
+            case .metadata:
+                let dest = root + "/run/cloudbios/config/cloudbios.yaml"
+                try? Files.makeDirectories(Files.parent(of: dest))
+                let r = metadataFetch.fetch(to: dest) { self.log($0) }
+                if let why = r.error { configError = "cannot read the config from the cloud's user-data: \(why)" }
+                else { configPath = dest; configSource = "metadata: \(r.found ?? "?")" }
             case .file(let p):
                 let path = p.hasPrefix("/") ? root + p : p
                 if Files.exists(path) { configPath = path; configSource = p }
@@ -744,6 +752,16 @@ public final class PE: @unchecked Sendable {
         return disks.count == 1 ? disks.first : nil
     }
 
+    /// The boot volume's UUID and label, and its disk's serial and size.
+    func bootMediumIdentity(disk: String, sys: String = "/sys") -> BootMediumIdentity? {
+        guard let v = volumes.first(where: { $0.label == PELabel.bootMedium && Disks.wholeDiskDevice($0.device) == disk }) else { return nil }
+        let name = String(disk.split(separator: "/").last ?? "")
+        let serial = Files.readTrimmed("\(sys)/block/\(name)/serial") ?? Files.readTrimmed("\(sys)/block/\(name)/device/serial")
+        let size = Files.readTrimmed("\(sys)/block/\(name)/size").flatMap { Int64($0) }.map { $0 * 512 }
+        let id = BootMediumIdentity(label: v.label, uuid: v.uuid, serial: serial.flatMap { $0.isEmpty ? nil : $0 }, size: size)
+        return id.isUsable ? id : nil
+    }
+
     func planServices() {
         if let d = cmdline.display { displayVM = d == "none" ? nil : d }
         else { displayVM = config?.displayVM?.name }
@@ -757,6 +775,8 @@ public final class PE: @unchecked Sendable {
         if let disk = bootMediumDisk {
             // what the disk tools (installer, disks list) know as the boot medium
             try? Files.writeAtomically("/run/cloudbios/boot-device", disk + "\n")
+            // and what it is, so a second path to it is recognised too
+            if let id = bootMediumIdentity(disk: disk) { try? Files.writeAtomically("/run/cloudbios/boot-medium.id", id.encoded) }
         }
         for s in servicePlan {
             log("services: \(s.name): cloudbios \(s.arguments.joined(separator: " "))")

@@ -158,3 +158,62 @@ func scratch(_ tag: String) throws -> String {
         #expect(MountTable.unescape("/mnt/a\\040b") == "/mnt/a b")
     }
 }
+
+/// The boot medium recognised by what it is, not by the path it was found
+/// through.
+@Suite struct BootMediumIdentityTests {
+    let id = BootMediumIdentity(label: "CLOUDBIOS", uuid: "2026-12-07-06-29-00-00", serial: "STICK-1", size: 256 << 20)
+
+    @Test func encodesAndParses() {
+        #expect(BootMediumIdentity.parse(id.encoded) == id)
+        #expect(id.encoded == "LABEL=CLOUDBIOS\nUUID=2026-12-07-06-29-00-00\nSERIAL=STICK-1\nSIZE=268435456\n")
+        #expect(BootMediumIdentity.parse("LABEL=CLOUDBIOS\n") == nil)          // nothing to recognise a disk by
+        #expect(BootMediumIdentity.parse("SERIAL=X\n") == nil)                 // a serial alone: not enough
+        #expect(BootMediumIdentity.parse("UUID=u\nbogus\nOTHER=1\n") == BootMediumIdentity(uuid: "u"))
+        #expect(BootMediumIdentity(label: "a\nb", uuid: "u").encoded == "UUID=u\n")
+    }
+
+    @Test func aSecondPathToTheMediumIsRecognised() {
+        // the hybrid ISO's volume on the whole disk, seen as another device
+        var other = DiskInfo(name: "sdc", path: "/dev/sdc", size: 1 << 30, transport: .scsi)
+        other.filesystem = FilesystemInfo(type: "iso9660", label: "CLOUDBIOS", uuid: "2026-12-07-06-29-00-00")
+        #expect(id.match(other) == "holds the boot volume (LABEL=CLOUDBIOS, UUID=2026-12-07-06-29-00-00)")
+        // on a partition
+        var part = DiskInfo(name: "sdd", path: "/dev/sdd", size: 1 << 30, transport: .usb)
+        var p = PartitionInfo(number: 1, start: 0, size: 1 << 20)
+        p.filesystem = FilesystemInfo(type: "iso9660", label: "CLOUDBIOS", uuid: "2026-12-07-06-29-00-00")
+        part.partitions = [p]
+        #expect(id.match(part) != nil)
+        // the same serial and size, contents unread (a multipath member)
+        let twin = DiskInfo(name: "sde", path: "/dev/sde", size: 256 << 20, transport: .usb)
+        var t = twin; t.serial = "STICK-1"
+        #expect(id.match(t) == "same serial (STICK-1) and size as the boot medium")
+    }
+
+    @Test func anotherCloudBIOSMediumOrDiskIsNot() {
+        // another build's ISO: same label, another UUID
+        var iso = DiskInfo(name: "sr1", path: "/dev/sr1", size: 50 << 20, transport: .sata)
+        iso.filesystem = FilesystemInfo(type: "iso9660", label: "CLOUDBIOS", uuid: "2025-01-01-00-00-00-00")
+        #expect(id.match(iso) == nil)
+        // the same serial on a disk of another size, or the same UUID under another label
+        var d = DiskInfo(name: "vdb", path: "/dev/vdb", size: 8 << 30, transport: .virtio)
+        d.serial = "STICK-1"
+        #expect(id.match(d) == nil)
+        d.filesystem = FilesystemInfo(type: "vfat", label: "DATA", uuid: "2026-12-07-06-29-00-00")
+        #expect(id.match(d) == nil)
+        #expect(id.match(DiskInfo(name: "vdc", path: "/dev/vdc", size: 256 << 20, transport: .virtio)) == nil)
+    }
+
+    @Test func listingsMarkTheMediumBehindAnotherName() throws {
+        let (root, base) = try FakeSysfsTests().makeTree(); defer { Files.removeTree(root) }
+        var roots = base
+        roots.bootIdentityFile = root + "/boot-medium.id"
+        // PID 1 saw the medium as sdb (mounted); the same medium's serial
+        // and size show up as sda too
+        try Files.writeAtomically(roots.bootIdentityFile, BootMediumIdentity(label: "CLOUDBIOS", uuid: "x", serial: "QM00001", size: 4 << 30).encoded)
+        let disks = Disks.list(roots: roots)
+        #expect(disks.first { $0.name == "sda" }?.bootMedium == "same serial (QM00001) and size as the boot medium")
+        #expect(disks.first { $0.name == "sdb" }?.bootMedium == "holds /run/cloudbios/boot-medium")
+        #expect(disks.first { $0.name == "vda" }?.bootMedium == nil)
+    }
+}

@@ -2,7 +2,7 @@
 # Installs the Debian packages CloudBIOS builds and tests with, if missing.
 # Usage: scripts/lib/deps.sh [build|test]
 set -eu
-BUILD_PKGS="qemu-system-x86 qemu-utils ovmf seabios grub-pc-bin grub-efi-amd64-bin grub-common
+BUILD_PKGS="qemu-system-x86 qemu-utils ovmf seabios grub-pc-bin grub-efi-amd64-bin grub-common shim-signed grub-efi-amd64-signed
 xorriso mtools linux-image-amd64 busybox-static libblkid-dev libparted-dev libmicrohttpd-dev
 libvncserver-dev libgnutls28-dev nettle-dev libcrypt-dev libstdc++-12-dev novnc zstd cpio squashfs-tools e2fsprogs dosfstools parted kmod
 fdisk util-linux iproute2 dnsmasq-base nftables ca-certificates curl python3 openssl erofs-utils"
