@@ -44,6 +44,10 @@ public struct VMManagerOptions: Sendable {
     /// A running VM's serial log is rotated (to serial.log.1) past this size.
     public var serialLogLimit: Int64 = 16 << 20
     public var version: String = "0.1.0"
+    /// Where backups go (`backups.target`); nil: `STATE/backups`.
+    public var backupTarget: String?
+    /// What retention keeps of each VM's backups (`backups.keep`).
+    public var backupKeep = BackupKeep()
     public init(stateDir: String) { self.stateDir = stateDir }
 }
 
@@ -62,11 +66,11 @@ public actor VMManager {
     public let options: VMManagerOptions
     public nonisolated let stateDir: String
     let store: ImageStore
-    private var specs: [String: VMSpec] = [:]
-    private var runtimes: [String: Runtime] = [:]
+    var specs: [String: VMSpec] = [:]
+    var runtimes: [String: Runtime] = [:]
     /// Why a VM that is not running crashed (cleared on start).
     private var crashes: [String: String] = [:]
-    private var busy: Set<String> = []
+    var busy: Set<String> = []
     private var uploading: Set<String> = []
     private var hostFacts: HostFacts?
     private var factsTask: Task<HostFacts, Never>?
