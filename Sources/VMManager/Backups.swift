@@ -39,9 +39,9 @@ extension VMManager {
         return backups.all().values.filter { vm == nil || $0.vm == vm }.sorted { ($0.time, $0.id) > ($1.time, $1.id) }
     }
 
-    public func backup(_ id: String) throws(VMError) -> BackupRecord {
-        if let e = BackupRecord.checkID(id) { throw .badRequest(e) }
-        guard let r = backups.all()[id] else { throw .notFound(name: "backup '\(id)'") }
+    public func backup(_ id: String) throws -> BackupRecord {
+        if let e = BackupRecord.checkID(id) { throw VMError.badRequest(e) }
+        guard let r = backups.all()[id] else { throw BackupError.notFound(id: id) }
         return r
     }
 
@@ -366,7 +366,7 @@ extension VMManager {
 
     /// `POST /api/v1/backups/{id}/verify`: recomputes the checksums of every
     /// file of the backup's chain.
-    public func startVerify(_ id: String) throws(VMError) -> TaskInfo {
+    public func startVerify(_ id: String) throws -> TaskInfo {
         let r = try backup(id)
         let catalog = backups
         let task = tasks.begin("verify", on: id)
@@ -525,6 +525,19 @@ extension VMManager {
                 }
             }
             await sleep(seconds: 30)
+        }
+    }
+}
+
+/// A backup id that names no backup on the target.
+public enum BackupError: DomainError, Sendable, Equatable {
+    case notFound(id: String)
+
+    public var kind: ErrorKind { .notFound }
+
+    public var description: String {
+        switch self {
+        case .notFound(let id): "no backup '\(id)'"
         }
     }
 }
