@@ -102,7 +102,9 @@ extension VMManager {
         try Files.makeDirectories(p.runDir, mode: 0o700)
         let socket = "\(p.runDir)/backup-qmp.sock"
         Files.remove(socket)
+        Self.killStaleDiskHolder(p)
         var argv = ["-S", "-nodefaults", "-no-user-config", "-machine", "none", "-display", "none",
+                    "-pidfile", "\(p.runDir)/backup-qemu.pid",
                     "-chardev", "socket,id=qmp,path=\(QEMUCommand.escape(socket)),server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
         for d in spec.disks {
             let id = d.id ?? ""
@@ -122,6 +124,22 @@ extension VMManager {
         }
     }
 
+    /// The paused QEMU of a stopped VM's backup that outlived its daemon
+    /// (killed during the backup) holds the disks' locks: it goes.
+    static func killStaleDiskHolder(_ p: VMPaths) {
+        let pidFile = "\(p.runDir)/backup-qemu.pid"
+        if let t = Files.readTrimmed(pidFile), let pid = Int32(t), processAlive(pid),
+           ProcStats.cmdline(pid).contains(where: { $0.contains("\(p.runDir)/backup-qmp.sock") }) {
+            kill(pid, SIGKILL)
+            Log.warning("VM \(p.name): stopped the disks' QEMU (pid \(pid)) left by a backup cut short")
+        }
+        Files.remove(pidFile)
+    }
+
+    /// Set while a restore writes the VM's disks; a VM that has it cannot
+    /// start (its disks would be made blank).
+    nonisolated func restoreMarker(_ name: String) -> String { "\(paths(name).diskDir)/restore-incomplete" }
+
     func closeDisks(_ h: DiskHolder, _ name: String) async {
         guard let pid = h.helper else { return }
         _ = try? await h.qmp.execute("quit", timeout: 5)
@@ -129,6 +147,7 @@ extension VMManager {
         let done = try? await blocking { Reaper.shared.wait(pid, timeout: 10) }
         if done == nil || done! == nil { kill(pid, SIGKILL); _ = try? await blocking { Launcher.wait(pid) } }
         Files.remove("\(paths(name).runDir)/backup-qmp.sock")
+        Files.remove("\(paths(name).runDir)/backup-qemu.pid")
     }
 
     /// The bitmaps QEMU has on each of the VM's disks, by disk id.
@@ -185,7 +204,7 @@ extension VMManager {
 
             // what an earlier backup cut short left: the chain is not trusted
             var reasons: [String] = []
-            for part in catalog.partials() where part.vm == name || part.vm.isEmpty {
+            for part in catalog.partials() where part.vm == name {
                 reasons.append("backup \(part.id) of '\(name)' was interrupted")
                 Files.removeTree(catalog.partialPath(part.id))
             }
@@ -464,6 +483,7 @@ extension VMManager {
             tasks.update(task.id) { $0.state = .running; $0.message = "restoring \(id) as '\(name)'" }
             do {
                 try Files.makeDirectories(p.diskDir)
+                try Files.writeAtomically(self.restoreMarker(name), "\(id)\n")
                 let total = r.disks.reduce(Int64(0)) { $0 + $1.virtualSize }
                 var done: Int64 = 0
                 let started = now()
@@ -475,6 +495,7 @@ extension VMManager {
                     done += d.virtualSize
                     tasks.update(task.id) { $0.progress = Int(min(99, done * 100 / max(1, total))) }
                 }
+                Files.remove(self.restoreMarker(name))
                 self.release(name)
                 let secs = now() - started
                 tasks.succeed(task.id, "VM '\(name)' restored from backup \(id) (\(r.disks.count) disk(s) in \(format1(secs)) s)",

@@ -172,6 +172,7 @@ public actor VMManager {
                     Log.warning("VM \(name) runs (pid \(pid)) but its QMP socket does not answer: \(error)")
                 }
             } else if Self.livePID(p) == nil {
+                Self.killStaleDiskHolder(p)
                 // QEMU removes its pidfile when it exits cleanly (guest
                 // poweroff, quit); one left behind means it died.
                 if Files.exists(p.pidFile), specs[name] != nil {
@@ -550,6 +551,9 @@ public actor VMManager {
         crashes[name] = nil
 
         if let m = missingImagesMessage(spec) { throw VMError.invalid("VM '\(name)' \(m)") }
+        if Files.exists(restoreMarker(name)) {
+            throw VMError.conflict("VM '\(name)': its restore from a backup did not finish; delete it and restore again")
+        }
         var host = await facts()
         if spec.network == .bridge, host.physicalBridge == nil || !Files.exists("/sys/class/net/\(host.physicalBridge!)/bridge") {
             guard options.createBridge else {
