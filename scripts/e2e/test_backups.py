@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from cbdaemon import Daemon, free_port
+from cbdaemon import PASSWORD, Daemon, binary, free_port
 from debian_guest import BOOT_TIMEOUT, ClientNetns, debian_image, make_key
 
 CLIENT = ClientNetns("cbbackup-client", "cbbk-host", "10.251.0")
@@ -79,6 +79,16 @@ def listed(daemon, vm=None):
 
 
 STATE = {}
+
+
+def cli(daemon, *args, ok=True):
+    """The CLI against the daemon, as a user runs it."""
+    env = dict(os.environ, CLOUDBIOS_PASSWORD=PASSWORD)
+    env.pop("CLOUDBIOS_TOKEN", None)
+    r = subprocess.run([binary(), *args, "--url", daemon.url, "--state-dir", daemon.state, "--user", "admin"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert (r.returncode == 0) == ok, r.stdout + r.stderr
+    return r.stdout + r.stderr
 
 
 def test_full_then_incremental_of_a_running_guest(daemon, guest):
@@ -177,8 +187,12 @@ def test_restore_boots_with_the_data(daemon, guest):
     while time.time() < deadline and daemon.json("GET", "/api/v1/vms/bk1")["state"] != "stopped":
         time.sleep(2)
     assert daemon.json("GET", "/api/v1/vms/bk1")["state"] == "stopped"
-    stopped = backup(daemon, "bk1", "auto")["result"]
-    assert stopped["kind"] == "incremental", stopped
+    out = cli(daemon, "vm", "backup", "bk1", "--json")
+    stopped = json.loads(out.strip().splitlines()[-1])["result"]
+    assert stopped["kind"] == "incremental", out
+    table = cli(daemon, "backup", "list", "--vm", "bk1").splitlines()
+    assert table[0].split() == ["ID", "VM", "TIME", "KIND", "SIZE", "PARENT"], table
+    assert table[1].split()[0] == stopped["id"] and table[1].split()[3] == "incremental", table
     # bad input: no name, a name taken, disks overridden, an unknown backup
     assert daemon.request("POST", f"/api/v1/backups/{STATE['inc']}/restore", {})[0] == 400
     assert daemon.request("POST", f"/api/v1/backups/{STATE['inc']}/restore", {"name": "bk1"})[0] == 409
@@ -206,6 +220,8 @@ def test_verify_names_a_corrupted_file(daemon, guest):
         b = fh.read(1)
         fh.seek(-1, 1)
         fh.write(bytes([b[0] ^ 0xff]))
+    out = cli(daemon, "backup", "verify", STATE["inc"], ok=False)
+    assert f"{STATE['full']}/root.qcow2" in out and "mismatch" in out, out
     v = run_task(daemon, "POST", f"/api/v1/backups/{STATE['inc']}/verify")
     assert v["state"] == "failed" and v["result"]["ok"] is False, v
     assert f"{STATE['full']}/root.qcow2" in v["message"], v
