@@ -38,6 +38,14 @@ public struct BackupsConfig: Sendable, Equatable {
 }
 
 extension Names {
+    /// Volume labels a backup target is named by: 1 to 16 letters, digits, `-`, `_`.
+    public static func checkVolumeLabel(_ l: String) -> String? {
+        guard !l.isEmpty, l.utf8.count <= 16, l.utf8.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }) else {
+            return "a volume label is 1 to 16 letters, digits, '-' or '_'"
+        }
+        return nil
+    }
+
     /// Backup ids: `YYYYMMDD-HHMMSS-` and 4 to 16 lower-case hex digits
     /// (safe as a directory name).
     public static func checkBackupID(_ id: String) -> String? {
@@ -58,7 +66,7 @@ extension StrictDecoder {
         if let n = m["target"], let s = string(n, "backups.target") {
             if s.hasPrefix("LABEL=") {
                 let label = s.dropFirst(6)
-                if label.isEmpty || label.count > 16 || !label.utf8.allSatisfy({ Names.isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }) {
+                if Names.checkVolumeLabel(String(label)) != nil {
                     error(n, "backups.target LABEL= needs a volume label of up to 16 letters, digits, '-' or '_'")
                 } else {
                     b.target = s

@@ -23,8 +23,23 @@ import QEMU
 /// a disk resized or added, or an earlier backup cut short, makes the next
 /// backup a full one, and the task says why.
 extension VMManager {
-    /// Where backups go (`backups.target`, by default `STATE/backups`).
-    public nonisolated var backupDirectory: String { options.backupTarget ?? "\(stateDir)/backups" }
+    /// Where backups go (`backups.target`, by default `STATE/backups`; a
+    /// volume given by label is mounted at `STATE/backup-target/LABEL` and
+    /// holds them in `cloudbios-backups/`).
+    public nonisolated var backupDirectory: String {
+        guard let t = options.backupTarget else { return "\(stateDir)/backups" }
+        guard let label = Self.targetLabel(t) else { return t }
+        return "\(labelMountPoint(label))/cloudbios-backups"
+    }
+
+    nonisolated func labelMountPoint(_ label: String) -> String { "\(stateDir)/backup-target/\(label)" }
+
+    /// `LABEL=NAME` → NAME (checked: letters, digits, `-`, `_`).
+    static func targetLabel(_ target: String) -> String? {
+        guard target.hasPrefix("LABEL=") else { return nil }
+        let l = String(target.dropFirst(6))
+        return Names.checkVolumeLabel(l) == nil ? l : nil
+    }
 
     nonisolated var backups: BackupCatalog { BackupCatalog(directory: backupDirectory) }
 
@@ -36,11 +51,13 @@ extension VMManager {
     /// `GET /api/v1/backups`: newest first, of one VM when `vm` is given.
     public func listBackups(vm: String? = nil) throws(VMError) -> [BackupRecord] {
         if let vm, let e = Names.checkVM(vm) { throw .badRequest(e) }
+        try checkBackupTarget()
         return backups.all().values.filter { vm == nil || $0.vm == vm }.sorted { ($0.time, $0.id) > ($1.time, $1.id) }
     }
 
     public func backup(_ id: String) throws -> BackupRecord {
         if let e = BackupRecord.checkID(id) { throw VMError.badRequest(e) }
+        try checkBackupTarget()
         guard let r = backups.all()[id] else { throw BackupError.notFound(id: id) }
         return r
     }
@@ -75,14 +92,38 @@ extension VMManager {
     func release(_ name: String) { busy.remove(name) }
 
     func checkBackupTarget() throws(VMError) {
-        let dir = backupDirectory
-        if dir.hasPrefix("LABEL=") {
-            throw .unavailable("backups.target \(dir): a target by label is not supported yet; give a directory (a mounted disk)")
+        if let t = options.backupTarget, t.hasPrefix("LABEL=") {
+            guard let label = Self.targetLabel(t) else { throw .invalid("backups.target \(Names.clip(t)) is not a valid volume label") }
+            try mountTarget(label)
         }
+        let dir = backupDirectory
         do { try QEMUCommand.checkPath(dir) } catch { throw .invalid("backups.target: \(error)") }
         do { try Files.makeDirectories(dir, mode: 0o700) } catch {
             throw .unavailable("backups.target \(dir) cannot be created: \(error)")
         }
+    }
+
+    /// Mounts the volume labelled `label` (found by blkid) at its mount
+    /// point, unless it is mounted there already.
+    func mountTarget(_ label: String) throws(VMError) {
+        let dir = labelMountPoint(label)
+        if Mount.isMounted(dir) { return }
+        guard let blkid = Launcher.which("blkid") else { throw .unavailable("backups.target LABEL=\(label): blkid is not installed") }
+        guard let found = try? Launcher(blkid, ["-L", label]).run(mergeError: false), found.status == 0,
+              let device = found.output.split(separator: "\n").first.map(String.init), device.hasPrefix("/dev/") else {
+            throw .unavailable("backups.target: no volume labelled \(label) is attached")
+        }
+        let type = (try? Launcher(blkid, ["-o", "value", "-s", "TYPE", device]).run(mergeError: false))?.output
+            .split(separator: "\n").first.map(String.init) ?? ""
+        guard !type.isEmpty, type.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7a) }) else {
+            throw .unavailable("backups.target LABEL=\(label): \(device) has no filesystem blkid knows")
+        }
+        do {
+            try Mount.mount(device, on: dir, type: type, flags: UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC))
+        } catch {
+            throw .unavailable("backups.target LABEL=\(label): cannot mount \(device) (\(type)): \(error)")
+        }
+        Log.info("backup target: \(device) (\(type), label \(label)) mounted at \(dir)")
     }
 
     /// A QMP connection to the VM's disks: its own QEMU's when it runs, else

@@ -226,3 +226,45 @@ def test_verify_names_a_corrupted_file(daemon, guest):
     assert v["state"] == "failed" and v["result"]["ok"] is False, v
     assert f"{STATE['full']}/root.qcow2" in v["message"], v
     assert [m["file"] for m in v["result"]["mismatch"]] == [f"{STATE['full']}/root.qcow2"], v
+
+
+def test_a_target_by_label_is_mounted(tmp_path):
+    """backups.target: LABEL=NAME finds the volume by its label, mounts it
+    and keeps the backups there; a label no volume has is a clear 503."""
+    from cbdaemon import guest as tiny_guest
+    label = "CBBK" + os.urandom(3).hex().upper()
+    img = str(tmp_path / "target.img")
+    subprocess.run(["truncate", "-s", "96M", img], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-L", label, img], check=True)
+    loop = subprocess.run(["losetup", "-f", "--show", img], capture_output=True, text=True, check=True).stdout.strip()
+    kernel, initrd = tiny_guest()
+    d = Daemon(extra_config=f"backups:\n  target: LABEL={label}\n")
+    missing = Daemon(extra_config="backups:\n  target: LABEL=CBNOSUCHLABEL\n")
+    mount = None
+    try:
+        d.start()
+        d.login()
+        for n, p in (("vmlinuz", kernel), ("initrd", initrd)):
+            assert d.upload(n, p)[0] == 201
+        d.json("POST", "/api/v1/vms", {"name": "lbl", "memory": 128, "kernel": "vmlinuz", "initrd": "initrd",
+                                       "network": "none", "accel": "tcg", "disks": [{"id": "data", "size": "16M"}]}, expect=201)
+        d.json("POST", "/api/v1/vms/lbl/start")
+        d.json("POST", "/api/v1/vms/lbl/stop")
+        b = backup(d, "lbl", "full")["result"]
+        mount = os.path.join(d.state, "backup-target", label)
+        assert os.path.ismount(mount)
+        src = subprocess.run(["findmnt", "-n", "-o", "SOURCE", mount], capture_output=True, text=True).stdout.strip()
+        assert src == loop, src
+        assert os.path.exists(os.path.join(mount, "cloudbios-backups", b["id"], "backup.json"))
+        assert [x["id"] for x in d.json("GET", "/api/v1/backups")] == [b["id"]]
+        # no volume of that label: refused, saying so
+        missing.start()
+        missing.login()
+        status, raw, _ = missing.request("GET", "/api/v1/backups")
+        assert status == 503 and b"no volume labelled CBNOSUCHLABEL" in raw, raw
+    finally:
+        if mount:
+            subprocess.run(["umount", mount], capture_output=True)
+        d.teardown()
+        missing.teardown()
+        subprocess.run(["losetup", "-d", loop], capture_output=True)
