@@ -230,6 +230,7 @@ extension VMManager {
 
     func runBackup(_ taskID: String, _ name: String, _ spec: VMSpec, mode: BackupMode, stopped: Bool) async {
         tasks.update(taskID) { $0.state = .running; $0.message = stopped ? "opening the disks of stopped VM '\(name)'" : "preparing" }
+        let begun = now()
         let catalog = backups
         let id = BackupRecord.newID(wall: Clock.wall())
         let time = BackupRecord.timestamp(Clock.wall())
@@ -323,9 +324,11 @@ extension VMManager {
             let verb = kind == .full ? "full backup" : "incremental backup"
             tasks.update(taskID) { $0.message = "\(verb) \(id) started" + (note.map { "; \($0)" } ?? "") }
 
-            // progress until every job concluded
+            // progress until every job concluded (asked often at first: a
+            // small incremental is over in a moment)
             var copied: Int64 = 0
             var total: Int64 = 0
+            var pause = 0.01
             while true {
                 let jobs = try await qmp.execute("query-jobs", timeout: 10).arrayValue ?? []
                 let ours = jobs.filter { $0["id"]?.stringValue?.hasPrefix(Self.jobPrefix) == true }
@@ -345,11 +348,14 @@ extension VMManager {
                     t.message = "\(verb) \(id): \(Sizes.human(copied)) of \(Sizes.human(total)) at \(Sizes.human(rate))/s"
                         + (note.map { "; \($0)" } ?? "")
                 }
-                await sleep(seconds: 0.25)
+                await sleep(seconds: pause)
+                pause = min(0.25, pause * 1.5)
             }
             let elapsed = max(0.001, now() - started)
-            for n in targetsAdded { _ = try? await qmp.execute("blockdev-del", arguments: .object(["node-name": .string(n)]), timeout: 30) }
+            // closing the target nodes flushes them to the disk
+            for n in targetsAdded { _ = try? await qmp.execute("blockdev-del", arguments: .object(["node-name": .string(n)]), timeout: 300) }
             targetsAdded = []
+            let flushed = now()
 
             // checksums, then the record, then the directory's rename: only now does the backup exist
             tasks.update(taskID) { $0.progress = 96; $0.message = "\(verb) \(id): checksums" }
@@ -359,12 +365,13 @@ extension VMManager {
                 let h = try await blocking { try sha256File(file) }
                 disks.append(BackupDisk(id: d, virtualSize: sizes[d]!, file: "\(d).qcow2", sha256: h, size: Files.size(file) ?? 0))
             }
+            let hashed = now()
             let record = BackupRecord(id: id, vm: name, time: time, kind: kind, parent: parent?.id, spec: spec.json, disks: disks)
             try catalog.commit(record)
             // the bitmaps of earlier backups are of no more use
-            let now = try await Self.bitmaps(qmp)
+            let remaining = try await Self.bitmaps(qmp)
             for d in diskIDs {
-                for b in now[d] ?? [] {
+                for b in remaining[d] ?? [] {
                     guard let bn = b["name"]?.stringValue, bn.hasPrefix(Self.bitmapPrefix), bn != Self.bitmapPrefix + id else { continue }
                     _ = try? await qmp.execute("block-dirty-bitmap-remove", arguments: .object(["node": .string("disk-\(d)"), "name": .string(bn)]))
                 }
@@ -379,6 +386,10 @@ extension VMManager {
             guard case .object(var result) = record.summary else { return }
             result["bytes_copied"] = .int64(copied)
             result["seconds"] = .number(elapsed)
+            // where the time went: preparing, copying, flushing, hashing, in all
+            result["phases"] = .object(["prepare": .number(started - begun), "copy": .number(elapsed),
+                                        "flush": .number(flushed - started - elapsed), "checksum": .number(hashed - flushed),
+                                        "total": .number(now() - begun)])
             result["bytes_per_second"] = .int64(rate)
             result["note"] = note.map { .string($0) } ?? .null
             tasks.succeed(taskID, msg, result: .object(result))
