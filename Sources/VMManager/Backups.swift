@@ -66,7 +66,8 @@ extension VMManager {
 
     /// `POST /api/v1/vms/{name}/backups`: starts a backup task.
     public func startBackup(_ name: String, mode: BackupMode) throws(VMError) -> TaskInfo {
-        guard let spec = specs[name] else { throw .notFound(name: name) }
+        // a running VM is backed up as it runs (disks added since apply at its next start)
+        guard let spec = runtimes[name]?.live ?? specs[name] else { throw .notFound(name: name) }
         try checkBackupTarget()
         guard !tasks.running(name, kind: "backup") else { throw .conflict("VM '\(name)' is being backed up already") }
         guard !busy.contains(name) else { throw .conflict("VM '\(name)' is busy; try again") }
@@ -193,14 +194,21 @@ extension VMManager {
 
     /// The bitmaps QEMU has on each of the VM's disks, by disk id.
     static func bitmaps(_ qmp: QMPClient) async throws -> [String: [JSONValue]] {
+        try await blockState(qmp).bitmaps
+    }
+
+    /// Each of the VM's disks' bitmaps and virtual size, as QEMU has them, by disk id.
+    static func blockState(_ qmp: QMPClient) async throws -> (bitmaps: [String: [JSONValue]], sizes: [String: Int64]) {
         let r = try await qmp.execute("query-block", timeout: 10)
-        var out: [String: [JSONValue]] = [:]
+        var maps: [String: [JSONValue]] = [:]
+        var sizes: [String: Int64] = [:]
         for dev in r.arrayValue ?? [] {
             guard let device = dev["device"]?.stringValue, device.hasPrefix("disk-") else { continue }
-            let maps = dev["inserted"]?["dirty-bitmaps"]?.arrayValue ?? dev["dirty-bitmaps"]?.arrayValue ?? []
-            out[String(device.dropFirst(5))] = maps
+            let id = String(device.dropFirst(5))
+            maps[id] = dev["inserted"]?["dirty-bitmaps"]?.arrayValue ?? dev["dirty-bitmaps"]?.arrayValue ?? []
+            if let vs = dev["inserted"]?["image"]?["virtual-size"]?.int64Value { sizes[id] = vs }
         }
-        return out
+        return (maps, sizes)
     }
 
     /// Jobs and target nodes a backup left in QEMU (the daemon killed
@@ -251,9 +259,8 @@ extension VMManager {
                 Files.removeTree(catalog.partialPath(part.id))
             }
             let all = catalog.all()
-            let maps = try await Self.bitmaps(qmp)
-            var sizes: [String: Int64] = [:]
-            for d in diskIDs { sizes[d] = try await DiskImage.info(paths(name).disk(d)).virtualSize }
+            let (maps, sizes) = try await Self.blockState(qmp)
+            for d in diskIDs where sizes[d] == nil { throw VMError.conflict("VM '\(name)': QEMU does not have its disk '\(d)' (added since it started?)") }
 
             var parent: BackupRecord?
             if mode != .full {
