@@ -317,7 +317,10 @@ extension VMManager {
                     "node": .string("disk-\(d)"), "name": .string(Self.bitmapPrefix + id), "persistent": .bool(true)])]))
                 var job: [String: JSONValue] = ["device": .string("disk-\(d)"), "target": .string(Self.jobPrefix + d),
                                                 "job-id": .string(Self.jobPrefix + d), "auto-dismiss": .bool(false),
-                                                "sync": .string("full")]
+                                                "sync": .string("full"),
+                                                // copy_file_range(2) where the file system has it: about twice
+                                                // the throughput of read and write through QEMU's buffers
+                                                "x-perf": .object(["use-copy-range": .bool(true)])]
                 if let parent {
                     job["sync"] = .string("bitmap")
                     job["bitmap"] = .string(Self.bitmapPrefix + parent.id)
