@@ -245,6 +245,7 @@ export function actionButtons(vm, afterDelete) {
             btns.push(h("button.danger", { type: "button", "data-action": "delete",
                 onclick: async () => { if (await vmDelete(v.name) && afterDelete) afterDelete(); } }, "Delete"));
         }
+        btns.push(h("a.button", { href: "#/backups/" + encodeURIComponent(v.name), "data-action": "backups" }, "Backups"));
         clear(wrap, btns);
     };
     wrap.update(vm);
@@ -424,6 +425,7 @@ async function route() {
         else if (parts[0] === "disks") { nav = "disks"; view = views.disksPage(main); }
         else if (parts[0] === "tasks") { nav = "tasks"; view = views.tasksPage(main); }
         else if (parts[0] === "nodes") { nav = "nodes"; view = views.nodesPage(main); }
+        else if (parts[0] === "backups") { nav = "backups"; view = (await import("/backups.js")).backupsPage(main, parts[1] || null); }
         else view = dashboard(main);
     }
     for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.nav === nav);

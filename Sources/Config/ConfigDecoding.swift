@@ -73,6 +73,7 @@ extension StrictDecoder {
         if let n = m["panel"] { cfg.panel = panel(n) }
         if let n = m["network"] { cfg.network = network(n) }
         if let n = m["console"] { cfg.console = console(n) }
+        if let n = m["backups"] { cfg.backups = backups(n) }
         if let n = m["images"], let items = list(n, "images") {
             var seen: [String: Mark] = [:]
             for (i, item) in items.enumerated() {
@@ -510,6 +511,7 @@ extension StrictDecoder {
         if let n = m["autostart"], let v = bool(n, p + "autostart") { spec.autostart = v }
         if let n = field("order"), let v = int(n, p + "order") { spec.order = v }
         if let n = m["display"], let v = bool(n, p + "display") { spec.display = v }
+        if let n = m["backup"], let v = bool(n, p + "backup") { spec.backup = v }
         for problem in spec.problems() where !broken.contains(where: { problem.field == $0 || problem.field.hasPrefix($0 + ".") }) {
             var message = problem.namesItself ? problem.message : p + problem.message
             if let first = problem.firstAt.flatMap({ at[$0] }) { message += " (first at line \(first.mark.line))" }

@@ -45,6 +45,7 @@ extension VMSpec: JSONRepresentable {
         o["forwards"] = .array(forwards.map { .object(["host": .int($0.host), "guest": .int($0.guest), "proto": .string($0.proto.rawValue)]) })
         o["agent"] = .bool(agent)
         if let boot { o["boot"] = .array(boot.map { .string($0.rawValue) }) }
+        if backup { o["backup"] = .bool(true) }
         return .object(o)
     }
 }

@@ -14,6 +14,7 @@ public struct CloudBIOSConfig: Sendable, Equatable {
     public var console = ConsoleConfig()
     /// The fleet this node belongs to (nil: a machine on its own).
     public var cluster: ClusterConfig?
+    public var backups = BackupsConfig()
     /// Directory of the config file: relative `file:` paths resolve against it.
     public var baseDirectory: String = "."
 
@@ -165,6 +166,8 @@ public struct VMSpec: Sendable, Equatable {
     public var boot: [BootDevice]?
     /// The qemu-guest-agent channel.
     public var agent: Bool = true
+    /// Backed up by the daily schedule (`backups.schedule`).
+    public var backup: Bool = false
 
     public init(name: String) { self.name = name }
 }

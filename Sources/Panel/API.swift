@@ -294,6 +294,39 @@ public final class PanelAPI: Sendable {
             return run { try await backend.removeNode(name); return .noContent() }
         case .task(let id):
             return run { .json(try await backend.task(id).json) }
+        case .backupVM(let name):
+            return jsonBody(head) { body in
+                let o = try PanelAPI.bodyObject(body, keys: ["mode"])
+                var mode = "auto"
+                if let m = o["mode"], m != .null {
+                    guard let s = m.stringValue, ["auto", "full", "incremental"].contains(s) else {
+                        throw RequestError.badRequest("'mode' must be auto, full or incremental")
+                    }
+                    mode = s
+                }
+                return .json(try await backend.backupVM(name, mode: mode).json, status: 202)
+            }
+        case .listBackups:
+            let vm = head.query["vm"]
+            return run {
+                if let vm, let e = Names.checkVM(vm) { throw RequestError.badRequest(e) }
+                return .json(try await backend.listBackups(vm: vm))
+            }
+        case .getBackup(let id):
+            return run { .json(try await backend.backup(id)) }
+        case .deleteBackup(let id):
+            return run { try await backend.deleteBackup(id); return .noContent() }
+        case .restoreBackup(let id):
+            return jsonBody(head) { body in
+                let v: JSONValue
+                do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw RequestError.badRequest(PanelAPI.bodyMessage(error)) }
+                guard case .object(let o) = v else { throw RequestError.badRequest("body must be a JSON object of VM spec keys with 'name'") }
+                return .json(try await backend.restoreBackup(id, overrides: o).json, status: 202)
+            }
+        case .verifyBackup(let id):
+            return .body(limit: 4096) { _ in
+                await PanelAPI.guarded { .json(try await backend.verifyBackup(id).json, status: 202) }
+            }
         case .metrics:
             let http = metrics
             return run {

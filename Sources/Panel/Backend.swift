@@ -55,11 +55,35 @@ public protocol PanelBackend: Sendable {
     func nodes() async throws -> JSONValue
     /// Removes a node that is down from the fleet.
     func removeNode(_ name: String) async throws
+
+    /// Starts a backup of the VM (`auto`, `full`, `incremental`), as a task.
+    func backupVM(_ name: String, mode: String) async throws -> TaskInfo
+    /// The backups' summaries, newest first (of one VM when given).
+    func listBackups(vm: String?) async throws -> JSONValue
+    /// One backup's whole record (its `backup.json`).
+    func backup(_ id: String) async throws -> JSONValue
+    func deleteBackup(_ id: String) async throws
+    /// A new VM from a backup (the body's spec keys override the backed-up ones), as a task.
+    func restoreBackup(_ id: String, overrides: [String: JSONValue]) async throws -> TaskInfo
+    /// Recomputes the checksums of the backup's chain, as a task.
+    func verifyBackup(_ id: String) async throws -> TaskInfo
 }
 
 /// `POST /api/v1/system/{action}`.
 public enum SystemAction: String, Sendable, Equatable, CaseIterable {
     case reboot, shutdown, display
+}
+
+/// Backups (`/api/v1/backups…`); a backend without them answers 409.
+extension PanelBackend {
+    public func backupVM(_ name: String, mode: String) async throws -> TaskInfo { throw RequestError.conflict("backups are not available here") }
+    public func listBackups(vm: String?) async throws -> JSONValue { .array([]) }
+    public func backup(_ id: String) async throws -> JSONValue { throw RequestError.notFound("no backup '\(id)'") }
+    public func deleteBackup(_ id: String) async throws { throw RequestError.notFound("no backup '\(id)'") }
+    public func restoreBackup(_ id: String, overrides: [String: JSONValue]) async throws -> TaskInfo {
+        throw RequestError.notFound("no backup '\(id)'")
+    }
+    public func verifyBackup(_ id: String) async throws -> TaskInfo { throw RequestError.notFound("no backup '\(id)'") }
 }
 
 extension PanelBackend {

@@ -29,6 +29,13 @@ public enum Route: Sendable, Equatable {
     case initDisk(String)
     case install
     case listTasks, task(String)
+    /// `POST /api/v1/vms/{name}/backups` `{"mode": "auto" | "full" | "incremental"}`
+    case backupVM(String)
+    /// `GET /api/v1/backups[?vm=NAME]`
+    case listBackups
+    case getBackup(String), deleteBackup(String)
+    /// `POST /api/v1/backups/{id}/restore` · `…/verify`
+    case restoreBackup(String), verifyBackup(String)
     case metrics
     /// `GET /api/v1/nodes`: the fleet's nodes.
     case nodes
@@ -89,6 +96,12 @@ public enum Route: Sendable, Equatable {
         case .install: return "POST /api/v1/install"
         case .listTasks: return "GET /api/v1/tasks"
         case .task: return "GET /api/v1/tasks/{id}"
+        case .backupVM: return "POST /api/v1/vms/{name}/backups"
+        case .listBackups: return "GET /api/v1/backups"
+        case .getBackup: return "GET /api/v1/backups/{id}"
+        case .deleteBackup: return "DELETE /api/v1/backups/{id}"
+        case .restoreBackup: return "POST /api/v1/backups/{id}/restore"
+        case .verifyBackup: return "POST /api/v1/backups/{id}/verify"
         case .metrics: return "GET /metrics"
         case .nodes: return "GET /api/v1/nodes"
         case .deleteNode: return "DELETE /api/v1/nodes/{name}"
@@ -171,6 +184,7 @@ public enum Router {
             case "install": return only(method, ["POST"], .install)
             case "tasks": return only(method, ["GET"], .listTasks)
             case "nodes": return only(method, ["GET"], .nodes)
+            case "backups": return only(method, ["GET"], .listBackups)
             default: return .failure(notFound(path))
             }
         case 2:
@@ -205,11 +219,26 @@ public enum Router {
                 let id = rest[1]
                 if let e = checkTaskID(id) { return .failure(RouteError(400, e)) }
                 return only(method, ["GET"], .task(id))
+            case "backups":
+                let id = rest[1]
+                if let e = Names.checkBackupID(id) { return .failure(RouteError(400, e)) }
+                switch method {
+                case "GET": return .success(.getBackup(id))
+                case "DELETE": return .success(.deleteBackup(id))
+                default: return .failure(notAllowed(method, ["GET", "DELETE"]))
+                }
             default: return .failure(notFound(path))
             }
         case 3 where rest[0] == "images" && rest[2] == "import":
             if let e = Names.checkImage(rest[1]) { return .failure(RouteError(400, e)) }
             return only(method, ["POST"], .importImage(rest[1]))
+        case 3 where rest[0] == "backups":
+            if let e = Names.checkBackupID(rest[1]) { return .failure(RouteError(400, e)) }
+            switch rest[2] {
+            case "restore": return only(method, ["POST"], .restoreBackup(rest[1]))
+            case "verify": return only(method, ["POST"], .verifyBackup(rest[1]))
+            default: return .failure(notFound(path))
+            }
         case 3 where rest[0] == "tasks" || rest[0] == "images":
             let e = rest[0] == "tasks" ? checkTaskID(rest[1]) : Names.checkImage(rest[1..<3].joined(separator: "/"))
             if let e { return .failure(RouteError(400, e)) }
@@ -227,6 +256,7 @@ public enum Router {
             case "console": return only(method, ["GET"], .console(name))
             case "terminal": return only(method, ["GET"], .terminal(name))
             case "cdrom": return only(method, ["POST"], .cdrom(name))
+            case "backups": return only(method, ["POST"], .backupVM(name))
             default:
                 guard let action = VMAction(rawValue: rest[2]) else { return .failure(notFound(path)) }
                 return only(method, ["POST"], .vmAction(name, action))

@@ -44,6 +44,10 @@ public struct VMManagerOptions: Sendable {
     /// A running VM's serial log is rotated (to serial.log.1) past this size.
     public var serialLogLimit: Int64 = 16 << 20
     public var version: String = "0.1.0"
+    /// Where backups go (`backups.target`); nil: `STATE/backups`.
+    public var backupTarget: String?
+    /// What retention keeps of each VM's backups (`backups.keep`).
+    public var backupKeep = BackupKeep()
     public init(stateDir: String) { self.stateDir = stateDir }
 }
 
@@ -62,11 +66,11 @@ public actor VMManager {
     public let options: VMManagerOptions
     public nonisolated let stateDir: String
     let store: ImageStore
-    private var specs: [String: VMSpec] = [:]
-    private var runtimes: [String: Runtime] = [:]
+    var specs: [String: VMSpec] = [:]
+    var runtimes: [String: Runtime] = [:]
     /// Why a VM that is not running crashed (cleared on start).
     private var crashes: [String: String] = [:]
-    private var busy: Set<String> = []
+    var busy: Set<String> = []
     private var uploading: Set<String> = []
     private var hostFacts: HostFacts?
     private var factsTask: Task<HostFacts, Never>?
@@ -168,6 +172,7 @@ public actor VMManager {
                     Log.warning("VM \(name) runs (pid \(pid)) but its QMP socket does not answer: \(error)")
                 }
             } else if Self.livePID(p) == nil {
+                Self.killStaleDiskHolder(p)
                 // QEMU removes its pidfile when it exits cleanly (guest
                 // poweroff, quit); one left behind means it died.
                 if Files.exists(p.pidFile), specs[name] != nil {
@@ -546,6 +551,9 @@ public actor VMManager {
         crashes[name] = nil
 
         if let m = missingImagesMessage(spec) { throw VMError.invalid("VM '\(name)' \(m)") }
+        if Files.exists(restoreMarker(name)) {
+            throw VMError.conflict("VM '\(name)': its restore from a backup did not finish; delete it and restore again")
+        }
         var host = await facts()
         if spec.network == .bridge, host.physicalBridge == nil || !Files.exists("/sys/class/net/\(host.physicalBridge!)/bridge") {
             guard options.createBridge else {

@@ -64,6 +64,8 @@ struct DaemonCommand: Command {
         if let f = getenv("SSL_CERT_FILE"), f.pointee != 0 { options.trustFile = String(cString: f) }
         options.version = CloudBIOSVersion.string
         options.reservedPorts["tcp/\(cfg.panel.port)"] = "the panel"
+        options.backupTarget = cfg.backups.target
+        options.backupKeep = BackupKeep(last: cfg.backups.keepLast, daily: cfg.backups.keepDaily, weekly: cfg.backups.keepWeekly)
         let users = UserStore(path: usersFile ?? config.map { Files.parent(of: $0) + "/" + LocalUsers.fileName }
                                         ?? dir + "/" + LocalUsers.fileName)
         let configUsers = cfg.panel.users
@@ -121,7 +123,10 @@ struct DaemonCommand: Command {
             }
         }
 
+        let backupSchedule = cfg.backups.schedule.map { at in Task { await manager.runBackupSchedule(hour: at.hour, minute: at.minute) } }
+
         await Self.waitForTermination()
+        backupSchedule?.cancel()
         Log.info("exiting; running VMs keep running and are reattached at the next start")
         serialLogs.cancel()
         await manager.detach()

@@ -114,6 +114,17 @@ struct VMManagerBackend: PanelBackend {
     }
 
     func metrics() async -> String { await manager.metrics() }
+
+    func backupVM(_ name: String, mode: String) async throws -> TaskInfo {
+        try await manager.startBackup(name, mode: BackupMode(rawValue: mode) ?? .auto)
+    }
+    func listBackups(vm: String?) async throws -> JSONValue { .array(try await manager.listBackups(vm: vm).map(\.summary)) }
+    func backup(_ id: String) async throws -> JSONValue { try await manager.backup(id).json }
+    func deleteBackup(_ id: String) async throws { try await manager.deleteBackup(id) }
+    func restoreBackup(_ id: String, overrides: [String: JSONValue]) async throws -> TaskInfo {
+        try await manager.startRestore(id, overrides: overrides)
+    }
+    func verifyBackup(_ id: String) async throws -> TaskInfo { try await manager.startVerify(id) }
 }
 
 extension ImageUploadSession: ImageUpload {}

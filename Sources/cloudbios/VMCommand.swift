@@ -11,7 +11,7 @@ struct VMCommand: ParsableCommand {
         commandName: "vm",
         abstract: "Manage VMs through the daemon's REST API.",
         subcommands: [VMList.self, VMCreate.self, VMStart.self, VMStop.self, VMShutdown.self, VMReboot.self, VMReset.self,
-                      VMPause.self, VMResume.self, VMDelete.self, VMConsole.self, VMSerial.self, VMTerminal.self])
+                      VMPause.self, VMResume.self, VMDelete.self, VMConsole.self, VMSerial.self, VMTerminal.self, VMBackup.self])
 }
 
 struct ClientOptions: ParsableArguments {

@@ -15,41 +15,25 @@ import time
 
 import pytest
 
-from cbdaemon import Daemon, REPO, free_port
+from cbdaemon import Daemon, free_port
+from debian_guest import BOOT_TIMEOUT, ClientNetns, debian_image as build_debian_image, make_key
 
-CACHE = os.environ.get("CLOUDBIOS_GUEST_CACHE", "/var/cache/cloudbios-test/guest")
-BOOT_TIMEOUT = 420  # a Debian boot with cloud-init under TCG on a busy 2-core machine
 NS = "cbguest-client"
+CLIENT = ClientNetns(NS, "cbg-host", "10.250.0")
 
 
 @pytest.fixture(scope="module")
 def debian_image():
-    r = subprocess.run(["python3", os.path.join(REPO, "scripts", "lib", "make-debian-guest.py"), CACHE],
-                       capture_output=True, text=True, timeout=3000)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    path = r.stdout.strip().splitlines()[-1]
-    assert os.path.exists(path), r.stdout
-    return path
+    return build_debian_image()
 
 
 @pytest.fixture(scope="module")
 def client_netns():
     """A network namespace on a veth pair: the SSH client stands there, as
     another machine would; the host side is 10.250.0.1."""
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-    subprocess.run(["ip", "link", "del", "cbg-host"], capture_output=True)
-    for cmd in (["ip", "netns", "add", NS],
-                ["ip", "link", "add", "cbg-host", "type", "veth", "peer", "name", "cbg-client"],
-                ["ip", "link", "set", "cbg-client", "netns", NS],
-                ["ip", "addr", "add", "10.250.0.1/30", "dev", "cbg-host"],
-                ["ip", "link", "set", "cbg-host", "up"],
-                ["ip", "-n", NS, "addr", "add", "10.250.0.2/30", "dev", "cbg-client"],
-                ["ip", "-n", NS, "link", "set", "cbg-client", "up"],
-                ["ip", "-n", NS, "link", "set", "lo", "up"]):
-        subprocess.run(cmd, check=True)
+    CLIENT.up()
     yield NS
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-    subprocess.run(["ip", "link", "del", "cbg-host"], capture_output=True)
+    CLIENT.down()
 
 
 @pytest.fixture(scope="module")
@@ -73,32 +57,15 @@ def uploaded(daemon, debian_image):
 
 @pytest.fixture(scope="module")
 def key(tmp_path_factory):
-    k = str(tmp_path_factory.mktemp("ssh") / "id_ed25519")
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "e2e@cloudbios", "-f", k], check=True)
-    return k
+    return make_key(tmp_path_factory.mktemp("ssh"))
 
 
 def ssh(key, port, command, timeout=60):
-    """One ssh command from the client namespace; a hung attempt (a guest
-    rebooting behind the forward accepts and then says nothing) is a failed one."""
-    argv = ["ip", "netns", "exec", NS, "ssh", "-i", key, "-p", str(port),
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
-            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "debian@10.250.0.1", command]
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        return subprocess.CompletedProcess(argv, 255, e.stdout or "", f"timed out after {timeout} s")
+    return CLIENT.ssh(key, port, command, timeout)
 
 
 def wait_ssh(key, port, deadline):
-    last = None
-    while time.time() < deadline:
-        last = ssh(key, port, "cloud-init status --wait >/dev/null 2>&1; hostname")
-        if last.returncode == 0:
-            return last.stdout.strip()
-        time.sleep(5)
-    raise AssertionError(f"no SSH login: {last.stderr if last else ''}")
+    return CLIENT.wait_ssh(key, port, deadline)
 
 
 CONSOLE_PASSWORD = "serial-console-pw"

@@ -38,6 +38,8 @@ DESIGN_ROUTES = [
     ("get", "/api/v1/images"), ("put", "/api/v1/images/{name}"), ("delete", "/api/v1/images/{name}"),
     ("get", "/api/v1/disks"), ("post", "/api/v1/install"), ("get", "/api/v1/tasks/{id}"), ("get", "/metrics"),
     ("get", "/api/v1/session"), ("post", "/api/v1/logout"), ("get", "/api/v1/tasks"),
+    ("post", "/api/v1/vms/{name}/backups"), ("get", "/api/v1/backups"), ("post", "/api/v1/backups/{id}/restore"),
+    ("delete", "/api/v1/backups/{id}"),
 ]
 
 
@@ -250,6 +252,42 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     api("GET", "/api/v1/vms/spec-vm/screenshot", 409)
     api("DELETE", "/api/v1/vms/spec-vm", (200, 204))
     api("GET", "/api/v1/vms/spec-vm", 404)
+
+    # backups: of a stopped VM whose disk exists (it ran once), listed, read, verified, restored, deleted
+    bspec = dict(spec, name="bk-vm", disks=[{"id": "data", "size": "16M"}])
+    api("POST", "/api/v1/vms", (200, 201), json=bspec)
+    api("POST", "/api/v1/vms/bk-vm/backups", 409, json={})  # its disk is made at the first start
+    api("POST", "/api/v1/vms/bk-vm/start", (200, 202, 204), json={})
+    api("POST", "/api/v1/vms/bk-vm/stop", (200, 202, 204), json={})
+    api("POST", "/api/v1/vms/bk-vm/backups", 400, json={"mode": "sometimes"})
+    api("POST", "/api/v1/vms/no-such-vm/backups", 404, json={})
+
+    def finished(t):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            t = api("GET", "/api/v1/tasks/" + t["id"], 200).json()
+            if t["state"] in ("succeeded", "failed"):
+                return t
+            time.sleep(0.3)
+        return t
+    t = finished(api("POST", "/api/v1/vms/bk-vm/backups", 202, json={"mode": "full"}).json())
+    assert t["state"] == "succeeded", t
+    bid = t["result"]["id"]
+    assert [b["id"] for b in api("GET", "/api/v1/backups?vm=bk-vm", 200).json()] == [bid]
+    api("GET", "/api/v1/backups", 200)
+    api("GET", "/api/v1/backups?vm=Bad_Name", 400)
+    assert api("GET", "/api/v1/backups/" + bid, 200).json()["disks"][0]["id"] == "data"
+    api("GET", "/api/v1/backups/20000101-000000-ffff", 404)
+    api("GET", "/api/v1/backups/not-an-id", 400)
+    assert finished(api("POST", "/api/v1/backups/%s/verify" % bid, 202).json())["state"] == "succeeded"
+    api("POST", "/api/v1/backups/20000101-000000-ffff/verify", 404)
+    api("POST", "/api/v1/backups/%s/restore" % bid, 400, json={"memory": 256})
+    api("POST", "/api/v1/backups/%s/restore" % bid, 409, json={"name": "bk-vm"})
+    assert finished(api("POST", "/api/v1/backups/%s/restore" % bid, 202, json={"name": "bk-vm2"}).json())["state"] == "succeeded"
+    api("DELETE", "/api/v1/backups/" + bid, 204)
+    api("DELETE", "/api/v1/backups/" + bid, 404)
+    api("DELETE", "/api/v1/vms/bk-vm", (200, 204))
+    api("DELETE", "/api/v1/vms/bk-vm2", (200, 204))
 
     # install: a dry run against a selector that matches nothing is refused, never applied
     r = api("POST", "/api/v1/install", (200, 202, 400, 404, 409, 422), json={"dry_run": True, "disk": {"serial": "NO-SUCH-DISK-*"}})

@@ -322,6 +322,29 @@ def test_disks_and_tasks_pages(daemon, browser):
     screenshot(browser, "12-tasks")
 
 
+def test_backups_page_backs_up_and_verifies(daemon, browser):
+    spec = {"name": "bk-vm", "memory": 256, "cpus": 1, "kernel": "tiny-kernel", "initrd": "tiny-initrd",
+            "network": "none", "accel": "tcg", "disks": [{"id": "data", "size": "16M"}]}
+    assert daemon.api("POST", "/api/v1/vms", json=spec).status_code == 201
+    # its disk is made at the first start
+    assert daemon.api("POST", "/api/v1/vms/bk-vm/start", json={}).status_code == 200
+    assert daemon.api("POST", "/api/v1/vms/bk-vm/stop", json={}).status_code == 200
+    browser.get(daemon.url + "/#/backups/bk-vm")
+    wait(browser, lambda b: "No backups of bk-vm" in el(b, "#backup-list").text, what="an empty backups page")
+    Select(el(browser, "#backup-mode")).select_by_value("full")
+    el(browser, "#backup-now").click()
+    row = "[data-backups-vm='bk-vm'] tr[data-backup]"
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, row), timeout=60, what="the backup listed")
+    listed = daemon.api("GET", "/api/v1/backups?vm=bk-vm").json()
+    assert len(listed) == 1 and listed[0]["kind"] == "full"
+    assert listed[0]["id"] in el(browser, row).text and "full" in el(browser, row).text
+    el(browser, row + " [data-action=verify]").click()
+    wait(browser, lambda b: "match their checksums" in el(b, "#backup-status").text, timeout=60, what="the verify's result")
+    screenshot(browser, "13-backups")
+    assert daemon.api("DELETE", "/api/v1/backups/" + listed[0]["id"]).status_code == 204
+    assert daemon.api("DELETE", "/api/v1/vms/bk-vm").status_code == 204
+
+
 def test_delete_with_confirmation(daemon, browser):
     browser.get(daemon.url + "/#/")
     row = "tr[data-vm='form-vm']"
