@@ -512,6 +512,7 @@ extension StrictDecoder {
         if let n = field("order"), let v = int(n, p + "order") { spec.order = v }
         if let n = m["display"], let v = bool(n, p + "display") { spec.display = v }
         if let n = m["backup"], let v = bool(n, p + "backup") { spec.backup = v }
+        if let n = m["template"], let v = bool(n, p + "template") { spec.template = v }
         for problem in spec.problems() where !broken.contains(where: { problem.field == $0 || problem.field.hasPrefix($0 + ".") }) {
             var message = problem.namesItself ? problem.message : p + problem.message
             if let first = problem.firstAt.flatMap({ at[$0] }) { message += " (first at line \(first.mark.line))" }

@@ -46,6 +46,7 @@ extension VMSpec: JSONRepresentable {
         o["agent"] = .bool(agent)
         if let boot { o["boot"] = .array(boot.map { .string($0.rawValue) }) }
         if backup { o["backup"] = .bool(true) }
+        if template { o["template"] = .bool(true) }
         return .object(o)
     }
 }

@@ -168,6 +168,8 @@ public struct VMSpec: Sendable, Equatable {
     public var agent: Bool = true
     /// Backed up by the daily schedule (`backups.schedule`).
     public var backup: Bool = false
+    /// A template never starts; it is cloned (`POST /api/v1/vms/{name}/clone`).
+    public var template: Bool = false
 
     public init(name: String) { self.name = name }
 }

@@ -70,6 +70,17 @@ public enum Names {
         return nil
     }
 
+    /// A snapshot's name: `[A-Za-z][A-Za-z0-9._-]{0,39}`. It starts with a
+    /// letter, so it is never taken for a snapshot's numeric id by qemu-img.
+    public static func checkSnapshot(_ name: String) -> String? {
+        let u = Array(name.utf8)
+        guard !u.isEmpty, u.count <= 40, isAlnum(u[0]), !isLowerAlnum(u[0]) || u[0] >= 0x61,
+              u.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }) else {
+            return "snapshot name '\(clip(name))' must be 1 to 40 letters, digits, '.', '_' and '-', starting with a letter"
+        }
+        return nil
+    }
+
     /// A Linux user name for a guest (cloud-init creates it).
     public static func checkGuestUser(_ name: String) -> String? {
         let u = Array(name.utf8)

@@ -286,6 +286,33 @@ public final class PanelAPI: Sendable {
                 _ = try InstallConfig.decode(json: body, file: "body")
                 return .json(try await backend.startInstall(v).json, status: 202)
             }
+        case .listSnapshots(let name):
+            return run { .json(try await backend.snapshots(name)) }
+        case .takeSnapshot(let name):
+            return jsonBody(head) { body in
+                let o = try PanelAPI.bodyObject(body, keys: ["name", "memory"])
+                guard let snap = o["name"]?.stringValue else { throw RequestError.badRequest("body must be {\"name\": SNAPSHOT, \"memory\": true|false}") }
+                if let e = Names.checkSnapshot(snap) { throw RequestError.badRequest(e) }
+                var memory = false
+                if let m = o["memory"] {
+                    guard let b = m.boolValue else { throw RequestError.badRequest("'memory' must be true or false") }
+                    memory = b
+                }
+                return .json(try await backend.takeSnapshot(name, snapshot: snap, memory: memory).json, status: 202)
+            }
+        case .revertSnapshot(let name, let snap):
+            return .body(limit: 4096) { _ in
+                await PanelAPI.guarded { .json(try await backend.revertSnapshot(name, snapshot: snap).json, status: 202) }
+            }
+        case .deleteSnapshot(let name, let snap):
+            return run { .json(try await backend.deleteSnapshot(name, snapshot: snap)) }
+        case .cloneVM(let name):
+            return jsonBody(head) { body in
+                let v: JSONValue
+                do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw RequestError.badRequest(PanelAPI.bodyMessage(error)) }
+                guard case .object(let o) = v else { throw RequestError.badRequest("body must be a JSON object: {\"name\": NEW, \"linked\": true, …}") }
+                return .json(try await backend.cloneVM(name, o).json, status: 202)
+            }
         case .listTasks:
             return run { .json(.array(await backend.tasks().map(\.json))) }
         case .nodes:

@@ -43,6 +43,17 @@ public protocol PanelBackend: Sendable {
     /// Downloads an image from a URL into the store, as a task.
     func importImage(_ name: String, url: String, sha256: String?) async throws -> TaskInfo
 
+    /// A VM's snapshots (`[{"name", "time", "memory", "quiesced", "parent", "current", …}]`).
+    func snapshots(_ name: String) async throws -> JSONValue
+    /// Takes a snapshot, as a task.
+    func takeSnapshot(_ name: String, snapshot: String, memory: Bool) async throws -> TaskInfo
+    /// Reverts to a snapshot, as a task.
+    func revertSnapshot(_ name: String, snapshot: String) async throws -> TaskInfo
+    /// Deletes a snapshot; the list after it.
+    func deleteSnapshot(_ name: String, snapshot: String) async throws -> JSONValue
+    /// Clones a VM (`{"name", "linked", …spec overrides}`), as a task.
+    func cloneVM(_ name: String, _ body: [String: JSONValue]) async throws -> TaskInfo
+
     /// Prometheus text exposition of the VM manager's metrics.
     func metrics() async -> String
 
@@ -89,6 +100,20 @@ extension PanelBackend {
 extension PanelBackend {
     public func initDisk(_ name: String, wipe: Bool) async throws -> TaskInfo {
         throw RequestError.conflict("this daemon does not make data disks")
+    }
+
+    public func snapshots(_ name: String) async throws -> JSONValue { throw RequestError.conflict("snapshots are not available here") }
+    public func takeSnapshot(_ name: String, snapshot: String, memory: Bool) async throws -> TaskInfo {
+        throw RequestError.conflict("snapshots are not available here")
+    }
+    public func revertSnapshot(_ name: String, snapshot: String) async throws -> TaskInfo {
+        throw RequestError.conflict("snapshots are not available here")
+    }
+    public func deleteSnapshot(_ name: String, snapshot: String) async throws -> JSONValue {
+        throw RequestError.conflict("snapshots are not available here")
+    }
+    public func cloneVM(_ name: String, _ body: [String: JSONValue]) async throws -> TaskInfo {
+        throw RequestError.conflict("clones are not available here")
     }
 
     public func system(_ action: SystemAction, display vm: String?) async throws -> JSONValue {

@@ -36,6 +36,10 @@ public enum Route: Sendable, Equatable {
     case getBackup(String), deleteBackup(String)
     /// `POST /api/v1/backups/{id}/restore` · `…/verify`
     case restoreBackup(String), verifyBackup(String)
+    /// `GET · POST /api/v1/vms/{name}/snapshots`, `POST …/{snap}/revert`, `DELETE …/{snap}`
+    case listSnapshots(String), takeSnapshot(String), revertSnapshot(String, String), deleteSnapshot(String, String)
+    /// `POST /api/v1/vms/{name}/clone` `{"name": NEW, "linked": true, …}`
+    case cloneVM(String)
     case metrics
     /// `GET /api/v1/nodes`: the fleet's nodes.
     case nodes
@@ -102,6 +106,11 @@ public enum Route: Sendable, Equatable {
         case .deleteBackup: return "DELETE /api/v1/backups/{id}"
         case .restoreBackup: return "POST /api/v1/backups/{id}/restore"
         case .verifyBackup: return "POST /api/v1/backups/{id}/verify"
+        case .listSnapshots: return "GET /api/v1/vms/{name}/snapshots"
+        case .takeSnapshot: return "POST /api/v1/vms/{name}/snapshots"
+        case .revertSnapshot: return "POST /api/v1/vms/{name}/snapshots/{snap}/revert"
+        case .deleteSnapshot: return "DELETE /api/v1/vms/{name}/snapshots/{snap}"
+        case .cloneVM: return "POST /api/v1/vms/{name}/clone"
         case .metrics: return "GET /metrics"
         case .nodes: return "GET /api/v1/nodes"
         case .deleteNode: return "DELETE /api/v1/nodes/{name}"
@@ -257,10 +266,22 @@ public enum Router {
             case "terminal": return only(method, ["GET"], .terminal(name))
             case "cdrom": return only(method, ["POST"], .cdrom(name))
             case "backups": return only(method, ["POST"], .backupVM(name))
+            case "clone": return only(method, ["POST"], .cloneVM(name))
+            case "snapshots":
+                switch method {
+                case "GET": return .success(.listSnapshots(name))
+                case "POST": return .success(.takeSnapshot(name))
+                default: return .failure(notAllowed(method, ["GET", "POST"]))
+                }
             default:
                 guard let action = VMAction(rawValue: rest[2]) else { return .failure(notFound(path)) }
                 return only(method, ["POST"], .vmAction(name, action))
             }
+        case 4 where rest[0] == "vms" && rest[2] == "snapshots", 5 where rest[0] == "vms" && rest[2] == "snapshots" && rest[4] == "revert":
+            if let e = Names.checkVM(rest[1]) { return .failure(RouteError(400, e)) }
+            if let e = Names.checkSnapshot(rest[3]) { return .failure(RouteError(400, e)) }
+            if rest.count == 4 { return only(method, ["DELETE"], .deleteSnapshot(rest[1], rest[3])) }
+            return only(method, ["POST"], .revertSnapshot(rest[1], rest[3]))
         default:
             // A VM name holding '/' (e.g. `../x` decoded) lands here.
             if rest.first == "vms", rest.count > 3 {

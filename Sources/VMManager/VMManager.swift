@@ -190,7 +190,7 @@ public actor VMManager {
     @discardableResult
     public func autostart(_ names: [String]? = nil) async -> [String] {
         var waiting: [String] = []
-        let list = specs.values.filter { $0.autostart && names?.contains($0.name) != false }
+        let list = specs.values.filter { $0.autostart && !$0.template && names?.contains($0.name) != false }
             .sorted { ($0.order, $0.name) < ($1.order, $1.name) }
         for spec in list where runtimes[spec.name] == nil {
             if spec.imageNames.contains(where: { downloading.contains($0) && !store.exists($0) }) {
@@ -442,6 +442,7 @@ public actor VMManager {
         new.assignDiskIDs()
         try checkShrink(old: old, new: new)
         guard new.name == old.name else { throw .invalid("the body's name '\(Names.clip(new.name))' differs from '\(old.name)'; VMs cannot be renamed") }
+        if old.template, !new.template { try checkNoLinkedClones(old.name, "stop being a template") }
         try new.validate()
         return new
     }
@@ -458,6 +459,7 @@ public actor VMManager {
     public func delete(_ name: String) throws(VMError) {
         guard specs[name] != nil else { throw .notFound(name: name) }
         guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict("VM '\(name)' is running; stop it first") }
+        try checkNoLinkedClones(name, "be deleted")
         let p = paths(name)
         Files.remove(p.definition)
         Files.removeTree(p.diskDir)
@@ -543,7 +545,14 @@ public actor VMManager {
     }
 
     public func start(_ name: String) async throws -> VMStatus {
+        try await start(name, paused: false)
+    }
+
+    /// Starts the VM; `paused`: QEMU comes up with its CPUs stopped (`-S`),
+    /// for a saved state to be loaded before it runs.
+    func start(_ name: String, paused: Bool) async throws -> VMStatus {
         guard let spec = specs[name] else { throw VMError.notFound(name: name) }
+        if spec.template { throw VMError.conflict(Self.templateStartMessage(name)) }
         if runtimes[name] != nil { throw VMError.conflict("VM '\(name)' is already running") }
         guard !busy.contains(name) else { throw VMError.conflict("VM '\(name)' is busy") }
         busy.insert(name)
@@ -592,6 +601,7 @@ public actor VMManager {
             throw VMError.unavailable("\(options.qemuBinary) is not installed")
         }
         argv[0] = qemu
+        if paused { argv.append("-S") }
 
         try await prepareDisks(spec, p, host: host)
         cleanRunDir(p)

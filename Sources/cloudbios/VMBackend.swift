@@ -113,6 +113,18 @@ struct VMManagerBackend: PanelBackend {
         try await manager.startImport(name, url: url, sha256: sha256)
     }
 
+    func snapshots(_ name: String) async throws -> JSONValue { try await manager.snapshots(name).json }
+    func takeSnapshot(_ name: String, snapshot: String, memory: Bool) async throws -> TaskInfo {
+        try await manager.startSnapshot(name, snapshot: snapshot, memory: memory)
+    }
+    func revertSnapshot(_ name: String, snapshot: String) async throws -> TaskInfo {
+        try await manager.startRevert(name, snapshot: snapshot)
+    }
+    func deleteSnapshot(_ name: String, snapshot: String) async throws -> JSONValue {
+        try await manager.deleteSnapshot(name, snapshot: snapshot).json
+    }
+    func cloneVM(_ name: String, _ body: [String: JSONValue]) async throws -> TaskInfo { try await manager.startClone(name, body: body) }
+
     func metrics() async -> String { await manager.metrics() }
 
     func backupVM(_ name: String, mode: String) async throws -> TaskInfo {
