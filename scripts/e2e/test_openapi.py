@@ -40,6 +40,9 @@ DESIGN_ROUTES = [
     ("get", "/api/v1/session"), ("post", "/api/v1/logout"), ("get", "/api/v1/tasks"),
     ("post", "/api/v1/vms/{name}/backups"), ("get", "/api/v1/backups"), ("post", "/api/v1/backups/{id}/restore"),
     ("delete", "/api/v1/backups/{id}"),
+    ("get", "/api/v1/vms/{name}/snapshots"), ("post", "/api/v1/vms/{name}/snapshots"),
+    ("post", "/api/v1/vms/{name}/snapshots/{snap}/revert"), ("delete", "/api/v1/vms/{name}/snapshots/{snap}"),
+    ("post", "/api/v1/vms/{name}/clone"),
 ]
 
 
@@ -250,6 +253,20 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     while time.time() < deadline and api("GET", "/api/v1/vms/spec-vm", 200).json()["state"] != "stopped":
         time.sleep(0.5)
     api("GET", "/api/v1/vms/spec-vm/screenshot", 409)
+    # snapshots and clones (a VM without disks has nothing to snapshot)
+    assert api("GET", "/api/v1/vms/spec-vm/snapshots", 200).json() == []
+    api("GET", "/api/v1/vms/no-such-vm/snapshots", 404)
+    api("POST", "/api/v1/vms/spec-vm/snapshots", 409, json={"name": "s1"})
+    api("POST", "/api/v1/vms/spec-vm/snapshots", 400, json={"name": "1-bad"})
+    api("POST", "/api/v1/vms/spec-vm/snapshots/s1/revert", 404, json={})
+    api("DELETE", "/api/v1/vms/spec-vm/snapshots/s1", 404)
+    api("POST", "/api/v1/vms/spec-vm/clone", 409, json={"name": "spec-linked"})
+    t = api("POST", "/api/v1/vms/spec-vm/clone", 202, json={"name": "spec-copy", "linked": False}).json()
+    deadline = time.time() + 30
+    while time.time() < deadline and api("GET", "/api/v1/tasks/" + t["id"], 200).json()["state"] not in ("succeeded", "failed"):
+        time.sleep(0.3)
+    assert api("GET", "/api/v1/tasks/" + t["id"], 200).json()["state"] == "succeeded"
+    api("DELETE", "/api/v1/vms/spec-copy", (200, 204))
     api("DELETE", "/api/v1/vms/spec-vm", (200, 204))
     api("GET", "/api/v1/vms/spec-vm", 404)
 
