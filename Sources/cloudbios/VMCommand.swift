@@ -11,7 +11,8 @@ struct VMCommand: ParsableCommand {
         commandName: "vm",
         abstract: "Manage VMs through the daemon's REST API.",
         subcommands: [VMList.self, VMCreate.self, VMStart.self, VMStop.self, VMShutdown.self, VMReboot.self, VMReset.self,
-                      VMPause.self, VMResume.self, VMDelete.self, VMConsole.self, VMSerial.self, VMTerminal.self, VMBackup.self])
+                      VMPause.self, VMResume.self, VMDelete.self, VMConsole.self, VMSerial.self, VMTerminal.self, VMBackup.self,
+                      VMSnapshot.self, VMClone.self])
 }
 
 struct ClientOptions: ParsableArguments {
@@ -141,7 +142,8 @@ struct VMList: ParsableCommand {
         if o.json { print(JSONValue.array(vms).serialized(pretty: true)); return }
         let rows = vms.map { v -> [String] in
             let uptime = v["uptime_seconds"]?.intValue.map { "\($0 / 3600)h\(($0 / 60) % 60)m\($0 % 60)s" } ?? "-"
-            return [v["name"]?.stringValue ?? "?", v["state"]?.stringValue ?? "?", "\(v["memory"]?.intValue ?? 0)M",
+            let state = (v["state"]?.stringValue ?? "?") + (v["template"]?.boolValue == true ? "/template" : "")
+            return [v["name"]?.stringValue ?? "?", state, "\(v["memory"]?.intValue ?? 0)M",
                     "\(v["cpus"]?.intValue ?? 0)", v["accel_in_use"]?.stringValue ?? "-",
                     v["cpu_percent"]?.doubleValue.map { "\($0)%" } ?? "-", v["pid"]?.intValue.map(String.init) ?? "-",
                     uptime, v["autostart"]?.boolValue == true ? "yes" : "no"]

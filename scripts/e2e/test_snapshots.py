@@ -287,3 +287,35 @@ def test_hostile_input_is_refused_and_changes_nothing(daemon, guest):
     subprocess.run(["qemu-img", "create", "-q", "-f", "raw", disk(daemon, "rawdisk", "d"), "16M"], check=True)
     refused("POST", "/api/v1/vms/rawdisk/snapshots", {"name": "s"}, 422, "is raw; snapshots need qcow2")
     assert daemon.json("GET", "/api/v1/vms/rawdisk/snapshots") == []
+
+
+def test_the_cli_takes_lists_reverts_and_deletes_snapshots_and_clones(daemon, guest):
+    from cbdaemon import PASSWORD, binary
+    env = dict(os.environ, CLOUDBIOS_PASSWORD=PASSWORD)
+    env.pop("CLOUDBIOS_TOKEN", None)
+
+    def cli(*args, ok=True):
+        r = subprocess.run([binary(), "vm", *args, "--url", daemon.url, "--state-dir", daemon.state, "--user", "admin"],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert (r.returncode == 0) == ok, r.stdout + r.stderr
+        return r.stdout + r.stderr
+
+    assert "taken (stopped)" in cli("snapshot", "take", "snapf", "c1")
+    assert "taken (stopped)" in cli("snapshot", "take", "snapf", "c2")
+    cli("snapshot", "revert", "snapf", "c1")
+    assert "taken (stopped)" in cli("snapshot", "take", "snapf", "c3")
+    rows = [line.split() for line in cli("snapshot", "list", "snapf").splitlines()[1:]]
+    # a tree: c2 and c3 both under c1, c3 current
+    names = {r[0]: r for r in rows}
+    assert set(names) == {"c1", "c2", "c3"} and names["c3"][1] == "*", rows
+    listed = snapshots(daemon, "snapf")
+    assert listed["c2"]["parent"] == "c1" and listed["c3"]["parent"] == "c1" and listed["c3"]["current"], listed
+    assert "no snapshot named 'zz'" in cli("snapshot", "revert", "snapf", "zz", ok=False)
+    assert "starting with a letter" in cli("snapshot", "take", "snapf", "9x", ok=False)
+    cli("snapshot", "delete", "snapf", "c1")
+    assert {s["name"]: s["parent"] for s in snapshots(daemon, "snapf").values()} == {"c2": None, "c3": None}
+    assert "made as a full clone of 'snapf'" in cli("clone", "snapf", "snapg", "--full")
+    assert "template" in cli("clone", "snapf", "snaph", ok=False)
+    assert daemon.json("GET", "/api/v1/vms/snapg")["disks"] == [{"id": "root", "size": "4G"}]
+    table = {line.split()[0]: line.split()[1] for line in cli("list").splitlines()[1:]}
+    assert table[VM] == "stopped/template" and table["snapg"] == "stopped", table
