@@ -220,12 +220,13 @@ export async function vmDelete(name) {
 export function actionButtons(vm, afterDelete) {
     const wrap = h("div.actions");
     wrap.update = (v) => {
-        const key = v.state;
+        const key = v.state + (v.template ? "/template" : "");
         if (wrap.dataset.state === key) return;
         wrap.dataset.state = key;
         const btns = [];
         for (const [action, a] of Object.entries(ACTIONS)) {
             if (!a.states.includes(v.state)) continue;
+            if (action === "start" && v.template) continue;  // a template never starts; it is cloned
             btns.push(h("button" + (a.danger ? ".danger" : ""), {
                 type: "button", "data-action": action, onclick: () => vmAction(v.name, action),
             }, a.label));
@@ -333,7 +334,7 @@ function vmRow(vm) {
         state.update(v.state);
         const up = v.state === "running" || v.state === "paused";
         const memMiB = memoryMiB(v.memory);
-        cfg.textContent = (v.cpus || 1) + " vCPU · " + fmtMiB(memMiB) + (v.autostart ? " · autostart" : "") +
+        cfg.textContent = (v.template ? "template · " : "") + (v.cpus || 1) + " vCPU · " + fmtMiB(memMiB) + (v.autostart ? " · autostart" : "") +
             (up && v.accel_in_use ? " · " + v.accel_in_use.toUpperCase() : "");
         msg.textContent = v.message && v.state !== "running" ? v.message : "";
         cpuText.textContent = up ? fmtPercent(v.cpu_percent) : "–";

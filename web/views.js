@@ -30,7 +30,7 @@ function imageOptions(images, selected, noneLabel) {
 // ---------------------------------------------------------------- VM form
 
 const FIELDS = ["name", "memory", "cpus", "firmware", "disks", "cdrom", "kernel", "initrd", "append",
-    "network", "accel", "autostart", "order", "display", "cloud_init", "forwards", "boot"];
+    "network", "accel", "autostart", "order", "display", "cloud_init", "forwards", "boot", "template"];
 
 // The field an API error message is about: {"field": …} when the daemon
 // names it, else the first known key the message starts with or quotes.
@@ -78,6 +78,7 @@ export function vmForm(main, editName) {
         autostart: inp("autostart", { type: "checkbox" }),
         order: inp("order", { type: "number", min: 0, step: 1, placeholder: "–", inputmode: "numeric" }),
         display: inp("display", { type: "checkbox" }),
+        template: inp("template", { type: "checkbox" }),
         boot: sel("boot", [["", "CD first when one is set"], ["disk,cdrom", "Disks, then CD"], ["cdrom,disk", "CD, then disks"]]),
         cloud_init: inp("cloud_init", { type: "checkbox" }),
         ci_user: inp("ci_user", { placeholder: "debian", autocapitalize: "off", spellcheck: "false" }),
@@ -139,7 +140,8 @@ export function vmForm(main, editName) {
             field("forwards", "Port forwards (NAT)", f.forwards, "host:guest, from every host address"),
             h("div.field.check", h("label", f.autostart, " Start with the host"), errs.autostart = h("span.field-error#err-autostart")),
             field("order", "Start order", f.order),
-            h("div.field.check", h("label", f.display, " Show on the local display"), errs.display = h("span.field-error#err-display"))),
+            h("div.field.check", h("label", f.display, " Show on the local display"), errs.display = h("span.field-error#err-display")),
+            h("div.field.check", h("label", f.template, " Template (never starts; cloned)"), errs.template = h("span.field-error#err-template"))),
         h("div.row.end",
             h("a.button", { href: editName ? "#/vms/" + enc(editName) : "#/" }, "Cancel"),
             h("button.primary#vm-submit", { type: "submit" }, editName ? "Save" : "Create")));
@@ -163,6 +165,7 @@ export function vmForm(main, editName) {
         f.autostart.checked = !!spec.autostart;
         f.order.value = spec.order ?? "";
         f.display.checked = !!spec.display;
+        f.template.checked = !!spec.template;
         f.boot.value = Array.isArray(spec.boot) ? spec.boot.join(",") : "";
         const ci = spec.cloud_init;
         f.cloud_init.checked = !!ci;
@@ -238,6 +241,7 @@ export function vmForm(main, editName) {
             spec.order = o;
         }
         spec.display = f.display.checked;
+        if (f.template.checked || original.template) spec.template = f.template.checked;
         if (f.boot.value) spec.boot = f.boot.value.split(",");
         if (f.cloud_init.checked) {
             const ci = Object.assign({}, original.cloud_init || {});
@@ -304,6 +308,7 @@ export function vmDetail(main, name) {
     const follow = h("input#serial-follow", { type: "checkbox", checked: true });
     const shot = h("img.shot#vm-shot", { alt: "Screen of " + name, hidden: true });
     let actionsEl = null;
+    const clone = cloneCard(name);
     // the CD drive: insert or eject now, also while the VM runs
     const cdPick = h("select#cd-image", { "aria-label": "ISO image" });
     const cdInsert = h("button.small#cd-insert", { type: "button" }, "Insert");
@@ -326,6 +331,8 @@ export function vmDetail(main, name) {
             h("section.card", h("h3", "Memory ", memNow), memSpark),
             h("section.card", h("h3", "Configuration"), info),
             cdCard,
+            snapshotCard(name),
+            clone,
             h("section.card", h("h3", "Screen"), shot)),
         h("section.card",
             h("div.row.head", h("h3", "Serial console"), h("span.spacer"),
@@ -363,6 +370,7 @@ export function vmDetail(main, name) {
             ["Command line", vm.append || "–"],
             ["Autostart", vm.autostart ? "yes" + (vm.order !== undefined ? ", order " + vm.order : "") : "no"],
             ["Local display", vm.display ? "yes" : "no"],
+            ["Template", vm.template ? "yes: it never starts; clone it" : "no"],
         ];
         if (up && typeof vm.uptime_seconds === "number") rows.unshift(["Up", fmtDuration(vm.uptime_seconds)]);
         if (vm.message) rows.unshift([vm.state === "crashed" ? "Crashed" : "Note", vm.message]);
@@ -392,7 +400,112 @@ export function vmDetail(main, name) {
         if (shot.hidden) return;
         shot.src = "/api/v1/vms/" + enc(name) + "/screenshot?t=" + Date.now();
     }, 5000);
-    return { unmount() { live.listeners.delete(render); stopSerial(); stopShot(); } };
+    return { unmount() { live.listeners.delete(render); clone.stop(); stopSerial(); stopShot(); } };
+}
+
+// ---------------------------------------------------------------- snapshots and clones
+
+// Follows a task (GET /tasks/ID) until it ends; its final state.
+async function followTask(task, what) {
+    for (let i = 0; i < 3600; i++) {
+        const t = await api.get("/tasks/" + enc(task.id));
+        if (t.state === "succeeded" || t.state === "failed") {
+            flash(what + ": " + t.message, t.state === "failed" ? "error" : undefined);
+            refreshNow();
+            return t;
+        }
+        await new Promise((r) => setTimeout(r, 500));
+    }
+    return task;
+}
+
+const SNAP_RE = /^[A-Za-z][A-Za-z0-9._-]{0,39}$/;
+
+// The VM's snapshots as a tree (children under their parent, the current
+// one marked), with take (disks only, or with the RAM), revert and delete.
+function snapshotCard(name) {
+    const base = "/vms/" + enc(name) + "/snapshots";
+    const tree = h("ul.snapshots#snapshot-tree");
+    const snapName = h("input#snap-name", { placeholder: "before-upgrade", maxlength: 40, "aria-label": "Snapshot name",
+        autocapitalize: "off", spellcheck: "false" });
+    const withRAM = h("input#snap-memory", { type: "checkbox" });
+    const take = h("button.small#snap-take", { type: "button" }, "Take");
+    const msg = h("span.field-error#snap-error", { role: "alert" });
+    const load = async () => {
+        let list = [];
+        try { list = await api.get(base); } catch (e) { msg.textContent = e.message; return; }
+        const item = (s) => {
+            const kids = list.filter((c) => c.parent === s.name);
+            const what = s.memory ? "with RAM" : s.quiesced ? "disks, quiesced" : s.consistency === "stopped" ? "disks, stopped" : "disks, crash-consistent";
+            return h("li", { "data-snapshot": s.name },
+                h("span" + (s.current ? ".current" : ""), s.name + (s.current ? " ● current" : "")), " ",
+                h("small.muted", s.time + " · " + what), " ",
+                h("button.small", { type: "button", "data-snap-action": "revert", onclick: () => revert(s) }, "Revert"),
+                h("button.small.danger", { type: "button", "data-snap-action": "delete", onclick: () => remove(s) }, "Delete"),
+                kids.length ? h("ul", kids.map(item)) : null);
+        };
+        const roots = list.filter((s) => !s.parent);
+        clear(tree, roots.length ? roots.map(item) : h("li.muted", "No snapshots."));
+    };
+    const revert = async (s) => {
+        const how = s.memory ? "The guest goes back to where it was then, RAM and all; what happened since is lost."
+            : "The disks go back; a running VM is powered off and starts again from them.";
+        if (!await ask("Revert " + name + " to " + s.name + "?", how, "Revert", true)) return;
+        try { await followTask(await api.post(base + "/" + enc(s.name) + "/revert"), name + ": revert"); } catch (e) { flash(name + ": " + e.message, "error"); }
+        load();
+    };
+    const remove = async (s) => {
+        if (!await ask("Delete snapshot " + s.name + "?", "Its children hang from its parent afterwards. The VM itself is not changed.", "Delete", true)) return;
+        try { await api.del(base + "/" + enc(s.name)); flash(name + ": snapshot " + s.name + " deleted"); } catch (e) { flash(name + ": " + e.message, "error"); }
+        load();
+    };
+    take.addEventListener("click", async () => {
+        msg.textContent = "";
+        const n = snapName.value.trim();
+        if (!SNAP_RE.test(n)) { msg.textContent = "a letter, then letters, digits, '.', '_' or '-' (up to 40)"; return; }
+        take.disabled = true;
+        try {
+            const t = await followTask(await api.post(base, { name: n, memory: withRAM.checked }), name + ": snapshot");
+            if (t.state === "succeeded") snapName.value = "";
+        } catch (e) { msg.textContent = e.message; } finally { take.disabled = false; }
+        load();
+    });
+    load();
+    return h("section.card#snapshots", h("h3", "Snapshots"), tree,
+        h("div.row", snapName, h("label", withRAM, " with RAM"), take), msg);
+}
+
+// Clone: a linked clone of a template (its disks over the template's) or a full copy.
+function cloneCard(name) {
+    const newName = h("input#clone-name", { placeholder: name + "-2", maxlength: 63, "aria-label": "New VM name",
+        autocapitalize: "off", spellcheck: "false" });
+    const linked = h("input#clone-linked", { type: "checkbox" });
+    const go = h("button.small#clone-go", { type: "button" }, "Clone");
+    const msg = h("span.field-error#clone-error", { role: "alert" });
+    const sync = () => {
+        const vm = live.vms.find((v) => v.name === name);
+        linked.disabled = !(vm && vm.template);
+        if (linked.disabled) linked.checked = false;
+        else if (!linked.dataset.touched) linked.checked = true;
+    };
+    linked.addEventListener("change", () => { linked.dataset.touched = "1"; });
+    live.listeners.add(sync);
+    sync();
+    go.addEventListener("click", async () => {
+        msg.textContent = "";
+        const n = newName.value.trim();
+        if (!NAME_RE.test(n)) { msg.textContent = "lower-case letters, digits and '-'"; return; }
+        go.disabled = true;
+        try {
+            const t = await followTask(await api.post("/vms/" + enc(name) + "/clone", { name: n, linked: linked.checked }), name + ": clone");
+            if (t.state === "succeeded") location.hash = "#/vms/" + enc(n);
+        } catch (e) { msg.textContent = e.message; } finally { go.disabled = false; }
+    });
+    const card = h("section.card#clone", h("h3", "Clone"),
+        h("p.muted", "A new VM with this one's disks: linked (over a template's disks, made in a moment) or a full copy. New MACs, a new cloud-init instance, the new name as host name."),
+        h("div.row", newName, h("label", linked, " linked (templates)"), go), msg);
+    card.stop = () => live.listeners.delete(sync);
+    return card;
 }
 
 // ---------------------------------------------------------------- images

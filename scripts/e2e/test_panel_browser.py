@@ -345,6 +345,51 @@ def test_backups_page_backs_up_and_verifies(daemon, browser):
     assert daemon.api("DELETE", "/api/v1/vms/bk-vm").status_code == 204
 
 
+def test_snapshot_tree_template_and_clone_on_the_vm_page(daemon, browser):
+    spec = {"name": "snapvm", "memory": 128, "kernel": "tiny-kernel", "initrd": "tiny-initrd", "network": "none",
+            "accel": "tcg", "disks": [{"id": "root", "size": "16M"}]}
+    assert daemon.api("POST", "/api/v1/vms", json=spec).status_code == 201
+    # a start makes the disk; stopped again, its snapshots are qemu-img's
+    assert daemon.api("POST", "/api/v1/vms/snapvm/start", json={}).status_code == 200
+    assert daemon.api("POST", "/api/v1/vms/snapvm/stop", json={}).status_code == 200
+    browser.get(daemon.url + "/#/vms/snapvm")
+    wait(browser, lambda b: "No snapshots" in el(b, "#snapshot-tree").text, what="the empty snapshot tree")
+    for n in ("b1", "b2"):
+        el(browser, "#snap-name").send_keys(n)
+        el(browser, "#snap-take").click()
+        wait(browser, lambda b: "%s ● current" % n in el(b, "#snapshot-tree").text, what="snapshot %s current" % n)
+    # b2 hangs under b1
+    assert browser.find_elements(By.CSS_SELECTOR, "li[data-snapshot=b1] li[data-snapshot=b2]")
+    el(browser, "li[data-snapshot=b1] > [data-snap-action=revert]").click()
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "dialog[open] [data-confirm]"), what="revert confirmation")
+    el(browser, "dialog[open] [data-confirm]").click()
+    wait(browser, lambda b: "b1 ● current" in el(b, "#snapshot-tree").text, what="b1 current after the revert")
+    el(browser, "li[data-snapshot=b2] > [data-snap-action=delete]").click()
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "dialog[open] [data-confirm]"), what="delete confirmation")
+    el(browser, "dialog[open] [data-confirm]").click()
+    wait(browser, lambda b: not b.find_elements(By.CSS_SELECTOR, "li[data-snapshot=b2]"), what="b2 deleted")
+    screenshot(browser, "12b-snapshots")
+    assert [s["name"] for s in daemon.api("GET", "/api/v1/vms/snapvm/snapshots").json()] == ["b1"]
+    # a template: no start button, marked on the dashboard, cloned linked from its page
+    got = daemon.api("GET", "/api/v1/vms/snapvm").json()
+    assert daemon.api("PUT", "/api/v1/vms/snapvm", json=dict(got, template=True)).status_code == 200
+    browser.get(daemon.url + "/#/")
+    row = "tr[data-vm='snapvm']"
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, row) and "template" in el(b, row).text, what="template marked")
+    assert not browser.find_elements(By.CSS_SELECTOR, row + " [data-action=start]"), "a template has no start button"
+    assert browser.find_elements(By.CSS_SELECTOR, "tr[data-vm='%s']" % VM), "the other VMs are listed as before"
+    browser.get(daemon.url + "/#/vms/snapvm")
+    wait(browser, lambda b: el(b, "#clone-linked").is_enabled() and el(b, "#clone-linked").is_selected(), what="linked clone offered")
+    el(browser, "#clone-name").send_keys("snapvm-c")
+    el(browser, "#clone-go").click()
+    wait(browser, lambda b: b.current_url.endswith("#/vms/snapvm-c"), what="the clone's page")
+    clone = daemon.api("GET", "/api/v1/vms/snapvm-c").json()
+    assert clone["disks"] == spec["disks"] and not clone.get("template"), clone
+    assert daemon.api("DELETE", "/api/v1/vms/snapvm").status_code == 409  # its clone depends on it
+    assert daemon.api("DELETE", "/api/v1/vms/snapvm-c").status_code == 204
+    assert daemon.api("DELETE", "/api/v1/vms/snapvm").status_code == 204
+
+
 def test_delete_with_confirmation(daemon, browser):
     browser.get(daemon.url + "/#/")
     row = "tr[data-vm='form-vm']"
