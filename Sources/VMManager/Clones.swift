@@ -83,9 +83,8 @@ extension VMManager {
         try spec.validate()
         guard paths(name).qmpSocket.utf8.count < 108 else { throw VMError.invalid("VM name '\(name)' is too long for a socket path under \(stateDir)") }
         try checkClonePorts(spec)
-        guard runtimes[source] == nil, !busy.contains(source) else {
-            throw VMError.conflict("VM '\(source)' is running; clone it once it is stopped (or clone a template)")
-        }
+        guard runtimes[source] == nil else { throw VMError.conflict("VM '\(source)' is running; clone it once it is stopped (or clone a template)") }
+        guard !busy.contains(source) else { throw VMError.conflict(notIdleMessage(source)) }
         if linked, !src.template {
             throw VMError.conflict("linked clones are made from templates, whose disks never change: mark '\(source)' as a template (template: true), or make a full clone (linked: false)")
         }

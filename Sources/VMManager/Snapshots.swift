@@ -366,6 +366,14 @@ extension VMManager {
         return (v["snapshots"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
     }
 
+    /// Why a VM that is running, starting or in a snapshot or clone cannot
+    /// change now.
+    func notIdleMessage(_ name: String) -> String {
+        if runtimes[name] != nil { return "VM '\(name)' is running; stop it first" }
+        if busy.contains(name) { return "VM '\(name)' is busy: a start, snapshot or clone of it is under way; try again once it is done" }
+        return "VM '\(name)' is busy; try again"
+    }
+
     static func templateStartMessage(_ name: String) -> String {
         "VM '\(name)' is a template; templates never start (clone it: POST /api/v1/vms/\(name)/clone)"
     }

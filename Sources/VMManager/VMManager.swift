@@ -348,7 +348,7 @@ public actor VMManager {
     public func update(_ name: String, _ spec: VMSpec, requireImages: Bool = true) throws(VMError) -> VMStatus {
         guard let old = specs[name] else { throw .notFound(name: name) }
         let spec = try replacement(for: old, spec)
-        guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict("VM '\(name)' is running; stop it first") }
+        guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict(notIdleMessage(name)) }
         try checkForwards(spec)
         if requireImages { try checkImages(spec) }
         try save(spec)
@@ -458,7 +458,7 @@ public actor VMManager {
 
     public func delete(_ name: String) throws(VMError) {
         guard specs[name] != nil else { throw .notFound(name: name) }
-        guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict("VM '\(name)' is running; stop it first") }
+        guard runtimes[name] == nil, !busy.contains(name) else { throw .conflict(notIdleMessage(name)) }
         try checkNoLinkedClones(name, "be deleted")
         let p = paths(name)
         Files.remove(p.definition)
@@ -525,7 +525,7 @@ public actor VMManager {
         guard specs[name] != nil else { throw VMError.notFound(name: name) }
         // a start in progress finishes (or fails and cleans up) first
         if action != .start, busy.contains(name) {
-            throw VMError.conflict("VM '\(name)' is starting; try again once it runs")
+            throw VMError.conflict(runtimes[name] == nil ? notIdleMessage(name) : "VM '\(name)' is starting; try again once it runs")
         }
         switch action {
         case .start: return try await start(name)
