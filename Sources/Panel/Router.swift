@@ -287,6 +287,8 @@ public enum Router {
             if rest.first == "vms", rest.count > 3 {
                 let name = rest[1]
                 if let e = Names.checkVM(name) { return .failure(RouteError(400, e)) }
+                // a snapshot name holding '/'
+                if rest[2] == "snapshots", let e = Names.checkSnapshot(rest[3]) { return .failure(RouteError(400, e)) }
             }
             if rest.first == "tasks", rest.count > 2, let e = checkTaskID(rest[1]) {
                 return .failure(RouteError(400, e))

@@ -18,6 +18,7 @@ import Testing
     @Test(arguments: [
         ("POST", "/api/v1/vms/web/snapshots/1bad/revert", 400),
         ("DELETE", "/api/v1/vms/web/snapshots/..", 400),
+        ("POST", "/api/v1/vms/web/snapshots/../etc/revert", 400),
         ("DELETE", "/api/v1/vms/Bad_VM/snapshots/s1", 400),
         ("GET", "/api/v1/vms/web/snapshots/s1", 405),
         ("PUT", "/api/v1/vms/web/snapshots", 405),
