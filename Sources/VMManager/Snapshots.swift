@@ -73,7 +73,7 @@ extension VMManager {
         let task = tasks.begin("snapshot", on: name)
         released = true
         Task {
-            defer { Task { await self.release(name) } }
+            defer { Task { await self.releaseSnapshotClaim(name) } }
             self.tasks.update(task.id) { $0.state = .running; $0.message = "taking snapshot '\(snapshot)'" }
             do {
                 let r = try await self.takeSnapshot(name, snapshot, memory: memory, disks: disks, spec: spec)
@@ -115,7 +115,7 @@ extension VMManager {
         let task = tasks.begin("revert", on: name)
         released = true
         Task {
-            defer { Task { await self.release(name) } }
+            defer { Task { await self.releaseSnapshotClaim(name) } }
             self.tasks.update(task.id) { $0.state = .running; $0.message = "reverting to snapshot '\(snapshot)'" }
             do {
                 let how = try await self.revertSnapshot(name, rec)
@@ -171,7 +171,7 @@ extension VMManager {
         return spec
     }
 
-    private func release(_ name: String) { busy.remove(name) }
+    private func releaseSnapshotClaim(_ name: String) { busy.remove(name) }
 
     /// The VM's disks a snapshot covers: every disk of the spec, each a
     /// qcow2 file (422 for another format; 409 when there is none or the

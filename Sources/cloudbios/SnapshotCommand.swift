@@ -26,7 +26,7 @@ func snapshotPath(_ vm: String, _ snap: String? = nil) throws -> String {
 
 /// Follows a task until it ends: its messages on stderr as they change,
 /// its result back (an error when it failed).
-func followTask(_ o: ClientOptions, _ task: JSONValue, wait: Bool) throws -> JSONValue {
+func followSnapshotTask(_ o: ClientOptions, _ task: JSONValue, wait: Bool) throws -> JSONValue {
     guard wait, let id = task["id"]?.stringValue else { return task }
     let client = try o.client()
     var last = ""
@@ -88,7 +88,7 @@ struct SnapshotTake: ParsableCommand {
     func run() throws {
         if let e = Names.checkSnapshot(snapshot) { throw CLIError(e) }
         let task = try o.call("POST", try snapshotPath(name), body: .object(["name": .string(snapshot), "memory": .bool(memory)])).json ?? .null
-        let t = try followTask(o, task, wait: !noWait)
+        let t = try followSnapshotTask(o, task, wait: !noWait)
         if o.json { print(t.serialized(pretty: true)) } else { print(t["message"]?.stringValue ?? "") }
     }
 }
@@ -101,7 +101,7 @@ struct SnapshotRevert: ParsableCommand {
     @Argument(help: "Snapshot name.") var snapshot: String
     func run() throws {
         let task = try o.call("POST", try snapshotPath(name, snapshot) + "/revert").json ?? .null
-        let t = try followTask(o, task, wait: !noWait)
+        let t = try followSnapshotTask(o, task, wait: !noWait)
         if o.json { print(t.serialized(pretty: true)) } else { print(t["message"]?.stringValue ?? "") }
     }
 }
@@ -137,7 +137,7 @@ struct VMClone: ParsableCommand {
         body["name"] = .string(new)
         body["linked"] = .bool(!full)
         let task = try o.call("POST", try vmPath(name) + "/clone", body: .object(body)).json ?? .null
-        let t = try followTask(o, task, wait: !noWait)
+        let t = try followSnapshotTask(o, task, wait: !noWait)
         if o.json { print(t.serialized(pretty: true)) } else { print(t["message"]?.stringValue ?? "") }
     }
 }
