@@ -33,15 +33,6 @@ vms:
 """
 
 
-def start(vm):
-    """Starts QEMU; its QMP socket may exist a moment before it listens."""
-    try:
-        vm.start()
-    except ConnectionRefusedError:
-        time.sleep(0.5)
-        vm.qmp = qemu.QMP(vm.qmp_path)
-    return vm
-
 
 def api(vm, auth, method, path, body=None):
     status, raw = vm.https("/api/v1" + path, method=method, body=body, headers=auth, timeout=10)
@@ -72,7 +63,7 @@ def test_the_stick_menu_follows_the_vms_and_boots_the_chosen_one(vm_factory, iso
     subprocess.run(["truncate", "-s", "512M", data], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "CB-DATA", data], check=True)
     vm = vm_factory(name="menu1", iso=iso, drives=[vol, data], memory=1024, forwards={8443: qemu.free_port()})
-    start(vm)
+    vm.start()
     vm.wait_https("/api/v1/health", PANEL_TIMEOUT)
     vm.wait_serial("boot menu: /run/cloudbios/media/CBCONFIG/boot-menu.cfg: entries for tiny", 60)
     auth = login(vm)
@@ -103,7 +94,7 @@ def test_the_stick_menu_follows_the_vms_and_boots_the_chosen_one(vm_factory, iso
 
     # the next boot of the same disks: GRUB lists the VMs; pick "second"
     vm2 = vm_factory(name="menu2", iso=iso, drives=[vol, data], memory=1024, forwards={8443: qemu.free_port()})
-    start(vm2)
+    vm2.start()
     vm2.wait_serial("CloudBIOS: dual-run tiny", 120)
     # the ISO's own three entries come first, then the file's in its order
     vm2.qmp.send_key("down")  # stops the countdown

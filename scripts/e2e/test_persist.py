@@ -34,15 +34,6 @@ def login(vm):
     return {"Authorization": "Bearer " + json.loads(raw)["token"]}
 
 
-def start(vm):
-    """Starts QEMU; its QMP socket may exist a moment before it listens."""
-    try:
-        vm.start()
-    except ConnectionRefusedError:
-        time.sleep(0.5)
-        vm.qmp = qemu.QMP(vm.qmp_path)
-    return vm
-
 
 def api(vm, auth, method, path, body=None, timeout=10):
     status, raw = vm.https("/api/v1" + path, method=method, body=body, headers=auth, timeout=timeout)
@@ -73,7 +64,7 @@ def wait_task(vm, auth, task_id, timeout=120):
 def boot(vm_factory, iso, name, drives):
     vm = vm_factory(name=name, iso=iso, drives=drives, memory=1024, forwards={8443: qemu.free_port()},
                     extra=["-device", "virtio-blk-pci,drive=data,serial=PERSIST-DATA"])
-    start(vm)
+    vm.start()
     vm.wait_https("/api/v1/health", PANEL_TIMEOUT)
     return vm
 

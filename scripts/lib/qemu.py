@@ -136,8 +136,15 @@ class VM:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"QEMU did not start: {self.stderr()}")
             time.sleep(0.05)
-        self.qmp = QMP(self.qmp_path)
-        return self
+        # the socket's file may be there a moment before QEMU listens on it
+        while True:
+            try:
+                self.qmp = QMP(self.qmp_path)
+                return self
+            except ConnectionRefusedError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def stderr(self):
         try:
