@@ -784,6 +784,7 @@ public final class PE: @unchecked Sendable {
         }
         if displayVM == nil && !cmdline.rescue { log("services: no display VM; the viewer is not started") }
         if onTarget { supervisor.tick() }
+        watchTrialBoot()
     }
 
     /// Starts a service with its output on a pipe PID 1 forwards, line by
@@ -830,9 +831,8 @@ public final class PE: @unchecked Sendable {
 
     /// "slot b running (VERSION); slot a: VERSION" on an installed system.
     func systemSlotsLine() -> String? {
-        guard let v = volumes.first(where: { $0.label == PELabel.system }),
-              let m = Mount.table().first(where: { $0.source == v.device }) else { return nil }
-        let slots = SystemSlots(root: m.target)
+        guard let root = systemPartitionRoot() else { return nil }
+        let slots = SystemSlots(root: root)
         let running = SystemSlot.running(cmdline: cmdline.arguments.joined(separator: " "))
         var parts = ["slot \(running.rawValue) running (\(slots.version(running) ?? version))"]
         let other = running.other
