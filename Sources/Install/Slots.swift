@@ -193,6 +193,8 @@ public struct SystemSlots: Sendable {
         var e = env()
         let before = e
         var outcome: UpgradeOutcome?
+        // GRUB could not clear the trial (its save_env failed): this boot was it
+        if e["cb_next"] == running.rawValue { e["cb_next"] = nil }
         if let p = e["cb_pending"].flatMap(SystemSlot.init(rawValue:)), e["cb_next"] == nil {
             if p == running {
                 outcome = UpgradeOutcome(slot: p, state: "booted", message: "the upgrade to slot \(p.rawValue) (\(version(p) ?? "?")) booted and reached a healthy panel")

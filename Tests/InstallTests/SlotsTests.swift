@@ -103,6 +103,13 @@ import Glibc
         #expect(j["slots"]?[0]?["version"]?.stringValue == "3.0" && j["slots"]?[0]?["failed"] == .bool(true))
     }
 
+    @Test func aTrialGRUBCouldNotClearIsClearedByTheSlotThatCameUp() throws {
+        let s = try installed()
+        try s.install(try UpgradeSource.inspect(try iso("2.0")), into: .b, running: .a) { _, _ in }
+        #expect(try s.settle(running: .b)?.state == "booted")
+        #expect(s.env()["cb_next"] == nil && s.env()["cb_good"] == "b")
+    }
+
     @Test func anImageThatIsNotACloudBIOSISOIsRefused() throws {
         #expect(throws: UpgradeError.self) { try UpgradeSource.inspect(try iso("1", id: "something else")) }
         let d = try iso("1")
