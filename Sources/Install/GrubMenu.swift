@@ -51,6 +51,8 @@ public enum GrubMenu {
     set cb_slot=a
     set cb_trial=
     if [ -f /boot/grub/grubenv ]; then
+        # (the core image reads no command list: the module is loaded by name)
+        insmod loadenv
         load_env
         if [ -n "$cb_good" ]; then set cb_slot="$cb_good"; fi
         if [ -n "$cb_next" ]; then
