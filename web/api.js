@@ -110,9 +110,18 @@ export async function logout() {
 // Streams a File to PUT /api/v1/images/{name} (XHR for upload progress; the
 // File is the body, so the browser reads it from disk as it sends).
 export function uploadImage(name, file, onProgress) {
+    return uploadBody("PUT", "/api/v1/images/" + encodeURIComponent(name), file, onProgress);
+}
+
+// Streams a CloudBIOS ISO to POST /api/v1/system/upgrade (answers a task).
+export function uploadUpgrade(file, onProgress) {
+    return uploadBody("POST", "/api/v1/system/upgrade", file, onProgress);
+}
+
+function uploadBody(method, url, file, onProgress) {
     const xhr = new XMLHttpRequest();
     const done = new Promise((resolve, reject) => {
-        xhr.open("PUT", "/api/v1/images/" + encodeURIComponent(name));
+        xhr.open(method, url);
         xhr.setRequestHeader("Content-Type", "application/octet-stream");
         if (session.csrf) xhr.setRequestHeader("X-CSRF-Token", session.csrf);
         xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded, e.total); };

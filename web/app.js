@@ -281,6 +281,8 @@ export function hostSummary() {
         hostCard("Acceleration", h("p.big", field("accel")), h("p.muted", field("accel_reason"))),
         hostCard("State", h("p.big", field("storage")), h("p.muted", field("storage_note"))),
     );
+    const sysCard = systemCard();
+    el.append(sysCard);
     el.update = (host) => {
         if (!host) return;
         const cpu = host.cpu || {};
@@ -309,9 +311,58 @@ export function hostSummary() {
         const kinds = { ram: "In RAM", "data-partition": "Data disk", installed: "Installed", directory: "Directory" };
         f.storage.textContent = (kinds[st.kind] || "–") + (typeof st.free === "number" ? " · " + fmtBytes(st.free) + " free" : "");
         f.storage_note.textContent = st.note || "";
+        sysCard.update(host.system);
     };
     el.update(live.host);
     return el;
+}
+
+// An installed system's slots (A/B): which one runs, each one's version,
+// the last upgrade's outcome, and an upgrade from an ISO file or URL.
+function systemCard() {
+    const big = h("p.big#system-slot", "…");
+    const note = h("p.muted#system-slots", "");
+    const outcome = h("p#system-upgrade", "");
+    const url = h("input#upgrade-url", { type: "url", placeholder: "https://…/cloudbios.iso" });
+    const file = h("input#upgrade-file", { type: "file", accept: ".iso" });
+    const status = h("p.muted#upgrade-status", "");
+    const follow = (task) => {
+        status.textContent = "Upgrade: " + task.message;
+        if (task.state === "succeeded" || task.state === "failed") {
+            flash(task.message, task.state === "failed" ? "error" : "ok");
+            return;
+        }
+        setTimeout(() => api.get("/tasks/" + encodeURIComponent(task.id)).then(follow).catch((e) => { status.textContent = e.message; }), 1000);
+    };
+    const start = async () => {
+        try {
+            if (file.files && file.files[0]) {
+                const up = api.uploadUpgrade(file.files[0], (d, t) => { status.textContent = "Uploading " + fmtBytes(d) + " / " + fmtBytes(t); });
+                follow(await up.done);
+            } else if (url.value) {
+                follow(await api.post("/system/upgrade", { url: url.value }));
+            } else {
+                status.textContent = "Choose a CloudBIOS ISO or give its URL.";
+            }
+        } catch (e) { status.textContent = e.message; flash(e.message, "error"); }
+    };
+    const card = hostCard("System", big, note, outcome,
+        h("div.upgrade", url, file, h("button#upgrade-start", { type: "button", onclick: start, text: "Upgrade" })), status);
+    card.hidden = true;
+    card.update = (system) => {
+        card.hidden = !system;
+        if (!system) return;
+        const slots = system.slots || [];
+        const run = slots.find((s) => s.running) || {};
+        big.textContent = "Slot " + String(system.running).toUpperCase() + " · " + (run.version || "–");
+        note.textContent = slots.map((s) => String(s.name).toUpperCase() + ": " + (s.installed ? s.version || "?" : "empty") +
+            (s.running ? " (running)" : "") + (s.good ? " (good)" : "") + (s.next ? " (tried at the next boot)" : "") +
+            (s.failed ? " (did not come up)" : "")).join(" · ");
+        const u = system.upgrade;
+        outcome.textContent = u ? u.message : "";
+        outcome.className = u && u.state === "fell-back" ? "banner" : "";
+    };
+    return card;
 }
 
 function vmRow(vm) {

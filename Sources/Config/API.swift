@@ -69,6 +69,9 @@ public struct HostInfo: Sendable, Equatable {
     public var dns: [String] = []
     /// Where the state lives (nil: not reported).
     public var storage: HostStorage?
+    /// An installed system's slots (A/B): each one's version, the running
+    /// one, the last upgrade's outcome (nil: not an installed system).
+    public var system: JSONValue?
     public init(hostname: String, version: String, cpuModel: String, cpus: Int, memoryTotalMiB: Int,
                 memoryAvailableMiB: Int, accel: String, accelReason: String, uptimeSeconds: Int) {
         self.hostname = hostname; self.version = version; self.cpuModel = cpuModel; self.cpus = cpus

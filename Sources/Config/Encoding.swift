@@ -95,6 +95,7 @@ extension HostInfo: JSONRepresentable {
             ]),
         ]
         if let storage { o["storage"] = storage.json }
+        if let system { o["system"] = system }
         return .object(o)
     }
 }

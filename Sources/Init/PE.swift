@@ -784,6 +784,7 @@ public final class PE: @unchecked Sendable {
         }
         if displayVM == nil && !cmdline.rescue { log("services: no display VM; the viewer is not started") }
         if onTarget { supervisor.tick() }
+        watchTrialBoot()
     }
 
     /// Starts a service with its output on a pipe PID 1 forwards, line by
@@ -813,7 +814,7 @@ public final class PE: @unchecked Sendable {
 
     public func statusInfo() -> StatusInfo {
         let vms = VMRun.scan(stateDir: root + stateDir).map { (name: $0.name, state: $0.pid.map { processAlive($0) ? "running" : "stopped" } ?? "stopped") }
-        return StatusInfo(version: version, hostname: hostname, addresses: onTarget ? Network.addresses() : [],
+        var info = StatusInfo(version: version, hostname: hostname, addresses: onTarget ? Network.addresses() : [],
                           panelPort: panelPort,
                           tlsFingerprint: Files.readTrimmed(root + stateDir + "/tls/fingerprint"),
                           configSource: configPath.map { "\($0) (\(configSource ?? "?"))" },
@@ -821,6 +822,26 @@ public final class PE: @unchecked Sendable {
                           payloadError: Files.readTrimmed(root + Payload.failedMarker),
                           setupCode: Files.readTrimmed(root + PE.setupCodeFile),
                           noDriver: onTarget ? Self.devicesWithoutDriver() : [])
+        if onTarget {
+            info.state = StateStorage.describe(stateDir).note
+            info.system = systemSlotsLine()
+        }
+        return info
+    }
+
+    /// "slot b running (VERSION); slot a: VERSION" on an installed system.
+    func systemSlotsLine() -> String? {
+        guard let root = systemPartitionRoot() else { return nil }
+        let slots = SystemSlots(root: root)
+        let running = SystemSlot.running(cmdline: cmdline.arguments.joined(separator: " "))
+        var parts = ["slot \(running.rawValue) running (\(slots.version(running) ?? version))"]
+        let other = running.other
+        if let ov = slots.version(other) {
+            let e = slots.env()
+            parts.append("slot \(other.rawValue): \(ov)" + (e["cb_next"] == other.rawValue ? " (tried at the next boot)"
+                : e["cb_failed"] == other.rawValue ? " (did not come up; not booted again)" : ""))
+        }
+        return parts.joined(separator: "; ")
     }
 
     func showStatus() {

@@ -12,6 +12,12 @@ extension Payload {
         volumes.filter { $0.label == PELabel.bootMedium }.map { ($0, "boot/" + fileName) }
             + volumes.filter { $0.label == PELabel.system }.map { ($0, fileName) }
     }
+
+    /// The candidates and, after them, an installed system's slot b
+    /// (`slot-b/` on the system partition, written by an upgrade).
+    public static func candidatesWithSlots(_ volumes: [Volume]) -> [(volume: Volume, path: String)] {
+        candidates(volumes) + volumes.filter { $0.label == PELabel.system }.map { ($0, "slot-b/" + fileName) }
+    }
 }
 
 extension PE {
@@ -74,8 +80,8 @@ extension PE {
         var tried = Set<String>()
         var rounds = 0
         while true {
-            for c in Payload.candidates(volumes) where !tried.contains(c.volume.device) {
-                tried.insert(c.volume.device)
+            for c in Payload.candidatesWithSlots(volumes) where !tried.contains(c.volume.device + "/" + c.path) {
+                tried.insert(c.volume.device + "/" + c.path)
                 guard let dir = mountVolume(c.volume) else { continue }
                 let src = dir + "/" + c.path
                 guard Files.exists(src) else { continue }

@@ -16,6 +16,11 @@ public struct StatusInfo: Equatable, Sendable {
     public var setupCode: String?
     /// Controllers that have no driver (storage, network, USB).
     public var noDriver: [String] = []
+    /// Where the state lives ("on the data partition /dev/vdb1 (CB-DATA)",
+    /// "in RAM …"); nil: not shown.
+    public var state: String?
+    /// An installed system's slots: the running one and each one's version.
+    public var system: String?
 
     public init(version: String, hostname: String, addresses: [(interface: String, address: String)] = [],
                 panelPort: Int = 8443, tlsFingerprint: String? = nil, configSource: String? = nil,
@@ -33,6 +38,7 @@ public struct StatusInfo: Equatable, Sendable {
             && a.tlsFingerprint == b.tlsFingerprint && a.configSource == b.configSource && a.configError == b.configError
             && a.vms.map { $0.name + " " + $0.state } == b.vms.map { $0.name + " " + $0.state } && a.display == b.display
             && a.payloadError == b.payloadError && a.setupCode == b.setupCode && a.noDriver == b.noDriver
+            && a.state == b.state && a.system == b.system
     }
 
     /// The panel URLs, one per address (a placeholder while there is none).
@@ -74,6 +80,8 @@ public enum StatusScreen {
         }
         l.append("")
         l.append("Config: \(s.configSource ?? "none found (defaults)")")
+        if let st = s.state { l.append("State: \(st)") }
+        if let sys = s.system { l.append("System: \(sys)") }
         if !s.noDriver.isEmpty {
             l.append("Devices without a driver (disks or NICs behind them are not seen):")
             for d in s.noDriver.prefix(4) { l.append("    \(d)") }

@@ -262,6 +262,14 @@ public final class InstallExecutor {
         try Files.writeAtomically(sys + "/boot/grub/grub.cfg",
                                   GrubMenu.render(template: template, systemUUID: systemUUID, vms: request.vms, display: request.displayVM))
         try Files.writeAtomically(sys + "/cloudbios-installed", markerJSON.serialized(pretty: true) + "\n")
+        // slot a, the one installed: GRUB's environment names it good, and
+        // its version is the boot medium's (beside the kernel) when it says
+        var env = GrubEnv()
+        env["cb_good"] = SystemSlot.a.rawValue
+        try Files.writeAtomically(sys + "/boot/grub/grubenv", try env.render())
+        if let v = Files.readTrimmed(Files.parent(of: src.kernel) + "/version") {
+            try Files.writeAtomically(sys + "/version", v + "\n")
+        }
         subProgress(phase, 6, 10, "system files staged")
         try makeSparse(systemImage, part(.system).size)
         try Tool.run("mke2fs", ["-t", "ext4", "-F", "-q", "-b", "4096", "-L", Layout.systemLabel, "-U", systemUUID,

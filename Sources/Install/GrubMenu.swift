@@ -43,23 +43,43 @@ public enum GrubMenu {
     set timeout=3
     set default="@DEFAULT@"
     search --no-floppy --fs-uuid --set=root @SYSTEM_UUID@
-    set cbargs="console=tty0 console=ttyS0,115200 @ARGS@"
+    # System slots (A/B): slot a's files are at the partition's root, slot b's
+    # under /slot-b. grubenv's cb_good is the slot that last reached a healthy
+    # panel; cb_next, set by an upgrade, is tried once: cleared here as it boots,
+    # so a slot that never comes up (panic=10 reboots it) leaves the next boot
+    # to cb_good's.
+    set cb_slot=a
+    set cb_trial=
+    if [ -f /boot/grub/grubenv ]; then
+        # (the core image reads no command list: the module is loaded by name)
+        insmod loadenv
+        load_env
+        if [ -n "$cb_good" ]; then set cb_slot="$cb_good"; fi
+        if [ -n "$cb_next" ]; then
+            set cb_slot="$cb_next"
+            set cb_trial=" cloudbios.trial=1 panic=10"
+            set cb_next=
+            save_env cb_next
+        fi
+    fi
+    if [ "$cb_slot" = b ]; then set cbsys=/slot-b; else set cb_slot=a; set cbsys=; fi
+    set cbargs="console=tty0 console=ttyS0,115200 @ARGS@ cloudbios.slot=$cb_slot$cb_trial"
 
     @VM_ENTRIES@
     #@VM_BEGIN
     menuentry "CloudBIOS: dual-run @VM@" --id "vm-@VM@" {
-        linux /vmlinuz $cbargs cloudbios.display=@VM@
-        initrd /initramfs.img
+        linux $cbsys/vmlinuz $cbargs cloudbios.display=@VM@
+        initrd $cbsys/initramfs.img
     }
     #@VM_END
 
     menuentry "CloudBIOS (host only)" --id host {
-        linux /vmlinuz $cbargs cloudbios.display=none
-        initrd /initramfs.img
+        linux $cbsys/vmlinuz $cbargs cloudbios.display=none
+        initrd $cbsys/initramfs.img
     }
     menuentry "CloudBIOS (rescue: shell on the console, no services)" --id rescue {
-        linux /vmlinuz $cbargs cloudbios.rescue=1
-        initrd /initramfs.img
+        linux $cbsys/vmlinuz $cbargs cloudbios.rescue=1
+        initrd $cbsys/initramfs.img
     }
 
     """

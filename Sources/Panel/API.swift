@@ -25,8 +25,8 @@ public enum Plan: Sendable {
     /// Read a body of at most `limit` bytes, then answer.
     case body(limit: Int, @Sendable ([UInt8]) async -> HTTPResponse)
     /// Stream the body into an upload, then answer.
-    case upload(begin: @Sendable () async throws -> any ImageUpload,
-                finish: @Sendable (any ImageUpload) async -> HTTPResponse)
+    case upload(begin: @Sendable () async throws -> any BodySink,
+                finish: @Sendable (any BodySink) async -> HTTPResponse)
 }
 
 /// The REST API over a `PanelBackend`: parses requests into backend calls and
@@ -202,6 +202,24 @@ public final class PanelAPI: Sendable {
             return console(name, head)
         case .terminal(let name):
             return webSocketBridge(head, what: "serial console") { try await backend.serialSocketPath(name) }
+        case .system(.upgrade):
+            // {"url": …} as JSON, or the ISO itself as the raw body
+            if let ct = head.header("content-type"), ct.lowercased().hasPrefix("application/json") {
+                return jsonBody(head) { body in
+                    guard case .string(let url)? = try PanelAPI.bodyObject(body, keys: ["url"])["url"] else {
+                        throw RequestError.badRequest("body must be {\"url\": URL} or the ISO as the raw body (application/octet-stream)")
+                    }
+                    return .json(try await backend.upgrade(url: url).json, status: 202)
+                }
+            }
+            if let ct = head.header("content-type"), ct.lowercased().hasPrefix("multipart/") {
+                return .respond(.error(415, "send the ISO as the raw request body (application/octet-stream), not multipart"))
+            }
+            let expected = head.contentLength
+            return .upload(begin: { try await backend.beginUpgradeUpload(expectedSize: expected) },
+                           finish: { upload in
+                               await PanelAPI.guarded { .json(try await (upload as! any SystemUpload).finish().json, status: 202) }
+                           })
         case .system(let action) where action != .display:
             // reboot and shutdown take no body
             return .body(limit: 4096) { _ in
@@ -251,7 +269,7 @@ public final class PanelAPI: Sendable {
             }
             return .upload(begin: { try await backend.beginImageUpload(name, expectedSize: expected) },
                            finish: { upload in
-                               await PanelAPI.guarded { .json(try await upload.finish().json, status: 201) }
+                               await PanelAPI.guarded { .json(try await (upload as! any ImageUpload).finish().json, status: 201) }
                            })
         case .importImage(let name):
             return jsonBody(head) { body in

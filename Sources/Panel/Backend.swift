@@ -62,6 +62,12 @@ public protocol PanelBackend: Sendable {
     /// display now. What it answers with is the body of the 202.
     func system(_ action: SystemAction, display vm: String?) async throws -> JSONValue
 
+    /// `POST /api/v1/system/upgrade` with `{"url": …}`: an installed system
+    /// gets the ISO's version in its other slot and tries it at the next boot.
+    func upgrade(url: String) async throws -> TaskInfo
+    /// The same with the ISO as the raw body.
+    func beginUpgradeUpload(expectedSize: Int64?) async throws -> any SystemUpload
+
     /// The fleet's nodes (`GET /api/v1/nodes`), each up or down.
     func nodes() async throws -> JSONValue
     /// Removes a node that is down from the fleet.
@@ -82,7 +88,7 @@ public protocol PanelBackend: Sendable {
 
 /// `POST /api/v1/system/{action}`.
 public enum SystemAction: String, Sendable, Equatable, CaseIterable {
-    case reboot, shutdown, display
+    case reboot, shutdown, display, upgrade
 }
 
 /// Backups (`/api/v1/backups…`); a backend without them answers 409.
@@ -120,6 +126,14 @@ extension PanelBackend {
         throw RequestError.conflict("this daemon does not manage the machine it runs on")
     }
 
+    public func upgrade(url: String) async throws -> TaskInfo {
+        throw RequestError.conflict("this daemon does not upgrade the machine it runs on (only an installed CloudBIOS system has system slots)")
+    }
+
+    public func beginUpgradeUpload(expectedSize: Int64?) async throws -> any SystemUpload {
+        throw RequestError.conflict("this daemon does not upgrade the machine it runs on (only an installed CloudBIOS system has system slots)")
+    }
+
     public func nodes() async throws -> JSONValue {
         throw RequestError.conflict("this node is in no fleet (cloudbios.yaml has no cluster: section)")
     }
@@ -129,9 +143,22 @@ extension PanelBackend {
     }
 }
 
+/// A request body streamed into a file chunk by chunk (an image into the
+/// store, an ISO for a system upgrade).
+public protocol BodySink: AnyObject, Sendable {
+    func write(_ chunk: UnsafeRawBufferPointer) throws
+    func abort()
+}
+
+/// The ISO of `POST /api/v1/system/upgrade` sent as the raw body: checked
+/// and written into the system slot not running on `finish`, as a task.
+public protocol SystemUpload: BodySink {
+    func finish() async throws -> TaskInfo
+}
+
 /// A streaming upload into the image store: the body goes to a temporary file
 /// and becomes visible under its name only on `finish`.
-public protocol ImageUpload: AnyObject, Sendable {
+public protocol ImageUpload: BodySink {
     func write(_ chunk: UnsafeRawBufferPointer) throws
     func finish() async throws -> ImageInfo
     func abort()

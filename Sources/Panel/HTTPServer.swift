@@ -84,7 +84,7 @@ final class HTTPServer: @unchecked Sendable {
         var body: [UInt8] = []
         var limit = 0
         var tooLarge = false
-        var upload: (any ImageUpload)?
+        var upload: (any BodySink)?
         var uploadError: HTTPResponse?
         var uploaded = 0
         var uploadFinished = false

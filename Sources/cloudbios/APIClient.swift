@@ -45,12 +45,12 @@ struct APIClient {
         self.insecure = insecure
     }
 
-    func request(_ method: String, _ path: String, body: [UInt8]? = nil) throws -> Response {
+    func request(_ method: String, _ path: String, body: [UInt8]? = nil, contentType: String = "application/json") throws -> Response {
         var target = url
         target.target = path
         var headers = [HTTPField("Accept", "application/json")]
         if let token { headers.append(HTTPField("Authorization", "Bearer \(token)")) }
-        if body != nil { headers.append(HTTPField("Content-Type", "application/json")) }
+        if body != nil { headers.append(HTTPField("Content-Type", contentType)) }
         let trust: TLSTrust = insecure ? .none : caFile.map { .pinned($0) } ?? .system
         let client = HTTPClient(trust: trust, timeout: Self.timeout, userAgent: "cloudbios-cli")
         do throws(NetError) {

@@ -95,6 +95,8 @@ struct DaemonCommand: Command {
         let bootMenu = BootMenuSync.forThisMachine(config: config, manager: manager)
         await bootMenu?.refresh()
         var backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer, bootMenu: bootMenu)
+        let upgrader = SystemUpgrader.forThisMachine(config: config, stateDir: dir)
+        backend.upgrader = upgrader
         backend.fleet = try await DaemonFleet.start(cfg, stateDir: dir, manager: manager)
 
         let medium = bootMedium
@@ -105,6 +107,8 @@ struct DaemonCommand: Command {
             }
         }
         let panel = try startPanel(cfg, stateDir: dir, webRoot: webRoot, backend: backend, users: users, firstRun: setup)
+        // the panel serves: this slot is the good one (an upgrade into it came up)
+        if panel != nil { upgrader?.settle() }
         let host = await manager.host(hostname: cfg.hostname)
         Log.info("accel: \(host.accel) (\(host.accelReason))")
         let waiting = noAutostart ? [] : await manager.autostart()

@@ -48,6 +48,8 @@ extension VMManagerBackend {
                 } else {
                     tasks.update(task.id) { $0.progress = 96; $0.message = "moving the state from RAM onto \(device)" }
                     try StateStorage.moveIntoPlace(stateDir, device: device) { Log.info($0) }
+                    let manager = self.manager
+                    Task { await manager.restartNATDHCP() }
                     message += "; the state moved onto it from RAM and lasts from now on"
                     result["state"] = .string("moved")
                 }

@@ -20,11 +20,32 @@ struct VMManagerBackend: PanelBackend {
     var fleet: Fleet? = nil
     /// GRUB's per-VM entries, refreshed after the VMs change (nil: none kept).
     var bootMenu: BootMenuSync? = nil
+    /// The installed system's slots and upgrades (nil: not an installed system).
+    var upgrader: SystemUpgrader? = nil
 
     func host() async -> HostInfo {
         var h = await manager.host(hostname: hostname)
         h.storage = StateStorage.describe(manager.stateDir)
+        h.system = upgrader?.json
         return h
+    }
+
+    func upgrade(url: String) async throws -> TaskInfo {
+        let u = try upgraderIdle()
+        return try u.start(url: url, tasks: manager.tasks)
+    }
+
+    func beginUpgradeUpload(expectedSize: Int64?) async throws -> any SystemUpload {
+        let u = try upgraderIdle()
+        return try UpgradeUploadSession(upgrader: u, tasks: manager.tasks, expectedSize: expectedSize)
+    }
+
+    func upgraderIdle() throws -> SystemUpgrader {
+        guard let upgrader else {
+            throw UpgradeError.notInstalled("only an installed CloudBIOS system is upgraded (this one runs from \(StateStorage.describe(manager.stateDir).kind == .installed ? "an installed disk whose system partition is not mounted" : "an ISO or USB boot"))")
+        }
+        guard !manager.tasks.running("system", kind: "upgrade") else { throw RequestError.conflict("an upgrade is running already") }
+        return upgrader
     }
 
     /// Reboot, shutdown and the display go to the appliance's PID 1 (the
@@ -50,6 +71,9 @@ struct VMManagerBackend: PanelBackend {
             kill(1, SIGHUP)
             Log.info("panel: local display -> \(vm ?? "none")")
             return .object(["display": vm.map { .string($0) } ?? .null])
+        case .upgrade:
+            // (the API sends upgrades to upgrade(url:) and beginUpgradeUpload)
+            throw RequestError.badRequest("an upgrade takes {\"url\": URL} or the ISO as the body")
         }
     }
     func listVMs() async -> [VMStatus] { await manager.list() }
@@ -140,6 +164,9 @@ struct VMManagerBackend: PanelBackend {
 }
 
 extension ImageUploadSession: ImageUpload {}
+extension UpgradeUploadSession: SystemUpload {
+    func finish() async throws -> TaskInfo { try finishUpgrade() }
+}
 
 extension VMManagerBackend {
     func nodes() async throws -> JSONValue {

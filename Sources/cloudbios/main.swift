@@ -13,7 +13,7 @@ struct CloudBIOS: ParsableCommand {
         subcommands: [
             InitCommand.self, DaemonCommand.self, VMCommand.self, ConfigCommand.self,
             DisksCommand.self, InstallCommand.self, PasswdCommand.self, ViewerCommand.self,
-            HostConsoleCommand.self, LoginCommand.self, AppsCommand.self, ClusterCommand.self, BackupCommand.self,
+            HostConsoleCommand.self, LoginCommand.self, AppsCommand.self, ClusterCommand.self, BackupCommand.self, UpgradeCommand.self,
         ]
     )
 }

@@ -15,10 +15,13 @@ headless install (boot, install, power off).
 import hashlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -356,3 +359,174 @@ def test_installed_grub_entries_follow_the_vms_and_the_state_is_on_the_data_part
     cfg = grub_cfg()
     assert 'menuentry "CloudBIOS: dual-run extra" --id "vm-extra"' in cfg and "cloudbios.display=extra" in cfg, cfg
     assert "doomed" not in cfg and 'set default="vm-tiny"' in cfg, cfg
+
+
+def remaster(iso, out, replace):
+    """A copy of the ISO (El Torito boot images kept) with files replaced: {path in the ISO: local file}."""
+    maps = " ".join(f"-map {src} {dst}" for dst, src in replace.items())
+    sh(f"xorriso -return_with FAILURE 32 -indev {iso} -outdev {out} -boot_image any keep {maps} -commit 2>&1")
+    return out
+
+
+def post_raw(vm, auth, path, data, timeout=300):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    req = urllib.request.Request(f"https://127.0.0.1:{vm.forwards[8443]}/api/v1{path}", data=data, method="POST",
+                                 headers={**auth, "Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def wait_task(vm, auth, task_id, timeout=300):
+    deadline = time.monotonic() + timeout
+    t = None
+    while time.monotonic() < deadline:
+        status, body = vm.https(f"/api/v1/tasks/{task_id}", headers=auth)
+        assert status == 200, body
+        t = json.loads(body)
+        if t["state"] in ("succeeded", "failed"):
+            return t
+        time.sleep(1)
+    raise AssertionError(f"task {task_id} still {t} after {timeout} s\n{vm.serial()[-3000:]}")
+
+
+@needs_iso
+def test_an_upgrade_boots_the_new_slot_and_a_broken_one_falls_back_by_itself(installed, workdir):
+    """A/B upgrades of an installed disk: an image that is not a CloudBIOS
+    ISO is refused and nothing changes; `cloudbios upgrade ISO` writes a
+    second build (another version) into slot b, and the next boot runs it
+    and marks it good; an upgrade from a URL whose initramfs is broken goes
+    into slot a, its trial boot panics and reboots, and the boot after it is
+    slot b again by itself, the panel saying the upgrade fell back. The
+    config and the data partition's images are untouched throughout."""
+    d = os.path.join(workdir, "upgrade")
+    os.makedirs(d, exist_ok=True)
+    disk = os.path.join(d, "disk.img")
+    sh(f"cp --sparse=always {installed[0]} {disk}")
+    with open(os.path.join(d, "version"), "w") as f:
+        f.write("9.9.9-upgrade-e2e\n")
+    good = remaster(ISO, os.path.join(d, "good.iso"), {"/boot/version": os.path.join(d, "version")})
+    with open(os.path.join(d, "broken-version"), "w") as f:
+        f.write("6.6.6-broken-e2e\n")
+    with open(os.path.join(d, "junk.img"), "wb") as f:
+        f.write(os.urandom(1 << 20))
+    broken = remaster(ISO, os.path.join(d, "broken.iso"),
+                      {"/boot/version": os.path.join(d, "broken-version"), "/boot/initramfs.img": os.path.join(d, "junk.img")})
+    table = json.loads(sh(f"sfdisk -J {disk}"))["partitiontable"]
+    part = {p["name"]: p for p in table["partitions"]}
+    config_sha = lambda: sh(f"debugfs -R 'cat /cloudbios.yaml' '{disk}?offset={part['cloudbios-config']['start'] * 512}' 2>/dev/null")  # noqa: E731
+    images = lambda: sorted(  # noqa: E731  (name, size) of each image in the store
+        tuple(e.split("/")[5:7]) for e in sh(f"debugfs -R 'ls -p /images' '{disk}?offset={part['cloudbios-data']['start'] * 512}' 2>/dev/null").split("\n")
+        if e.count("/") >= 7 and not e.split("/")[5].startswith("."))  # (the store's own .incoming and the like)
+    config_before, images_before = config_sha(), images()
+    assert "tiny-kernel" in [n for n, _ in images_before], images_before
+
+    def boot(tag):
+        vm = qemu.VM(f"upgrade-{tag}", memory=1536, extra=disks((disk, "TARGET01")), forwards={8443: qemu.free_port()})
+        vm.start()
+        return vm
+
+    def up(vm):
+        vm.wait_https("/api/v1/health", 300)
+        auth = {"Authorization": f"Bearer {login(vm)}"}
+        status, body = vm.https("/api/v1/host", headers=auth)
+        assert status == 200, body
+        return auth, json.loads(body)["system"]
+
+    def shutdown(vm, auth):
+        status, body = vm.https("/api/v1/system/shutdown", method="POST", headers=auth)
+        assert status == 202, body
+        vm.proc.wait(timeout=120)
+
+    # 1. slot a runs; a non-ISO and an ISO that is not CloudBIOS's are refused, nothing changes
+    vm = boot("1")
+    try:
+        auth, system = up(vm)
+        assert system["running"] == "a", system
+        a = system["slots"][0]
+        assert a["name"] == "a" and a["running"] and a["good"] and a["version"], system
+        first_version = a["version"]
+        assert not system["slots"][1]["installed"] and "upgrade" not in system, system
+        status, body = post_raw(vm, auth, "/system/upgrade", os.urandom(1 << 20))
+        assert status == 422 and "not a CloudBIOS ISO" in body["error"], (status, body)
+        other = os.path.join(d, "other")
+        os.makedirs(os.path.join(other, "boot"), exist_ok=True)
+        with open(os.path.join(other, "boot", "vmlinuz"), "w") as f:
+            f.write("not a kernel\n")
+        sh(f"xorriso -as mkisofs -quiet -o {d}/other.iso {other}")
+        with open(f"{d}/other.iso", "rb") as f:
+            status, body = post_raw(vm, auth, "/system/upgrade", f.read())
+        assert status == 422 and "not a CloudBIOS ISO" in body["error"], (status, body)
+        assert up(vm)[1] == system, "a refused upgrade changed the slots"
+        # 2. the command line uploads the second build into slot b
+        port = vm.forwards[8443]
+        r = subprocess.run([os.environ.get("CLOUDBIOS_BIN", os.path.join(REPO, ".build", "debug", "cloudbios")), "upgrade", good,
+                            "--url", f"https://127.0.0.1:{port}", "--insecure", "--user", "admin", "--password", PASSWORD],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "slot b holds 9.9.9-upgrade-e2e, verified" in r.stdout, r.stdout
+        _, system = up(vm)
+        b = system["slots"][1]
+        assert b["installed"] and b["version"] == "9.9.9-upgrade-e2e" and b["next"] and not b["running"], system
+        assert system["upgrade"]["state"] == "pending", system
+        shutdown(vm, auth)
+    finally:
+        vm.cleanup()
+
+    # 3. the next boot tries slot b, which comes up and becomes the good one
+    vm = boot("2")
+    try:
+        auth, system = up(vm)
+        assert "cloudbios.slot=b cloudbios.trial=1" in vm.serial(), vm.serial()[-3000:]
+        assert system["running"] == "b", system
+        assert system["upgrade"]["state"] == "booted" and system["upgrade"]["slot"] == "b", system
+        a, b = system["slots"]
+        assert b["good"] and b["running"] and b["version"] == "9.9.9-upgrade-e2e", system
+        assert a["version"] == first_version and not a["good"], system
+        # 4. an upgrade from a URL whose initramfs is broken goes into slot a
+        server = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0"], cwd=d,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            line = server.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N ..."
+            http_port = int(line.split(" port ")[1].split()[0])
+            status, body = vm.https("/api/v1/system/upgrade", method="POST", headers=auth,
+                                    body={"url": f"http://10.0.2.2:{http_port}/broken.iso"})
+            assert status == 202, body
+            t = wait_task(vm, auth, json.loads(body)["id"])
+            assert t["state"] == "succeeded" and t["result"]["slot"] == "a", t
+        finally:
+            server.kill()
+            server.wait()
+        _, system = up(vm)
+        assert system["slots"][0]["version"] == "6.6.6-broken-e2e" and system["slots"][0]["next"], system
+        shutdown(vm, auth)
+    finally:
+        vm.cleanup()
+
+    # 5. slot a's trial boot: the kernel finds no usable initramfs, panics, reboots (QEMU exits: -no-reboot)
+    vm = boot("3")
+    try:
+        vm.proc.wait(timeout=300)
+        log = vm.serial()
+        assert "cloudbios.slot=a cloudbios.trial=1" in log and "Kernel panic" in log, log[-3000:]
+    finally:
+        vm.cleanup()
+
+    # 6. the boot after it is slot b again, by itself, and the panel says so
+    vm = boot("4")
+    try:
+        auth, system = up(vm)
+        log = vm.serial()
+        assert "cloudbios.slot=b" in log and "cloudbios.trial=1" not in log, log[-3000:]
+        assert system["running"] == "b", system
+        assert system["upgrade"]["state"] == "fell-back" and system["upgrade"]["slot"] == "a", system
+        assert system["slots"][0]["failed"] and system["slots"][1]["good"], system
+        shutdown(vm, auth)
+    finally:
+        vm.cleanup()
+    assert config_sha() == config_before, "the config partition changed"
+    assert images() == images_before, "the data partition's images changed"

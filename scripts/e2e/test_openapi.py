@@ -335,6 +335,9 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     api("POST", "/api/v1/system/shutdown", 409)
     api("POST", "/api/v1/system/display", 409, json={"vm": None})
     api("POST", "/api/v1/system/display", 400, json={"vm": 7})
+    # upgrades need an installed system's slots (409 here); a bad body is a 400
+    api("POST", "/api/v1/system/upgrade", 409, json={"url": "https://example.invalid/cloudbios.iso"})
+    api("POST", "/api/v1/system/upgrade", 400, json={"url": 7})
     # a daemon outside any fleet has no nodes to show or remove
     api("GET", "/api/v1/nodes", 409)
     api("DELETE", "/api/v1/nodes/node9", 409)
