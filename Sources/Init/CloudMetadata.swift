@@ -44,12 +44,18 @@ public struct MetadataSource: Sendable {
 /// read from the first cloud metadata service that has some. Each source
 /// is tried with a short timeout and logged; a source that answers without
 /// user-data (404, empty) is not this cloud's, and the next one is tried.
-/// While none has answered at all (the network may still be coming up, or
-/// the link-local route not be there yet), the round is repeated for
-/// `window` seconds.
+/// A machine outside a cloud gives up after one round: once an address and
+/// port accepts no connection (refused, unreachable, no name, connect timed
+/// out), the other sources there are not tried that round, and when no
+/// source accepted a connection at all there is no service to wait for.
+/// Only while some service accepted a connection without answering (it
+/// may be starting) is the round repeated, for `window` seconds. Before the
+/// first round the kernel must have a route to the link-local address (DHCP
+/// may still be coming up): that is waited for, for `window` seconds.
 public struct MetadataFetch: Sendable {
     public var sources: [MetadataSource] = MetadataSource.all()
-    /// How long rounds are repeated while no source answers.
+    /// How long rounds are repeated while a service accepts connections
+    /// but does not answer.
     public var window: Double = 30
     /// Longest wait for a connect, a read or a write.
     public var timeout: Double = 2
@@ -58,6 +64,9 @@ public struct MetadataFetch: Sendable {
     /// Pause between rounds.
     public var pause: Double = 2
 
+    /// The kernel's IPv4 routes (`/proc/net/route`).
+    public var routeTable: @Sendable () -> String? = { try? Files.readString("/proc/net/route") }
+
     public init() {}
 
     /// Writes the first user-data found to `dest` (atomically): nil when
@@ -65,11 +74,19 @@ public struct MetadataFetch: Sendable {
     public func fetch(to dest: String, log: (String) -> Void) -> (error: String?, found: String?) {
         let client = HTTPClient(trust: .environment, timeout: timeout, redirects: 0)
         let deadline = Deadline.after(window)
+        if let why = waitForRoutes(until: deadline, log: log) { return (why, nil) }
         var round = 1
         while true {
-            var answered = false
+            var answered = false, accepted = false
+            // address:port → why it accepted no connection, this round
+            var closed: [String: String] = [:]
             for s in sources {
                 let label = "\(s.name) \(s.url)"
+                let endpoint = Self.endpoint(s.url)
+                if let endpoint, let why = closed[endpoint] {
+                    log("config: metadata: \(label): not tried: \(endpoint) accepted no connection (\(why))")
+                    continue
+                }
                 switch get(s, client: client, log: log) {
                 case .data(let body):
                     do { try Files.writeAtomically(dest, body, mode: 0o600) } catch { return ("cannot write \(dest): \(error)", nil) }
@@ -78,11 +95,18 @@ public struct MetadataFetch: Sendable {
                 case .none(let why):
                     answered = true
                     log("config: metadata: \(label): \(why)")
-                case .unreachable(let why):
+                case .noAnswer(let why):
+                    accepted = true
+                    log("config: metadata: \(label): \(why)")
+                case .noConnection(let why):
+                    if let endpoint { closed[endpoint] = why }
                     log("config: metadata: \(label): \(why)")
                 }
             }
             if answered { return ("no cloud metadata service has user-data for this instance", nil) }
+            if !accepted {
+                return ("no cloud metadata service accepted a connection (\(sources.count) sources; not in a cloud, or no route to its metadata service)", nil)
+            }
             if deadline.remaining < pause {
                 return ("no cloud metadata service answered in \(Int(window)) s (\(round) rounds of \(sources.count) sources)", nil)
             }
@@ -91,13 +115,67 @@ public struct MetadataFetch: Sendable {
         }
     }
 
+    /// Waits until every routable IPv4 address the sources name (the
+    /// link-local one; not loopback) has a route; nil when they do.
+    func waitForRoutes(until deadline: Deadline, log: (String) -> Void) -> String? {
+        let addresses = Set(sources.compactMap { (try? HTTPURL(parsing: $0.url))?.host }.filter {
+            Self.ipv4($0).map { $0 & 0xFF != 127 } ?? false
+        }).sorted()
+        guard !addresses.isEmpty else { return nil }
+        var logged = false
+        while true {
+            let table = routeTable() ?? ""
+            let missing = addresses.filter { !Self.hasRoute(to: $0, in: table) }
+            if missing.isEmpty { return nil }
+            if deadline.hasPassed {
+                return "no route to \(missing.joined(separator: ", ")) after \(Int(window)) s (no network: no DHCP lease?)"
+            }
+            if !logged { log("config: metadata: waiting for a route to \(missing.joined(separator: ", ")) (the network is coming up)"); logged = true }
+            usleep(250_000)
+        }
+    }
+
+    /// An IPv4 address as /proc/net/route prints it (network byte order
+    /// read as a little-endian number).
+    static func ipv4(_ text: String) -> UInt32? {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var v: UInt32 = 0
+        for (i, p) in parts.enumerated() {
+            guard p.count <= 3, let b = UInt8(p) else { return nil }
+            v |= UInt32(b) << (8 * UInt32(i))
+        }
+        return v
+    }
+
+    /// Whether a route that is up (a default route or one whose network
+    /// holds it) reaches `address`, in the text of /proc/net/route.
+    static func hasRoute(to address: String, in table: String) -> Bool {
+        guard let a = ipv4(address) else { return false }
+        for line in table.split(separator: "\n").dropFirst() {
+            let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard f.count >= 8, let dest = UInt32(f[1], radix: 16), let flags = UInt32(f[3], radix: 16),
+                  let mask = UInt32(f[7], radix: 16) else { continue }
+            if flags & 1 != 0, a & mask == dest { return true }
+        }
+        return false
+    }
+
+    /// `host:port` of a source's URL (nil when it does not parse).
+    static func endpoint(_ url: String) -> String? {
+        (try? HTTPURL(parsing: url)).map { "\($0.host):\($0.port)" }
+    }
+
     enum Outcome: Equatable {
         /// The user-data, decoded.
         case data([UInt8])
         /// The service answered: this source has none.
         case none(String)
-        /// No answer (connect, timeout, name).
-        case unreachable(String)
+        /// Nothing accepted a connection (refused, unreachable, connect
+        /// timed out, no such name).
+        case noConnection(String)
+        /// A connection was accepted but no answer came (timeout, closed).
+        case noAnswer(String)
     }
 
     func get(_ s: MetadataSource, client: HTTPClient, log: (String) -> Void) -> Outcome {
@@ -117,7 +195,7 @@ public struct MetadataFetch: Sendable {
                     log("config: metadata: \(s.name): no IMDSv2 token (HTTP \(r.status)); trying IMDSv1")
                 }
             } catch {
-                return .unreachable(Self.describe(error))
+                return Self.unreachable(error)
             }
         }
         do throws(NetError) {
@@ -131,7 +209,15 @@ public struct MetadataFetch: Sendable {
             if body.allSatisfy({ $0 == 32 || $0 == 10 || $0 == 13 || $0 == 9 }) { return .none("empty user-data") }
             return .data(body)
         } catch {
-            return .unreachable(Self.describe(error))
+            return Self.unreachable(error)
+        }
+    }
+
+    /// Why a request got no HTTP answer, by whether anything listened.
+    static func unreachable(_ e: NetError) -> Outcome {
+        switch e {
+        case .connect, .resolve: return .noConnection(describe(e))
+        default: return .noAnswer(describe(e))
         }
     }
 

@@ -16,6 +16,9 @@ public struct InstallSources: Sendable, Equatable {
     public var grubDir: String = "/usr/lib/grub"
     /// `images/grub-disk.cfg.in`; nil = the first of `GrubMenu.templatePaths`, else built in.
     public var grubTemplate: String?
+    /// Debian's signed shim and GRUB for the ESP's default boot path (Secure
+    /// Boot); when absent or nil the ESP boots GRUB made here, unsigned.
+    public var signedBoot: SignedBootChain? = .debian
     /// Scratch space for the filesystem images (sparse; ~100 MB used).
     public var stagingDir: String = "/tmp"
     /// The running image store, copied to the data partition's `images/`.
@@ -242,7 +245,14 @@ public final class InstallExecutor {
         try makeSparse(espImage, part(.esp).size)
         try Tool.run("mkfs.fat", ["-F", "32", "-n", Layout.espLabel, "-i", String(systemUUID.prefix(8)), espImage])
         try Tool.run("mmd", ["-i", espImage, "::/EFI", "::/EFI/BOOT", "::/EFI/cloudbios"])
-        try Tool.run("mcopy", ["-i", espImage, grub.efi, "::/EFI/BOOT/BOOTX64.EFI"])
+        if let chain = src.signedBoot, chain.isPresent {
+            let early = stage + "/signed-early.cfg"
+            try Files.writeAtomically(early, GrubMenu.signedEarly(systemUUID: systemUUID))
+            try Tool.run("mmd", ["-i", espImage, "::/EFI/debian"])
+            for f in chain.espFiles(early: early) { try Tool.run("mcopy", ["-i", espImage, f.source, f.target]) }
+        } else {
+            try Tool.run("mcopy", ["-i", espImage, grub.efi, "::/EFI/BOOT/BOOTX64.EFI"])
+        }
         try Tool.run("mcopy", ["-i", espImage, grub.efi, "::/EFI/cloudbios/grubx64.efi"])
         subProgress(phase, 2, 10, "ESP built")
         // System: kernel, initramfs, GRUB config and modules, the marker.

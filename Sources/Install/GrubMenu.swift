@@ -84,6 +84,23 @@ public enum GrubMenu {
 
     """
 
+    /// The config Debian's signed GRUB reads from the ESP
+    /// (`/EFI/debian/grub.cfg`): the same search, but the prefix stays on
+    /// the ESP, where no module list is, so GRUB never tries to load a
+    /// module from disk (Secure Boot forbids it and every refusal prints an
+    /// error); the commands the menus use are built into that image.
+    public static func signedEarly(systemUUID: String) -> String {
+        """
+        search --no-floppy --fs-uuid --set=root \(systemUUID)
+        if [ -f ($root)/boot/grub/grub.cfg ]; then
+            configfile ($root)/boot/grub/grub.cfg
+        else
+            echo "CloudBIOS: this disk is not completely installed. Boot the installer again."
+        fi
+
+        """
+    }
+
     /// The config GRUB's core image runs first: find the system partition by
     /// its UUID (unique per install) and read its grub.cfg.
     public static func early(systemUUID: String) -> String {

@@ -1,4 +1,5 @@
 import Testing
+import Synchronization
 @testable import Init
 import Platform
 #if canImport(Glibc)
@@ -119,8 +120,9 @@ final class MetadataServer {
         #expect(Clock.monotonic() - t0 < 2)
     }
 
-    @Test(.timeLimit(.minutes(1))) func noServiceIsRetriedForTheWindowThenGivenUp() throws {
-        // a port nothing listens on
+    /// A TCP socket on 127.0.0.1 bound to a free port; listening (and never
+    /// accepting: the kernel completes connections, nothing answers) or not.
+    func localSocket(listening: Bool) -> (fd: Int32, port: Int) {
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var a = sockaddr_in()
         a.sin_family = sa_family_t(AF_INET)
@@ -128,15 +130,104 @@ final class MetadataServer {
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) } }
         _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
-        let port = Int(UInt16(bigEndian: a.sin_port))
+        if listening { _ = listen(s, 128) }
+        return (s, Int(UInt16(bigEndian: a.sin_port)))
+    }
+
+    @Test(.timeLimit(.minutes(1))) func noServiceAcceptingAConnectionIsGivenUpAfterOneRound() throws {
+        // a port nothing listens on: refused at once; outside a cloud the
+        // link-local address is refused, unreachable or silent the same way
+        let (s, port) = localSocket(listening: false)
         close(s)
         var f = fetcher("http://127.0.0.1:\(port)")
-        f.window = 1
+        f.window = 30
         let t0 = Clock.monotonic()
         let r = run(f)
+        #expect(Clock.monotonic() - t0 < 2, "no second round")
+        #expect(r.error?.hasPrefix("no cloud metadata service accepted a connection (4 sources;") == true, "\(r.error ?? "")")
+        #expect(r.text == nil && r.found == nil)
+        // one line per source: the first tried, the others at the same
+        // address and port not tried again
+        #expect(r.log.count == 4, "\(r.log)")
+        #expect(r.log.first?.hasPrefix("config: metadata: EC2 http://127.0.0.1:\(port)/latest/user-data: no answer (") == true, "\(r.log)")
+        for name in ["OpenStack", "GCE", "Azure"] {
+            #expect(r.log.contains { $0.hasPrefix("config: metadata: \(name) ") && $0.contains(": not tried: 127.0.0.1:\(port) accepted no connection (no answer (") }, "\(r.log)")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aServiceThatAcceptsButDoesNotAnswerIsRetriedForTheWindow() throws {
+        let (s, port) = localSocket(listening: true)
+        defer { close(s) }
+        var f = fetcher("http://127.0.0.1:\(port)")
+        f.timeout = 0.2
+        f.attempt = 0.4
+        f.window = 1.5
+        f.pause = 0.1
+        let t0 = Clock.monotonic()
+        let r = run(f)
+        #expect(Clock.monotonic() - t0 >= 1.3)
         #expect(r.error?.hasPrefix("no cloud metadata service answered in 1 s (") == true, "\(r.error ?? "")")
-        #expect(r.log.contains { $0.hasPrefix("config: metadata: Azure ") && $0.contains("no answer (") }, "\(r.log)")
-        #expect(Clock.monotonic() - t0 < 5)
+        let rounds = r.log.filter { $0.hasPrefix("config: metadata: Azure ") }.count
+        #expect(rounds >= 2, "\(r.log)")
+        #expect(!r.log.contains { $0.contains("not tried") }, "\(r.log)")
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aClosedSourceDoesNotHideAnotherAddressWithUserData() throws {
+        // the link-local address refuses; GCE's name (here the server) has user-data
+        let server = try MetadataServer()
+        let (s, port) = localSocket(listening: false)
+        close(s)
+        var f = fetcher("http://127.0.0.1:\(port)")
+        f.sources = MetadataSource.all(base: "http://127.0.0.1:\(port)", gceHost: "http://localhost:\(server.port)/gce")
+        let r = run(f)
+        #expect(r.error == nil, "\(r.error ?? "") \(r.log)")
+        #expect(r.found == "GCE http://localhost:\(server.port)/gce/computeMetadata/v1/instance/attributes/user-data", "\(r.log)")
+        #expect(r.text == MetadataServer.config)
+    }
+
+    static let header = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+
+    @Test func aRouteToTheLinkLocalAddressIsReadFromTheKernelsTable() {
+        let def = Self.header + "eth0\t00000000\t0202000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+            + "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+        let linkLocal = Self.header + "eth0\t0000FEA9\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+        let subnetOnly = Self.header + "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+        let down = Self.header + "eth0\t00000000\t0202000A\t0002\t0\t0\t0\t00000000\t0\t0\t0\n"
+        #expect(MetadataFetch.hasRoute(to: "169.254.169.254", in: def))
+        #expect(MetadataFetch.hasRoute(to: "169.254.169.254", in: linkLocal))
+        #expect(!MetadataFetch.hasRoute(to: "169.254.169.254", in: subnetOnly))
+        #expect(MetadataFetch.hasRoute(to: "10.0.2.15", in: subnetOnly))
+        #expect(!MetadataFetch.hasRoute(to: "169.254.169.254", in: down))
+        #expect(!MetadataFetch.hasRoute(to: "169.254.169.254", in: Self.header))
+        #expect(!MetadataFetch.hasRoute(to: "169.254.169.254", in: ""))
+        #expect(MetadataFetch.ipv4("169.254.169.254") == 0xFEA9FEA9)
+        #expect(MetadataFetch.ipv4("metadata.google.internal") == nil)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func withoutARouteTheNetworkIsWaitedForThenGivenUp() {
+        // the link-local address with no route: nothing is tried, the wait is logged once
+        var f = MetadataFetch()
+        f.sources = MetadataSource.all(gceHost: nil)
+        f.window = 0.6
+        f.routeTable = { Self.header }
+        let t0 = Clock.monotonic()
+        let r = run(f)
+        #expect(Clock.monotonic() - t0 >= 0.5)
+        #expect(r.error == "no route to 169.254.169.254 after 0 s (no network: no DHCP lease?)", "\(r.error ?? "")")
+        #expect(r.log == ["config: metadata: waiting for a route to 169.254.169.254 (the network is coming up)"], "\(r.log)")
+    }
+
+    @Test(.timeLimit(.minutes(1))) func theRouteAppearingEndsTheWait() throws {
+        // the route comes (DHCP); the sources are then tried (here on loopback, which needs none)
+        let server = try MetadataServer()
+        let calls = Mutex(0)
+        var f = fetcher("http://127.0.0.1:\(server.port)/ec2")
+        f.sources.append(MetadataSource(name: "probe", url: "http://169.254.169.254/"))
+        f.routeTable = { calls.withLock { $0 += 1; return $0 < 3 ? Self.header : Self.header + "eth0\t00000000\t0202000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n" } }
+        let r = run(f)
+        #expect(r.error == nil, "\(r.error ?? "") \(r.log)")
+        #expect(r.log.first == "config: metadata: waiting for a route to 169.254.169.254 (the network is coming up)", "\(r.log)")
+        #expect(calls.withLock { $0 } == 3)
     }
 
     @Test func base64() {

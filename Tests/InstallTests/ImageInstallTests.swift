@@ -111,6 +111,19 @@ func sh(_ cmd: String) throws -> String {
         let esp = try sh("MTOOLS_SKIP_CHECK=1 mdir -/ -b -i \(target)@@\(2 << 20) ::/")
         #expect(esp.contains("::/EFI/BOOT/BOOTX64.EFI"))
         #expect(esp.contains("::/EFI/cloudbios/grubx64.efi"))
+        // Debian's signed chain as the default boot path when the host has it:
+        // shim as BOOTX64.EFI, the signed GRUB beside it, its config on the ESP
+        // finding the system partition without moving the prefix off the ESP.
+        if SignedBootChain.debian.isPresent {
+            for f in ["::/EFI/BOOT/grubx64.efi", "::/EFI/BOOT/mmx64.efi", "::/EFI/debian/grub.cfg"] { #expect(esp.contains(f)) }
+            _ = try sh("MTOOLS_SKIP_CHECK=1 mcopy -n -i \(target)@@\(2 << 20) ::/EFI/BOOT/BOOTX64.EFI \(dir)/bootx64.out")
+            #expect(try sh("cmp \(dir)/bootx64.out \(SignedBootChain.debian.shim) && echo same").contains("same"))
+            let early = try sh("MTOOLS_SKIP_CHECK=1 mtype -i \(target)@@\(2 << 20) ::/EFI/debian/grub.cfg")
+            let uuid = try Disks.inspect(path: target).partitions[2].filesystem?.uuid ?? "?"
+            #expect(early.contains("--fs-uuid --set=root \(uuid)"))
+            #expect(early.contains("configfile ($root)/boot/grub/grub.cfg"))
+            #expect(!early.contains("prefix"))
+        }
 
         // System partition: kernel, initramfs, grub.cfg with one entry per VM, the marker.
         let sys = try sh("debugfs -R 'ls -p /' '\(at(target, 130))' 2>/dev/null")

@@ -4,8 +4,9 @@ Boots images/out/cloudbios.iso under TCG with three disks: the target
 (serial TARGET01, matched by the glob TARGET*), a decoy holding an ext4
 filesystem with data (serial DECOY01) and a CBCONFIG volume whose config has
 `install:`. The PE installs without a person and powers off; the decoy is
-byte-for-byte unchanged. The installed disk then boots alone on BIOS and on
-UEFI to the panel, where a login sees the configured VM autostarted.
+byte-for-byte unchanged. The installed disk then boots alone on BIOS, on
+UEFI and on UEFI with Secure Boot enforced (Debian's signed shim, GRUB and
+kernel) to the panel, where a login sees the configured VM autostarted.
 A config selecting a non-empty disk without `wipe: true` is refused on the
 console and the disk is unchanged.
 
@@ -178,10 +179,11 @@ def wait_vm_running(vm, token, name, timeout):
     raise AssertionError(f"VM {name} not running after {timeout} s: {last}\n{vm.serial()[-3000:]}")
 
 
-def boot_installed(target, firmware):
+def boot_installed(target, firmware, extra=(), name=None):
+    """Boots the installed disk alone to the panel and the autostarted VM; returns the serial log."""
     port = qemu.free_port()
-    vm = qemu.VM(f"installed-{firmware}", firmware=firmware, memory=1536, extra=disks((target, "TARGET01")),
-                 forwards={8443: port})
+    vm = qemu.VM(name or f"installed-{firmware}", firmware=firmware, memory=1536,
+                 extra=disks((target, "TARGET01")) + list(extra), forwards={8443: port})
     try:
         vm.start()
         health = json.loads(vm.wait_https("/api/v1/health", 300))
@@ -191,6 +193,7 @@ def boot_installed(target, firmware):
         token = login(vm)
         v = wait_vm_running(vm, token, "tiny", 180)
         assert v["name"] == "tiny"
+        return vm.serial()
     finally:
         vm.cleanup()
 
@@ -236,6 +239,35 @@ def test_installed_disk_boots_on_bios_to_the_panel(installed):
 @needs_iso
 def test_installed_disk_boots_on_uefi_to_the_panel(installed):
     boot_installed(installed[0], "uefi")
+
+
+# OVMF with Secure Boot enforced and Microsoft's keys enrolled (the ovmf package).
+SECBOOT_CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+SECBOOT_VARS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+
+
+@needs_iso
+@pytest.mark.skipif(not (os.path.exists(SECBOOT_CODE) and os.path.exists(SECBOOT_VARS)), reason="needs OVMF's Secure Boot build")
+def test_installed_disk_boots_with_secure_boot_enforced(installed, workdir):
+    """The installed ESP's default path is Debian's signed shim, which starts
+    Debian's signed GRUB and, through it, the signed kernel: with Secure Boot
+    enforced the kernel says so and locks itself down, the panel answers and
+    the configured VM runs, and GRUB was never refused a module."""
+    import shutil
+    target = installed[0]
+    esp = sh(f"MTOOLS_SKIP_CHECK=1 mdir -/ -b -i {target}@@{2 << 20} ::/")
+    assert "::/EFI/debian/grub.cfg" in esp and "::/EFI/BOOT/grubx64.efi" in esp, esp
+    vars_copy = os.path.join(workdir, "OVMF_VARS.ms.fd")
+    shutil.copy(SECBOOT_VARS, vars_copy)
+    log = boot_installed(target, "bios", name="installed-secboot", extra=[
+        "-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={SECBOOT_CODE}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"])
+    assert "secureboot: Secure boot enabled" in log, log[:6000]
+    assert "Kernel is locked down from EFI Secure Boot" in log, log[:6000]
+    assert "prohibited by secure boot policy" not in log, log[:6000]
+    refused = [l for l in log.splitlines() if "module verification failed" in l or "Loading of unsigned module" in l]
+    assert not refused, refused
 
 
 @needs_iso
