@@ -334,7 +334,7 @@ function vmRow(vm) {
         state.update(v.state);
         const up = v.state === "running" || v.state === "paused";
         const memMiB = memoryMiB(v.memory);
-        cfg.textContent = (v.template ? "template · " : "") + (v.cpus || 1) + " vCPU · " + fmtMiB(memMiB) + (v.autostart ? " · autostart" : "") +
+        cfg.textContent = (v.template ? "template · " : "") + (v.node ? "on " + v.node + " · " : "") + (v.cpus || 1) + " vCPU · " + fmtMiB(memMiB) + (v.autostart ? " · autostart" : "") +
             (up && v.accel_in_use ? " · " + v.accel_in_use.toUpperCase() : "");
         msg.textContent = v.message && v.state !== "running" ? v.message : "";
         cpuText.textContent = up ? fmtPercent(v.cpu_percent) : "–";
@@ -380,7 +380,7 @@ function dashboard(main) {
             seen.add(vm.name);
             let tr = rows.get(vm.name);
             if (!tr) { tr = vmRow(vm); rows.set(vm.name, tr); } else tr.update(vm);
-            const match = q === "" || vm.name.includes(q);
+            const match = q === "" || vm.name.includes(q) || (vm.node || "").toLowerCase() === q;
             tr.hidden = !match || shown >= limit;
             if (match) shown++;
             const want = prev ? prev.nextSibling : tbody.firstChild;

@@ -93,11 +93,29 @@ public final class PanelAPI: Sendable {
             return (route.label, .respond(.error(401, FirstRun.requiredMessage)))
         }
         let credential: Credential?
-        switch AuthPolicy.authorize(head, route: route, sessions: sessions) {
-        case .denied(let status, let message): return (route.label, .respond(.error(status, message)))
-        case .allowed(let c): credential = c
+        let relay = backend.fleetRelay
+        if let c = head.header(fleetCredentialHeader) {
+            // another node of the fleet, speaking for its caller: answered here, never passed on
+            guard let relay, let user = relay.verify(c, method: head.method, target: PanelAPI.target(head)) else {
+                return (route.label, .respond(.error(401, "invalid node credential")))
+            }
+            credential = .bearer(Session(token: "", csrf: "", user: user, created: 0, lastUsed: 0))
+        } else {
+            switch AuthPolicy.authorize(head, route: route, sessions: sessions) {
+            case .denied(let status, let message): return (route.label, .respond(.error(status, message)))
+            case .allowed(let c): credential = c
+            }
         }
         var p = plan(route, head, credential)
+        if head.header(fleetCredentialHeader) == nil, let relay, let user = credential?.session.user {
+            if let vm = PanelAPI.vmOf(route), !isResponse(p) {
+                p = fleetPlan(relay, vm: vm, route: route, head, user: user, local: p)
+            } else if route == .listVMs {
+                p = fleetList(relay, user: user)
+            } else if route == .createVM, case .body(_, let f) = p {
+                p = fleetCreate(relay, head, user: user, local: f)
+            }
+        }
         if credential == nil, case .body(let limit, let f) = p, limit > PanelAPI.preAuthLimit {
             if let n = head.contentLength, n > PanelAPI.preAuthLimit {
                 return (route.label, .respond(PanelAPI.tooLarge(PanelAPI.preAuthLimit)))

@@ -78,6 +78,8 @@ public protocol PanelBackend: Sendable {
     func restoreBackup(_ id: String, overrides: [String: JSONValue]) async throws -> TaskInfo
     /// Recomputes the checksums of the backup's chain, as a task.
     func verifyBackup(_ id: String) async throws -> TaskInfo
+    /// The rest of the fleet, when this node is in one.
+    var fleetRelay: (any FleetRelay)? { get }
 }
 
 /// `POST /api/v1/system/{action}`.
