@@ -202,6 +202,28 @@ export async function vmAction(name, action) {
     refreshNow();
 }
 
+// A running VM of a fleet moves live to another node; its task is followed
+// until it ends.
+export async function vmMigrate(vm) {
+    let nodes = [];
+    try { nodes = (await api.get("/nodes")).filter((n) => n.state === "up" && n.name !== vm.node).map((n) => n.name); } catch (e) { /* shown below */ }
+    if (nodes.length === 0) { flash(vm.name + ": no other node is up", "error"); return; }
+    const node = window.prompt("Migrate " + vm.name + " (on " + vm.node + ") live to which node? " + nodes.join(", "), nodes[0]);
+    if (!node) return;
+    try {
+        let t = await api.post("/vms/" + encodeURIComponent(vm.name) + "/migrate", { node: node.trim() });
+        flash(vm.name + ": migrating to " + node + "…");
+        while (t.state === "pending" || t.state === "running") {
+            await new Promise((r) => setTimeout(r, 500));
+            t = await api.get("/tasks/" + encodeURIComponent(t.id));
+        }
+        flash(vm.name + ": " + t.message, t.state === "succeeded" ? undefined : "error");
+    } catch (e) {
+        flash(vm.name + ": " + e.message, "error");
+    }
+    refreshNow();
+}
+
 export async function vmDelete(name) {
     if (!await ask("Delete " + name + "?",
         "The VM " + name + " and its disks are deleted. Images in the image store are kept. This cannot be undone.",
@@ -240,6 +262,9 @@ export function actionButtons(vm, afterDelete) {
                 href: "/terminal?vm=" + encodeURIComponent(v.name), target: "_blank", rel: "noopener",
                 "data-action": "terminal", title: "The serial console, interactive",
             }, "Terminal"));
+        }
+        if (v.state === "running" && v.node) {
+            btns.push(h("button", { type: "button", "data-action": "migrate", onclick: () => vmMigrate(v) }, "Migrate to…"));
         }
         if (v.state === "stopped" || v.state === "crashed") {
             btns.push(h("a.button", { href: "#/vms/" + encodeURIComponent(v.name) + "/edit", "data-action": "edit" }, "Edit"));

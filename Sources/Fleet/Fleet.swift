@@ -98,6 +98,7 @@ public final class Fleet: @unchecked Sendable {
     /// Starts etcd and the heartbeat (which registers this node once the
     /// fleet has a quorum, and keeps it registered).
     public func start() throws(FleetError) {
+        if mustJoin { try join() }
         try member.start()
         loop = Task.detached { [self] in
             while !Task.isCancelled {

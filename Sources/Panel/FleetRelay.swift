@@ -75,7 +75,8 @@ extension PanelAPI {
     /// node (the WebSocket consoles stay on the node they reach).
     static func vmOf(_ route: Route) -> String? {
         switch route {
-        case .getVM(let n), .updateVM(let n), .deleteVM(let n), .vmAction(let n, _), .serial(let n), .screenshot(let n), .cdrom(let n):
+        case .getVM(let n), .updateVM(let n), .deleteVM(let n), .vmAction(let n, _), .serial(let n), .screenshot(let n), .cdrom(let n),
+             .migrate(let n):
             return n
         default:
             return nil
@@ -107,38 +108,69 @@ extension PanelAPI {
     }
 
     /// `GET /api/v1/vms` in a fleet: this node's VMs and every other up
-    /// node's, each with its `"node"`; VMs of a node that is down are shown
-    /// `unknown` there.
+    /// node's, each with its `"node"`. A VM defined on several nodes (a
+    /// config file's) is shown as its owner has it; one whose owner is
+    /// down is shown `unknown` there.
     func fleetList(_ relay: any FleetRelay, user: String) -> Plan {
         let backend = self.backend
         return .run {
             await PanelAPI.guarded {
-                var out: [JSONValue] = await backend.listVMs().map { PanelAPI.withNode($0.json, relay.node) }
-                var seen = Set(out.compactMap { $0["name"]?.stringValue })
+                var entries: [(node: String, vm: JSONValue)] = await backend.listVMs().map { (relay.node, $0.json) }
                 let nodes = try await relay.otherNodes()
-                let lists = await withTaskGroup(of: [JSONValue].self) { group in
+                let lists = await withTaskGroup(of: [(node: String, vm: JSONValue)].self) { group in
                     for n in nodes where n.up {
                         group.addTask {
                             guard let r = try? await relay.forward(to: n.name, method: "GET", target: "/api/v1/vms", contentType: nil,
                                                                   body: [], user: user),
                                   r.status == 200, case .array(let items)? = try? JSONValue.parse(r.bodyBytes) else { return [] }
-                            return items.map { PanelAPI.withNode($0, n.name) }
+                            return items.map { (n.name, $0) }
                         }
                     }
-                    var all: [[JSONValue]] = []
-                    for await l in group { all.append(l) }
+                    var all: [(node: String, vm: JSONValue)] = []
+                    for await l in group { all += l }
                     return all
                 }
-                for item in lists.joined() where !seen.contains(item["name"]?.stringValue ?? "") {
-                    seen.insert(item["name"]?.stringValue ?? "")
-                    out.append(item)
-                }
+                entries += lists.sorted { $0.node < $1.node }
+                let owners = try await relay.owners()
                 let down = Set(nodes.filter { !$0.up }.map(\.name))
-                for (vm, node) in try await relay.owners().sorted(by: { $0.key < $1.key }) where down.contains(node) && !seen.contains(vm) {
-                    out.append(.object(["name": .string(vm), "node": .string(node), "state": .string("unknown")]))
+                var names: [String] = []
+                var byName: [String: [(node: String, vm: JSONValue)]] = [:]
+                for e in entries {
+                    guard let n = e.vm["name"]?.stringValue else { continue }
+                    if byName[n] == nil { names.append(n) }
+                    byName[n, default: []].append(e)
                 }
-                return .json(.array(out))
+                for (vm, node) in owners.sorted(by: { $0.key < $1.key }) where byName[vm] == nil && down.contains(node) {
+                    names.append(vm)
+                    byName[vm] = []
+                }
+                return .json(.array(names.map { name in
+                    let all = byName[name] ?? []
+                    if let owner = owners[name] {
+                        if let e = all.first(where: { $0.node == owner }) { return PanelAPI.withNode(e.vm, owner) }
+                        if down.contains(owner) {
+                            return .object(["name": .string(name), "node": .string(owner), "state": .string("unknown")])
+                        }
+                    }
+                    return PanelAPI.withNode(all[0].vm, all[0].node)
+                }))
             }
+        }
+    }
+
+    /// `GET /api/v1/tasks/{id}` in a fleet: a task of another node (a
+    /// forwarded request's) is found there.
+    func fleetTask(_ relay: any FleetRelay, _ head: RequestHead, user: String, local: Plan) -> Plan {
+        .run {
+            let r = await PanelAPI.runLocal(local, [])
+            guard r.status == 404 else { return r }
+            for n in (try? await relay.otherNodes()) ?? [] where n.up {
+                if let a = try? await relay.forward(to: n.name, method: "GET", target: PanelAPI.target(head), contentType: nil, body: [], user: user),
+                   a.status == 200 {
+                    return a
+                }
+            }
+            return r
         }
     }
 
@@ -168,6 +200,11 @@ extension PanelAPI {
                                                body: rest, user: user)
             }
         }
+    }
+
+    static func isIPv4(_ s: String) -> Bool {
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { p in p.count <= 3 && !p.isEmpty && p.allSatisfy(\.isASCII) && (UInt8(p) != nil) }
     }
 
     func isResponse(_ p: Plan) -> Bool {
