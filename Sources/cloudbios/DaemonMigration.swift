@@ -23,7 +23,7 @@ extension VMManagerBackend {
         if manager.tasks.running(name, kind: "migrate") { throw RequestError.conflict("VM '\(name)' is migrating already") }
         let spec = try await manager.spec(name)
         let tasks = manager.tasks
-        let task = tasks.begin("migrate", on: name)
+        let task = tasks.begin("migrate", on: name, scope: fleet.node)
         let manager = self.manager
         Task {
             tasks.update(task.id) { $0.state = .running; $0.message = "preparing \(node)" }
