@@ -76,7 +76,8 @@ extension PanelAPI {
     static func vmOf(_ route: Route) -> String? {
         switch route {
         case .getVM(let n), .updateVM(let n), .deleteVM(let n), .vmAction(let n, _), .serial(let n), .screenshot(let n), .cdrom(let n),
-             .migrate(let n):
+             .migrate(let n), .backupVM(let n), .listSnapshots(let n), .takeSnapshot(let n), .revertSnapshot(let n, _),
+             .deleteSnapshot(let n, _), .cloneVM(let n):
             return n
         default:
             return nil
