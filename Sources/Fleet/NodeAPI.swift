@@ -1,5 +1,6 @@
 import Config
 import Platform
+import Synchronization
 
 /// Node to node: each node serves its API on `apiPort` of its fleet
 /// address over TLS with its fleet certificate (the others check it
@@ -85,6 +86,17 @@ extension Fleet {
         try await offThread { [self] () throws(FleetError) in
             try send(to: name, address: address, method: method, target: target, contentType: contentType, body: body, user: user)
         }
+    }
+
+    /// `nodes()` as read at most `maxAge` seconds ago (the node API asks
+    /// it for each request it forwards; a node going down shows within
+    /// its lease's TTL anyway).
+    public func recentNodes(maxAge: Double = 1) async throws(FleetError) -> [NodeInfo] {
+        let now = Clock.monotonic()
+        if let c = nodeCache.withLock({ $0 }), now - c.at < maxAge { return c.nodes }
+        let n = try await nodesAsync()
+        nodeCache.withLock { $0 = (now, n) }
+        return n
     }
 
     /// Every VM owned in the fleet, by name: its owner node.

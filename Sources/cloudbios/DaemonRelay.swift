@@ -16,7 +16,7 @@ struct NodeRelay: FleetRelay {
     }
 
     func otherNodes() async throws -> [(name: String, up: Bool)] {
-        try await fleet.nodesAsync().filter { $0.name != fleet.node }.map { ($0.name, $0.state == "up") }
+        try await fleet.recentNodes().filter { $0.name != fleet.node }.map { ($0.name, $0.state == "up") }
     }
 
     func owners() async throws -> [String: String] { try await fleet.ownersAsync() }
@@ -30,7 +30,7 @@ struct NodeRelay: FleetRelay {
 
     func forward(to node: String, method: String, target: String, contentType: String?, body: [UInt8],
                  user: String) async throws -> Panel.HTTPResponse {
-        guard let info = try await fleet.nodesAsync().first(where: { $0.name == node }) else { throw FleetError.noSuchNode(node) }
+        guard let info = try await fleet.recentNodes().first(where: { $0.name == node }) else { throw FleetError.noSuchNode(node) }
         let a = try await fleet.sendAsync(to: node, address: info.address, method: method, target: target, contentType: contentType,
                                           body: body, user: user)
         var headers = a.headers
