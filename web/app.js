@@ -202,6 +202,28 @@ export async function vmAction(name, action) {
     refreshNow();
 }
 
+// A running VM of a fleet moves live to another node; its task is followed
+// until it ends.
+export async function vmMigrate(vm) {
+    let nodes = [];
+    try { nodes = (await api.get("/nodes")).filter((n) => n.state === "up" && n.name !== vm.node).map((n) => n.name); } catch (e) { /* shown below */ }
+    if (nodes.length === 0) { flash(vm.name + ": no other node is up", "error"); return; }
+    const node = window.prompt("Migrate " + vm.name + " (on " + vm.node + ") live to which node? " + nodes.join(", "), nodes[0]);
+    if (!node) return;
+    try {
+        let t = await api.post("/vms/" + encodeURIComponent(vm.name) + "/migrate", { node: node.trim() });
+        flash(vm.name + ": migrating to " + node + "…");
+        while (t.state === "pending" || t.state === "running") {
+            await new Promise((r) => setTimeout(r, 500));
+            t = await api.get("/tasks/" + encodeURIComponent(t.id));
+        }
+        flash(vm.name + ": " + t.message, t.state === "succeeded" ? undefined : "error");
+    } catch (e) {
+        flash(vm.name + ": " + e.message, "error");
+    }
+    refreshNow();
+}
+
 export async function vmDelete(name) {
     if (!await ask("Delete " + name + "?",
         "The VM " + name + " and its disks are deleted. Images in the image store are kept. This cannot be undone.",
@@ -240,6 +262,9 @@ export function actionButtons(vm, afterDelete) {
                 href: "/terminal?vm=" + encodeURIComponent(v.name), target: "_blank", rel: "noopener",
                 "data-action": "terminal", title: "The serial console, interactive",
             }, "Terminal"));
+        }
+        if (v.state === "running" && v.node) {
+            btns.push(h("button", { type: "button", "data-action": "migrate", onclick: () => vmMigrate(v) }, "Migrate to…"));
         }
         if (v.state === "stopped" || v.state === "crashed") {
             btns.push(h("a.button", { href: "#/vms/" + encodeURIComponent(v.name) + "/edit", "data-action": "edit" }, "Edit"));
@@ -385,7 +410,7 @@ function vmRow(vm) {
         state.update(v.state);
         const up = v.state === "running" || v.state === "paused";
         const memMiB = memoryMiB(v.memory);
-        cfg.textContent = (v.template ? "template · " : "") + (v.cpus || 1) + " vCPU · " + fmtMiB(memMiB) + (v.autostart ? " · autostart" : "") +
+        cfg.textContent = (v.template ? "template · " : "") + (v.node ? "on " + v.node + " · " : "") + (v.cpus || 1) + " vCPU · " + fmtMiB(memMiB) + (v.autostart ? " · autostart" : "") +
             (up && v.accel_in_use ? " · " + v.accel_in_use.toUpperCase() : "");
         msg.textContent = v.message && v.state !== "running" ? v.message : "";
         cpuText.textContent = up ? fmtPercent(v.cpu_percent) : "–";
@@ -431,7 +456,7 @@ function dashboard(main) {
             seen.add(vm.name);
             let tr = rows.get(vm.name);
             if (!tr) { tr = vmRow(vm); rows.set(vm.name, tr); } else tr.update(vm);
-            const match = q === "" || vm.name.includes(q);
+            const match = q === "" || vm.name.includes(q) || (vm.node || "").toLowerCase() === q;
             tr.hidden = !match || shown >= limit;
             if (match) shown++;
             const want = prev ? prev.nextSibling : tbody.firstChild;

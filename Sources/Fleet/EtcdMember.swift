@@ -36,7 +36,7 @@ public final class EtcdMember: @unchecked Sendable {
         public func peerURL(_ address: String) -> String { "https://\(address):\(peerPort)" }
     }
 
-    public let settings: Settings
+    public private(set) var settings: Settings
     public let binary: String
     private let lock = ConditionLock()
     private var pid: pid_t = 0
@@ -47,6 +47,13 @@ public final class EtcdMember: @unchecked Sendable {
         guard let b = Launcher.which("etcd") else { throw .unreachable("etcd: the etcd program is not installed (Debian's etcd-server)") }
         self.settings = settings
         binary = b
+    }
+
+    /// Starts as a new member of a running cluster (`NAME=PEER-URL` of
+    /// every member, itself included), not one of the first; before `start`.
+    public func joining(initialCluster: [String]) {
+        settings.initialCluster = initialCluster
+        settings.initialState = "existing"
     }
 
     /// The etcd process now (0 between a death and its restart).

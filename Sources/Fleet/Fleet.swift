@@ -1,5 +1,6 @@
 import Config
 import Platform
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -66,6 +67,8 @@ public final class Fleet: @unchecked Sendable {
     private let lock = ConditionLock()
     private var lease: Int64 = 0
     private var loop: Task<Void, Never>?
+    /// The last `nodes()` read and when (see `recentNodes`).
+    let nodeCache = Mutex<(at: Double, nodes: [NodeInfo])?>(nil)
 
     /// The fleet of `cluster` as this node (`node` at `address`), its files
     /// under `directory` (the state dir's fleet/: tls/, etcd/, etcd.log).
@@ -98,6 +101,7 @@ public final class Fleet: @unchecked Sendable {
     /// Starts etcd and the heartbeat (which registers this node once the
     /// fleet has a quorum, and keeps it registered).
     public func start() throws(FleetError) {
+        if mustJoin { try join() }
         try member.start()
         loop = Task.detached { [self] in
             while !Task.isCancelled {

@@ -30,6 +30,17 @@ extension Fleet {
         try etcd.get(vmKey(vm))?.string
     }
 
+    /// Makes `node` the owner of a VM this node owns, in one transaction
+    /// (refused when this node no longer owns it).
+    public func handOver(_ vm: String, to node: String) throws(FleetError) {
+        let r = try etcd.txn([.value(vmKey(vm), Array(self.node.utf8))], success: [.put(vmKey(vm), Array(node.utf8), lease: 0)])
+        guard r.succeeded else { throw .conflict("VM '\(Names.clip(vm))' is no longer node '\(self.node)''s") }
+    }
+
+    public func handOverAsync(_ vm: String, to node: String) async throws(FleetError) {
+        try await offThread { [self] () throws(FleetError) in try handOver(vm, to: node) }
+    }
+
     public func claimAsync(_ vm: String) async throws(FleetError) -> Bool {
         try await offThread { [self] () throws(FleetError) in try claim(vm) }
     }

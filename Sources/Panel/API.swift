@@ -93,11 +93,31 @@ public final class PanelAPI: Sendable {
             return (route.label, .respond(.error(401, FirstRun.requiredMessage)))
         }
         let credential: Credential?
-        switch AuthPolicy.authorize(head, route: route, sessions: sessions) {
-        case .denied(let status, let message): return (route.label, .respond(.error(status, message)))
-        case .allowed(let c): credential = c
+        let relay = backend.fleetRelay
+        if let c = head.header(fleetCredentialHeader) {
+            // another node of the fleet, speaking for its caller: answered here, never passed on
+            guard let relay, let user = relay.verify(c, method: head.method, target: PanelAPI.target(head)) else {
+                return (route.label, .respond(.error(401, "invalid node credential")))
+            }
+            credential = .bearer(Session(token: "", csrf: "", user: user, created: 0, lastUsed: 0))
+        } else {
+            switch AuthPolicy.authorize(head, route: route, sessions: sessions) {
+            case .denied(let status, let message): return (route.label, .respond(.error(status, message)))
+            case .allowed(let c): credential = c
+            }
         }
         var p = plan(route, head, credential)
+        if head.header(fleetCredentialHeader) == nil, let relay, let user = credential?.session.user {
+            if let vm = PanelAPI.vmOf(route), !isResponse(p) {
+                p = fleetPlan(relay, vm: vm, route: route, head, user: user, local: p)
+            } else if route == .listVMs {
+                p = fleetList(relay, user: user)
+            } else if route == .createVM, case .body(_, let f) = p {
+                p = fleetCreate(relay, head, user: user, local: f)
+            } else if case .task = route, case .run = p {
+                p = fleetTask(relay, head, user: user, local: p)
+            }
+        }
         if credential == nil, case .body(let limit, let f) = p, limit > PanelAPI.preAuthLimit {
             if let n = head.contentLength, n > PanelAPI.preAuthLimit {
                 return (route.label, .respond(PanelAPI.tooLarge(PanelAPI.preAuthLimit)))
@@ -337,6 +357,35 @@ public final class PanelAPI: Sendable {
             return run { .json(try await backend.nodes()) }
         case .deleteNode(let name):
             return run { try await backend.removeNode(name); return .noContent() }
+        case .migrate(let name):
+            return jsonBody(head) { body in
+                let o = try PanelAPI.bodyObject(body, keys: ["node"])
+                guard let node = o["node"]?.stringValue, Names.checkNode(node) == nil else {
+                    throw RequestError.badRequest("body must be {\"node\": NODE}")
+                }
+                return .json(try await backend.migrate(name, to: node).json, status: 202)
+            }
+        case .incoming(let name):
+            guard head.header(fleetCredentialHeader) != nil else {
+                return .respond(.error(403, "only a node of the fleet migrates a VM into this one"))
+            }
+            return jsonBody(head) { body in
+                let v: JSONValue
+                do throws(ConfigError) { v = try JSONValue.parse(body) } catch { throw RequestError.badRequest(PanelAPI.bodyMessage(error)) }
+                return .json(try await backend.incoming(name, v))
+            }
+        case .joinNode:
+            guard head.header(fleetCredentialHeader) != nil else {
+                return .respond(.error(403, "a node joins the fleet itself, with the fleet's token (cluster: in its cloudbios.yaml)"))
+            }
+            return jsonBody(head) { body in
+                let o = try PanelAPI.bodyObject(body, keys: ["name", "address"])
+                guard let name = o["name"]?.stringValue, Names.checkNode(name) == nil, let address = o["address"]?.stringValue,
+                      PanelAPI.isIPv4(address) else {
+                    throw RequestError.badRequest("body must be {\"name\": NODE, \"address\": IPv4}")
+                }
+                return .json(try await backend.joinNode(name, address: address))
+            }
         case .task(let id):
             return run { .json(try await backend.task(id).json) }
         case .backupVM(let name):

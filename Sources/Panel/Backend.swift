@@ -84,6 +84,14 @@ public protocol PanelBackend: Sendable {
     func restoreBackup(_ id: String, overrides: [String: JSONValue]) async throws -> TaskInfo
     /// Recomputes the checksums of the backup's chain, as a task.
     func verifyBackup(_ id: String) async throws -> TaskInfo
+    /// Adds a node to the fleet's etcd; the initial cluster it starts with.
+    func joinNode(_ name: String, address: String) async throws -> JSONValue
+    /// Moves a running VM live to another node of the fleet, as a task.
+    func migrate(_ name: String, to node: String) async throws -> TaskInfo
+    /// The destination's steps of a migration (`prepare`, `finish`, `abort`).
+    func incoming(_ name: String, _ body: JSONValue) async throws -> JSONValue
+    /// The rest of the fleet, when this node is in one.
+    var fleetRelay: (any FleetRelay)? { get }
 }
 
 /// `POST /api/v1/system/{action}`.
@@ -139,6 +147,18 @@ extension PanelBackend {
     }
 
     public func removeNode(_ name: String) async throws {
+        throw RequestError.conflict("this node is in no fleet (cloudbios.yaml has no cluster: section)")
+    }
+
+    public func joinNode(_ name: String, address: String) async throws -> JSONValue {
+        throw RequestError.conflict("this node is in no fleet (cloudbios.yaml has no cluster: section)")
+    }
+
+    public func migrate(_ name: String, to node: String) async throws -> TaskInfo {
+        throw RequestError.conflict("this node is in no fleet (cloudbios.yaml has no cluster: section)")
+    }
+
+    public func incoming(_ name: String, _ body: JSONValue) async throws -> JSONValue {
         throw RequestError.conflict("this node is in no fleet (cloudbios.yaml has no cluster: section)")
     }
 }

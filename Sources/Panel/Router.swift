@@ -45,6 +45,12 @@ public enum Route: Sendable, Equatable {
     case nodes
     /// `DELETE /api/v1/nodes/{name}`: a node that is down leaves the fleet.
     case deleteNode(String)
+    /// `POST /api/v1/nodes` `{"name", "address"}`: a node joins (node to node only).
+    case joinNode
+    /// `POST /api/v1/vms/{name}/migrate` `{"node": NAME}`: a live migration, as a task.
+    case migrate(String)
+    /// `POST /api/v1/vms/{name}/incoming` `{"step", …}`: the destination's part of a migration (node to node only).
+    case incoming(String)
     /// A file of the web panel (path relative to the web root).
     case page(String)
     /// A file of noVNC (path relative to the noVNC root).
@@ -114,6 +120,9 @@ public enum Route: Sendable, Equatable {
         case .metrics: return "GET /metrics"
         case .nodes: return "GET /api/v1/nodes"
         case .deleteNode: return "DELETE /api/v1/nodes/{name}"
+        case .joinNode: return "POST /api/v1/nodes"
+        case .migrate: return "POST /api/v1/vms/{name}/migrate"
+        case .incoming: return "POST /api/v1/vms/{name}/incoming"
         case .page: return "GET /{page}"
         case .novnc: return "GET /novnc/{file}"
         }
@@ -192,7 +201,7 @@ public enum Router {
             case "disks": return only(method, ["GET"], .disks)
             case "install": return only(method, ["POST"], .install)
             case "tasks": return only(method, ["GET"], .listTasks)
-            case "nodes": return only(method, ["GET"], .nodes)
+            case "nodes": return method == "POST" ? .success(.joinNode) : only(method, ["GET", "POST"], .nodes)
             case "backups": return only(method, ["GET"], .listBackups)
             default: return .failure(notFound(path))
             }
@@ -273,6 +282,8 @@ public enum Router {
                 case "POST": return .success(.takeSnapshot(name))
                 default: return .failure(notAllowed(method, ["GET", "POST"]))
                 }
+            case "migrate": return only(method, ["POST"], .migrate(name))
+            case "incoming": return only(method, ["POST"], .incoming(name))
             default:
                 guard let action = VMAction(rawValue: rest[2]) else { return .failure(notFound(path)) }
                 return only(method, ["POST"], .vmAction(name, action))

@@ -17,10 +17,12 @@ public final class TaskBoard: Sendable {
 
     public init() {}
 
-    /// A new pending task of `kind` (`import`, `backup`, …) on `subject`.
-    public func begin(_ kind: String, on subject: String) -> TaskInfo {
+    /// A new pending task of `kind` (`import`, `backup`, …) on `subject`;
+    /// `scope` (a fleet node's name) goes into its id, so ids of
+    /// different nodes never meet.
+    public func begin(_ kind: String, on subject: String, scope: String? = nil) -> TaskInfo {
         state.withLock { s in
-            let t = TaskInfo(id: "\(kind)-\(s.next)", kind: kind, state: .pending, message: "queued")
+            let t = TaskInfo(id: "\(kind)-" + (scope.map { "\($0)-" } ?? "") + "\(s.next)", kind: kind, state: .pending, message: "queued")
             s.next += 1
             s.order.append(t.id)
             s.tasks[t.id] = t

@@ -76,6 +76,9 @@ public actor VMManager {
     private var factsTask: Task<HostFacts, Never>?
     private var natNote: String?
     private var bridgeSetup: Task<String, any Error>?
+    /// Asked before any VM starts (whoever starts it: the API, autostart);
+    /// a throw refuses the start. A fleet claims the VM there.
+    private var startGate: (@Sendable (String) async throws -> Void)?
     /// Why a config image is missing from the store (its import failed), by image name.
     private var importFailures: [String: String] = [:]
     /// Config images whose download is announced or under way.
@@ -548,15 +551,21 @@ public actor VMManager {
         try await start(name, paused: false)
     }
 
+    /// Sets what is asked before any VM starts (see `startGate`).
+    public func setStartGate(_ gate: @escaping @Sendable (String) async throws -> Void) { startGate = gate }
+
     /// Starts the VM; `paused`: QEMU comes up with its CPUs stopped (`-S`),
-    /// for a saved state to be loaded before it runs.
-    func start(_ name: String, paused: Bool) async throws -> VMStatus {
+    /// for a saved state to be loaded before it runs; `incoming`: paused,
+    /// waiting for a live migration into it (`-incoming defer`; see
+    /// `prepareIncoming`).
+    func start(_ name: String, paused: Bool, incoming: Bool = false) async throws -> VMStatus {
         guard let spec = specs[name] else { throw VMError.notFound(name: name) }
         if spec.template { throw VMError.conflict(Self.templateStartMessage(name)) }
         if runtimes[name] != nil { throw VMError.conflict("VM '\(name)' is already running") }
         guard !busy.contains(name) else { throw VMError.conflict("VM '\(name)' is busy") }
         busy.insert(name)
         defer { busy.remove(name) }
+        if !incoming, let startGate { try await startGate(name) }
         crashes[name] = nil
 
         if let m = missingImagesMessage(spec) { throw VMError.invalid("VM '\(name)' \(m)") }
@@ -602,6 +611,7 @@ public actor VMManager {
         }
         argv[0] = qemu
         if paused { argv.append("-S") }
+        if incoming { argv += ["-incoming", "defer"] }
 
         try await prepareDisks(spec, p, host: host)
         cleanRunDir(p)

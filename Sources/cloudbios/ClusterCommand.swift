@@ -1,12 +1,13 @@
 import ArgumentParser
 import Config
+import Platform
 
 /// `cloudbios cluster …`: the fleet's nodes, through the daemon's REST API.
 struct ClusterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "The fleet's nodes (cluster: in cloudbios.yaml).",
-        subcommands: [ClusterNodes.self, ClusterRemove.self])
+        subcommands: [ClusterNodes.self, ClusterRemove.self, ClusterJoin.self])
 }
 
 struct ClusterNodes: ParsableCommand {
@@ -32,5 +33,37 @@ struct ClusterRemove: ParsableCommand {
         if let e = Names.checkNode(node) { throw CLIError(e) }
         _ = try o.call("DELETE", "/api/v1/nodes/\(node)")
         print("node \(node) removed from the fleet")
+    }
+}
+
+/// `cloudbios cluster join ADDRESS --token …`: writes the `cluster:`
+/// section that makes this machine join the fleet ADDRESS belongs to; the
+/// daemon joins when it starts (its etcd member added through ADDRESS, then
+/// started), so it takes effect at the daemon's next start.
+struct ClusterJoin: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "join", abstract: "Make this machine join a running fleet (at the daemon's next start).")
+    @Argument(help: "The address of a node of the fleet.") var member: String
+    @Option(help: "The fleet's token.") var token: String
+    @Option(help: "The fleet's name (cluster.name on its nodes).") var fleet: String
+    @Option(help: "This node's name (default: the hostname).") var node: String?
+    @Option(help: "This node's address the others reach (default: its first global IPv4 address).") var address: String?
+    @Option(help: "The config file to add the cluster: section to.") var config: String = "/etc/cloudbios/cloudbios.yaml"
+
+    func run() throws {
+        let text = (try? Files.readString(config)) ?? "version: 1\n"
+        if text.split(separator: "\n").contains(where: { $0.hasPrefix("cluster:") }) {
+            throw CLIError("\(config) has a cluster: section already; this machine is in a fleet")
+        }
+        func quoted(_ s: String) -> String { JSONValue.string(s).serialized() }
+        var section = "cluster:\n  name: \(quoted(fleet))\n"
+        if let node { section += "  node: \(quoted(node))\n" }
+        if let address { section += "  address: \(quoted(address))\n" }
+        section += "  members: [\(quoted(member))]\n  token: \(quoted(token))\n"
+        let joined = text + (text.hasSuffix("\n") ? "" : "\n") + section
+        // the whole file as the daemon will read it, checked before it is written
+        do { _ = try ConfigLoader.load(path: config, text: joined) } catch { throw CLIError(error.description) }
+        try Files.writeAtomically(config, joined, mode: 0o600)
+        print("\(config): cluster \(fleet) through \(member); the node joins when the daemon starts next")
     }
 }

@@ -107,6 +107,12 @@ struct DaemonCommand: Command {
             }
         }
         let panel = try startPanel(cfg, stateDir: dir, webRoot: webRoot, backend: backend, users: users, firstRun: setup)
+        if let fleet = backend.fleet {
+            do {
+                let c = try fleet.apiCertificate()
+                try startFleetListener(address: fleet.address, certPEM: c.cert, keyPEM: c.key)
+            } catch { throw CLIError("fleet \(fleet.cluster.name): node API on \(fleet.address):\(Fleet.apiPort): \(error)") }
+        }
         // the panel serves: this slot is the good one (an upgrade into it came up)
         if panel != nil { upgrader?.settle() }
         let host = await manager.host(hostname: cfg.hostname)

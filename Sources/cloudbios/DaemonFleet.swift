@@ -30,6 +30,22 @@ enum DaemonFleet {
             }
             try fleet.start()
         } catch { throw CLIError("fleet \(cluster.name): \(error)") }
+        // every start (the API's, autostart, the config file's VMs) claims the VM first:
+        // a VM another node owns is not started here
+        await manager.setStartGate { name in
+            let deadline = Clock.monotonic() + 60
+            while true {
+                do throws(FleetError) {
+                    _ = try await fleet.claimAsync(name)
+                    return
+                } catch {
+                    // no quorum yet (the fleet still forming): wait a little; another owner: refused now
+                    if case .conflict = error { throw error }
+                    if Clock.monotonic() > deadline { throw error }
+                    try? await Task.sleep(nanoseconds: 1_000_000_000)
+                }
+            }
+        }
         Log.info("fleet \(cluster.name): node \(node) at \(address), etcd member of \(cluster.members.joined(separator: ", "))")
         return fleet
     }

@@ -1,4 +1,5 @@
 import Config
+import Fleet
 import Panel
 import Platform
 
@@ -21,7 +22,18 @@ func startPanel(_ cfg: CloudBIOSConfig, stateDir: String, webRoot: String?, back
     return server.url
 }
 
+/// The API served to the other nodes of the fleet (see `Fleet.apiPort`).
+nonisolated(unsafe) private var runningFleetListener: FleetListener?
+
+/// Serves the panel's API to the other nodes on the fleet address.
+func startFleetListener(address: String, certPEM: String, keyPEM: String) throws {
+    guard let panel = runningPanel else { return }
+    runningFleetListener = try FleetListener(api: panel.api, host: address, port: Fleet.apiPort, certPEM: certPEM, keyPEM: keyPEM)
+}
+
 func stopPanel() {
+    runningFleetListener?.stop()
+    runningFleetListener = nil
     runningPanel?.stop()
     runningPanel = nil
 }

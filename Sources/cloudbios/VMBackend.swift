@@ -178,4 +178,9 @@ extension VMManagerBackend {
         guard let fleet else { throw FleetError.notInFleet }
         try await fleet.removeAsync(name)
     }
+
+    func joinNode(_ name: String, address: String) async throws -> JSONValue {
+        guard let fleet else { throw FleetError.notInFleet }
+        return .object(["initial_cluster": .array(try await fleet.admitAsync(name: name, address: address).map(JSONValue.string))])
+    }
 }

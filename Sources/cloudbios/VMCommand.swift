@@ -12,7 +12,7 @@ struct VMCommand: ParsableCommand {
         abstract: "Manage VMs through the daemon's REST API.",
         subcommands: [VMList.self, VMCreate.self, VMStart.self, VMStop.self, VMShutdown.self, VMReboot.self, VMReset.self,
                       VMPause.self, VMResume.self, VMDelete.self, VMConsole.self, VMSerial.self, VMTerminal.self, VMBackup.self,
-                      VMSnapshot.self, VMClone.self])
+                      VMSnapshot.self, VMClone.self, VMMigrate.self])
 }
 
 struct ClientOptions: ParsableArguments {
@@ -146,9 +146,12 @@ struct VMList: ParsableCommand {
             return [v["name"]?.stringValue ?? "?", state, "\(v["memory"]?.intValue ?? 0)M",
                     "\(v["cpus"]?.intValue ?? 0)", v["accel_in_use"]?.stringValue ?? "-",
                     v["cpu_percent"]?.doubleValue.map { "\($0)%" } ?? "-", v["pid"]?.intValue.map(String.init) ?? "-",
-                    uptime, v["autostart"]?.boolValue == true ? "yes" : "no"]
+                    uptime, v["autostart"]?.boolValue == true ? "yes" : "no"] + (v["node"]?.stringValue.map { [$0] } ?? [])
         }
-        print(table(["NAME", "STATE", "MEMORY", "CPUS", "ACCEL", "CPU", "PID", "UPTIME", "AUTOSTART"], rows))
+        // in a fleet every VM names its node
+        let fleet = vms.contains { $0["node"] != nil }
+        print(table(["NAME", "STATE", "MEMORY", "CPUS", "ACCEL", "CPU", "PID", "UPTIME", "AUTOSTART"] + (fleet ? ["NODE"] : []),
+                    rows.map { fleet && $0.count == 9 ? $0 + ["-"] : $0 }))
     }
 }
 
@@ -169,6 +172,7 @@ struct VMCreate: ParsableCommand {
     @Option(help: "auto, kvm or tcg.") var accel: String?
     @Flag(help: "Start with the daemon.") var autostart = false
     @Flag(help: "Start it now.") var start = false
+    @Option(help: "In a fleet: the node to create it on (default: the one with the most free memory).") var node: String?
 
     func run() throws {
         var body: JSONValue
@@ -188,6 +192,10 @@ struct VMCreate: ParsableCommand {
                 })
             }
             if autostart { b["autostart"] = .bool(true) }
+            body = .object(b)
+        }
+        if let node, case .object(var b) = body {
+            b["node"] = .string(node)
             body = .object(b)
         }
         var v = try o.call("POST", "/api/v1/vms", body: body).json ?? .null

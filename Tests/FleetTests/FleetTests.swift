@@ -271,3 +271,44 @@ func freePort() -> Int {
         #expect(try two.claim("solo") == true)
     }
 }
+
+/// Where a VM goes without a `"node"`, and the node-to-node credential.
+@Suite struct NodeAPITests {
+    func node(_ name: String, free: Int, state: String = "up") -> NodeInfo {
+        NodeInfo(name: name, address: "10.0.0.1", state: state, cpus: 2, memory: 4096, memoryFree: free, vms: 0)
+    }
+
+    @Test func placementTakesTheUpNodeWithTheMostFreeMemory() {
+        #expect(placement([node("a", free: 100), node("b", free: 900), node("c", free: 500)]) == "b")
+        // a node that is down is never chosen, however much memory it had
+        #expect(placement([node("a", free: 100), node("b", free: 900, state: "down")]) == "a")
+        // ties go to the first name
+        #expect(placement([node("c", free: 500), node("a", free: 500), node("b", free: 100)]) == "a")
+        #expect(placement([node("a", free: 900, state: "down")]) == nil)
+        #expect(placement([]) == nil)
+    }
+
+    @Test func credentialIsBoundToTheTokenTheRequestAndTheTime() throws {
+        let dir = try tempDir()
+        defer { Files.removeTree(dir) }
+        let cap: @Sendable () async -> NodeCapacity = { NodeCapacity(cpus: 1, memory: 1, memoryFree: 1, vms: 0) }
+        func fleet(_ token: String, _ sub: String) throws -> Fleet {
+            try Fleet(cluster: ClusterConfig(name: "unit", node: nil, address: nil, members: ["127.0.0.1"], token: token),
+                      node: "node1", address: "127.0.0.1", directory: dir + "/" + sub, capacity: cap)
+        }
+        let one = try fleet("credential-token-0123", "one"), same = try fleet("credential-token-0123", "same")
+        let other = try fleet("another-token-456789", "other")
+        let now = 1_800_000_000.0
+        let c = one.credential(user: "admin", method: "POST", target: "/api/v1/vms/a/start", now: now)
+        #expect(same.verify(c, method: "POST", target: "/api/v1/vms/a/start", now: now + 5) == "admin")
+        #expect(other.verify(c, method: "POST", target: "/api/v1/vms/a/start", now: now) == nil)
+        #expect(same.verify(c, method: "POST", target: "/api/v1/vms/b/start", now: now) == nil)
+        #expect(same.verify(c, method: "DELETE", target: "/api/v1/vms/a/start", now: now) == nil)
+        #expect(same.verify(c, method: "POST", target: "/api/v1/vms/a/start", now: now + 120) == nil)
+        // another user named with the same MAC
+        let forged = c.split(separator: " ").enumerated().map { $0.offset == 1 ? "root" : String($0.element) }.joined(separator: " ")
+        #expect(same.verify(forged, method: "POST", target: "/api/v1/vms/a/start", now: now) == nil)
+        #expect(same.verify("node1 admin 1800000000 00", method: "POST", target: "/api/v1/vms/a/start", now: now) == nil)
+        #expect(same.verify("garbage", method: "GET", target: "/", now: now) == nil)
+    }
+}

@@ -33,14 +33,22 @@ def sh(*argv, check=True):
 
 
 class Node:
-    def __init__(self, i, root, password_hash):
-        self.name = NAMES[i]
+    def __init__(self, i, root, password_hash, members=None):
+        self.name = NAMES[i] if i < len(NAMES) else f"node{i + 1}"
         self.ns = f"cbfleet-{self.name}"
         self.address = f"{NET}.{11 + i}"
         self.dir = os.path.join(root, self.name)
         os.makedirs(self.dir)
         self.config = os.path.join(self.dir, "cloudbios.yaml")
-        members = ", ".join(f"{NET}.{11 + j}" for j in range(len(NAMES)))
+        members = members or ", ".join(f"{NET}.{11 + j}" for j in range(len(NAMES)))
+        # node2 and node3 both define one config-file VM to autostart: the fleet lets one of them run it
+        kernel, initrd = cbdaemon.guest()
+        shared = "" if i == 0 or i >= len(NAMES) else f"""images:
+  - {{name: ck, file: {kernel}}}
+  - {{name: ci, file: {initrd}}}
+vms:
+  - {{name: cfgvm, memory: 128, kernel: ck, initrd: ci, network: none, append: console=ttyS0, autostart: true}}
+"""
         with open(self.config, "w") as f:
             f.write(f"""version: 1
 panel:
@@ -53,7 +61,7 @@ cluster:
   address: {self.address}
   members: [{members}]
   token: "{TOKEN}"
-""")
+""" + shared)
         self.log = os.path.join(self.dir, "daemon.log")
         self.proc = None
         self.token = None
@@ -65,7 +73,7 @@ cluster:
     def start(self):
         logf = open(self.log, "a")
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, cbdaemon.binary(), "daemon", "--config", self.config,
-                                      "--state-dir", os.path.join(self.dir, "s"), "--nat", "user", "--no-autostart"],
+                                      "--state-dir", os.path.join(self.dir, "s"), "--nat", "user"],
                                      stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
 
     def request(self, method, path, body=None, timeout=10):
@@ -132,6 +140,15 @@ def wait_for(what, check, timeout, every=0.5):
     raise AssertionError(f"{what} within {timeout} s; last: {last}")
 
 
+def plug(n, i):
+    """The node's namespace, on the bridge at its address."""
+    sh("ip", "netns", "add", n.ns)
+    sh("ip", "link", "add", f"cbfl{i}", "type", "veth", "peer", "name", "eth0", "netns", n.ns)
+    sh("ip", "link", "set", f"cbfl{i}", "master", BRIDGE, "up")
+    sh("ip", "netns", "exec", n.ns, "sh", "-c",
+       f"ip link set lo up && ip addr add {n.address}/24 dev eth0 && ip link set eth0 up && ip route add default via {HOST}")
+
+
 @pytest.fixture(scope="module")
 def fleet():
     assert shutil.which("etcd"), "etcd is not installed (scripts/lib/deps.sh test installs Debian's etcd-server)"
@@ -145,18 +162,14 @@ def fleet():
         sh("ip", "addr", "add", f"{HOST}/24", "dev", BRIDGE)
         sh("ip", "link", "set", BRIDGE, "up")
         for i, n in enumerate(nodes):
-            sh("ip", "netns", "add", n.ns)
-            sh("ip", "link", "add", f"cbfl{i}", "type", "veth", "peer", "name", "eth0", "netns", n.ns)
-            sh("ip", "link", "set", f"cbfl{i}", "master", BRIDGE, "up")
-            sh("ip", "netns", "exec", n.ns, "sh", "-c",
-               f"ip link set lo up && ip addr add {n.address}/24 dev eth0 && ip link set eth0 up && ip route add default via {HOST}")
+            plug(n, i)
         for n in nodes:
             n.start()
         for n in nodes:
             n.wait_up()
         yield nodes
     finally:
-        for n in nodes:
+        for n in list(nodes):
             n.kill_all()
             if n.proc:
                 try:
@@ -170,6 +183,16 @@ def fleet():
             print("fleet files kept in", root)
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def netns_inode(name):
+    return os.stat(f"/run/netns/{name}").st_ino
+
+
+def listed(n, vm):
+    st, body = n.request("GET", "/api/v1/vms")
+    assert st == 200, (st, body)
+    return {x["name"]: x for x in json.loads(body)}.get(vm)
 
 
 def up_everywhere(nodes, expected):
@@ -195,10 +218,27 @@ def test_the_fleet_forms_with_three_nodes_up(fleet):
         x = by_name[n.name]
         assert x["address"] == n.address
         assert x["cpus"] >= 1 and x["memory"] > 0 and 0 < x["memory_free"] <= x["memory"], x
-        assert x["vms"] == 0
+        assert x["vms"] == (0 if n.name == "node1" else 1), x  # cfgvm, defined by node2's and node3's config files
         # each node's etcd member runs in its own namespace, beside its daemon
         comms = {open(f"/proc/{p}/comm").read().strip() for p in n.pids() if os.path.exists(f"/proc/{p}/comm")}
         assert "etcd" in comms, comms
+
+
+def test_a_config_file_vm_on_two_nodes_is_autostarted_on_one(fleet):
+    """node2 and node3 both define cfgvm with autostart: each claims it
+    before starting it, so exactly one runs it, and every node names it."""
+    def one():
+        q = qemus_of(fleet, "cfgvm")
+        return True if len(q) == 1 else q
+    wait_for("cfgvm running on one node", one, 90)
+    time.sleep(3)
+    q = qemus_of(fleet, "cfgvm")
+    assert len(q) == 1 and q[0][0] in ("node2", "node3"), q
+    for n in fleet:
+        x = listed(n, "cfgvm")
+        assert x["node"] == q[0][0] and x["state"] == "running", (n.name, x)
+    st, body = fleet[0].request("POST", "/api/v1/vms/cfgvm/stop", timeout=60)
+    assert st == 200, (st, body)
 
 
 def test_etcd_speaks_only_tls_with_the_fleets_certificates(fleet):
@@ -270,7 +310,8 @@ def test_one_vm_name_one_owner_one_qemu(fleet):
 
         def create_and_start(n):
             go.wait()
-            st, body = n.request("POST", "/api/v1/vms", spec, timeout=30)
+            # each names itself: both define it locally, racing for the name
+            st, body = n.request("POST", "/api/v1/vms", dict(spec, node=n.name), timeout=30)
             st2, body2 = n.request("POST", f"/api/v1/vms/{vm}/start", timeout=60)
             results[n.name] = (st, body, st2, body2)
         threads = [threading.Thread(target=create_and_start, args=(n,)) for n in pair]
@@ -284,12 +325,13 @@ def test_one_vm_name_one_owner_one_qemu(fleet):
         loser = "node2" if winner == "node1" else "node1"
         st, body, st2, body2 = results[loser]
         assert st == 409 and f"belongs to node '{winner}'".encode() in body, results[loser]
-        assert st2 == 404, results[loser]  # not defined there: nothing to start
-        assert results[winner][2] == 200, results[winner]
+        # both starts go to the owner (the loser's forwarded there): one QEMU, on the winner
+        assert results[winner][2] == 200 or results[loser][2] == 200, results
         time.sleep(1)
         assert [w for w, _ in qemus_of(fleet, vm)] == [winner], qemus_of(fleet, vm)
         by_name = {n.name: n for n in fleet}
-        assert by_name[loser].request("GET", f"/api/v1/vms/{vm}")[0] == 404
+        st, body = by_name[loser].request("GET", f"/api/v1/vms/{vm}")
+        assert st == 200 and json.loads(body)["state"] == "running", (st, body)
         # deleted on its owner, the name is free for any node again
         w = by_name[winner]
         w.request("POST", f"/api/v1/vms/{vm}/stop", timeout=60)
@@ -299,6 +341,156 @@ def test_one_vm_name_one_owner_one_qemu(fleet):
     st, body = fleet[1].request("POST", "/api/v1/vms", dict(spec, name="twin0"))
     assert st == 201, (st, body)
     assert fleet[1].request("DELETE", "/api/v1/vms/twin0")[0] in (200, 204)
+
+
+def test_a_vm_placed_on_node2_through_node1_runs_there_and_answers_on_every_node(fleet):
+    node1, node2, node3 = fleet
+    kernel, initrd = cbdaemon.guest()
+    for n in (node2, node3):
+        n.upload("k", kernel)
+        n.upload("i", initrd)
+    spec = {"name": "roam", "memory": 128, "kernel": "k", "initrd": "i", "network": "none", "append": "console=ttyS0"}
+    st, body = node1.request("POST", "/api/v1/vms", dict(spec, node="node2"), timeout=30)
+    assert st == 201, (st, body)
+    st, body = node1.request("POST", "/api/v1/vms", dict(spec, name="roam2", node="nosuch"), timeout=30)
+    assert st == 404 and b"nosuch" in body, (st, body)
+    st, body = node1.request("POST", "/api/v1/vms/roam/start", timeout=60)
+    assert st == 200 and json.loads(body)["state"] == "running", (st, body)
+    time.sleep(1)
+    # its QEMU runs in node2's namespace, and nowhere else
+    q = qemus_of(fleet, "roam")
+    assert [w for w, _ in q] == ["node2"], q
+    assert os.stat(f"/proc/{q[0][1]}/ns/net").st_ino == netns_inode(node2.ns)
+    # every node lists it, on node2; each answers for it
+    for n in fleet:
+        x = listed(n, "roam")
+        assert x and x["node"] == "node2" and x["state"] == "running", (n.name, x)
+        st, body = n.request("GET", "/api/v1/vms/roam")
+        assert st == 200 and json.loads(body)["name"] == "roam" and json.loads(body)["node"] == "node2", (n.name, st, body)
+    # the CLI through node3 shows the node column
+    r = sh(cbdaemon.binary(), "vm", "list", "--url", node3.url, "--token", node3.token)
+    head, *rows = r.stdout.splitlines()
+    assert head.split()[-1] == "NODE" and any(x.split()[0] == "roam" and x.split()[-1] == "node2" for x in rows), r.stdout
+    # the serial log comes from node2 through node3, with its offset header
+    def booted():
+        req = urllib.request.Request(node3.url + "/api/v1/vms/roam/serial", headers={"Authorization": "Bearer " + node3.token})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            data = r.read()
+            return True if int(r.headers["X-Log-Offset"]) >= len(data) > 0 else len(data)
+    wait_for("the guest's serial log through node3", booted, 60)
+    # a node credential from outside is refused (no header is believed without the token's MAC)
+    forged = {"X-CloudBIOS-Fleet": f"node2 admin {int(time.time())} " + "0" * 64}
+    for url in (node1.url + "/api/v1/vms", f"https://{node2.address}:2382/api/v1/vms"):
+        req = urllib.request.Request(url, headers=forged)
+        import ssl
+        ctx = ssl.create_default_context(cafile=os.path.join(node1.dir, "s", "fleet", "tls", "ca.pem"))
+        ctx.check_hostname = False
+        try:
+            urllib.request.urlopen(req, timeout=10, context=ctx if url.startswith("https") else None)
+            raise AssertionError(f"{url} answered a forged node credential")
+        except urllib.error.HTTPError as e:
+            assert e.code == 401, (url, e.code)
+    # the node API is TLS only, with the fleet's certificate
+    plain = sh("curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", f"http://{node2.address}:2382/api/v1/health", check=False)
+    assert plain.stdout in ("000", "400"), plain
+    # without a node, the VM goes to the node with the most free memory
+    free = {x["name"]: x["memory_free"] for x in node1.nodes()[1]}
+    st, body = node3.request("POST", "/api/v1/vms", dict(spec, name="roam2"), timeout=30)
+    assert st == 201, (st, body)
+    where = listed(node1, "roam2")["node"]
+    assert free[where] >= max(free.values()) - 64, (where, free)
+    assert node1.request("DELETE", "/api/v1/vms/roam2")[0] == 204
+    assert listed(node2, "roam2") is None
+    # stopped and deleted through node3
+    st, body = node3.request("POST", "/api/v1/vms/roam/stop", timeout=60)
+    assert st == 200, (st, body)
+    assert node3.request("DELETE", "/api/v1/vms/roam")[0] == 204
+    assert qemus_of(fleet, "roam") == [] and listed(node1, "roam") is None
+    # a VM kept on node3 for the next test (its node is killed there)
+    st, body = node1.request("POST", "/api/v1/vms", dict(spec, name="stay", node="node3"), timeout=30)
+    assert st == 201, (st, body)
+
+
+def counts(n, vm):
+    """The guest's counter lines on its serial console, through node n: [(count, uptime)]."""
+    st, body = n.request("GET", f"/api/v1/vms/{vm}/serial")
+    assert st == 200, (st, body)
+    text = body.decode(errors="replace")
+    out = []
+    for line in text.splitlines():
+        f = line.strip().split()
+        if len(f) == 3 and f[0] == "CLOUDBIOS-GUEST-COUNT":
+            out.append((int(f[1]), float(f[2])))
+    return out, text
+
+
+def task_done(n, tid, timeout):
+    end = time.time() + timeout
+    while time.time() < end:
+        st, body = n.request("GET", f"/api/v1/tasks/{tid}")
+        assert st == 200, (st, body)
+        t = json.loads(body)
+        if t["state"] in ("succeeded", "failed"):
+            return t
+        time.sleep(0.3)
+    raise AssertionError(f"task {tid} not done in {timeout} s: {t}")
+
+
+def test_a_running_vm_migrates_live_to_node3_and_keeps_counting(fleet):
+    node1, node2, node3 = fleet
+    # its disk: an overlay of an 8 MiB image of random bytes, in both nodes' stores
+    data = os.path.join(os.path.dirname(node1.dir), "data.img")
+    with open(data, "wb") as f:
+        f.write(os.urandom(8 << 20))
+    for n in (node2, node3):
+        n.upload("data", data)
+    spec = {"name": "mover", "memory": 128, "kernel": "k", "initrd": "i", "network": "none",
+            "append": "console=ttyS0 cbguest.count", "disks": [{"id": "root", "image": "data"}], "node": "node2"}
+    st, body = node1.request("POST", "/api/v1/vms", spec, timeout=30)
+    assert st == 201, (st, body)
+    assert node1.request("POST", "/api/v1/vms/mover/start", timeout=60)[0] == 200
+    wait_for("the guest counting on node2", lambda: len(counts(node1, "mover")[0]) >= 4 or counts(node1, "mover")[1][-300:], 90)
+    before, _ = counts(node1, "mover")
+    # through node1, as any client: a task on node2, followed through node1
+    st, body = node1.request("POST", "/api/v1/vms/mover/migrate", {"node": "node3"}, timeout=30)
+    assert st == 202, (st, body)
+    t = task_done(node1, json.loads(body)["id"], 180)
+    assert t["state"] == "succeeded", t
+    result = json.loads(t["result"]) if isinstance(t.get("result"), str) else t["result"]
+    print("migration:", result)
+    assert result["node"] == "node3" and result["downtime_ms"] >= 0 and result["ram_bytes"] > 0, result
+    assert result["disk_bytes"] == 8 << 20 and result["bytes"] == result["ram_bytes"] + result["disk_bytes"], result
+    # one QEMU, in node3's namespace; node2's is gone, and so is its definition
+    q = qemus_of(fleet, "mover")
+    assert [w for w, _ in q] == ["node3"], q
+    assert os.stat(f"/proc/{q[0][1]}/ns/net").st_ino == netns_inode(node3.ns)
+    # node3's disk holds the same bytes (mirrored over NBD while the guest ran)
+    disk = os.path.join(node3.dir, "s", "disks", "mover", "root.qcow2")
+    r = sh("qemu-img", "compare", "-U", "-f", "qcow2", "-F", "raw", disk, data, check=False)
+    assert r.returncode == 0, r
+    assert not os.path.exists(os.path.join(node2.dir, "s", "disks", "mover"))
+    for n in fleet:
+        x = listed(n, "mover")
+        assert x["node"] == "node3" and x["state"] == "running", (n.name, x)
+    # the guest never stopped: on node3 its counter goes on from where it was, and it did not boot again
+    wait_for("the counter going on on node3", lambda: len(counts(node2, "mover")[0]) >= 4 or counts(node2, "mover")[1][-300:], 60)
+    after, text = counts(node2, "mover")
+    assert "CLOUDBIOS-GUEST-READY" not in text, text[-500:]
+    assert after[0][0] > before[-1][0] and after[0][1] > before[-1][1], (before[-3:], after[:3])
+    assert all(b[0] == a[0] + 1 for a, b in zip(after, after[1:])), after
+    # a migration that cannot prepare (the destination lacks the VM's images) leaves the VM running where it was
+    node1.upload("i1", cbdaemon.guest()[1])  # on node1 only
+    st, body = node1.request("POST", "/api/v1/vms", {"name": "rooted", "memory": 128, "kernel": "k", "initrd": "i1", "network": "none",
+                                                     "append": "console=ttyS0", "node": "node1"}, timeout=30)
+    assert st == 201, (st, body)
+    assert node1.request("POST", "/api/v1/vms/rooted/start", timeout=60)[0] == 200
+    st, body = node2.request("POST", "/api/v1/vms/rooted/migrate", {"node": "node3"}, timeout=30)
+    assert st == 202, (st, body)
+    t = task_done(node2, json.loads(body)["id"], 60)
+    assert t["state"] == "failed" and "needs image 'i1'" in t["message"], t
+    assert [w for w, _ in qemus_of(fleet, "rooted")] == ["node1"]
+    assert listed(node3, "rooted")["node"] == "node1" and listed(node3, "rooted")["state"] == "running"
+    assert not os.path.exists(os.path.join(node3.dir, "s", "vms", "rooted.json"))
 
 
 def test_a_killed_node_is_down_on_the_others_within_a_minute(fleet):
@@ -315,6 +507,29 @@ def test_a_killed_node_is_down_on_the_others_within_a_minute(fleet):
     st, body = rest[0].nodes()
     x = {n["name"]: n for n in body}["node3"]
     assert x["address"] == victim.address and x["cpus"] >= 1
+
+
+def test_the_vms_of_a_down_node_are_unknown_and_never_started_elsewhere(fleet):
+    node1, node2, node3 = fleet
+    wait_for("node3 down", up_everywhere([node1, node2], {"node1": "up", "node2": "up", "node3": "down"}), 60)
+    for n in (node1, node2):
+        x = listed(n, "stay")
+        assert x == {"name": "stay", "node": "node3", "state": "unknown"}, x
+        st, body = n.request("GET", "/api/v1/vms/stay")
+        assert st == 200 and json.loads(body)["state"] == "unknown", (st, body)
+        st, body = n.request("POST", "/api/v1/vms/stay/start", timeout=30)
+        assert st == 503 and b"down" in body, (st, body)
+    # a migration to a node that is down is refused, the VM running on where it was
+    st, body = node2.request("POST", "/api/v1/vms/rooted/migrate", {"node": "node3"}, timeout=30)
+    assert st == 503 and b"down" in body, (st, body)
+    assert [w for w, _ in qemus_of(fleet, "rooted")] == ["node1"]
+    assert listed(node2, "rooted")["state"] == "running"
+    # nor defined again on another node under its name
+    kernel, initrd = cbdaemon.guest()
+    spec = {"name": "stay", "memory": 128, "kernel": "k", "initrd": "i", "network": "none", "append": "console=ttyS0", "node": "node1"}
+    st, body = node1.request("POST", "/api/v1/vms", spec, timeout=30)
+    assert st == 409 and b"belongs to node 'node3'" in body, (st, body)
+    assert qemus_of(fleet, "stay") == []
 
 
 def test_a_down_node_is_removed_cleanly_and_an_up_node_is_not(fleet):
@@ -339,3 +554,39 @@ def test_a_down_node_is_removed_cleanly_and_an_up_node_is_not(fleet):
     # the fleet goes on: node1's record is still written at each heartbeat
     st, body = node2.nodes()
     assert st == 200 and len(body) == 2
+
+
+def test_a_new_node_joins_through_a_member(fleet):
+    """node4, outside the members its config names, joins the running fleet
+    through them: its etcd member is added and starts, and it shows up."""
+    node1, node2 = fleet[0], fleet[1]
+    root = os.path.dirname(node1.dir)
+    node4 = Node(3, root, cbdaemon.password_hash(cbdaemon.PASSWORD))
+    # its config has no cluster: yet; `cloudbios cluster join` writes it
+    text = open(node4.config).read()
+    with open(node4.config, "w") as f:
+        f.write(text[:text.index("cluster:")])
+    r = sh(cbdaemon.binary(), "cluster", "join", node1.address, "--token", TOKEN, "--fleet", "e2e", "--node", "node4",
+           "--address", node4.address, "--config", node4.config)
+    assert "joins when the daemon starts" in r.stdout, r
+    again = sh(cbdaemon.binary(), "cluster", "join", node1.address, "--token", TOKEN, "--fleet", "e2e", "--config", node4.config,
+               check=False)
+    assert again.returncode != 0 and "already" in again.stderr, again
+    sh("ip", "netns", "del", node4.ns, check=False)
+    fleet.append(node4)  # the fixture stops it and removes its namespace
+    plug(node4, 3)
+    # a joining request without the fleet's node credential is refused
+    st, body = node1.request("POST", "/api/v1/nodes", {"name": "node9", "address": "10.0.0.9"})
+    assert st == 403, (st, body)
+    node4.start()
+    node4.wait_up()
+    expected = {"node1": "up", "node2": "up", "node4": "up"}
+    wait_for("node4 up on every node", up_everywhere([node1, node2, node4], expected), 90)
+    tls = os.path.join(node4.dir, "s", "fleet", "tls")
+    r = sh("ip", "netns", "exec", node4.ns, "curl", "-s", "--http1.1", "-m", "5", "--cacert", f"{tls}/ca.pem",
+           "https://127.0.0.1:2379/v3/cluster/member/list", "-d", "{}")
+    members = json.loads(r.stdout)["members"]
+    assert sorted(m["name"] for m in members) == [node1.address, node2.address, node4.address], members
+    # the new node answers for the fleet's VMs as any other
+    st, body = node4.request("GET", "/api/v1/vms")
+    assert st == 200, (st, body)

@@ -342,6 +342,10 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     api("GET", "/api/v1/nodes", 409)
     api("DELETE", "/api/v1/nodes/node9", 409)
     api("DELETE", "/api/v1/nodes/Not_A_Node", 400)
+    # joining, migrating and a migration's destination step: fleet only (a node credential for the last)
+    api("POST", "/api/v1/nodes", 403, json={"name": "node9", "address": "10.0.0.9"})
+    api("POST", "/api/v1/vms/spec-vm/migrate", 409, json={"node": "node9"})
+    api("POST", "/api/v1/vms/spec-vm/incoming", 403, json={"step": "abort"})
 
     # the first-run setup is closed once a user exists
     assert api("GET", "/api/v1/setup", 200).json()["required"] is False

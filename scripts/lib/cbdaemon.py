@@ -2,6 +2,7 @@
 config with a panel user, REST helpers, and a teardown that leaves no
 process behind (daemons and the QEMUs they started)."""
 import json
+import hashlib
 import os
 import shutil
 import signal
@@ -30,8 +31,12 @@ def binary():
 
 
 def guest():
-    out = "/tmp/cloudbios-test-guest"
-    subprocess.run(["sh", os.path.join(REPO, "scripts/lib/make-guest.sh"), out], check=True, timeout=300)
+    script = os.path.join(REPO, "scripts/lib/make-guest.sh")
+    # one cache per version of the script: checkouts with other versions share the machine
+    with open(script, "rb") as f:
+        version = hashlib.sha256(f.read()).hexdigest()[:12]
+    out = f"/tmp/cloudbios-test-guest-{version}"
+    subprocess.run(["sh", script, out], check=True, timeout=300)
     return os.path.join(out, "vmlinuz"), os.path.join(out, "initrd.img")
 
 

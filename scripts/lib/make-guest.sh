@@ -112,6 +112,11 @@ if [ -n "${resolve:-}" ]; then
         fi
     ) &
 fi
+# cbguest.count: a counter on the serial console twice a second, with the
+# guest's uptime (a live migration must not stop or restart it)
+if grep -qw cbguest.count /proc/cmdline; then
+    (n=0; while true; do echo "CLOUDBIOS-GUEST-COUNT $n $(cut -d' ' -f1 /proc/uptime)" > /dev/ttyS0; n=$((n+1)); sleep 0.5; done) &
+fi
 # lines typed on the serial console come back on it (the panel's terminal)
 (while true; do
     while read -r line; do echo "serial-typed: $line" > /dev/ttyS0; done < /dev/ttyS0
