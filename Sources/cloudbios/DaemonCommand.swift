@@ -5,6 +5,7 @@ import VMManager
 import Install
 import Panel
 import Fleet
+import Apps
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -94,7 +95,9 @@ struct DaemonCommand: Command {
                                   sources: { try Install.defaultSources(imageStore: imageStore) })
         let bootMenu = BootMenuSync.forThisMachine(config: config, manager: manager)
         await bootMenu?.refresh()
-        var backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer, bootMenu: bootMenu)
+        let apps = AppManager(options: Self.appOptions(dir, panelPort: cfg.panel.port, manager: manager, hostname: cfg.hostname))
+        await apps.reattach()
+        var backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer, bootMenu: bootMenu, apps: apps)
         backend.fleet = try await DaemonFleet.start(cfg, stateDir: dir, manager: manager)
 
         let medium = bootMedium

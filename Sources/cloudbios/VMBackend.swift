@@ -4,6 +4,7 @@ import Install
 import Panel
 import Init
 import VMManager
+import Apps
 import Platform
 import Fleet
 #if canImport(Glibc)
@@ -20,6 +21,7 @@ struct VMManagerBackend: PanelBackend {
     var fleet: Fleet? = nil
     /// GRUB's per-VM entries, refreshed after the VMs change (nil: none kept).
     var bootMenu: BootMenuSync? = nil
+    let apps: AppManager
 
     func host() async -> HostInfo {
         var h = await manager.host(hostname: hostname)
