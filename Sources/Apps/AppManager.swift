@@ -252,8 +252,11 @@ public actor AppManager {
             try Files.writeAtomically(d + "/launch.img", launchBytes, mode: 0o600)
             for f in ["ctl.sock", "qemu.pid"] { unlink(d + "/" + f) }
         } catch { throw .unavailable("\(d): \(error)") }
+        // the initramfs is unpacked beside its archive before the archive
+        // is freed: the guest gets that on top of the app's memory
+        let overhead = Int(((Files.size(initrd) ?? 0) * 2 + (1 << 20) - 1) >> 20)
         let argv = MicroVM.arguments(dir: d, kernel: kernel.vmlinuz, initrd: initrd, rootfs: r.rootfs,
-                                     spec: r.spec, accel: await options.accel())
+                                     spec: r.spec, accel: await options.accel(), extraMemory: overhead)
         let launcher = Launcher(qemu, argv)
         let qemuLog = d + "/qemu.log"
         let status: Int32
@@ -281,7 +284,13 @@ public actor AppManager {
     func ended(_ name: String, pid: Int32) {
         guard apps[name]?.pid == pid else { return }
         apps[name]?.pid = nil
-        apps[name]?.exitCode = Self.exitCode(fromLog: dir(name) + "/app.log")
+        let code = Self.exitCode(fromLog: dir(name) + "/app.log")
+        apps[name]?.exitCode = code
+        if code == nil, apps[name]?.stoppedOnPurpose == false {
+            let console = String(decoding: Self.tail(dir(name) + "/console.log", limit: 2048), as: UTF8.self)
+            let last = console.split(separator: "\n").suffix(2).joined(separator: "; ")
+            apps[name]?.message = "the microVM ended before its app did" + (last.isEmpty ? "" : " (guest console: \(Names.clip(last)))")
+        }
         unlink(dir(name) + "/qemu.pid")
         unlink(dir(name) + "/ctl.sock")
     }
@@ -353,17 +362,18 @@ public actor AppManager {
 
 /// The QEMU command line of an app's microVM.
 public enum MicroVM {
-    public static func arguments(dir d: String, kernel: String, initrd: String, rootfs: String, spec: AppSpec, accel: String) -> [String] {
+    public static func arguments(dir d: String, kernel: String, initrd: String, rootfs: String, spec: AppSpec, accel: String,
+                                 extraMemory: Int = 0) -> [String] {
         var fwd = "user,id=net0"
         for p in spec.ports { fwd += ",hostfwd=tcp::\(p.host)-:\(p.guest)" }
         return [
             "-name", "app-\(spec.name)",
             "-M", "microvm,x-option-roms=off,rtc=off,isa-serial=on",
             "-accel", accel, "-cpu", accel == "kvm" ? "host" : "max",
-            "-m", "\(spec.memory)", "-smp", "\(spec.cpus)",
+            "-m", "\(spec.memory + extraMemory)", "-smp", "\(spec.cpus)",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-kernel", kernel, "-initrd", initrd,
-            "-append", "console=ttyS0 loglevel=4 rdinit=/app-init cbapp=trace panic=-1 reboot=t",
+            "-append", "console=ttyS0 quiet loglevel=3 pci=off rdinit=/app-init cbapp=1 panic=-1 reboot=t",
             "-serial", "file:\(d)/console.log",
             "-drive", "id=root,file=\(rootfs),format=raw,if=none,readonly=on",
             "-device", "virtio-blk-device,drive=root",

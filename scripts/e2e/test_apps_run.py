@@ -170,3 +170,36 @@ def test_stop_then_rm_leaves_nothing(daemon, web):
     assert out.stdout.strip() == ""
     # the image and its layers stay cached for the next app
     assert os.listdir(os.path.join(daemon.state, "apps", "images"))
+
+
+def test_the_cli_runs_an_app_whose_output_is_in_its_logs_and_restarts_on_failure(daemon, registry):
+    r = cli(daemon, "run", "--name", "hello", "--restart", "on-failure", "-e", "WHO=world", "-m", "128M",
+            f"{registry.host}/busybox:1", "sh", "-c", "echo hello-$WHO; echo to-stderr >&2; sleep 4; exit 3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("hello: running"), r.stdout
+    deadline = time.time() + 120
+    app = None
+    while time.time() < deadline:
+        app = daemon.json("GET", "/api/v1/apps/hello")
+        if app["restarts"] >= 1:
+            break
+        time.sleep(0.5)
+    assert app["restarts"] >= 1 and app["memory"] == 128, app
+    logs = cli(daemon, "apps", "logs", "hello")
+    assert logs.returncode == 0
+    assert "hello-world\n" in logs.stdout and "to-stderr\n" in logs.stdout
+    assert "[cloudbios] app exited: 3" in logs.stdout
+    listed = cli(daemon, "apps", "list")
+    assert listed.returncode == 0 and "hello" in listed.stdout and "busybox:1" in listed.stdout
+    # exec through the CLI: output and exit code pass through
+    while time.time() < deadline and daemon.json("GET", "/api/v1/apps/hello")["state"] != "running":
+        time.sleep(0.3)
+    ex = cli(daemon, "apps", "exec", "hello", "sh", "-c", "echo out; echo err >&2; exit 5")
+    assert (ex.returncode, ex.stdout, ex.stderr) == (5, "out\n", "err\n"), ex
+    st = cli(daemon, "apps", "stop", "hello")
+    assert st.returncode == 0 and "hello: stopped" in st.stdout, st.stdout + st.stderr
+    time.sleep(1.5)
+    assert daemon.json("GET", "/api/v1/apps/hello")["state"] == "stopped"  # a stop is not a failure to restart
+    rm = cli(daemon, "apps", "rm", "hello")
+    assert rm.returncode == 0, rm.stderr
+    assert cli(daemon, "apps", "exec", "hello", "true").returncode != 0
