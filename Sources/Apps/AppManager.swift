@@ -41,12 +41,18 @@ public actor AppManager {
 
     let options: Options
     let cache: ImageCache
-    var apps: [String: Record] = [:]
+    var apps: [String: Record] = [:] {
+        didSet { ports.set(apps.values.reduce(into: [:]) { m, r in for p in r.spec.ports { m[p.host] = r.spec.name } }) }
+    }
+    /// The host TCP ports apps hold, readable from any thread (a VM's
+    /// forwards are checked against them).
+    public nonisolated let ports: PortTable
     var creating: Set<String> = []
     var monitoring = false
 
-    public init(options: Options) {
+    public init(options: Options, ports: PortTable = PortTable()) {
         self.options = options
+        self.ports = ports
         cache = ImageCache(stateDir: options.stateDir)
     }
 
@@ -358,6 +364,16 @@ public actor AppManager {
         }
         return Array(out[..<got])
     }
+}
+
+/// Host TCP port → app, behind a lock.
+public final class PortTable: @unchecked Sendable {
+    let lock = ConditionLock()
+    var table: [Int: String] = [:]
+    public init() {}
+    func set(_ t: [Int: String]) { lock.withLock { table = t } }
+    /// "app 'NAME'" for a port an app forwards; nil otherwise.
+    public func holder(_ port: Int) -> String? { lock.withLock { table[port].map { "app '\($0)'" } } }
 }
 
 /// The QEMU command line of an app's microVM.

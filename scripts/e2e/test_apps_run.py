@@ -139,6 +139,11 @@ def test_bad_input_is_refused_and_nothing_starts(daemon, registry, web):
     assert st == 409 and b"the panel" in b, b
     st, b, _ = daemon.request("POST", "/api/v1/apps", {"name": "web", "image": f"{registry.host}/busybox:1"})
     assert st == 409, b
+    # and a VM may not forward a port an app holds
+    st, b, _ = daemon.request("POST", "/api/v1/vms", {"name": "clash", "memory": 256, "network": "nat",
+                                                       "forwards": [{"host": web["port"], "guest": 22}]})
+    assert st == 409 and b"app 'web'" in b, b
+    assert daemon.request("GET", "/api/v1/vms/clash")[0] == 404
     st, b, _ = daemon.request("POST", "/api/v1/apps", {"name": "bad/name", "image": f"{registry.host}/busybox:1"})
     assert st == 400, b
     assert os.listdir(os.path.join(daemon.state, "apps", "run")) == before
