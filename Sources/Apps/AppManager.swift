@@ -378,6 +378,10 @@ public final class PortTable: @unchecked Sendable {
 
 /// The QEMU command line of an app's microVM.
 public enum MicroVM {
+    /// CLOUDBIOS_APP_TRACE=1 in the daemon's environment: the guest kernel's
+    /// messages and app-init's steps on each app's console.log.
+    static var trace: Bool { getenv("CLOUDBIOS_APP_TRACE").map { String(cString: $0) == "1" } ?? false }
+
     public static func arguments(dir d: String, kernel: String, initrd: String, rootfs: String, spec: AppSpec, accel: String,
                                  extraMemory: Int = 0) -> [String] {
         var fwd = "user,id=net0"
@@ -389,7 +393,7 @@ public enum MicroVM {
             "-m", "\(spec.memory + extraMemory)", "-smp", "\(spec.cpus)",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-kernel", kernel, "-initrd", initrd,
-            "-append", "console=ttyS0 quiet loglevel=3 pci=off rdinit=/app-init cbapp=1 panic=-1 reboot=t",
+            "-append", "console=ttyS0 \(trace ? "loglevel=7 cbapp=trace" : "quiet loglevel=3 cbapp=1") pci=off rdinit=/app-init panic=-1 reboot=t",
             "-serial", "file:\(d)/console.log",
             "-drive", "id=root,file=\(rootfs),format=raw,if=none,readonly=on",
             "-device", "virtio-blk-device,drive=root",

@@ -49,7 +49,8 @@ def registry(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def daemon():
-    d = cbdaemon.Daemon(tls=False)
+    # the guest kernel's messages and app-init's steps go to each app's console.log
+    d = cbdaemon.Daemon(tls=False, env={"CLOUDBIOS_APP_TRACE": "1"})
     d.start()
     d.login()
     yield d
@@ -85,7 +86,13 @@ def web(daemon, registry):
     app = daemon.json("POST", "/api/v1/apps", {"name": "web", "image": f"{registry.host}/busybox:1",
                                                "ports": [{"host": port, "guest": 8080}], "env": {"GREETING": "hi"}},
                       expect=201)
-    status, body = http_get(port, "/index.html", 120)
+    try:
+        status, body = http_get(port, "/index.html", 120)
+    except AssertionError as e:
+        run = os.path.join(daemon.state, "apps", "run", "web")
+        tails = {f: open(os.path.join(run, f), errors="replace").read()[-1500:]
+                 for f in ("console.log", "app.log") if os.path.exists(os.path.join(run, f))}
+        raise AssertionError(f"{e}; the app's logs: {tails}") from None
     app["boot_seconds"] = time.time() - t0
     assert status == 200 and body == b"hello from the cloudbios app image\n"
     app["port"] = port
