@@ -378,6 +378,19 @@ public final class PortTable: @unchecked Sendable {
 
 /// The QEMU command line of an app's microVM.
 public enum MicroVM {
+    /// The host's TSC rate, which a guest's TSC runs at (under TCG too). A
+    /// microvm has no HPET or PM timer, and on a busy host the guest
+    /// kernel's calibration against the PIT can fail, leaving it without a
+    /// usable clock; given the rate it skips that calibration.
+    static let hostTSCkHz: Int? = {
+        if let t = Files.readTrimmed("/sys/devices/system/cpu/cpu0/tsc_freq_khz"), let k = Int(t), k > 0 { return k }
+        for line in (Files.readTrimmed("/proc/cpuinfo") ?? "").split(separator: "\n") where line.hasPrefix("cpu MHz") {
+            guard let v = line.split(separator: ":").last, let mhz = Double(v.filter { $0 != " " && $0 != "\t" }), mhz > 0 else { return nil }
+            return Int(mhz * 1000)
+        }
+        return nil
+    }()
+
     /// CLOUDBIOS_APP_TRACE=1 in the daemon's environment: the guest kernel's
     /// messages and app-init's steps on each app's console.log.
     static var trace: Bool { getenv("CLOUDBIOS_APP_TRACE").map { String(cString: $0) == "1" } ?? false }
@@ -393,7 +406,8 @@ public enum MicroVM {
             "-m", "\(spec.memory + extraMemory)", "-smp", "\(spec.cpus)",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-kernel", kernel, "-initrd", initrd,
-            "-append", "console=ttyS0 \(trace ? "loglevel=7 cbapp=trace" : "quiet loglevel=3 cbapp=1") pci=off rdinit=/app-init panic=-1 reboot=t",
+            "-append", "console=ttyS0 \(trace ? "loglevel=7 cbapp=trace" : "quiet loglevel=3 cbapp=1") pci=off rdinit=/app-init panic=-1 reboot=t"
+                + (hostTSCkHz.map { " tsc_early_khz=\($0)" } ?? ""),
             "-serial", "file:\(d)/console.log",
             "-drive", "id=root,file=\(rootfs),format=raw,if=none,readonly=on",
             "-device", "virtio-blk-device,drive=root",
