@@ -24,6 +24,7 @@ let package = Package(
         // Those that need GnuTLS, nettle, libcrypt, libmicrohttpd and
         // libvnc* load them when first needed (dlopen): cloudbios links none.
         .target(name: "CBase", path: "Sources/CBase"),  // errno, posix_spawn, pidfd: Platform's processes
+        .target(name: "CAppInit", path: "Sources/CAppInit"),  // an app microVM's PID 1: modules, switch_root, IPv4, spawn as a user
         .target(name: "CDisks", path: "Sources/CDisks"),  // block-device and loop-device ioctls
         .target(name: "CInit", path: "Sources/CInit"),  // PID 1: signals, uevents, reboot, input events
         .target(name: "CKVM", path: "Sources/CKVM"),  // the KVM probe's child
@@ -39,7 +40,7 @@ let package = Package(
         .target(name: "VMManager", dependencies: ["Config", "QEMU", "Platform", "CDisks", "CTap"]),
         .target(name: "Disks", dependencies: ["Config", "Platform", "CBlkid", "CParted"]),
         .target(name: "Install", dependencies: ["Config", "Disks", "Platform", "CParted", "CBlkid", "CDisks"]),
-        .target(name: "Apps", dependencies: ["Config", "Platform", "CTLS"]),
+        .target(name: "Apps", dependencies: ["Config", "Platform", "CTLS", "CAppInit"]),
         .target(name: "Panel", dependencies: ["Config", "Platform", "CMicroHTTPD", "CTLS"]),
         .target(name: "Viewer", dependencies: ["Config", "Platform", "CVNC", "CVNCLoader", "CViewer"]),
         .target(name: "Fleet", dependencies: ["Config", "Platform", "CTLS"]),  // etcd's client and member, the fleet's certificates and membership

@@ -503,6 +503,11 @@ async function route() {
         else if (parts[0] === "tasks") { nav = "tasks"; view = views.tasksPage(main); }
         else if (parts[0] === "nodes") { nav = "nodes"; view = views.nodesPage(main); }
         else if (parts[0] === "backups") { nav = "backups"; view = (await import("/backups.js")).backupsPage(main, parts[1] || null); }
+        else if (parts[0] === "apps") {
+            const apps = await import("/apps.js");
+            nav = "apps";
+            view = parts[1] ? apps.appDetail(main, parts[1]) : apps.appsPage(main);
+        }
         else view = dashboard(main);
     }
     for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.nav === nav);

@@ -1,6 +1,8 @@
 // Apps: container images run as microVMs. This module owns pulling images
 // (the OCI distribution API, OCI/docker archives), the layer cache shared
-// between apps, and the read-only root filesystem built once per image.
+// between apps, the read-only root filesystem built once per image, the
+// microVMs apps run in (their initramfs, `app-init` as their PID 1) and the
+// manager that keeps them.
 import Config
 
 /// Why an image cannot be pulled or turned into a root filesystem. The
@@ -23,6 +25,14 @@ public enum AppError: DomainError, Sendable, Equatable {
     case invalid(String)
     /// A tool the host needs is missing, or failed (tar, mkfs.erofs).
     case unavailable(String)
+    /// A request about apps that is malformed (a bad name, port, size).
+    case badRequest(String)
+    /// No app of that name.
+    case appNotFound(String)
+    /// The present state forbids it: a name or host port taken, an app not running.
+    case conflict(String)
+    /// The app's microVM did not start or does not answer.
+    case failed(String)
 
     public var kind: ErrorKind {
         switch self {
@@ -31,6 +41,10 @@ public enum AppError: DomainError, Sendable, Equatable {
         case .wrongPlatform, .digestMismatch, .invalid: .invalid
         case .registry, .network: .failed
         case .unavailable: .unavailable
+        case .badRequest: .badRequest
+        case .appNotFound: .notFound
+        case .conflict: .conflict
+        case .failed: .failed
         }
     }
 
@@ -45,7 +59,8 @@ public enum AppError: DomainError, Sendable, Equatable {
         case .registry(let why): "registry: \(why)"
         case .network(let why): "registry: \(why)"
         case .invalid(let why): "image: \(why)"
-        case .unavailable(let why): why
+        case .unavailable(let why), .badRequest(let why), .conflict(let why), .failed(let why): why
+        case .appNotFound(let name): "no app '\(Names.clip(name))'"
         }
     }
 }

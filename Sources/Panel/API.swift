@@ -429,6 +429,8 @@ public final class PanelAPI: Sendable {
                 text += http.render()
                 return .text(text, contentType: "text/plain; version=0.0.4; charset=utf-8")
             }
+        case .listApps, .createApp, .getApp, .deleteApp, .appLogs, .appExec, .appStop:
+            return appsPlan(route, head)
         case .page(let rel):
             return .respond(statics.serve(root: statics.webRoot, rel, head))
         case .novnc(let rel):

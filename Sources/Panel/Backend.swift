@@ -92,6 +92,18 @@ public protocol PanelBackend: Sendable {
     func incoming(_ name: String, _ body: JSONValue) async throws -> JSONValue
     /// The rest of the fleet, when this node is in one.
     var fleetRelay: (any FleetRelay)? { get }
+
+    /// Apps (container images as microVMs), as JSON objects.
+    func listApps() async -> [JSONValue]
+    func app(_ name: String) async throws -> JSONValue
+    /// Pulls the image and boots the app (`body` as `POST /api/v1/apps` takes it).
+    func createApp(_ body: JSONValue) async throws -> JSONValue
+    func deleteApp(_ name: String) async throws
+    func stopApp(_ name: String) async throws -> JSONValue
+    /// The file holding the app's stdout and stderr.
+    func appLogPath(_ name: String) async throws -> String
+    /// Runs `cmd` in the app: `{"exit_code", "stdout", "stderr"}`.
+    func execApp(_ name: String, _ cmd: [String]) async throws -> JSONValue
 }
 
 /// `POST /api/v1/system/{action}`.

@@ -51,6 +51,10 @@ public enum Route: Sendable, Equatable {
     case migrate(String)
     /// `POST /api/v1/vms/{name}/incoming` `{"step", …}`: the destination's part of a migration (node to node only).
     case incoming(String)
+    /// Apps: container images run as microVMs.
+    case listApps, createApp
+    case getApp(String), deleteApp(String)
+    case appLogs(String), appExec(String), appStop(String)
     /// A file of the web panel (path relative to the web root).
     case page(String)
     /// A file of noVNC (path relative to the noVNC root).
@@ -123,6 +127,13 @@ public enum Route: Sendable, Equatable {
         case .joinNode: return "POST /api/v1/nodes"
         case .migrate: return "POST /api/v1/vms/{name}/migrate"
         case .incoming: return "POST /api/v1/vms/{name}/incoming"
+        case .listApps: return "GET /api/v1/apps"
+        case .createApp: return "POST /api/v1/apps"
+        case .getApp: return "GET /api/v1/apps/{name}"
+        case .deleteApp: return "DELETE /api/v1/apps/{name}"
+        case .appLogs: return "GET /api/v1/apps/{name}/logs"
+        case .appExec: return "POST /api/v1/apps/{name}/exec"
+        case .appStop: return "POST /api/v1/apps/{name}/stop"
         case .page: return "GET /{page}"
         case .novnc: return "GET /novnc/{file}"
         }
@@ -203,10 +214,24 @@ public enum Router {
             case "tasks": return only(method, ["GET"], .listTasks)
             case "nodes": return method == "POST" ? .success(.joinNode) : only(method, ["GET", "POST"], .nodes)
             case "backups": return only(method, ["GET"], .listBackups)
+            case "apps":
+                switch method {
+                case "GET": return .success(.listApps)
+                case "POST": return .success(.createApp)
+                default: return .failure(notAllowed(method, ["GET", "POST"]))
+                }
             default: return .failure(notFound(path))
             }
         case 2:
             switch rest[0] {
+            case "apps":
+                let name = rest[1]
+                if let e = Names.checkVM(name) { return .failure(RouteError(400, e)) }
+                switch method {
+                case "GET": return .success(.getApp(name))
+                case "DELETE": return .success(.deleteApp(name))
+                default: return .failure(notAllowed(method, ["GET", "DELETE"]))
+                }
             case "vms" where rest[1] == "import" && method == "POST":
                 return .success(.importVM)
             case "vms":
@@ -265,6 +290,15 @@ public enum Router {
             if let e = Names.checkBlockDevice(rest[1]) { return .failure(RouteError(400, e)) }
             guard rest[2] == "init" else { return .failure(notFound(path)) }
             return only(method, ["POST"], .initDisk(rest[1]))
+        case 3 where rest[0] == "apps":
+            let name = rest[1]
+            if let e = Names.checkVM(name) { return .failure(RouteError(400, e)) }
+            switch rest[2] {
+            case "logs": return only(method, ["GET"], .appLogs(name))
+            case "exec": return only(method, ["POST"], .appExec(name))
+            case "stop": return only(method, ["POST"], .appStop(name))
+            default: return .failure(notFound(path))
+            }
         case 3 where rest[0] == "vms":
             let name = rest[1]
             if let e = Names.checkVM(name) { return .failure(RouteError(400, e)) }
@@ -295,7 +329,7 @@ public enum Router {
             return only(method, ["POST"], .revertSnapshot(rest[1], rest[3]))
         default:
             // A VM name holding '/' (e.g. `../x` decoded) lands here.
-            if rest.first == "vms", rest.count > 3 {
+            if rest.first == "vms" || rest.first == "apps", rest.count > 3 {
                 let name = rest[1]
                 if let e = Names.checkVM(name) { return .failure(RouteError(400, e)) }
                 // a snapshot name holding '/'

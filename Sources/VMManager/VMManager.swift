@@ -37,6 +37,9 @@ public struct VMManagerOptions: Sendable {
     public var defaultSSHKeys: @Sendable () -> [String] = { [] }
     /// Host ports VMs may not forward (the panel's): "tcp/8443".
     public var reservedPorts: [String: String] = [:]
+    /// Who else holds a host port ("tcp/18080" → "app 'web'"), asked when a
+    /// VM's forwards are checked; nil: nobody.
+    public var portHolder: @Sendable (String) -> String? = { _ in nil }
     /// How long a config image's download may take in all.
     public var downloadTimeout: Double = 3600
     /// How long a download waits for the server's next bytes.
@@ -477,7 +480,7 @@ public actor VMManager {
     private func checkForwards(_ spec: VMSpec) throws(VMError) {
         for f in spec.forwards {
             let key = "\(f.proto.rawValue)/\(f.host)"
-            if let owner = options.reservedPorts[key] {
+            if let owner = options.reservedPorts[key] ?? options.portHolder(key) {
                 throw .conflict("host port \(f.proto.rawValue) \(f.host) is taken by \(owner)")
             }
             for (other, o) in specs where other != spec.name && o.forwards.contains(where: { $0.host == f.host && $0.proto == f.proto }) {

@@ -5,6 +5,7 @@ import VMManager
 import Install
 import Panel
 import Fleet
+import Apps
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -70,6 +71,9 @@ struct DaemonCommand: Command {
                                         ?? dir + "/" + LocalUsers.fileName)
         let configUsers = cfg.panel.users
         options.defaultSSHKeys = { (configUsers + users.load()).flatMap(\.sshAuthorizedKeys) }
+        // apps and VMs may not forward the same host port
+        let appPorts = PortTable()
+        options.portHolder = { key in key.hasPrefix("tcp/") ? Int(key.dropFirst(4)).flatMap(appPorts.holder) : nil }
         let manager: VMManager
         do { manager = try VMManager(options: options) } catch { throw CLIError("state dir \(dir): \(error)") }
 
@@ -94,7 +98,10 @@ struct DaemonCommand: Command {
                                   sources: { try Install.defaultSources(imageStore: imageStore) })
         let bootMenu = BootMenuSync.forThisMachine(config: config, manager: manager)
         await bootMenu?.refresh()
-        var backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer, bootMenu: bootMenu)
+        let apps = AppManager(options: Self.appOptions(dir, panelPort: cfg.panel.port, manager: manager, hostname: cfg.hostname),
+                              ports: appPorts)
+        await apps.reattach()
+        var backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer, bootMenu: bootMenu, apps: apps)
         let upgrader = SystemUpgrader.forThisMachine(config: config, stateDir: dir)
         backend.upgrader = upgrader
         backend.fleet = try await DaemonFleet.start(cfg, stateDir: dir, manager: manager)

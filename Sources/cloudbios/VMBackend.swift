@@ -4,6 +4,7 @@ import Install
 import Panel
 import Init
 import VMManager
+import Apps
 import Platform
 import Fleet
 #if canImport(Glibc)
@@ -22,6 +23,7 @@ struct VMManagerBackend: PanelBackend {
     var bootMenu: BootMenuSync? = nil
     /// The installed system's slots and upgrades (nil: not an installed system).
     var upgrader: SystemUpgrader? = nil
+    let apps: AppManager
 
     func host() async -> HostInfo {
         var h = await manager.host(hostname: hostname)

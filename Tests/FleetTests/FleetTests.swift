@@ -199,11 +199,11 @@ import Glibc
         let member = try EtcdMember(s)
         try member.start()
         defer { member.stop() }
-        #expect(member.waitReady(timeout: 30))
+        try #require(member.waitReady(timeout: 60))
         try member.client.put("/k", Array("kept".utf8))
         kill(member.currentPID, SIGKILL)
         usleep(300_000)
-        #expect(member.waitReady(timeout: 30))
+        try #require(member.waitReady(timeout: 60))
         #expect(try member.client.get("/k")?.string == "kept")
     }
 }
@@ -248,7 +248,7 @@ func freePort() -> Int {
         let two = try Fleet(cluster: cluster, node: "node2", address: "127.0.0.1", directory: dir + "/two", ports: ports, capacity: cap)
         try one.start()
         defer { one.stop() }
-        #expect(one.member.waitReady(timeout: 30))
+        try #require(one.member.waitReady(timeout: 60), "etcd did not answer: \((try? Files.readString(one.member.settings.logFile)) ?? "")")
         for round in 0..<10 {
             let vm = "twin\(round)"
             async let a = attempt { () throws(FleetError) in try await one.claimAsync(vm) }

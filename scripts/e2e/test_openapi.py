@@ -43,6 +43,8 @@ DESIGN_ROUTES = [
     ("get", "/api/v1/vms/{name}/snapshots"), ("post", "/api/v1/vms/{name}/snapshots"),
     ("post", "/api/v1/vms/{name}/snapshots/{snap}/revert"), ("delete", "/api/v1/vms/{name}/snapshots/{snap}"),
     ("post", "/api/v1/vms/{name}/clone"),
+    ("get", "/api/v1/apps"), ("post", "/api/v1/apps"), ("get", "/api/v1/apps/{name}"), ("delete", "/api/v1/apps/{name}"),
+    ("get", "/api/v1/apps/{name}/logs"), ("post", "/api/v1/apps/{name}/exec"), ("post", "/api/v1/apps/{name}/stop"),
 ]
 
 
@@ -346,6 +348,18 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     api("POST", "/api/v1/nodes", 403, json={"name": "node9", "address": "10.0.0.9"})
     api("POST", "/api/v1/vms/spec-vm/migrate", 409, json={"node": "node9"})
     api("POST", "/api/v1/vms/spec-vm/incoming", 403, json={"step": "abort"})
+
+    # apps: the routes without booting one (test_apps_run.py boots them)
+    assert api("GET", "/api/v1/apps", 200).json() == []
+    api("POST", "/api/v1/apps", 400, json={"name": "Bad_Name", "image": "x"})
+    api("POST", "/api/v1/apps", 400, json={"image": "x", "memroy": 1})
+    api("POST", "/api/v1/apps", 400, json={"name": "app", "image": "BAD::REF"})
+    api("GET", "/api/v1/apps/no-such-app", 404)
+    api("GET", "/api/v1/apps/no-such-app/logs", 404)
+    api("POST", "/api/v1/apps/no-such-app/exec", 404, json={"cmd": ["true"]})
+    api("POST", "/api/v1/apps/no-such-app/exec", 400, json={"cmd": []})
+    api("POST", "/api/v1/apps/no-such-app/stop", 404, json={})
+    api("DELETE", "/api/v1/apps/no-such-app", 404)
 
     # the first-run setup is closed once a user exists
     assert api("GET", "/api/v1/setup", 200).json()["required"] is False
