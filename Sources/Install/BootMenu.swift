@@ -25,6 +25,9 @@ public final class BootMenu: Sendable {
     /// The first line of every `boot-menu.cfg` CloudBIOS writes.
     public static let stickHeader = "# CloudBIOS boot menu entries, one per VM; written by CloudBIOS when VMs change (edits are replaced)."
 
+    /// How long the menu stays when it lists VMs.
+    public static let menuSeconds = 3
+
     public let target: Target
     /// The text last written or found (nothing to do while it stays).
     let last = Mutex<String?>(nil)
@@ -32,12 +35,17 @@ public final class BootMenu: Sendable {
     public init(_ target: Target) { self.target = target }
 
     /// The entries `boot-menu.cfg` holds for these VMs (the ISO's grub.cfg
-    /// sets `$cbroot` and `$cbargs` before it sources the file).
+    /// sets `$cbroot` and `$cbargs` before it sources the file). The ISO
+    /// boots after a short hidden countdown; once there are VMs to choose
+    /// from, the menu is shown for a few seconds instead, and the first nine
+    /// VMs are also one keypress away (1–9), menu shown or not.
     public static func stickText(vms: [String]) -> String {
         var s = stickHeader + "\n"
-        for vm in vms {
+        if !vms.isEmpty { s += "set timeout_style=menu\nset timeout=\(menuSeconds)\n" }
+        for (i, vm) in vms.enumerated() {
+            let hotkey = i < 9 ? " --hotkey=\(i + 1)" : ""
             s += """
-            menuentry "CloudBIOS: dual-run \(vm)" --id "vm-\(vm)" {
+            menuentry "CloudBIOS: dual-run \(vm)" --id "vm-\(vm)"\(hotkey) {
                 linux ($cbroot)/boot/vmlinuz $cbargs cloudbios.display=\(vm)
                 initrd ($cbroot)/boot/initramfs.img
             }

@@ -18,8 +18,14 @@ import Glibc
         let t = BootMenu.stickText(vms: ["web", "db"])
         #expect(t.hasPrefix(BootMenu.stickHeader))
         #expect(t.split(separator: "\n").filter { $0.hasPrefix("menuentry ") }.count == 2)
-        #expect(t.contains("menuentry \"CloudBIOS: dual-run web\" --id \"vm-web\" {\n    linux ($cbroot)/boot/vmlinuz $cbargs cloudbios.display=web\n    initrd ($cbroot)/boot/initramfs.img\n}"))
+        #expect(t.contains("menuentry \"CloudBIOS: dual-run web\" --id \"vm-web\" --hotkey=1 {\n    linux ($cbroot)/boot/vmlinuz $cbargs cloudbios.display=web\n    initrd ($cbroot)/boot/initramfs.img\n}"))
+        #expect(t.contains("--id \"vm-db\" --hotkey=2 {"))
+        // with VMs to choose from the menu is shown; without, the ISO's short hidden countdown stays
+        #expect(t.contains("set timeout_style=menu\nset timeout=\(BootMenu.menuSeconds)\n"))
         #expect(BootMenu.stickText(vms: []) == BootMenu.stickHeader + "\n")
+        // the tenth VM has no key of its own
+        let ten = BootMenu.stickText(vms: (0..<10).map { "vm\($0)" })
+        #expect(ten.contains("--id \"vm-vm8\" --hotkey=9 {") && ten.contains("--id \"vm-vm9\" {"))
     }
 
     @Test func writesOnlyWhenTheSetChangesAndLeavesAHandWrittenFileAlone() throws {
