@@ -140,21 +140,7 @@ struct AppsLogs: ParsableCommand {
     @OptionGroup var o: ClientOptions
     @Flag(name: [.customShort("f"), .long], help: "Keep printing what the app writes, until interrupted.") var follow = false
     @Argument var name: String
-    func run() throws {
-        let path = try appPath(name) + "/logs"
-        let client = try o.client()
-        var offset = 0
-        while true {
-            let r = try client.request("GET", path + (offset > 0 ? "?offset=\(offset)" : ""))
-            guard (200..<300).contains(r.status) else {
-                throw CLIError(r.status == 401 ? "not authenticated: run 'cloudbios login'" : r.errorMessage)
-            }
-            try Files.writeAll(1, r.body, what: "write stdout")
-            guard follow else { return }
-            offset = r.headers["x-log-offset"].flatMap { Int($0) } ?? offset + r.body.count
-            usleep(500_000)
-        }
-    }
+    func run() throws { try printLog(o, try appPath(name) + "/logs", follow: follow) }
 }
 
 struct AppsExec: ParsableCommand {

@@ -275,21 +275,25 @@ struct VMSerial: ParsableCommand {
     @OptionGroup var o: ClientOptions
     @Flag(name: [.customShort("f"), .long], help: "Keep printing what the guest writes, until interrupted.") var follow = false
     @Argument var name: String
-    func run() throws {
-        let path = try vmPath(name) + "/serial"
-        let client = try o.client()
-        var offset = 0
-        while true {
-            let r = try client.request("GET", path + (offset > 0 ? "?offset=\(offset)" : ""))
-            guard (200..<300).contains(r.status) else {
-                throw CLIError(r.status == 401 ? "not authenticated: run 'cloudbios login'" : r.errorMessage)
-            }
-            try Files.writeAll(1, r.body, what: "write stdout")
-            guard follow else { return }
-            // the log's size to ask from next time (the whole body when not said)
-            offset = r.headers["x-log-offset"].flatMap { Int($0) } ?? offset + r.body.count
-            usleep(500_000)
+    func run() throws { try printLog(o, try vmPath(name) + "/serial", follow: follow) }
+}
+
+/// Prints a log the API serves at `path` (a VM's serial console, an app's
+/// output) and, with `follow`, what is added to it, asking every half second
+/// from the offset the server gave (`X-Log-Offset`).
+func printLog(_ o: ClientOptions, _ path: String, follow: Bool) throws {
+    let client = try o.client()
+    var offset = 0
+    while true {
+        let r = try client.request("GET", path + (offset > 0 ? "?offset=\(offset)" : ""))
+        guard (200..<300).contains(r.status) else {
+            throw CLIError(r.status == 401 ? "not authenticated: run 'cloudbios login'" : r.errorMessage)
         }
+        try Files.writeAll(1, r.body, what: "write stdout")
+        guard follow else { return }
+        // the log's size to ask from next time (the whole body when not said)
+        offset = r.headers["x-log-offset"].flatMap { Int($0) } ?? offset + r.body.count
+        usleep(500_000)
     }
 }
 
