@@ -142,7 +142,7 @@ panel:
 
 IMDS = r'''
 import base64, sys, time
-log, config = sys.argv[1], open(sys.argv[2], "rb").read()
+log, config, cloud = sys.argv[1], open(sys.argv[2], "rb").read(), sys.argv[3]
 inp, out = sys.stdin.buffer, sys.stdout.buffer
 line = inp.readline().decode("latin-1").strip()
 headers = {}
@@ -156,20 +156,41 @@ method, path = line.split(" ")[:2]
 with open(log, "a") as f:
     f.write(f"{method} {path} token={headers.get('x-aws-ec2-metadata-token', '-')}\n")
 status, body = 404, b"not found"
-if method == "PUT" and path == "/latest/api/token" and headers.get("x-aws-ec2-metadata-token-ttl-seconds"):
-    status, body = 200, b"imds-token-e2e"
-elif method == "GET" and path == "/latest/user-data":
-    status, body = (200, config) if headers.get("x-aws-ec2-metadata-token") == "imds-token-e2e" else (401, b"")
+if cloud == "EC2":
+    if method == "PUT" and path == "/latest/api/token" and headers.get("x-aws-ec2-metadata-token-ttl-seconds"):
+        status, body = 200, b"imds-token-e2e"
+    elif method == "GET" and path == "/latest/user-data":
+        status, body = (200, config) if headers.get("x-aws-ec2-metadata-token") == "imds-token-e2e" else (401, b"")
+elif cloud == "OpenStack":
+    if method == "GET" and path == "/openstack/latest/user_data":
+        status, body = 200, config
+elif cloud == "GCE":
+    if method == "GET" and path == "/computeMetadata/v1/instance/attributes/user-data":
+        status, body = (200, config) if headers.get("metadata-flavor") == "Google" else (403, b"")
+elif cloud == "Azure":
+    if method == "GET" and path == "/metadata/instance/compute/userData?api-version=2021-01-01&format=text":
+        status, body = (200, base64.b64encode(config)) if headers.get("metadata") == "true" else (400, b"")
 out.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (status, len(body)) + body)
 out.flush()
 '''
 
 
-def test_config_from_the_clouds_user_data(vm_factory, iso, tmp_path):
-    """`cloudbios.config=metadata`: an EC2-style metadata service (IMDSv2:
-    a token first) at 169.254.169.254, served by QEMU's guestfwd from a
-    local program; the PE takes its config from the user-data: its
-    hostname, and its admin logs in."""
+USER_DATA_URL = {
+    "EC2": "/latest/user-data",
+    "OpenStack": "/openstack/latest/user_data",
+    "GCE": "/computeMetadata/v1/instance/attributes/user-data",
+    "Azure": "/metadata/instance/compute/userData?api-version=2021-01-01&format=text",
+}
+
+
+@pytest.mark.parametrize("cloud", ["EC2", "OpenStack", "GCE", "Azure"])
+def test_config_from_the_clouds_user_data(vm_factory, iso, tmp_path, cloud):
+    """`cloudbios.config=metadata`: a cloud's metadata service at
+    169.254.169.254 as each cloud serves it (EC2's IMDSv2 token first,
+    OpenStack's plain user_data, GCE's Metadata-Flavor header, Azure's
+    base64 userData behind its Metadata header), served by QEMU's guestfwd
+    from a local program that answers only that cloud's way; the PE takes
+    its config from the user-data: its hostname, and its admin logs in."""
     import sys
     script, reqlog, userdata = tmp_path / "imds.py", tmp_path / "requests.log", tmp_path / "user-data"
     script.write_text(IMDS)
@@ -187,15 +208,19 @@ panel:
     # the metadata address must be inside the user network for guestfwd
     i = next(i for i, a in enumerate(vm.args) if a.startswith("user,model=virtio-net-pci"))
     vm.args[i] += (",net=169.254.169.0/24,guestfwd=tcp:169.254.169.254:80-cmd:"
-                   f"{sys.executable} {script} {reqlog} {userdata}")
+                   f"{sys.executable} {script} {reqlog} {userdata} {cloud}")
     vm.start()
     log = vm.wait_serial("cloudbios: hostname: ", BOOT_TIMEOUT)
-    assert "cloudbios: config: metadata: EC2: IMDSv2 token received" in log, log[-4000:]
     assert ("cloudbios: config: using /run/cloudbios/config/cloudbios.yaml from metadata: "
-            "EC2 http://169.254.169.254/latest/user-data") in log, log[-4000:]
+            f"{cloud} http://169.254.169.254{USER_DATA_URL[cloud]}") in log, log[-4000:]
     assert "cloudbios: hostname: from-imds" in log
-    assert reqlog.read_text().splitlines()[-2:] == ["PUT /latest/api/token token=-",
-                                                    "GET /latest/user-data token=imds-token-e2e"]
+    if cloud == "EC2":
+        assert "cloudbios: config: metadata: EC2: IMDSv2 token received" in log, log[-4000:]
+        assert reqlog.read_text().splitlines()[-2:] == ["PUT /latest/api/token token=-",
+                                                        "GET /latest/user-data token=imds-token-e2e"]
+    else:
+        # the clouds before it were asked and answered 404; its own URL was the last request
+        assert reqlog.read_text().splitlines()[-1].startswith(f"GET {USER_DATA_URL[cloud]} "), reqlog.read_text()
     vm.wait_https("/api/v1/health", PANEL_TIMEOUT)
     status, raw = vm.https("/api/v1/login", method="POST", body={"user": USER, "password": PASSWORD})
     assert status == 200, raw
