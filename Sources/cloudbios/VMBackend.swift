@@ -61,11 +61,11 @@ struct VMManagerBackend: PanelBackend {
         switch action {
         case .reboot:
             Log.info("panel: reboot asked for; guests are shut down first")
-            kill(1, SIGTERM)
+            Self.signalPID1(SIGTERM)
             return .object(["state": .string("rebooting")])
         case .shutdown:
             Log.info("panel: shutdown asked for; guests are shut down first")
-            kill(1, SIGUSR2)
+            Self.signalPID1(SIGUSR2)
             return .object(["state": .string("shutting down")])
         case .display:
             if let vm { _ = try await manager.vm(vm) }  // 404 for an unknown VM
@@ -76,6 +76,16 @@ struct VMManagerBackend: PanelBackend {
         case .upgrade:
             // (the API sends upgrades to upgrade(url:) and beginUpgradeUpload)
             throw RequestError.badRequest("an upgrade takes {\"url\": URL} or the ISO as the body")
+        }
+    }
+
+    /// Signals PID 1 half a second from now, once this request's answer is
+    /// on its way: with no guest to wait for, PID 1 stops the daemon at once
+    /// and the caller would otherwise see its connection closed unanswered.
+    static func signalPID1(_ signal: Int32) {
+        spawnThread {
+            usleep(500_000)
+            kill(1, signal)
         }
     }
     func listVMs() async -> [VMStatus] { await manager.list() }
