@@ -155,6 +155,18 @@ extension VMManager {
         }
     }
 
+    /// Source, when a migration failed after its switch-over (the
+    /// destination did not take the guest over, and dropped its copy): the
+    /// guest, paused here since, runs on from there. Whether it runs.
+    public func resumeAfterMigration(_ name: String) async -> Bool {
+        guard let qmp = runtimes[name]?.qmp else { return false }
+        _ = try? await qmp.execute("cont")
+        await refreshState(name)
+        let running = (try? await qmp.execute("query-status"))?["status"]?.stringValue == "running"
+        if running { Log.info("VM \(name): resumed here after a failed migration") }
+        return running
+    }
+
     /// Source, once the destination runs the guest: its QEMU here quits
     /// and the definition and disks here go.
     public func migratedAway(_ name: String) async {

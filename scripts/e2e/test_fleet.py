@@ -478,19 +478,73 @@ def test_a_running_vm_migrates_live_to_node3_and_keeps_counting(fleet):
     assert "CLOUDBIOS-GUEST-READY" not in text, text[-500:]
     assert after[0][0] > before[-1][0] and after[0][1] > before[-1][1], (before[-3:], after[:3])
     assert all(b[0] == a[0] + 1 for a, b in zip(after, after[1:])), after
-    # a migration that cannot prepare (the destination lacks the VM's images) leaves the VM running where it was
+    # a migration to a node holding another image under a name the VM uses is refused before anything
+    # moves, the VM running on where it was
     node1.upload("i1", cbdaemon.guest()[1])  # on node1 only
     st, body = node1.request("POST", "/api/v1/vms", {"name": "rooted", "memory": 128, "kernel": "k", "initrd": "i1", "network": "none",
                                                      "append": "console=ttyS0", "node": "node1"}, timeout=30)
     assert st == 201, (st, body)
     assert node1.request("POST", "/api/v1/vms/rooted/start", timeout=60)[0] == 200
+    node3.upload("i1", data)  # other bytes under the same name
     st, body = node2.request("POST", "/api/v1/vms/rooted/migrate", {"node": "node3"}, timeout=30)
     assert st == 202, (st, body)
     t = task_done(node2, json.loads(body)["id"], 60)
-    assert t["state"] == "failed" and "needs image 'i1'" in t["message"], t
+    assert t["state"] == "failed" and "another image named 'i1'" in t["message"], t
     assert [w for w, _ in qemus_of(fleet, "rooted")] == ["node1"]
     assert listed(node3, "rooted")["node"] == "node1" and listed(node3, "rooted")["state"] == "running"
     assert not os.path.exists(os.path.join(node3.dir, "s", "vms", "rooted.json"))
+
+
+def test_a_vm_whose_images_only_its_node_has_migrates_with_them(fleet):
+    """No shared storage: the VM's kernel, initrd and its qcow2 disk's base
+    image are only on node1; the migration copies them to node2 first, then
+    mirrors the disk and moves RAM, the guest counting on."""
+    node1, node2, node3 = fleet
+    root = os.path.dirname(node1.dir)
+    raw = os.path.join(root, "own.raw")
+    with open(raw, "wb") as f:
+        f.write(os.urandom(4 << 20))
+    base = os.path.join(root, "own.qcow2")
+    sh("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, base)
+    kernel, initrd = cbdaemon.guest()
+    node1.upload("ownk", kernel)
+    node1.upload("owni", initrd)
+    node1.upload("ownbase", base)
+    for n in (node2, node3):
+        st, _ = n.request("GET", "/api/v1/images/ownbase")
+        assert st == 404
+    spec = {"name": "carried", "memory": 128, "kernel": "ownk", "initrd": "owni", "network": "none",
+            "append": "console=ttyS0 cbguest.count", "disks": [{"id": "root", "image": "ownbase"}], "node": "node1"}
+    st, body = node3.request("POST", "/api/v1/vms", spec, timeout=30)
+    assert st == 201, (st, body)
+    assert node3.request("POST", "/api/v1/vms/carried/start", timeout=60)[0] == 200
+    wait_for("the guest counting on node1", lambda: len(counts(node1, "carried")[0]) >= 3 or counts(node1, "carried")[1][-300:], 90)
+    before, _ = counts(node1, "carried")
+    st, body = node3.request("POST", "/api/v1/vms/carried/migrate", {"node": "node2"}, timeout=30)
+    assert st == 202, (st, body)
+    t = task_done(node3, json.loads(body)["id"], 180)
+    assert t["state"] == "succeeded", t
+    result = json.loads(t["result"]) if isinstance(t.get("result"), str) else t["result"]
+    print("migration with images:", result)
+    assert sorted(result["images_copied"]) == ["ownbase", "owni", "ownk"], result
+    assert result["disk_bytes"] == 4 << 20, result
+    # node2's store has them now, byte for byte
+    for name, path in (("ownk", kernel), ("owni", initrd), ("ownbase", base)):
+        st, b = node2.request("GET", f"/api/v1/images/{name}")
+        assert st == 200 and json.loads(b)["size"] == os.path.getsize(path), (name, st, b)
+        assert sh("cmp", os.path.join(node2.dir, "s", "images", name), path, check=False).returncode == 0, name
+    q = qemus_of(fleet, "carried")
+    assert [w for w, _ in q] == ["node2"], q
+    disk = os.path.join(node2.dir, "s", "disks", "carried", "root.qcow2")
+    r = sh("qemu-img", "compare", "-U", "-f", "qcow2", "-F", "raw", disk, raw, check=False)
+    assert r.returncode == 0, r
+    wait_for("the counter going on on node2", lambda: len(counts(node3, "carried")[0]) >= 3 or counts(node3, "carried")[1][-300:], 60)
+    after, text = counts(node3, "carried")
+    assert "CLOUDBIOS-GUEST-READY" not in text, text[-500:]
+    assert after[0][0] > before[-1][0], (before[-3:], after[:3])
+    assert node3.request("POST", "/api/v1/vms/carried/stop", timeout=60)[0] == 200
+    assert node3.request("DELETE", "/api/v1/vms/carried", timeout=60)[0] == 204
+    assert qemus_of(fleet, "carried") == []
 
 
 def test_a_killed_node_is_down_on_the_others_within_a_minute(fleet):

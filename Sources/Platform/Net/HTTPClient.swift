@@ -75,7 +75,11 @@ public final class HTTPExchange {
         buffer = .allocate(byteCount: max(client.readSize, HTTPResponseHead.maxSize + 4096), alignment: 64)
         do {
             try connection.send(requestHead)
-            if !request.body.isEmpty { try connection.send(request.body) }
+            if let f = request.bodyFile {
+                try Self.sendFile(f.path, size: f.size, connection)
+            } else if !request.body.isEmpty {
+                try connection.send(request.body)
+            }
             (head, pending) = try Self.readHead(connection, buffer)
         } catch {
             buffer.deallocate()
@@ -84,6 +88,25 @@ public final class HTTPExchange {
     }
 
     deinit { buffer.deallocate() }
+
+    /// Sends the first `size` bytes of the file at `path`, a MiB at a time.
+    private static func sendFile(_ path: String, size: Int64, _ c: Connection) throws(NetError) {
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(path, O_RDONLY | O_CLOEXEC) } catch { throw .bodyFile("open \(path): \(error)") }
+        defer { fd.close() }
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var left = size
+        while left > 0 {
+            let want = Int(min(Int64(chunk.count), left))
+            let n: Int
+            do { n = try chunk.withUnsafeMutableBytes { try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<want])) } } catch {
+                throw .bodyFile("read \(path): \(error)")
+            }
+            guard n > 0 else { throw .bodyFile("\(path) ended \(left) bytes early") }
+            try c.send(Array(chunk[0..<n]))
+            left -= Int64(n)
+        }
+    }
 
     /// Reads until a final (non-1xx) head; returns it and where the body's
     /// first bytes are in `buffer`.

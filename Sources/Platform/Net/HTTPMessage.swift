@@ -13,6 +13,9 @@ public struct HTTPRequest: Sendable {
     public var url: HTTPURL
     public var headers: [HTTPField]
     public var body: [UInt8]
+    /// A body streamed from this file instead (`size` bytes of it, from
+    /// its start): a large upload never sits in memory.
+    public var bodyFile: (path: String, size: Int64)?
 
     public init(_ method: String = "GET", _ url: HTTPURL, headers: [HTTPField] = [], body: [UInt8] = []) {
         self.method = method; self.url = url; self.headers = headers; self.body = body
@@ -28,7 +31,11 @@ public struct HTTPRequest: Sendable {
             }
             head += "\(f.name): \(f.value)\r\n"
         }
-        if !body.isEmpty || ["POST", "PUT", "PATCH"].contains(method) { head += "Content-Length: \(body.count)\r\n" }
+        if let f = bodyFile {
+            head += "Content-Length: \(f.size)\r\n"
+        } else if !body.isEmpty || ["POST", "PUT", "PATCH"].contains(method) {
+            head += "Content-Length: \(body.count)\r\n"
+        }
         head += "Connection: close\r\n\r\n"
         return Array(head.utf8)
     }

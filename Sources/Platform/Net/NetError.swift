@@ -44,6 +44,8 @@ public enum NetError: Error, Sendable, Equatable, CustomStringConvertible {
     case badRedirect(String)
     /// A redirect status without a Location.
     case redirectWithoutLocation(Int)
+    /// The file a request body streams from cannot be read (what failed).
+    case bodyFile(String)
 
     public var description: String {
         switch self {
@@ -71,6 +73,7 @@ public enum NetError: Error, Sendable, Equatable, CustomStringConvertible {
         case .redirectToHTTP(let to): "redirected from https to http (\(clipped(to))); refused"
         case .badRedirect(let to): "redirect to '\(clipped(to))', which is not an http(s) URL or a path"
         case .redirectWithoutLocation(let status): "HTTP \(status) without a Location"
+        case .bodyFile(let why): "cannot send the request body: \(why)"
         }
     }
 }
