@@ -547,6 +547,71 @@ def test_a_vm_whose_images_only_its_node_has_migrates_with_them(fleet):
     assert qemus_of(fleet, "carried") == []
 
 
+def node_request(src, dst, method, path, body):
+    """A request as node `src` sends it to node `dst` over the node API:
+    TLS with the fleet's CA, the node credential made from the token."""
+    import base64
+    import hashlib
+    import hmac
+    import ssl
+    key = hmac.new(TOKEN.encode(), b"cloudbios fleet node api e2e", hashlib.sha256).digest()
+    t = int(time.time())
+    mac = hmac.new(key, f"{src.name}\nadmin\n{t}\n{method}\n{path}".encode(), hashlib.sha256).hexdigest()
+    ctx = ssl.create_default_context(cafile=os.path.join(src.dir, "s", "fleet", "tls", "ca.pem"))
+    ctx.check_hostname = False
+    req = urllib.request.Request(f"https://{dst.address}:2382{path}", data=json.dumps(body).encode(), method=method,
+                                 headers={"X-CloudBIOS-Fleet": f"{src.name} admin {t} {mac}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def etcd_put(n, key, value):
+    import base64
+    tls = os.path.join(n.dir, "s", "fleet", "tls")
+    b = json.dumps({"key": base64.b64encode(key.encode()).decode(), "value": base64.b64encode(value.encode()).decode()})
+    r = sh("ip", "netns", "exec", n.ns, "curl", "-s", "--http1.1", "-m", "5", "--cacert", f"{tls}/ca.pem",
+           "https://127.0.0.1:2379/v3/kv/put", "-d", b)
+    assert '"header"' in r.stdout, r
+
+
+def test_a_failed_handover_after_the_switch_over_resumes_the_vm_on_its_node(fleet):
+    """The guest's state reached node2 and ran there, but the VM's ownership
+    cannot move (etcd says another node holds it): node2 drops its copy,
+    node1's paused guest runs on from where it was, and the task says so."""
+    node1, node2, node3 = fleet
+    spec = {"name": "back", "memory": 128, "kernel": "k", "initrd": "i", "network": "none",
+            "append": "console=ttyS0 cbguest.count", "node": "node1"}
+    st, body = node1.request("POST", "/api/v1/vms", spec, timeout=30)
+    assert st == 201, (st, body)
+    assert node1.request("POST", "/api/v1/vms/back/start", timeout=60)[0] == 200
+    wait_for("the guest counting on node1", lambda: len(counts(node1, "back")[0]) >= 3 or counts(node1, "back")[1][-300:], 90)
+    before, _ = counts(node1, "back")
+    # the owner record changes under node1's feet; node1 is asked directly, as a node would
+    etcd_put(node1, "/cloudbios/e2e/vms/back", "node9")
+    try:
+        st, body = node_request(node3, node1, "POST", "/api/v1/vms/back/migrate", {"node": "node2"})
+        assert st == 202, (st, body)
+        t = task_done(node1, json.loads(body)["id"], 120)
+    finally:
+        etcd_put(node1, "/cloudbios/e2e/vms/back", "node1")
+    assert t["state"] == "failed" and "rolled back" in t["message"] and "runs on here again" in t["message"], t
+    q = qemus_of(fleet, "back")
+    assert [w for w, _ in q] == ["node1"], q
+    assert not os.path.exists(os.path.join(node2.dir, "s", "vms", "back.json"))
+    x = listed(node2, "back")
+    assert x["node"] == "node1" and x["state"] == "running", x
+    n = len(before)
+    wait_for("the counter going on on node1", lambda: len(counts(node1, "back")[0]) >= n + 3 or counts(node1, "back")[1][-300:], 60)
+    after, text = counts(node1, "back")
+    assert text.count("CLOUDBIOS-GUEST-READY") == 1, text[-500:]
+    assert all(b[0] == a[0] + 1 for a, b in zip(after, after[1:])), after
+    assert node1.request("POST", "/api/v1/vms/back/stop", timeout=60)[0] == 200
+    assert node1.request("DELETE", "/api/v1/vms/back", timeout=60)[0] == 204
+
+
 def test_a_killed_node_is_down_on_the_others_within_a_minute(fleet):
     wait_for("the fleet up", up_everywhere(fleet, {n.name: "up" for n in fleet}), 90)
     victim = fleet[2]
