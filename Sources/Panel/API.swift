@@ -110,6 +110,10 @@ public final class PanelAPI: Sendable {
         if head.header(fleetCredentialHeader) == nil, let relay, let user = credential?.session.user {
             if let vm = PanelAPI.vmOf(route), !isResponse(p) {
                 p = fleetPlan(relay, vm: vm, route: route, head, user: user, local: p)
+            } else if case .console(let vm) = route, !isResponse(p) {
+                p = fleetWebSocket(relay, vm: vm, head, user: user, local: p)
+            } else if case .terminal(let vm) = route, !isResponse(p) {
+                p = fleetWebSocket(relay, vm: vm, head, user: user, local: p)
             } else if route == .listVMs {
                 p = fleetList(relay, user: user)
             } else if route == .createVM, case .body(_, let f) = p {

@@ -26,6 +26,10 @@ public protocol FleetRelay: Sendable {
     /// The user a node-to-node credential (`X-CloudBIOS-Fleet`) speaks for,
     /// nil when it is not valid for this request.
     func verify(_ credential: String, method: String, target: String) -> String?
+    /// Opens `user`'s WebSocket request (`GET target` with its `Upgrade`
+    /// headers) on `node`: its connection once it switched protocols, or
+    /// its answer.
+    func openWebSocket(to node: String, target: String, headers: [(String, String)], user: String) async throws -> RelayedSocket
 }
 
 /// The header a node sends a request it forwards with.
@@ -72,7 +76,7 @@ extension PanelAPI {
     }
 
     /// The VM a route acts on, when it is one that follows the VM to its
-    /// node (the WebSocket consoles stay on the node they reach).
+    /// node (the WebSocket consoles follow it through `fleetWebSocket`).
     static func vmOf(_ route: Route) -> String? {
         switch route {
         case .getVM(let n), .updateVM(let n), .deleteVM(let n), .vmAction(let n, _), .serial(let n), .screenshot(let n), .cdrom(let n),

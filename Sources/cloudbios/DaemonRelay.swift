@@ -38,6 +38,18 @@ struct NodeRelay: FleetRelay {
         return Panel.HTTPResponse(status: a.status, headers: headers, body: .bytes(a.body))
     }
 
+    func openWebSocket(to node: String, target: String, headers: [(String, String)], user: String) async throws -> RelayedSocket {
+        guard let info = try await fleet.recentNodes().first(where: { $0.name == node }) else { throw FleetError.noSuchNode(node) }
+        switch try await fleet.openStreamAsync(to: node, address: info.address, target: target, headers: headers, user: user) {
+        case .switched(let stream, let h, let early):
+            return .switched(stream: stream, headers: h, early: early)
+        case .answered(let a):
+            var headers = a.headers
+            if let ct = a.contentType { headers.append(("Content-Type", ct)) }
+            return .answered(Panel.HTTPResponse(status: a.status, headers: headers, body: .bytes(a.body)))
+        }
+    }
+
     func verify(_ credential: String, method: String, target: String) -> String? {
         fleet.verify(credential, method: method, target: target)
     }
