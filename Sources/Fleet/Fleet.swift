@@ -64,9 +64,14 @@ public final class Fleet: @unchecked Sendable {
     public let leaseTTL: Int
     public let heartbeat: Double
     private let capacity: @Sendable () async -> NodeCapacity
-    private let lock = ConditionLock()
-    private var lease: Int64 = 0
+    let lock = ConditionLock()
+    var lease: Int64 = 0
     private var loop: Task<Void, Never>?
+    /// Held through each heartbeat's etcd writes; `leave` takes it to
+    /// know none is under way, and no heartbeat writes after it.
+    let renewing = ConditionLock()
+    /// Set once this node left the fleet (`leave`).
+    var left = false
     /// The last `nodes()` read and when (see `recentNodes`).
     let nodeCache = Mutex<(at: Double, nodes: [NodeInfo])?>(nil)
 
@@ -125,6 +130,9 @@ public final class Fleet: @unchecked Sendable {
     }
 
     private func renew(_ record: JSONValue) throws(FleetError) {
+        renewing.lock()
+        defer { renewing.unlock() }
+        if left { return }
         var id = lock.withLock { lease }
         if id != 0 {
             // an expired lease renews to 0 s, or is no longer found
@@ -184,7 +192,7 @@ public final class Fleet: @unchecked Sendable {
     /// at once) and stops etcd.
     public func stop() {
         loop?.cancel()
-        let id = lock.withLock { lease }
+        let id = lock.withLock { let id = lease; lease = 0; return id }
         if id != 0 { try? etcd.revoke(id) }
         member.stop()
     }

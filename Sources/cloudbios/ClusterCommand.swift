@@ -7,7 +7,7 @@ struct ClusterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "The fleet's nodes (cluster: in cloudbios.yaml).",
-        subcommands: [ClusterNodes.self, ClusterRemove.self, ClusterJoin.self])
+        subcommands: [ClusterNodes.self, ClusterRemove.self, ClusterJoin.self, ClusterLeave.self])
 }
 
 struct ClusterNodes: ParsableCommand {
@@ -66,4 +66,47 @@ struct ClusterJoin: ParsableCommand {
         try Files.writeAtomically(config, joined, mode: 0o600)
         print("\(config): cluster \(fleet) through \(member); the node joins when the daemon starts next")
     }
+}
+
+/// `cloudbios cluster leave`: this node leaves its fleet for good, through
+/// its daemon (refused while any of its VMs runs: stop or migrate them
+/// first); then the `cluster:` section goes from its config file, so that
+/// the daemon's next start is on its own.
+struct ClusterLeave: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "leave", abstract: "Make this node leave its fleet (none of its VMs may run).")
+    @OptionGroup var o: ClientOptions
+    @Option(help: "This node's name (default: cluster.node in the config file, else the hostname).") var node: String?
+    @Option(help: "The config file to remove the cluster: section from.") var config: String = "/etc/cloudbios/cloudbios.yaml"
+
+    func run() throws {
+        let text = try? Files.readString(config)
+        let cfg = text.flatMap { try? ConfigLoader.load(path: config, text: $0) }
+        guard let name = node ?? cfg?.cluster?.node ?? cfg?.hostname ?? DaemonFleet.hostname().nonEmpty else {
+            throw CLIError("cannot tell this node's name: pass --node")
+        }
+        if let e = Names.checkNode(name) { throw CLIError(e) }
+        _ = try o.call("DELETE", "/api/v1/nodes/\(name)")
+        print("node \(name) left the fleet")
+        guard let text, cfg?.cluster != nil else { return }
+        try Files.writeAtomically(config, Self.withoutCluster(text), mode: 0o600)
+        print("\(config): cluster: section removed; the daemon starts on its own from now on")
+    }
+
+    /// The YAML text without its top-level `cluster:` section.
+    static func withoutCluster(_ text: String) -> String {
+        var out: [Substring] = []
+        var skipping = false
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("cluster:") { skipping = true; continue }
+            if skipping, let c = line.first, c != " ", c != "\t", c != "#" { skipping = false }
+            if skipping && (line.isEmpty || line.first == " " || line.first == "\t" || line.first == "#") { continue }
+            out.append(line)
+        }
+        return out.joined(separator: "\n")
+    }
+}
+
+extension String {
+    var nonEmpty: String? { isEmpty ? nil : self }
 }

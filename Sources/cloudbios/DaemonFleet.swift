@@ -33,6 +33,8 @@ enum DaemonFleet {
         // every start (the API's, autostart, the config file's VMs) claims the VM first:
         // a VM another node owns is not started here
         await manager.setStartGate { name in
+            // a node that left the fleet runs its VMs on its own
+            if fleet.hasLeft { return }
             let deadline = Clock.monotonic() + 60
             while true {
                 do throws(FleetError) {

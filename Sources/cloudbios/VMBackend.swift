@@ -17,8 +17,12 @@ struct VMManagerBackend: PanelBackend {
     let manager: VMManager
     let hostname: String?
     let installer: Installer
-    /// The fleet this node belongs to (nil: on its own).
-    var fleet: Fleet? = nil
+    /// The fleet this node belongs to (nil: on its own, or since it left).
+    var fleet: Fleet? {
+        get { fleetMembership.flatMap { $0.hasLeft ? nil : $0 } }
+        set { fleetMembership = newValue }
+    }
+    var fleetMembership: Fleet? = nil
     /// GRUB's per-VM entries, refreshed after the VMs change (nil: none kept).
     var bootMenu: BootMenuSync? = nil
     /// The installed system's slots and upgrades (nil: not an installed system).
@@ -188,6 +192,15 @@ extension VMManagerBackend {
 
     func removeNode(_ name: String) async throws {
         guard let fleet else { throw FleetError.notInFleet }
+        if name == fleet.node {
+            // this node leaves: only once none of its VMs runs (stop them, or migrate them away, first)
+            let busy = await manager.list().filter { $0.state != .stopped && $0.state != .crashed }.map(\.spec.name)
+            guard busy.isEmpty else {
+                throw RequestError.conflict("node '\(name)' still runs \(busy.map { "'\($0)'" }.joined(separator: ", ")): stop them or migrate them to another node before it leaves the fleet")
+            }
+            try await fleet.leaveAsync()
+            return
+        }
         try await fleet.removeAsync(name)
     }
 

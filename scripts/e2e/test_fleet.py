@@ -411,6 +411,49 @@ def test_a_vm_placed_on_node2_through_node1_runs_there_and_answers_on_every_node
     assert st == 201, (st, body)
 
 
+def test_the_consoles_of_a_vm_on_node2_open_through_node1(fleet):
+    """The terminal and the display's RFB WebSockets of a VM on node2,
+    opened on node1: forwarded to node2, the frames pass both ways."""
+    import websocket
+    node1, node2, node3 = fleet
+    spec = {"name": "talk", "memory": 128, "kernel": "k", "initrd": "i", "network": "none", "append": "console=ttyS0", "node": "node2"}
+    st, body = node1.request("POST", "/api/v1/vms", spec, timeout=30)
+    assert st == 201, (st, body)
+    assert node1.request("POST", "/api/v1/vms/talk/start", timeout=60)[0] == 200
+    wait_for("the guest ready", lambda: "CLOUDBIOS-GUEST-READY" in counts(node1, "talk")[1] or counts(node1, "talk")[1][-300:], 90)
+    ws_url = node1.url.replace("http://", "ws://")
+    # the terminal, as the CLI opens it (a bearer token)
+    ws = websocket.create_connection(ws_url + "/api/v1/vms/talk/terminal", subprotocols=["binary"],
+                                     header=["Authorization: Bearer " + node1.token], timeout=5)
+    seen = b""
+    try:
+        deadline = time.time() + 60
+        while b"serial-typed: hello-from-node1" not in seen and time.time() < deadline:
+            ws.send_binary(b"hello-from-node1\r")
+            end = time.time() + 3
+            while time.time() < end and b"serial-typed: hello-from-node1" not in seen:
+                try:
+                    seen += ws.recv() or b""
+                except websocket.WebSocketTimeoutException:
+                    break
+        assert b"serial-typed: hello-from-node1" in seen, seen[-500:]
+    finally:
+        ws.close()
+    # the display's RFB, as the panel's page opens it (a session token in the query)
+    ws = websocket.create_connection(ws_url + f"/api/v1/vms/talk/console?token={node1.token}", subprotocols=["binary"], timeout=10)
+    try:
+        banner = ws.recv()
+        assert banner.startswith(b"RFB 003.00"), banner
+    finally:
+        ws.close()
+    # one that does not run: the owner's refusal comes back
+    assert node1.request("POST", "/api/v1/vms/talk/stop", timeout=60)[0] == 200
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        websocket.create_connection(ws_url + "/api/v1/vms/talk/terminal", header=["Authorization: Bearer " + node1.token], timeout=10)
+    assert e.value.status_code == 409, e.value
+    assert node1.request("DELETE", "/api/v1/vms/talk", timeout=60)[0] == 204
+
+
 def counts(n, vm):
     """The guest's counter lines on its serial console, through node n: [(count, uptime)]."""
     st, body = n.request("GET", f"/api/v1/vms/{vm}/serial")
@@ -709,3 +752,45 @@ def test_a_new_node_joins_through_a_member(fleet):
     # the new node answers for the fleet's VMs as any other
     st, body = node4.request("GET", "/api/v1/vms")
     assert st == 200, (st, body)
+
+
+def test_a_node_leaves_the_fleet_once_none_of_its_vms_runs(fleet):
+    """`cloudbios cluster leave` on node4: refused while its VM runs; once
+    stopped, node4 leaves (its etcd member and record go, the others show it
+    gone at once) and runs on alone, its VM its own."""
+    node1, node2, node4 = fleet[0], fleet[1], fleet[3]
+    kernel, initrd = cbdaemon.guest()
+    node4.upload("k", kernel)
+    node4.upload("i", initrd)
+    spec = {"name": "homebody", "memory": 128, "kernel": "k", "initrd": "i", "network": "none", "append": "console=ttyS0", "node": "node4"}
+    st, body = node1.request("POST", "/api/v1/vms", spec, timeout=30)
+    assert st == 201, (st, body)
+    assert node1.request("POST", "/api/v1/vms/homebody/start", timeout=60)[0] == 200
+    leave = [cbdaemon.binary(), "cluster", "leave", "--url", node4.url, "--token", node4.token, "--config", node4.config]
+    r = sh(*leave, check=False)
+    assert r.returncode != 0 and "still runs 'homebody'" in r.stderr, r
+    assert listed(node1, "homebody")["node"] == "node4"
+    assert node1.request("POST", "/api/v1/vms/homebody/stop", timeout=60)[0] == 200
+    r = sh(*leave, check=False)
+    assert r.returncode == 0 and "node4 left the fleet" in r.stdout, r
+    assert "cluster:" not in open(node4.config).read()
+    # gone for the others at once: no record, no etcd member, its VM's name free
+    for n in (node1, node2):
+        st, body = n.nodes()
+        assert st == 200 and {x["name"]: x["state"] for x in body} == {"node1": "up", "node2": "up"}, (n.name, body)
+        assert listed(n, "homebody") is None
+    tls = os.path.join(node1.dir, "s", "fleet", "tls")
+    r = sh("ip", "netns", "exec", node1.ns, "curl", "-s", "--http1.1", "-m", "5", "--cacert", f"{tls}/ca.pem",
+           "https://127.0.0.1:2379/v3/cluster/member/list", "-d", "{}")
+    assert sorted(m["name"] for m in json.loads(r.stdout)["members"]) == [node1.address, node2.address], r.stdout
+    # node4 runs on alone, its VM its own
+    assert node4.nodes()[0] != 200
+    assert not os.path.exists(os.path.join(node4.dir, "s", "fleet", "etcd"))
+    st, body = node4.request("POST", "/api/v1/vms/homebody/start", timeout=60)
+    assert st == 200 and json.loads(body)["state"] == "running", (st, body)
+    assert [w for w, _ in qemus_of(fleet, "homebody")] == ["node4"]
+    assert node4.request("POST", "/api/v1/vms/homebody/stop", timeout=60)[0] == 200
+    # and the fleet may use the name again
+    st, body = node1.request("POST", "/api/v1/vms", dict(spec, node="node1"), timeout=30)
+    assert st == 201, (st, body)
+    assert node1.request("DELETE", "/api/v1/vms/homebody")[0] == 204
