@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Config
 import Platform
 
@@ -25,7 +28,7 @@ extension Fleet {
             let id = lock.withLock { let id = lease; lease = 0; return id }
             if id != 0 { try? etcd.revoke(id) }
             _ = try etcd.delete(aliveKey(node))
-            try etcd.removeMember(me.id)
+            try removeMember(me.id)
         } catch {
             renewing.withLock { left = false }
             throw error
@@ -34,6 +37,23 @@ extension Fleet {
         stop()
         // a removed member's data can never serve again
         Files.removeTree(member.settings.dataDir)
+    }
+
+    /// Removes an etcd member, waiting (up to `patience` seconds) while etcd
+    /// refuses because a member's connection is too recent to count on for
+    /// the quorum that stays ("unhealthy cluster").
+    func removeMember(_ id: UInt64, patience: Double = 30) throws(FleetError) {
+        let deadline = Clock.monotonic() + patience
+        while true {
+            do throws(FleetError) {
+                try etcd.removeMember(id)
+                return
+            } catch {
+                guard case .etcd(_, let why) = error, why.contains("unhealthy cluster") || why.contains("not enough started members"),
+                      Clock.monotonic() < deadline else { throw error }
+                usleep(500_000)
+            }
+        }
     }
 
     public func leaveAsync() async throws(FleetError) {
