@@ -74,6 +74,8 @@ public final class Fleet: @unchecked Sendable {
     var left = false
     /// The last `nodes()` read and when (see `recentNodes`).
     let nodeCache = Mutex<(at: Double, nodes: [NodeInfo])?>(nil)
+    /// Connections to the other nodes' APIs, kept open between requests.
+    let nodePool: HTTPPool
 
     /// The fleet of `cluster` as this node (`node` at `address`), its files
     /// under `directory` (the state dir's fleet/: tls/, etcd/, etcd.log).
@@ -87,6 +89,7 @@ public final class Fleet: @unchecked Sendable {
         self.capacity = capacity
         let pki = FleetPKI(directory: directory + "/tls")
         try pki.make(token: cluster.token, fleet: cluster.name, node: node, addresses: [address])
+        nodePool = HTTPPool(client: HTTPClient(trust: .authorities(pki.caCert), timeout: 30, userAgent: "cloudbios-fleet"))
         // the initial cluster token names the fleet and its secret, never the secret itself
         let tag = FleetPKI.secret(token: cluster.token, fleet: cluster.name, purpose: "etcd cluster")
         var settings = EtcdMember.Settings(

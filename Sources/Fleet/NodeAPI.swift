@@ -71,9 +71,17 @@ extension Fleet {
         url.target = target
         var headers = [HTTPField("X-CloudBIOS-Fleet", credential(user: user, method: method, target: target))]
         if let contentType { headers.append(HTTPField("Content-Type", contentType)) }
-        let client = HTTPClient(trust: .authorities(member.settings.pki.caCert), timeout: timeout, userAgent: "cloudbios-fleet")
         let r: HTTPResponse
-        do { r = try client.fetch(HTTPRequest(method, url, headers: headers, body: body), deadline: .after(timeout), maxBody: 64 << 20) } catch {
+        do {
+            let request = HTTPRequest(method, url, headers: headers, body: body)
+            if timeout == nodePool.client.timeout {
+                // the usual case: a connection kept open from an earlier request, no new handshake
+                r = try nodePool.fetch(request, deadline: .after(timeout), maxBody: 64 << 20)
+            } else {
+                let client = HTTPClient(trust: .authorities(member.settings.pki.caCert), timeout: timeout, userAgent: "cloudbios-fleet")
+                r = try client.fetch(request, deadline: .after(timeout), maxBody: 64 << 20)
+            }
+        } catch {
             throw .unreachable("node '\(name)' at \(address): \(error)")
         }
         let keep = ["x-log-offset", "cache-control", "location"]

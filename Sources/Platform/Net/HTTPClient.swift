@@ -66,12 +66,19 @@ public final class HTTPExchange {
     private let buffer: UnsafeMutableRawBufferPointer
     private var pending: Range<Int>
     private var bodyRead = false
+    /// The body was read whole (by its length) and nothing came after it.
+    private var endedClean = false
 
-    init(_ request: HTTPRequest, client: HTTPClient, deadline: Deadline) throws(NetError) {
+    init(_ request: HTTPRequest, client: HTTPClient, deadline: Deadline, reusing: Connection? = nil, keepAlive: Bool = false) throws(NetError) {
         url = request.url
         method = request.method
-        let requestHead = try request.encodedHead(userAgent: client.userAgent)
-        connection = try Connection(url: request.url, trust: client.trust, timeout: client.timeout, deadline: deadline)
+        let requestHead = try request.encodedHead(userAgent: client.userAgent, keepAlive: keepAlive)
+        if let reusing {
+            reusing.deadline = deadline
+            connection = reusing
+        } else {
+            connection = try Connection(url: request.url, trust: client.trust, timeout: client.timeout, deadline: deadline)
+        }
         buffer = .allocate(byteCount: max(client.readSize, HTTPResponseHead.maxSize + 4096), alignment: 64)
         do {
             try connection.send(requestHead)
@@ -88,6 +95,14 @@ public final class HTTPExchange {
     }
 
     deinit { buffer.deallocate() }
+
+    /// The connection, for another request, once the body was read whole
+    /// and nothing followed it; nil when it cannot serve again (the server
+    /// closes it, or the body ran until the close).
+    var reusableConnection: Connection? {
+        guard endedClean, (head.header("connection") ?? "").lowercased() != "close" else { return nil }
+        return connection
+    }
 
     /// Sends the first `size` bytes of the file at `path`, a MiB at a time.
     private static func sendFile(_ path: String, size: Int64, _ c: Connection) throws(NetError) {
@@ -144,6 +159,7 @@ public final class HTTPExchange {
         let whole = UnsafeRawBufferPointer(buffer)
         switch try head.framing(requestMethod: method) {
         case .none:
+            endedClean = pending.isEmpty
             return 0
         case .length(let length):
             guard length <= limit else { throw NetError.tooLarge(limit: limit, chunk: nil) }
@@ -160,6 +176,7 @@ public final class HTTPExchange {
                 left -= Int64(take)
                 ready = ready.lowerBound + take..<ready.upperBound
             }
+            endedClean = ready.isEmpty
             return length
         case .untilClose:
             var total: Int64 = 0
@@ -249,7 +266,8 @@ final class Connection {
     let fd: Int32
     private var tls: TLSSession?
     let timeout: Double
-    let deadline: Deadline
+    /// (set anew when the connection serves another request)
+    var deadline: Deadline
     /// The timeouts set on the socket now (each written by its own side
     /// only: a switched protocol may send and receive on two threads).
     private var armedReceive = 0.0

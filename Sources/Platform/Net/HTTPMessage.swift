@@ -23,7 +23,7 @@ public struct HTTPRequest: Sendable {
 
     /// The request line and headers, ending with the empty line. A header
     /// with a line break in it is refused, never sent.
-    func encodedHead(userAgent: String) throws(NetError) -> [UInt8] {
+    func encodedHead(userAgent: String, keepAlive: Bool = false) throws(NetError) -> [UInt8] {
         var head = "\(method) \(url.target) HTTP/1.1\r\nHost: \(url.hostHeader)\r\nUser-Agent: \(userAgent)\r\n"
         for f in headers {
             guard !f.name.isEmpty, !(f.name + f.value).utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 }) else {
@@ -36,7 +36,7 @@ public struct HTTPRequest: Sendable {
         } else if !body.isEmpty || ["POST", "PUT", "PATCH"].contains(method) {
             head += "Content-Length: \(body.count)\r\n"
         }
-        head += "Connection: close\r\n\r\n"
+        head += keepAlive ? "\r\n" : "Connection: close\r\n\r\n"
         return Array(head.utf8)
     }
 }
