@@ -65,7 +65,7 @@ extension VMManager {
             if st == "failed" || Clock.monotonic() > deadline {
                 throw VMError.conflict("VM '\(name)': the incoming migration is \(st.isEmpty ? "not there" : st)")
             }
-            try await Task.sleep(nanoseconds: 50_000_000)
+            try await Task.sleep(nanoseconds: 10_000_000)
         }
         if !(specs[name]?.disks ?? []).isEmpty { try await qmp.execute("nbd-server-stop") }
         try await qmp.execute("cont")
@@ -112,7 +112,7 @@ extension VMManager {
                     let off = mine.reduce(Int64(0)) { $0 + Int64($1["offset"]?.intValue ?? 0) }
                     if len > 0 { progress(0.05 + 0.45 * Double(off) / Double(len), "mirroring disks") }
                     if Clock.monotonic() > deadline { throw VMError.conflict("VM '\(name)': the disk mirror did not catch up") }
-                    try await Task.sleep(nanoseconds: 100_000_000)
+                    try await Task.sleep(nanoseconds: 20_000_000)
                 }
             }
             try await qmp.execute("migrate-set-capabilities", arguments: .object(["capabilities": .array([
@@ -131,7 +131,7 @@ extension VMManager {
                 if let total = info["ram"]?["total"]?.intValue, total > 0, let left = info["ram"]?["remaining"]?.intValue {
                     progress(0.5 + 0.45 * Double(total - left) / Double(total), "migrating RAM")
                 }
-                try await Task.sleep(nanoseconds: 50_000_000)
+                try await Task.sleep(nanoseconds: 10_000_000)
             }
             var disk: Int64 = 0
             for j in jobs {

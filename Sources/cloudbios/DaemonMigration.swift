@@ -61,8 +61,9 @@ extension VMManagerBackend {
                     guard (try? await fleet.ownerAsync(name)) == node else { throw error }
                 }
                 switched = false
-                await manager.migratedAway(name)
+                // the migration's time: until the VM runs on, and belongs to, the destination (the cleanup here follows)
                 let total = Clock.monotonic() - started
+                await manager.migratedAway(name)
                 tasks.succeed(task.id, "VM \(name) runs on \(node) (downtime \(result.downtimeMs) ms)", result: .object([
                     "node": .string(node), "downtime_ms": .int(result.downtimeMs), "ram_bytes": .int(Int(result.ramBytes)),
                     "disk_bytes": .int(Int(result.diskBytes)), "bytes": .int(Int(result.ramBytes + result.diskBytes)),
