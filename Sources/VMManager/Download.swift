@@ -24,6 +24,8 @@ enum Download {
     static let readSize = 1 << 20
     /// Dirty bytes after which the disk is told to start writing back.
     static let writebackStep: Int64 = 8 << 20
+    /// Bytes between two progress reports.
+    static let progressStep: Int64 = 8 << 20
 
     struct Limits {
         /// Most bytes the body may have.
@@ -34,11 +36,25 @@ enum Download {
         var readTimeout: Double
         /// Told the bytes written so far and the size when the server said it.
         var progress: (@Sendable (Int64, Int64?) -> Void)? = nil
-        /// Hashes the file as it is written (no second read of the disk).
-        var digest: TrailingSHA256? = nil
     }
 
     static func fetch(_ url: String, into out: Int32, limits: Limits, caFile: String? = nil) throws -> Int64 {
+        var flushed: Int64 = 0
+        return try fetch(url, limits: limits, caFile: caFile) { bytes, total in
+            try Files.writeAll(out, bytes, what: "write image")
+            // the disk writes back while the network delivers: the
+            // final fsync has little left to wait for
+            if total - flushed >= writebackStep {
+                _ = cb_start_writeback(out, flushed, total - flushed)
+                flushed = total
+            }
+        }
+    }
+
+    /// Streams `url`'s body to `write`, a slice at a time (valid only during
+    /// the call) with the bytes delivered so far, these included; its size.
+    static func fetch(_ url: String, limits: Limits, caFile: String? = nil,
+                      write: (UnsafeRawBufferPointer, Int64) throws -> Void) throws -> Int64 {
         let client = HTTPClient(trust: caFile.map { .authorities($0) } ?? .system, timeout: limits.readTimeout,
                                 redirects: maxRedirects, readSize: readSize)
         do {
@@ -46,19 +62,18 @@ enum Download {
             guard exchange.head.status == 200 else { throw failure(url, "HTTP \(exchange.head.status)") }
             let announced = exchange.head.header("content-length").flatMap { Int64($0) }
             var total: Int64 = 0
-            var flushed: Int64 = 0
-            return try exchange.readBody(limit: limits.size) { bytes in
-                try Files.writeAll(out, bytes, what: "write image")
+            var told: Int64 = 0
+            let n = try exchange.readBody(limit: limits.size) { bytes in
                 total += Int64(bytes.count)
-                // the disk writes back while the network delivers: the
-                // final fsync has little left to wait for
-                if total - flushed >= writebackStep {
-                    _ = cb_start_writeback(out, flushed, total - flushed)
-                    flushed = total
+                try write(bytes, total)
+                // progress once per step, not per read
+                if total - told >= progressStep {
+                    limits.progress?(total, announced)
+                    told = total
                 }
-                limits.digest?.written(total)
-                limits.progress?(total, announced)
             }
+            if told != total { limits.progress?(total, announced) }
+            return n
         } catch let e as NetError {
             throw imageError(e, url: url, limit: limits.size)
         }

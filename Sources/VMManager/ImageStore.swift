@@ -73,22 +73,26 @@ struct ImageStore: Sendable {
     }
 
     /// Downloads `url` into the store as `name`, blocking: streamed into a
-    /// temp file, hashed as it streams, fsynced, checked against `sha256`
-    /// when given, then installed; nothing is left behind on failure.
+    /// temp file through a `HashingFileSink` (hashed as it streams),
+    /// fsynced, checked against `sha256` when given, then installed;
+    /// nothing is left behind on failure.
     /// Returns the image's SHA-256.
     func download(_ url: String, as name: String, sha256 want: String?, limits: Download.Limits, caFile: String?) throws -> String {
         let (tmp, fd) = try createTemp(for: name)
         var open = true
         do {
-            var limits = limits
-            // hashed as it is written, by a thread of its own; the final
-            // fsync and the end of the hash overlap
-            limits.digest = try? TrailingSHA256(path: tmp)
-            do { _ = try Download.fetch(url, into: fd, limits: limits, caFile: caFile) } catch { throw DownloadError.fetch(error) }
+            // hashed and written by threads of their own while the next
+            // bytes arrive; this thread only receives and copies
+            let sink = try HashingFileSink(fd: fd, what: tmp)
+            do {
+                _ = try Download.fetch(url, limits: limits, caFile: caFile) { bytes, _ in try sink.write(bytes) }
+            } catch {
+                throw DownloadError.fetch(error)
+            }
+            let h = try sink.finish()
             try syscall("fsync \(tmp)") { fsync(fd) }
             close(fd)
             open = false
-            let h = try limits.digest.map { try $0.finish() } ?? sha256File(tmp)
             if let want, want != h { throw DownloadError.sha256Mismatch(h) }
             try install(temp: tmp, as: name, sha256: h)
             return h
