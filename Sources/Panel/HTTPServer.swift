@@ -8,7 +8,8 @@ import Platform
 /// libmicrohttpd, owned: one daemon (a pool of epoll threads), started on a
 /// listening socket and stopped in `deinit`. Requests go to a `PanelAPI`;
 /// async answers suspend the connection and resume it when ready, so no
-/// HTTP thread ever waits on the backend.
+/// HTTP thread ever waits on the backend; answers made at once
+/// (`Plan.now`) are made on the HTTP thread, with no hop and no suspension.
 final class HTTPServer: @unchecked Sendable {
     private var daemon: OpaquePointer?
     private var stopping = false
@@ -154,7 +155,7 @@ final class HTTPServer: @unchecked Sendable {
             case .respond(let r):
                 if hasBody { return queue(conn, ctx, r) }
                 ctx.ready = r
-            case .run:
+            case .run, .now:
                 ctx.limit = 0
             case .body(let limit, _):
                 ctx.limit = limit
@@ -204,6 +205,8 @@ final class HTTPServer: @unchecked Sendable {
         switch ctx.plan {
         case .run(let f):
             return runAsync(conn, ctx, f)
+        case .now(let f):
+            return queue(conn, ctx, f())
         case .body(_, let f):
             if ctx.tooLarge { return queue(conn, ctx, PanelAPI.tooLarge(ctx.limit)) }
             let body = ctx.body
