@@ -47,6 +47,9 @@ public enum JSONValue: Sendable, Equatable {
         return out
     }
 
+    /// The compact text, appended to `out`.
+    func write(into out: inout [UInt8]) { write(into: &out, pretty: false, indent: 0) }
+
     private func write(into out: inout [UInt8], pretty: Bool, indent: Int) {
         switch self {
         case .null: out.append(contentsOf: JSONValue.nullText)
@@ -79,7 +82,7 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    private static let nullText = Array("null".utf8), trueText = Array("true".utf8), falseText = Array("false".utf8)
+    static let nullText = Array("null".utf8), trueText = Array("true".utf8), falseText = Array("false".utf8)
 
     private static func newline(_ indent: Int, into out: inout [UInt8]) {
         out.append(0x0a)

@@ -165,12 +165,12 @@ public final class PanelAPI: Sendable {
         case .host:
             return run { .json(await backend.host().json) }
         case .listVMs:
-            if let statuses = immediate { return .now { .json(.array(statuses.listVMsNow().map(\.json))) } }
-            return run { .json(.array(await backend.listVMs().map(\.json))) }
+            if let statuses = immediate { return .now { .json(statuses.listVMsNow()) } }
+            return run { .json(await backend.listVMs()) }
         case .createVM:
             return jsonBody(head) { body in
                 let spec = try PanelAPI.decodeSpec(body, name: nil)
-                return .json(try await backend.createVM(spec).json, status: 201)
+                return .json(try await backend.createVM(spec), status: 201)
             }
         case .importVM:
             return jsonBody(head) { body in
@@ -181,18 +181,18 @@ public final class PanelAPI: Sendable {
                 return .json(try await backend.importVM(image: image, name: name).json, status: 202)
             }
         case .getVM(let name):
-            if let statuses = immediate { return .now { PanelAPI.guarded { .json(try statuses.vmNow(name).json) } } }
-            return run { .json(try await backend.vm(name).json) }
+            if let statuses = immediate { return .now { PanelAPI.guarded { .json(try statuses.vmNow(name)) } } }
+            return run { .json(try await backend.vm(name)) }
         case .updateVM(let name):
             return jsonBody(head) { body in
                 let spec = try PanelAPI.decodeSpec(body, name: name)
-                return .json(try await backend.updateVM(name, spec).json)
+                return .json(try await backend.updateVM(name, spec))
             }
         case .deleteVM(let name):
             return run { try await backend.deleteVM(name); return .noContent() }
         case .vmAction(let name, let action):
             return .body(limit: 4096) { _ in
-                await PanelAPI.guarded { .json(try await backend.perform(action, on: name).json) }
+                await PanelAPI.guarded { .json(try await backend.perform(action, on: name)) }
             }
         case .serial(let name):
             let offsetText = head.query["offset"]
@@ -255,7 +255,7 @@ public final class PanelAPI: Sendable {
                 case .string(let s): name_ = s
                 default: throw RequestError.badRequest("'image' must be an image name or null")
                 }
-                return .json(try await backend.setCDROM(name, name_).json)
+                return .json(try await backend.setCDROM(name, name_))
             }
         case .listImages:
             return run { .json(.array(await backend.listImages().map(\.json))) }

@@ -96,6 +96,116 @@ import Testing
         }
     }
 
+    // The VM JSON as it was built member by member into a dictionary.
+    static func reference(_ d: DiskSpec) -> JSONValue {
+        var o: [String: JSONValue] = [:]
+        if let id = d.id { o["id"] = .string(id) }
+        if let image = d.image { o["image"] = .string(image) }
+        if let size = d.size { o["size"] = .string(Sizes.format(size)) }
+        return .object(o)
+    }
+
+    static func reference(_ v: VMSpec) -> JSONValue {
+        var o: [String: JSONValue] = [
+            "name": .string(v.name), "memory": .int(v.memory), "cpus": .int(v.cpus),
+            "disks": .array(v.disks.map(reference)), "firmware": .string(v.firmware.rawValue),
+            "network": .string(v.network.rawValue), "accel": .string(v.accel.rawValue),
+            "autostart": .bool(v.autostart), "order": .int(v.order), "display": .bool(v.display),
+        ]
+        if let kernel = v.kernel { o["kernel"] = .string(kernel) }
+        if let initrd = v.initrd { o["initrd"] = .string(initrd) }
+        if let append = v.append { o["append"] = .string(append) }
+        if let cdrom = v.cdrom { o["cdrom"] = .string(cdrom) }
+        if let cloudInit = v.cloudInit { o["cloud_init"] = cloudInit.json }
+        o["forwards"] = .array(v.forwards.map { .object(["host": .int($0.host), "guest": .int($0.guest), "proto": .string($0.proto.rawValue)]) })
+        o["agent"] = .bool(v.agent)
+        if let boot = v.boot { o["boot"] = .array(boot.map { .string($0.rawValue) }) }
+        return .object(o)
+    }
+
+    static func reference(_ s: VMStatus) -> JSONValue {
+        guard case .object(var o) = reference(s.spec) else { return .null }
+        o["state"] = .string(s.state.rawValue)
+        if let pid = s.pid { o["pid"] = .int(Int(pid)) }
+        if let message = s.message { o["message"] = .string(message) }
+        if let accel = s.accel { o["accel_in_use"] = .string(accel) }
+        if let cpuPercent = s.cpuPercent { o["cpu_percent"] = .number((cpuPercent * 10).rounded() / 10) }
+        if let memoryUsedMiB = s.memoryUsedMiB { o["memory_used_mib"] = .int(memoryUsedMiB) }
+        if let uptimeSeconds = s.uptimeSeconds { o["uptime_seconds"] = .int(uptimeSeconds) }
+        o["addresses"] = .array(s.addresses.map {
+            .object(["interface": .string($0.interface), "address": .string($0.address), "prefix": .int($0.prefix),
+                     "family": .string($0.family), "source": .string($0.source)])
+        })
+        return .object(o)
+    }
+
+    static func status(_ r: inout Rand) -> VMStatus {
+        func maybe<T>(_ v: @autoclosure () -> T) -> T? { r.next(2) == 0 ? nil : v() }
+        var v = VMSpec(name: string(&r))
+        v.memory = r.next(1 << 20)
+        v.cpus = r.next(64)
+        v.kernel = maybe(string(&r))
+        v.initrd = maybe(string(&r))
+        v.append = maybe(string(&r))
+        v.cdrom = maybe(string(&r))
+        let sizes: [Int64] = [1, 512, 1 << 20, 3 << 30, 8 << 30, 1 << 40, (1 << 30) + 1, 123456789]
+        v.disks = (0..<r.next(4)).map { _ in DiskSpec(id: maybe(string(&r)), image: maybe(string(&r)), size: maybe(sizes[r.next(sizes.count)])) }
+        v.firmware = Firmware.allCases[r.next(Firmware.allCases.count)]
+        v.network = NetworkMode.allCases[r.next(NetworkMode.allCases.count)]
+        v.accel = Accel.allCases[r.next(Accel.allCases.count)]
+        v.autostart = r.next(2) == 0
+        v.order = r.next(200) - 100
+        v.display = r.next(2) == 0
+        if r.next(3) == 0 {
+            var c = CloudInitSpec()
+            c.hostname = maybe(string(&r))
+            c.user = maybe(string(&r))
+            c.sshAuthorizedKeys = (0..<r.next(3)).map { _ in string(&r) }
+            c.passwordHash = maybe(string(&r))
+            c.userData = maybe(string(&r))
+            if r.next(2) == 0 { c.network = .staticIPv4(address: string(&r), gateway: maybe(string(&r)), dns: [string(&r)]) }
+            v.cloudInit = c
+        }
+        v.forwards = (0..<r.next(3)).map { _ in PortForward(host: r.next(65536), guest: r.next(65536), proto: r.next(2) == 0 ? .tcp : .udp) }
+        v.boot = maybe((0..<r.next(3)).map { _ in BootDevice.allCases[r.next(2)] })
+        v.agent = r.next(2) == 0
+        var s = VMStatus(spec: v, state: VMState.allCases[r.next(VMState.allCases.count)])
+        s.pid = maybe(Int32(r.next(1 << 22)))
+        s.message = maybe(string(&r))
+        s.accel = maybe(["kvm", "tcg"][r.next(2)])
+        s.cpuPercent = maybe([0, 0.04, 0.05, 12.34, 99.99, 100, 250.5, 1e-9][r.next(8)])
+        s.memoryUsedMiB = maybe(r.next(1 << 16))
+        s.uptimeSeconds = maybe(r.next(1 << 30))
+        s.addresses = (0..<r.next(3)).map { _ in
+            GuestAddress(interface: string(&r), address: string(&r), prefix: r.next(129), family: ["ipv4", "ipv6"][r.next(2)],
+                         source: ["agent", "dhcp"][r.next(2)])
+        }
+        return s
+    }
+
+    @Test(arguments: [11, 12, 13, 14])
+    func vmJSONIsWhatItWasMemberByMember(seed: UInt64) {
+        var r = Rand(state: seed)
+        var list: [VMStatus] = []
+        for _ in 0..<200 {
+            let s = JSONWriterTests.status(&r)
+            list.append(s)
+            #expect(s.json == JSONWriterTests.reference(s))
+            var b: [UInt8] = []
+            s.writeJSON(into: &b)
+            #expect(b == JSONWriterTests.reference(s).bytes)
+            #expect(s.spec.json == JSONWriterTests.reference(s.spec))
+            #expect(s.spec.json.serialized(pretty: true) == JSONWriterTests.reference(s.spec).serialized(pretty: true))
+            for d in s.spec.disks { #expect(d.json == JSONWriterTests.reference(d)) }
+        }
+        var b: [UInt8] = []
+        list.writeJSON(into: &b)
+        #expect(b == JSONValue.array(list.map(JSONWriterTests.reference)).bytes)
+        b = []
+        [VMStatus]().writeJSON(into: &b)
+        #expect(b == Array("[]".utf8))
+    }
+
     @Test func escapesLineSeparatorsAndControls() {
         #expect(JSONValue.string("a\u{2028}b\u{2029}\u{7f}\u{0}").serialized() == #""a\u2028b\u2029\u007f\u0000""#)
         #expect(JSONValue.array([.number(-12), .number(1e15), .number(1e15 - 1), .number(0.5)]).serialized() == "[-12,1000000000000000.0,999999999999999,0.5]")
