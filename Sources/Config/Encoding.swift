@@ -34,7 +34,7 @@ extension VMSpec: JSONRepresentable {
 
     /// The VM's JSON (as `json`), written straight into `out`; `extra`
     /// members, in key order, are merged in (a status's).
-    public func writeJSON(into out: inout [UInt8], extra: [(String, JSONValue)] = []) {
+    public func writeJSON(into out: inout [UInt8], extra: [(StaticString, JSONValue)] = []) {
         JSONObjectWriter.write(into: &out, extra: extra) { w in
             w.string("accel", accel.rawValue)
             w.bool("agent", agent)
@@ -68,7 +68,7 @@ extension VMStatus: JSONRepresentable {
     /// The status's JSON (as `json`): its spec's members and its own,
     /// written straight into `out`.
     public func writeJSON(into out: inout [UInt8]) {
-        var own: [(String, JSONValue)] = []
+        var own: [(StaticString, JSONValue)] = []
         own.reserveCapacity(8)
         if let accel { own.append(("accel_in_use", .string(accel))) }
         own.append(("addresses", .array(addresses.map {

@@ -6,12 +6,13 @@
 /// `JSONValue` from the text, so there is one description of each.
 public struct JSONObjectWriter {
     private var out: [UInt8] = []
-    private var extra: ArraySlice<(String, JSONValue)>
+    private var extra: ArraySlice<(StaticString, JSONValue)>
     private var empty = true
-    private var lastKey = ""
+    private var lastKey: StaticString = ""
 
     /// Writes `{`, the members `body` gives and the `extra` ones, then `}`.
-    public static func write(into out: inout [UInt8], extra: [(String, JSONValue)] = [],
+    /// Keys are plain ASCII names (nothing in them to escape).
+    public static func write(into out: inout [UInt8], extra: [(StaticString, JSONValue)] = [],
                              _ body: (inout JSONObjectWriter) -> Void) {
         var w = JSONObjectWriter(extra: extra[...])
         swap(&w.out, &out)
@@ -22,54 +23,63 @@ public struct JSONObjectWriter {
         swap(&w.out, &out)
     }
 
-    private init(extra: ArraySlice<(String, JSONValue)>) { self.extra = extra }
+    private init(extra: ArraySlice<(StaticString, JSONValue)>) { self.extra = extra }
 
-    private mutating func flushExtra(before key: String?) {
-        while let (k, v) = extra.first, key.map({ k < $0 }) ?? true {
+    /// Key order: byte order, which is `String`'s order for ASCII.
+    static func precedes(_ a: StaticString, _ b: StaticString) -> Bool {
+        a.withUTF8Buffer { x in b.withUTF8Buffer { y in x.lexicographicallyPrecedes(y) } }
+    }
+
+    private mutating func flushExtra(before key: StaticString?) {
+        while let (k, v) = extra.first, key.map({ JSONObjectWriter.precedes(k, $0) }) ?? true {
             extra.removeFirst()
             name(k)
             v.write(into: &out)
         }
     }
 
-    /// The member's key and colon, after the extra members that sort before it.
-    private mutating func name(_ key: String) {
-        assert(empty || lastKey < key, "JSON members out of order: '\(key)' after '\(lastKey)'")
+    /// The member's key and colon.
+    private mutating func name(_ key: StaticString) {
+        assert(empty || JSONObjectWriter.precedes(lastKey, key), "JSON members out of order: '\(key)' after '\(lastKey)'")
+        assert(key.withUTF8Buffer { !$0.contains { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c || $0 >= 0x7f } }, "JSON key '\(key)' needs escaping")
         lastKey = key
         if empty { empty = false } else { out.append(0x2c) }
-        JSONValue.writeString(key, into: &out)
+        out.append(0x22)
+        key.withUTF8Buffer { out.append(contentsOf: $0) }
+        out.append(0x22)
         out.append(0x3a)
     }
 
-    private mutating func member(_ key: String) {
-        flushExtra(before: key)
+    /// The extra members that sort before `key`, then `key` and its colon.
+    private mutating func member(_ key: StaticString) {
+        if !extra.isEmpty { flushExtra(before: key) }
         name(key)
     }
 
-    public mutating func string(_ key: String, _ value: String) {
+    public mutating func string(_ key: StaticString, _ value: String) {
         member(key)
         JSONValue.writeString(value, into: &out)
     }
 
-    public mutating func number(_ key: String, _ value: Double) {
+    public mutating func number(_ key: StaticString, _ value: Double) {
         member(key)
         JSONValue.writeNumber(value, into: &out)
     }
 
-    public mutating func int(_ key: String, _ value: Int) { number(key, Double(value)) }
+    public mutating func int(_ key: StaticString, _ value: Int) { number(key, Double(value)) }
 
-    public mutating func bool(_ key: String, _ flag: Bool) {
+    public mutating func bool(_ key: StaticString, _ flag: Bool) {
         member(key)
         out.append(contentsOf: flag ? JSONValue.trueText : JSONValue.falseText)
     }
 
-    public mutating func value(_ key: String, _ value: JSONValue) {
+    public mutating func value(_ key: StaticString, _ value: JSONValue) {
         member(key)
         value.write(into: &out)
     }
 
     /// An array of objects, each written by `each`.
-    public mutating func objects<C: Collection>(_ key: String, _ items: C,
+    public mutating func objects<C: Collection>(_ key: StaticString, _ items: C,
                                                 _ each: (C.Element, inout JSONObjectWriter) -> Void) {
         member(key)
         out.append(0x5b)
