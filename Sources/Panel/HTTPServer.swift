@@ -5,7 +5,7 @@ import CMicroHTTPD
 import Config
 import Platform
 
-/// libmicrohttpd, owned: one daemon (a pool of epoll threads), started on a
+/// libmicrohttpd, owned: one daemon (a pool of poll threads), started on a
 /// listening socket and stopped in `deinit`. Requests go to a `PanelAPI`;
 /// async answers suspend the connection and resume it when ready, so no
 /// HTTP thread ever waits on the backend; answers made at once
