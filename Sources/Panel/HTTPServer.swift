@@ -20,7 +20,13 @@ final class HTTPServer: @unchecked Sendable {
     /// Suspended connections waiting for an async answer.
     private var suspended: [ObjectIdentifier: (Context, ConnectionRef)] = [:]
 
-    init(api: PanelAPI) { self.api = api }
+    /// The security headers every answer carries, as C strings made once.
+    private let securityHeaders: [(UnsafeMutablePointer<CChar>, UnsafeMutablePointer<CChar>)]
+
+    init(api: PanelAPI) {
+        self.api = api
+        securityHeaders = api.securityHeaderList.map { (strdup($0.0)!, strdup($0.1)!) }
+    }
 
     func start(listenFD: Int32, ipv6: Bool, threads: Int, tls: TLSMaterial?) throws {
         try TLSLibraries.load()
@@ -65,7 +71,10 @@ final class HTTPServer: @unchecked Sendable {
         cb_mhd_stop(d)
     }
 
-    deinit { stop() }
+    deinit {
+        stop()
+        for (k, v) in securityHeaders { free(k); free(v) }
+    }
 
     // MARK: - per-request state
 
@@ -269,7 +278,7 @@ final class HTTPServer: @unchecked Sendable {
         }
         guard let resp else { return cb_mhd_no() }
         for (k, v) in r.headers { cb_mhd_add_header(resp, k, v) }
-        for (k, v) in api.securityHeaderList { cb_mhd_add_header(resp, k, v) }
+        for (k, v) in securityHeaders { cb_mhd_add_header(resp, k, v) }
         let ret = cb_mhd_queue(conn, UInt32(r.status), resp)
         cb_mhd_destroy(resp)
         return ret
