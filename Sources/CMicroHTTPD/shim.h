@@ -42,8 +42,12 @@ typedef void *(*cb_mhd_uri_callback)(void *cls, const char *uri, struct MHD_Conn
     ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD"
 
 /// Starts a daemon on an already bound and listening socket: a thread pool
-/// of `threads` epoll loops, suspend/resume and upgrade allowed, TLS
+/// of `threads` poll loops, suspend/resume and upgrade allowed, TLS
 /// (CB_MHD_TLS_PRIORITIES) when `key_pem` and `cert_pem` are given.
+/// poll, not epoll: with epoll, libmicrohttpd keeps a connection whose TLS
+/// handshake waits for the client in its ready list and spins on it
+/// (recv EAGAIN, epoll_wait with no timeout) until the client answers,
+/// which costs a core per handshake in flight.
 /// Returns NULL on failure.
 static inline struct MHD_Daemon *
 cb_mhd_start(int listen_fd, int ipv6, unsigned int threads,
@@ -52,7 +56,7 @@ cb_mhd_start(int listen_fd, int ipv6, unsigned int threads,
              cb_mhd_uri_callback uri_callback, void *uri_cls,
              const char *key_pem, const char *cert_pem,
              unsigned int connection_limit, unsigned int timeout_seconds) {
-    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE
+    unsigned int flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE
                        | MHD_USE_TURBO;
     if (ipv6) flags |= MHD_USE_IPv6;
     struct MHD_OptionItem opts[16];
@@ -63,7 +67,9 @@ cb_mhd_start(int listen_fd, int ipv6, unsigned int threads,
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_callback, uri_cls};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, connection_limit, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, timeout_seconds, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL};
+    /* libmicrohttpd zeroes about one and a half times this much for every
+     * request; its own default (32 KiB) holds any header the panel sees. */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 32 * 1024, NULL};
     if (key_pem && cert_pem) {
         flags |= MHD_USE_TLS;
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key_pem};

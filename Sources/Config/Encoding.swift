@@ -2,12 +2,12 @@
 /// with GET can be sent back with PUT.
 
 extension DiskSpec: JSONRepresentable {
-    public var json: JSONValue {
-        var o: [String: JSONValue] = [:]
-        if let id { o["id"] = .string(id) }
-        if let image { o["image"] = .string(image) }
-        if let size { o["size"] = .string(Sizes.format(size)) }
-        return .object(o)
+    public var json: JSONValue { .fromWritten { out in JSONObjectWriter.write(into: &out) { writeMembers(&$0) } } }
+
+    func writeMembers(_ w: inout JSONObjectWriter) {
+        if let id { w.string("id", id) }
+        if let image { w.string("image", image) }
+        if let size { w.string("size", Sizes.format(size)) }
     }
 }
 
@@ -30,42 +30,70 @@ extension CloudInitSpec: JSONRepresentable {
 }
 
 extension VMSpec: JSONRepresentable {
-    public var json: JSONValue {
-        var o: [String: JSONValue] = [
-            "name": .string(name), "memory": .int(memory), "cpus": .int(cpus),
-            "disks": .array(disks.map(\.json)), "firmware": .string(firmware.rawValue),
-            "network": .string(network.rawValue), "accel": .string(accel.rawValue),
-            "autostart": .bool(autostart), "order": .int(order), "display": .bool(display),
-        ]
-        if let kernel { o["kernel"] = .string(kernel) }
-        if let initrd { o["initrd"] = .string(initrd) }
-        if let append { o["append"] = .string(append) }
-        if let cdrom { o["cdrom"] = .string(cdrom) }
-        if let cloudInit { o["cloud_init"] = cloudInit.json }
-        o["forwards"] = .array(forwards.map { .object(["host": .int($0.host), "guest": .int($0.guest), "proto": .string($0.proto.rawValue)]) })
-        o["agent"] = .bool(agent)
-        if let boot { o["boot"] = .array(boot.map { .string($0.rawValue) }) }
-        if backup { o["backup"] = .bool(true) }
-        if template { o["template"] = .bool(true) }
-        return .object(o)
+    public var json: JSONValue { .fromWritten { writeJSON(into: &$0) } }
+
+    /// The VM's JSON (as `json`), written straight into `out`; `extra`
+    /// members, in key order, are merged in (a status's).
+    public func writeJSON(into out: inout [UInt8], extra: [(StaticString, JSONValue)] = []) {
+        JSONObjectWriter.write(into: &out, extra: extra) { w in
+            w.string("accel", accel.rawValue)
+            w.bool("agent", agent)
+            if let append { w.string("append", append) }
+            w.bool("autostart", autostart)
+            if backup { w.bool("backup", true) }
+            if let boot { w.value("boot", .array(boot.map { .string($0.rawValue) })) }
+            if let cdrom { w.string("cdrom", cdrom) }
+            if let cloudInit { w.value("cloud_init", cloudInit.json) }
+            w.int("cpus", cpus)
+            w.objects("disks", disks) { d, o in d.writeMembers(&o) }
+            w.bool("display", display)
+            w.string("firmware", firmware.rawValue)
+            w.value("forwards", .array(forwards.map {
+                .object(["host": .int($0.host), "guest": .int($0.guest), "proto": .string($0.proto.rawValue)])
+            }))
+            if let initrd { w.string("initrd", initrd) }
+            if let kernel { w.string("kernel", kernel) }
+            w.int("memory", memory)
+            w.string("name", name)
+            w.string("network", network.rawValue)
+            w.int("order", order)
+            if template { w.bool("template", true) }
+        }
     }
 }
 
 extension VMStatus: JSONRepresentable {
-    public var json: JSONValue {
-        guard case .object(var o) = spec.json else { return .null }
-        o["state"] = .string(state.rawValue)
-        if let pid { o["pid"] = .int(Int(pid)) }
-        if let message { o["message"] = .string(message) }
-        if let accel { o["accel_in_use"] = .string(accel) }
-        if let cpuPercent { o["cpu_percent"] = .number((cpuPercent * 10).rounded() / 10) }
-        if let memoryUsedMiB { o["memory_used_mib"] = .int(memoryUsedMiB) }
-        if let uptimeSeconds { o["uptime_seconds"] = .int(uptimeSeconds) }
-        o["addresses"] = .array(addresses.map {
+    public var json: JSONValue { .fromWritten { writeJSON(into: &$0) } }
+
+    /// The status's JSON (as `json`): its spec's members and its own,
+    /// written straight into `out`.
+    public func writeJSON(into out: inout [UInt8]) {
+        var own: [(StaticString, JSONValue)] = []
+        own.reserveCapacity(8)
+        if let accel { own.append(("accel_in_use", .string(accel))) }
+        own.append(("addresses", .array(addresses.map {
             .object(["interface": .string($0.interface), "address": .string($0.address), "prefix": .int($0.prefix),
                      "family": .string($0.family), "source": .string($0.source)])
-        })
-        return .object(o)
+        })))
+        if let cpuPercent { own.append(("cpu_percent", .number((cpuPercent * 10).rounded() / 10))) }
+        if let memoryUsedMiB { own.append(("memory_used_mib", .int(memoryUsedMiB))) }
+        if let message { own.append(("message", .string(message))) }
+        if let pid { own.append(("pid", .int(Int(pid)))) }
+        own.append(("state", .string(state.rawValue)))
+        if let uptimeSeconds { own.append(("uptime_seconds", .int(uptimeSeconds))) }
+        spec.writeJSON(into: &out, extra: own)
+    }
+}
+
+/// A list of statuses as a JSON array, written straight into bytes.
+extension Array where Element == VMStatus {
+    public func writeJSON(into out: inout [UInt8]) {
+        out.append(0x5b)
+        for (i, s) in enumerated() {
+            if i > 0 { out.append(0x2c) }
+            s.writeJSON(into: &out)
+        }
+        out.append(0x5d)
     }
 }
 

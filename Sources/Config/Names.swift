@@ -24,7 +24,9 @@ public enum Names {
         guard u.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }) else {
             return "image name '\(clip(name))' may contain only letters, digits, '.', '_' and '-'"
         }
-        guard !name.contains("..") else { return "image name '\(clip(name))' must not contain '..'" }
+        guard !zip(u, u.dropFirst()).contains(where: { $0 == UInt8(ascii: ".") && $1 == UInt8(ascii: ".") }) else {
+            return "image name '\(clip(name))' must not contain '..'"
+        }
         return nil
     }
 

@@ -30,9 +30,11 @@ public enum Sizes {
         return Int64(v.rounded())
     }
 
+    private static let units: [(String, Int64)] = [("T", Int64(1) << 40), ("G", Int64(1) << 30), ("M", Int64(1) << 20), ("K", Int64(1) << 10)]
+
     /// `8G`, `512M`, `1536K`, or bytes when not a whole multiple.
     public static func format(_ bytes: Int64) -> String {
-        for (u, m) in [("T", Int64(1) << 40), ("G", Int64(1) << 30), ("M", Int64(1) << 20), ("K", Int64(1) << 10)] where bytes >= m && bytes % m == 0 {
+        for (u, m) in units where bytes >= m && bytes % m == 0 {
             return "\(bytes / m)\(u)"
         }
         return "\(bytes)"

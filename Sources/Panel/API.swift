@@ -22,6 +22,9 @@ public enum Plan: Sendable {
     case respond(HTTPResponse)
     /// Answer after an async call (no body expected).
     case run(@Sendable () async -> HTTPResponse)
+    /// Answer once the request is complete, on the server's own thread:
+    /// for answers worked out at once, waiting on nothing (no body expected).
+    case now(@Sendable () -> HTTPResponse)
     /// Read a body of at most `limit` bytes, then answer.
     case body(limit: Int, @Sendable ([UInt8]) async -> HTTPResponse)
     /// Stream the body into an upload, then answer.
@@ -50,8 +53,8 @@ public final class PanelAPI: Sendable {
     let version: String
     let statics: StaticFiles
     let metrics = HTTPMetrics()
-    /// `GET /api/v1/vms`, rendered, for a short time (see `ResponseCache`).
-    let vmListCache: ResponseCache
+    /// The backend's statuses read at once, when it offers them.
+    let immediate: (any ImmediateVMStatus)?
     let securityHeaderList: [(String, String)]
 
     /// A well-formed hash of a random password: unknown users cost the same
@@ -61,10 +64,10 @@ public final class PanelAPI: Sendable {
     public init(backend: any PanelBackend, users: [PanelUser], tls: Bool, version: String,
                 webRoot: String, novncRoot: String = "/usr/share/novnc",
                 sessions: SessionStore = SessionStore(), ipLimiter: RateLimiter = RateLimiter(maxFailures: 20),
-                addressUserLimiter: RateLimiter = RateLimiter(maxFailures: 5), listCacheSeconds: Double = 0.25,
+                addressUserLimiter: RateLimiter = RateLimiter(maxFailures: 5),
                 directory: UserDirectory? = nil, firstRun: FirstRun? = nil) {
         self.backend = backend
-        self.vmListCache = ResponseCache(ttl: listCacheSeconds)
+        self.immediate = backend as? any ImmediateVMStatus
         self.securityHeaderList = PanelAPI.securityHeaders(tls: tls)
         self.users = directory ?? UserDirectory(config: users, store: nil)
         self.firstRun = firstRun
@@ -128,16 +131,7 @@ public final class PanelAPI: Sendable {
             }
             p = .body(limit: PanelAPI.preAuthLimit, f)
         }
-        guard AuthPolicy.isStateChanging(head.method) else { return (route.label, p) }
-        // A change through the API is visible to the next read.
-        let cache = vmListCache
-        cache.invalidate()
-        switch p {
-        case .respond: return (route.label, p)
-        case .run(let f): return (route.label, .run { let r = await f(); cache.invalidate(); return r })
-        case .body(let l, let f): return (route.label, .body(limit: l) { let r = await f($0); cache.invalidate(); return r })
-        case .upload(let b, let f): return (route.label, .upload(begin: b) { let r = await f($0); cache.invalidate(); return r })
-        }
+        return (route.label, p)
     }
 
     func plan(_ route: Route, _ head: RequestHead, _ credential: Credential?) -> Plan {
@@ -171,27 +165,12 @@ public final class PanelAPI: Sendable {
         case .host:
             return run { .json(await backend.host().json) }
         case .listVMs:
-            let cache = vmListCache
-            func cached(_ b: [UInt8]) -> Plan { .respond(HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: .bytes(b))) }
-            switch cache.lookup() {
-            case .fresh(let b):
-                return cached(b)
-            case .staleRefresh(let b, let generation):
-                Task { cache.put(HTTPResponse.json(.array(await backend.listVMs().map(\.json))).bodyBytes, generation: generation) }
-                return cached(b)
-            case .miss:
-                break
-            }
-            return run {
-                let generation = cache.generation
-                let r = HTTPResponse.json(.array(await backend.listVMs().map(\.json)))
-                cache.put(r.bodyBytes, generation: generation)
-                return r
-            }
+            if let statuses = immediate { return .now { .json(statuses.listVMsNow()) } }
+            return run { .json(await backend.listVMs()) }
         case .createVM:
             return jsonBody(head) { body in
                 let spec = try PanelAPI.decodeSpec(body, name: nil)
-                return .json(try await backend.createVM(spec).json, status: 201)
+                return .json(try await backend.createVM(spec), status: 201)
             }
         case .importVM:
             return jsonBody(head) { body in
@@ -202,17 +181,18 @@ public final class PanelAPI: Sendable {
                 return .json(try await backend.importVM(image: image, name: name).json, status: 202)
             }
         case .getVM(let name):
-            return run { .json(try await backend.vm(name).json) }
+            if let statuses = immediate { return .now { PanelAPI.guarded { .json(try statuses.vmNow(name)) } } }
+            return run { .json(try await backend.vm(name)) }
         case .updateVM(let name):
             return jsonBody(head) { body in
                 let spec = try PanelAPI.decodeSpec(body, name: name)
-                return .json(try await backend.updateVM(name, spec).json)
+                return .json(try await backend.updateVM(name, spec))
             }
         case .deleteVM(let name):
             return run { try await backend.deleteVM(name); return .noContent() }
         case .vmAction(let name, let action):
             return .body(limit: 4096) { _ in
-                await PanelAPI.guarded { .json(try await backend.perform(action, on: name).json) }
+                await PanelAPI.guarded { .json(try await backend.perform(action, on: name)) }
             }
         case .serial(let name):
             let offsetText = head.query["offset"]
@@ -275,7 +255,7 @@ public final class PanelAPI: Sendable {
                 case .string(let s): name_ = s
                 default: throw RequestError.badRequest("'image' must be an image name or null")
                 }
-                return .json(try await backend.setCDROM(name, name_).json)
+                return .json(try await backend.setCDROM(name, name_))
             }
         case .listImages:
             return run { .json(.array(await backend.listImages().map(\.json))) }
@@ -487,6 +467,14 @@ public final class PanelAPI: Sendable {
         }
     }
 
+    static func guarded(_ body: () throws -> HTTPResponse) -> HTTPResponse {
+        do {
+            return try body()
+        } catch {
+            return errorResponse(error)
+        }
+    }
+
     static func errorResponse(_ error: any Error) -> HTTPResponse {
         switch error {
         case let e as any DomainError:
@@ -690,6 +678,7 @@ public final class PanelAPI: Sendable {
         switch plan(head).plan {
         case .respond(let x): r = x
         case .run(let f): r = await f()
+        case .now(let f): r = f()
         case .body(let limit, let f): r = body.count > limit ? PanelAPI.tooLarge(limit) : await f(body)
         case .upload(let begin, let finish):
             do {
@@ -703,57 +692,4 @@ public final class PanelAPI: Sendable {
         r.headers += securityHeaders
         return r
     }
-}
-
-/// One rendered response, reused for `ttl` seconds so that frequent polling
-/// of a list costs no backend round trip. Past `ttl` (up to `2 * ttl`) the
-/// old rendering is still served while exactly one request renders a new
-/// one, so a crowd of clients never waits together. Any state-changing API
-/// request invalidates it (before and after it runs); a render that started
-/// before an invalidation is not stored.
-final class ResponseCache: @unchecked Sendable {
-    let ttl: Double
-    private let lock = Lock()
-    private var bytes: [UInt8]?
-    private var stored = 0.0
-    private var gen = 0
-    private var refreshing = false
-
-    init(ttl: Double) { self.ttl = ttl }
-
-    var generation: Int { lock.withLock { gen } }
-
-    enum Lookup { case fresh([UInt8]), staleRefresh([UInt8], generation: Int), miss }
-
-    func lookup() -> Lookup {
-        guard ttl > 0 else { return .miss }
-        let now = Clock.monotonic()
-        return lock.withLock {
-            guard let b = bytes else { return .miss }
-            let age = now - stored
-            if age < ttl { return .fresh(b) }
-            if age < 2 * ttl {
-                if refreshing { return .fresh(b) }
-                refreshing = true
-                return .staleRefresh(b, generation: gen)
-            }
-            return .miss
-        }
-    }
-
-    func get() -> [UInt8]? {
-        if case .fresh(let b) = lookup() { return b }
-        return nil
-    }
-
-    func put(_ b: [UInt8], generation: Int) {
-        guard ttl > 0 else { return }
-        let now = Clock.monotonic()
-        lock.withLock {
-            refreshing = false
-            if gen == generation { bytes = b; stored = now }
-        }
-    }
-
-    func invalidate() { lock.withLock { gen += 1; bytes = nil } }
 }

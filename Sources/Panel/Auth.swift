@@ -39,11 +39,18 @@ enum Random {
 }
 
 func hex(_ bytes: [UInt8], uppercase: Bool = false, separator: String = "") -> String {
-    let digits = Array((uppercase ? "0123456789ABCDEF" : "0123456789abcdef").utf8)
-    var parts: [String] = []
-    parts.reserveCapacity(bytes.count)
-    for b in bytes { parts.append(String(decoding: [digits[Int(b >> 4)], digits[Int(b & 15)]], as: UTF8.self)) }
-    return parts.joined(separator: separator)
+    let digits: StaticString = uppercase ? "0123456789ABCDEF" : "0123456789abcdef"
+    let sep = Array(separator.utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.count * (2 + sep.count))
+    digits.withUTF8Buffer { d in
+        for (i, b) in bytes.enumerated() {
+            if i > 0 { out.append(contentsOf: sep) }
+            out.append(d[Int(b >> 4)])
+            out.append(d[Int(b & 15)])
+        }
+    }
+    return String(decoding: out, as: UTF8.self)
 }
 
 func sha256(_ bytes: [UInt8]) -> [UInt8] {
@@ -77,13 +84,53 @@ public struct Session: Sendable, Equatable {
     }
 }
 
+/// The SHA-256 of a session's token: what sessions are known by, in
+/// memory and (as hex) on disk.
+struct TokenDigest: Hashable, Sendable {
+    private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+    init(token: String) {
+        var t = token
+        t.withUTF8 { u in withUnsafeMutableBytes(of: &words) { cb_sha256(u.baseAddress, u.count, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) } }
+    }
+
+    /// From the 64 hex digits `hex` writes; nil for anything else.
+    init?(hex text: String) {
+        let u = Array(text.utf8)
+        guard u.count == 64 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: return c - 0x30
+            case 0x61...0x66: return c - 0x61 + 10
+            default: return nil
+            }
+        }
+        var ok = true
+        withUnsafeMutableBytes(of: &words) { w in
+            for i in 0..<32 {
+                guard let h = nibble(u[2 * i]), let l = nibble(u[2 * i + 1]) else { ok = false; return }
+                w[i] = h << 4 | l
+            }
+        }
+        if !ok { return nil }
+    }
+
+    var hex: String { withUnsafeBytes(of: words) { Panel.hex(Array($0)) } }
+
+    static func == (a: TokenDigest, b: TokenDigest) -> Bool {
+        a.words.0 == b.words.0 && a.words.1 == b.words.1 && a.words.2 == b.words.2 && a.words.3 == b.words.3
+    }
+
+    func hash(into h: inout Hasher) { h.combine(words.0); h.combine(words.1); h.combine(words.2); h.combine(words.3) }
+}
+
 /// Sessions in memory, optionally persisted (0600) so a daemon restart does
 /// not log everyone out. Tokens are stored only as SHA-256 digests on disk.
 public final class SessionStore: @unchecked Sendable {
     public let idleTimeout: Double
     public let absoluteTimeout: Double
     private let lock = Lock()
-    private var sessions: [String: Session] = [:]
+    private var sessions: [TokenDigest: Session] = [:]
     private let clock: @Sendable () -> Double
     private let persistPath: String?
 
@@ -99,7 +146,7 @@ public final class SessionStore: @unchecked Sendable {
     public func create(user: String) -> Session {
         let now = clock()
         var s = Session(token: Random.token(), csrf: Random.token(16), user: user, created: now, lastUsed: now)
-        let key = SessionStore.key(s.token)
+        let key = TokenDigest(token: s.token)
         let token = s.token
         s.token = ""
         lock.withLock {
@@ -115,7 +162,7 @@ public final class SessionStore: @unchecked Sendable {
     public func lookup(_ token: String) -> Session? {
         guard token.utf8.count == 64 else { return nil }
         let now = clock()
-        let key = SessionStore.key(token)
+        let key = TokenDigest(token: token)
         return lock.withLock {
             guard var s = sessions[key] else { return nil }
             if s.expires(idle: idleTimeout, absolute: absoluteTimeout) <= now {
@@ -130,10 +177,10 @@ public final class SessionStore: @unchecked Sendable {
     }
 
     /// Sessions are keyed (and persisted) by the SHA-256 of their token.
-    static func key(_ token: String) -> String { hex(sha256(Array(token.utf8))) }
+    static func key(_ token: String) -> String { TokenDigest(token: token).hex }
 
     public func remove(_ token: String) {
-        let key = SessionStore.key(token)
+        let key = TokenDigest(token: token)
         lock.withLock { sessions[key] = nil }
         save()
     }
@@ -156,7 +203,7 @@ public final class SessionStore: @unchecked Sendable {
     private func save() {
         guard let persistPath else { return }
         let text = lock.withLock {
-            sessions.map { "\($0.key) \($0.value.csrf) \($0.value.user) \(Int($0.value.created)) \(Int($0.value.lastUsed))\n" }.joined()
+            sessions.map { "\($0.key.hex) \($0.value.csrf) \($0.value.user) \(Int($0.value.created)) \(Int($0.value.lastUsed))\n" }.joined()
         }
         try? Files.writeAtomically(persistPath, text, mode: 0o600)
     }
@@ -166,10 +213,10 @@ public final class SessionStore: @unchecked Sendable {
         let now = clock()
         for line in text.split(separator: "\n") {
             let f = line.split(separator: " ").map(String.init)
-            guard f.count == 5, f[0].utf8.count == 64, Names.checkUser(f[2]) == nil,
+            guard f.count == 5, let key = TokenDigest(hex: f[0]), Names.checkUser(f[2]) == nil,
                   let c = Double(f[3]), let l = Double(f[4]) else { continue }
             let s = Session(token: "", csrf: f[1], user: f[2], created: c, lastUsed: l)
-            if s.expires(idle: idleTimeout, absolute: absoluteTimeout) > now { sessions[f[0]] = s }
+            if s.expires(idle: idleTimeout, absolute: absoluteTimeout) > now { sessions[key] = s }
         }
     }
 }

@@ -188,6 +188,16 @@ public protocol SystemUpload: BodySink {
     func finish() async throws -> TaskInfo
 }
 
+/// A backend whose VM statuses can be read at once from any thread (its
+/// owner publishes what they are made of on every change), so that the
+/// HTTP threads answer `GET /api/v1/vms` and `GET /api/v1/vms/{name}`
+/// themselves instead of waiting on the owner. The answers are the ones
+/// `listVMs` and `vm` give.
+public protocol ImmediateVMStatus: Sendable {
+    func listVMsNow() -> [VMStatus]
+    func vmNow(_ name: String) throws -> VMStatus
+}
+
 /// A streaming upload into the image store: the body goes to a temporary file
 /// and becomes visible under its name only on `finish`.
 public protocol ImageUpload: BodySink {

@@ -233,6 +233,7 @@ extension PanelAPI {
         switch p {
         case .respond(let r): return r
         case .run(let f): return await f()
+        case .now(let f): return f()
         case .body(let limit, let f): return body.count > limit ? PanelAPI.tooLarge(limit) : await f(body)
         case .upload: return .error(405, "uploads are not forwarded")
         }

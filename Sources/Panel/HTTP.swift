@@ -50,6 +50,24 @@ public struct HTTPResponse: Sendable {
         return HTTPResponse(status: status, headers: [("Content-Type", "application/json")] + headers, body: .bytes(b))
     }
 
+    /// A VM's status as JSON, written straight into the body.
+    public static func json(_ vm: VMStatus, status: Int = 200) -> HTTPResponse {
+        var b: [UInt8] = []
+        b.reserveCapacity(512)
+        vm.writeJSON(into: &b)
+        b.append(0x0a)
+        return HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: .bytes(b))
+    }
+
+    /// A list of VM statuses as a JSON array, written straight into the body.
+    public static func json(_ vms: [VMStatus]) -> HTTPResponse {
+        var b: [UInt8] = []
+        b.reserveCapacity(512 * max(1, vms.count))
+        vms.writeJSON(into: &b)
+        b.append(0x0a)
+        return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: .bytes(b))
+    }
+
     public static func error(_ status: Int, _ message: String, headers: [(String, String)] = []) -> HTTPResponse {
         json(.object(["error": .string(message)]), status: status, headers: headers)
     }

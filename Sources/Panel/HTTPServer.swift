@@ -5,10 +5,11 @@ import CMicroHTTPD
 import Config
 import Platform
 
-/// libmicrohttpd, owned: one daemon (a pool of epoll threads), started on a
+/// libmicrohttpd, owned: one daemon (a pool of poll threads), started on a
 /// listening socket and stopped in `deinit`. Requests go to a `PanelAPI`;
 /// async answers suspend the connection and resume it when ready, so no
-/// HTTP thread ever waits on the backend.
+/// HTTP thread ever waits on the backend; answers made at once
+/// (`Plan.now`) are made on the HTTP thread, with no hop and no suspension.
 final class HTTPServer: @unchecked Sendable {
     private var daemon: OpaquePointer?
     private var stopping = false
@@ -19,7 +20,13 @@ final class HTTPServer: @unchecked Sendable {
     /// Suspended connections waiting for an async answer.
     private var suspended: [ObjectIdentifier: (Context, ConnectionRef)] = [:]
 
-    init(api: PanelAPI) { self.api = api }
+    /// The security headers every answer carries, as C strings made once.
+    private let securityHeaders: [(UnsafeMutablePointer<CChar>, UnsafeMutablePointer<CChar>)]
+
+    init(api: PanelAPI) {
+        self.api = api
+        securityHeaders = api.securityHeaderList.map { (strdup($0.0)!, strdup($0.1)!) }
+    }
 
     func start(listenFD: Int32, ipv6: Bool, threads: Int, tls: TLSMaterial?) throws {
         try TLSLibraries.load()
@@ -64,7 +71,10 @@ final class HTTPServer: @unchecked Sendable {
         cb_mhd_stop(d)
     }
 
-    deinit { stop() }
+    deinit {
+        stop()
+        for (k, v) in securityHeaders { free(k); free(v) }
+    }
 
     // MARK: - per-request state
 
@@ -154,7 +164,7 @@ final class HTTPServer: @unchecked Sendable {
             case .respond(let r):
                 if hasBody { return queue(conn, ctx, r) }
                 ctx.ready = r
-            case .run:
+            case .run, .now:
                 ctx.limit = 0
             case .body(let limit, _):
                 ctx.limit = limit
@@ -204,6 +214,8 @@ final class HTTPServer: @unchecked Sendable {
         switch ctx.plan {
         case .run(let f):
             return runAsync(conn, ctx, f)
+        case .now(let f):
+            return queue(conn, ctx, f())
         case .body(_, let f):
             if ctx.tooLarge { return queue(conn, ctx, PanelAPI.tooLarge(ctx.limit)) }
             let body = ctx.body
@@ -266,7 +278,7 @@ final class HTTPServer: @unchecked Sendable {
         }
         guard let resp else { return cb_mhd_no() }
         for (k, v) in r.headers { cb_mhd_add_header(resp, k, v) }
-        for (k, v) in api.securityHeaderList { cb_mhd_add_header(resp, k, v) }
+        for (k, v) in securityHeaders { cb_mhd_add_header(resp, k, v) }
         let ret = cb_mhd_queue(conn, UInt32(r.status), resp)
         cb_mhd_destroy(resp)
         return ret

@@ -4,6 +4,7 @@ import Glibc
 import Config
 import Platform
 import QEMU
+import Synchronization
 
 /// How `network: nat` is provided.
 public enum NATMode: String, Sendable, CaseIterable {
@@ -69,23 +70,27 @@ public actor VMManager {
     public let options: VMManagerOptions
     public nonisolated let stateDir: String
     let store: ImageStore
-    var specs: [String: VMSpec] = [:]
-    var runtimes: [String: Runtime] = [:]
+    // What statuses are made of is published (`facts`) on every change.
+    var specs: [String: VMSpec] = [:] { didSet { facts.withLock { $0.specs = specs } } }
+    var runtimes: [String: Runtime] = [:] { didSet { publishRuntimes() } }
     /// Why a VM that is not running crashed (cleared on start).
-    private var crashes: [String: String] = [:]
+    private var crashes: [String: String] = [:] { didSet { facts.withLock { $0.crashes = crashes } } }
     var busy: Set<String> = []
     private var uploading: Set<String> = []
     private var hostFacts: HostFacts?
     private var factsTask: Task<HostFacts, Never>?
-    private var natNote: String?
+    private var natNote: String? { didSet { facts.withLock { $0.natNote = natNote } } }
     private var bridgeSetup: Task<String, any Error>?
     /// Asked before any VM starts (whoever starts it: the API, autostart);
     /// a throw refuses the start. A fleet claims the VM there.
     private var startGate: (@Sendable (String) async throws -> Void)?
     /// Why a config image is missing from the store (its import failed), by image name.
-    private var importFailures: [String: String] = [:]
+    private var importFailures: [String: String] = [:] { didSet { facts.withLock { $0.importFailures = importFailures } } }
     /// Config images whose download is announced or under way.
-    private var downloading: Set<String> = []
+    private var downloading: Set<String> = [] { didSet { facts.withLock { $0.downloading = downloading } } }
+    /// A copy of what statuses are made of, for readers off the actor.
+    private let facts = Mutex(StatusFacts())
+    private let cpu = CPUSampler()
     private var generation = 0
     private var cpuInfo: (model: String, count: Int)?
 
@@ -99,8 +104,6 @@ public actor VMManager {
         /// A stop/shutdown we asked for, or a guest poweroff: exit is clean.
         var cleanExit = false
         var panicked = false
-        var lastSample: (time: Double, cpu: Double)?
-        var cpuPercent: Double?
         /// What the guest agent last said of the guest's addresses.
         var addresses: [GuestAddress] = []
         /// Why the guest never got past its firmware, when it did not.
@@ -122,17 +125,21 @@ public actor VMManager {
         for d in dirs {
             for f in Files.removeStaleTemporaries(in: d) { Log.info("removed \(d)/\(f), left by an interrupted write") }
         }
+        var found: [String: VMSpec] = [:]
         for f in Files.list("\(options.stateDir)/vms") where f.hasSuffix(".json") {
             let path = "\(options.stateDir)/vms/\(f)"
             do {
                 let spec = try VMSpec.decode(json: Files.read(path), file: path)
                 try spec.validate()
                 guard "\(spec.name).json" == f else { throw VMError.invalid("name does not match the file name") }
-                specs[spec.name] = spec
+                found[spec.name] = spec
             } catch {
                 Log.warning("ignoring VM definition \(path): \(error)")
             }
         }
+        specs = found
+        // observers do not run in an initializer
+        facts.withLock { $0.specs = found }
     }
 
     deinit {
@@ -324,12 +331,19 @@ public actor VMManager {
 
     // MARK: - definitions
 
-    public func list() -> [VMStatus] {
-        specs.keys.sorted().map { status($0)! }
+    public func list() -> [VMStatus] { listNow() }
+
+    public func vm(_ name: String) throws(VMError) -> VMStatus { try vmNow(name) }
+
+    /// Every VM's status, read at once from any thread: the same answer as
+    /// `list()`, as of the last change the manager finished.
+    public nonisolated func listNow() -> [VMStatus] {
+        facts.withLock { $0 }.list(store: store, cpu: cpu)
     }
 
-    public func vm(_ name: String) throws(VMError) -> VMStatus {
-        guard let s = status(name) else { throw .notFound(name: name) }
+    /// A VM's status, read at once from any thread (see `listNow`).
+    public nonisolated func vmNow(_ name: String) throws(VMError) -> VMStatus {
+        guard let s = facts.withLock({ $0 }).status(name, store: store, cpu: cpu) else { throw .notFound(name: name) }
         return s
     }
 
@@ -497,17 +511,7 @@ public actor VMManager {
     /// "needs image 'x', which is not in the image store" (with why, when a
     /// config import of it failed), or nil when every image is there.
     func missingImagesMessage(_ spec: VMSpec) -> String? {
-        var seen: Set<String> = []
-        let missing = spec.imageNames.filter { !store.exists($0) && seen.insert($0).inserted }
-        guard let first = missing.first else { return nil }
-        var m = missing.count == 1
-            ? "needs image '\(first)', which is not in the image store"
-            : "needs images \(missing.map { "'\($0)'" }.joined(separator: ", ")), which are not in the image store"
-        let reasons = missing.compactMap { importFailures[$0] }
-        if !reasons.isEmpty { m += " (import failed: \(reasons.joined(separator: "; ")))" }
-        let pending = missing.filter { downloading.contains($0) }
-        if !pending.isEmpty { m += " (downloading: \(pending.map { "'\($0)'" }.joined(separator: ", ")))" }
-        return m
+        facts.withLock { $0 }.missingImagesMessage(spec, store: store)
     }
 
     private func save(_ spec: VMSpec) throws(VMError) {
@@ -1107,33 +1111,15 @@ public actor VMManager {
     // MARK: - internals
 
     private func status(_ name: String) -> VMStatus? {
-        guard let spec = specs[name] else { return nil }
-        guard var rt = runtimes[name] else {
-            var s = VMStatus(spec: spec, state: crashes[name] != nil ? .crashed : .stopped)
-            s.message = crashes[name] ?? missingImagesMessage(spec).map { "cannot start: \($0)" }
-            return s
+        facts.withLock { $0 }.status(name, store: store, cpu: cpu)
+    }
+
+    private func publishRuntimes() {
+        let running = runtimes.mapValues {
+            StatusFacts.Running(pid: $0.pid, state: $0.state, panicked: $0.panicked, accel: $0.accel, startedAt: $0.startedAt,
+                                generation: $0.generation, addresses: $0.addresses, firmwareNote: $0.firmwareNote)
         }
-        var s = VMStatus(spec: spec, state: rt.panicked ? .crashed : rt.state)
-        s.pid = rt.pid > 0 ? rt.pid : nil
-        s.addresses = rt.addresses
-        s.accel = rt.accel
-        s.uptimeSeconds = Int(now() - rt.startedAt)
-        if rt.panicked { s.message = "guest panicked" }
-        else if let note = rt.firmwareNote { s.message = note }
-        if rt.pid > 0, let p = ProcStats.process(rt.pid) {
-            let t = now()
-            if let last = rt.lastSample, t - last.time >= 0.5 {
-                rt.cpuPercent = max(0, (p.cpuSeconds - last.cpu) / (t - last.time) * 100)
-                rt.lastSample = (t, p.cpuSeconds)
-            } else if rt.lastSample == nil {
-                rt.lastSample = (t, p.cpuSeconds)
-            }
-            s.cpuPercent = rt.cpuPercent.map { ($0 * 10).rounded() / 10 }
-            s.memoryUsedMiB = Int(p.rssBytes >> 20)
-            runtimes[name] = rt
-        }
-        if spec.network == .nat, let note = natNote, s.message == nil { s.message = note }
-        return s
+        facts.withLock { $0.running = running }
     }
 
     private func nextGeneration() -> Int { generation += 1; return generation }
@@ -1258,6 +1244,7 @@ public actor VMManager {
     private func processExited(_ name: String, generation gen: Int) {
         guard let rt = runtimes[name], rt.generation == gen else { return }
         runtimes[name] = nil
+        cpu.forget(name)
         rt.qmp?.close()
         if rt.panicked {
             crashes[name] = "guest panicked"

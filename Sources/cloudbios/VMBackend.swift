@@ -12,8 +12,9 @@ import Glibc
 #endif
 
 /// The panel's backend: VM calls go to the VM manager, disks to discovery,
-/// installs to the installer's task list.
-struct VMManagerBackend: PanelBackend {
+/// installs to the installer's task list. VM statuses are read at once from
+/// what the manager publishes.
+struct VMManagerBackend: PanelBackend, ImmediateVMStatus {
     let manager: VMManager
     let hostname: String?
     let installer: Installer
@@ -94,6 +95,8 @@ struct VMManagerBackend: PanelBackend {
     }
     func listVMs() async -> [VMStatus] { await manager.list() }
     func vm(_ name: String) async throws -> VMStatus { try await manager.vm(name) }
+    func listVMsNow() -> [VMStatus] { manager.listNow() }
+    func vmNow(_ name: String) throws -> VMStatus { try manager.vmNow(name) }
     func createVM(_ spec: VMSpec) async throws -> VMStatus {
         let s: VMStatus
         if let fleet {
