@@ -503,6 +503,7 @@ async function route() {
         else if (parts[0] === "tasks") { nav = "tasks"; view = views.tasksPage(main); }
         else if (parts[0] === "nodes") { nav = "nodes"; view = views.nodesPage(main); }
         else if (parts[0] === "backups") { nav = "backups"; view = (await import("/backups.js")).backupsPage(main, parts[1] || null); }
+        else if (parts[0] === "network") { nav = "network"; view = (await import("/network.js")).networkPage(main); }
         else if (parts[0] === "apps") {
             const apps = await import("/apps.js");
             nav = "apps";

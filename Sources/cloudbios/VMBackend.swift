@@ -28,9 +28,12 @@ struct VMManagerBackend: PanelBackend {
     /// The installed system's slots and upgrades (nil: not an installed system).
     var upgrader: SystemUpgrader? = nil
     let apps: AppManager
+    /// The config's `network.interfaces`, shown beside the network in effect.
+    var network: NetworkConfig.Interfaces? = nil
 
     func host() async -> HostInfo {
         var h = await manager.host(hostname: hostname)
+        h.configuredNetwork = network?.json
         h.storage = StateStorage.describe(manager.stateDir)
         h.system = upgrader?.json
         return h
