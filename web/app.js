@@ -308,6 +308,7 @@ export function hostSummary() {
     );
     const sysCard = systemCard();
     el.append(sysCard);
+    import("/host.js").then((m) => { el.machine = m.machineCard(live); el.append(el.machine); });
     el.update = (host) => {
         if (!host) return;
         const cpu = host.cpu || {};
@@ -337,6 +338,7 @@ export function hostSummary() {
         f.storage.textContent = (kinds[st.kind] || "–") + (typeof st.free === "number" ? " · " + fmtBytes(st.free) + " free" : "");
         f.storage_note.textContent = st.note || "";
         sysCard.update(host.system);
+        if (el.machine) el.machine.update();
     };
     el.update(live.host);
     return el;

@@ -6,10 +6,13 @@ beside the network in effect, and headless Chromium's network page shows
 both: every interface the kernel has (as the API lists them), the gateways
 and name servers, and each configured entry with its addresses. (A daemon
 that is not PID 1 applies nothing: the host's own network is untouched.)
+The dashboard's Machine card offers the local screen's VM, reboot and
+shutdown, each reboot or shutdown behind a confirmation.
 """
 import os
 import re
 import sys
+import time
 
 import pytest
 
@@ -106,3 +109,42 @@ def test_a_config_with_dhcp_shows_dhcp(tmp_path):
         assert r.status_code == 200 and r.json()["network"]["configured"] == "dhcp", r.text
     finally:
         d.stop()
+
+
+def test_the_machine_card_switches_the_display_and_asks_before_a_reboot(daemon):
+    """The dashboard's Machine card: the local screen's VM (the VMs and the
+    host console to pick from) and reboot/shutdown behind a confirmation.
+    A daemon that is not PID 1 refuses them with the reason, shown on the
+    card (on the appliance itself test_install_panel drives them)."""
+    r = daemon.api("POST", "/api/v1/vms", json={"name": "idle", "memory": 128, "network": "none"})
+    assert r.status_code == 201, r.text
+    b = chromium()
+    try:
+        b.get(daemon.url + "/")
+        wait(b, lambda b: b.find_element(By.CSS_SELECTOR, "#login-user").is_displayed(), what="login page")
+        b.find_element(By.CSS_SELECTOR, "#login-user").send_keys(USER)
+        b.find_element(By.CSS_SELECTOR, "#login-password").send_keys(PASSWORD)
+        b.find_element(By.CSS_SELECTOR, "#login-submit").click()
+        wait(b, lambda b: [o.get_attribute("value") for o in b.find_elements(By.CSS_SELECTOR, "#display-vm option")] == ["", "idle"],
+             what="the machine card's VMs")
+        from selenium.webdriver.support.ui import Select
+        Select(b.find_element(By.CSS_SELECTOR, "#display-vm")).select_by_value("idle")
+        b.find_element(By.CSS_SELECTOR, "#display-set").click()
+        wait(b, lambda b: "not run by CloudBIOS" in b.find_element(By.CSS_SELECTOR, "#machine-msg").text, what="the refusal")
+        # cancelled: nothing is sent (the card's message, marked, stays)
+        b.execute_script("document.getElementById('machine-msg').textContent = 'marker'")
+        b.find_element(By.CSS_SELECTOR, "#host-reboot").click()
+        wait(b, lambda b: b.find_elements(By.CSS_SELECTOR, "dialog[open]"), what="the confirmation")
+        b.find_element(By.CSS_SELECTOR, "dialog button[value=cancel]").click()
+        wait(b, lambda b: not b.find_elements(By.CSS_SELECTOR, "dialog[open]"), what="the dialog closed")
+        time.sleep(1)
+        assert b.find_element(By.CSS_SELECTOR, "#machine-msg").text == "marker"
+        # confirmed: asked, and refused here with the reason
+        b.find_element(By.CSS_SELECTOR, "#host-shutdown").click()
+        wait(b, lambda b: b.find_elements(By.CSS_SELECTOR, "dialog[open] [data-confirm]"), what="the confirmation")
+        b.find_element(By.CSS_SELECTOR, "dialog[open] [data-confirm]").click()
+        wait(b, lambda b: "not run by CloudBIOS" in b.find_element(By.CSS_SELECTOR, "#machine-msg").text, what="the shutdown's refusal")
+        assert daemon.proc.poll() is None
+        screenshot(b, "machine-card")
+    finally:
+        b.quit()
