@@ -308,6 +308,7 @@ export function hostSummary() {
     );
     const sysCard = systemCard();
     el.append(sysCard);
+    import("/host.js").then((m) => { el.machine = m.machineCard(live); el.append(el.machine); });
     el.update = (host) => {
         if (!host) return;
         const cpu = host.cpu || {};
@@ -337,6 +338,7 @@ export function hostSummary() {
         f.storage.textContent = (kinds[st.kind] || "–") + (typeof st.free === "number" ? " · " + fmtBytes(st.free) + " free" : "");
         f.storage_note.textContent = st.note || "";
         sysCard.update(host.system);
+        if (el.machine) el.machine.update();
     };
     el.update(live.host);
     return el;
@@ -503,6 +505,7 @@ async function route() {
         else if (parts[0] === "tasks") { nav = "tasks"; view = views.tasksPage(main); }
         else if (parts[0] === "nodes") { nav = "nodes"; view = views.nodesPage(main); }
         else if (parts[0] === "backups") { nav = "backups"; view = (await import("/backups.js")).backupsPage(main, parts[1] || null); }
+        else if (parts[0] === "network") { nav = "network"; view = (await import("/network.js")).networkPage(main); }
         else if (parts[0] === "apps") {
             const apps = await import("/apps.js");
             nav = "apps";

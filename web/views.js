@@ -606,6 +606,7 @@ export function disksPage(main) {
     clear(main, h("section.card", h("h2", "Disks"), box));
     (async () => {
         try {
+            const install = await import("/install.js");
             const r = await api.get("/disks");
             const disks = Array.isArray(r) ? r : (r.disks || []);
             if (!disks.length) { clear(box, h("p", "No block devices.")); return; }
@@ -620,6 +621,7 @@ export function disksPage(main) {
                         d.backing_file ? "file " + d.backing_file : null,
                         (d.mountpoints || []).length ? "mounted at " + d.mountpoints.join(", ") : null].filter(Boolean).join(" · ")),
                     d.boot_medium || d.read_only ? null : dataDiskForm(d),
+                    d.boot_medium || d.read_only ? null : install.installForm(d),
                     d.by_id ? h("p.muted.hash", d.by_id) : null,
                     fss.length ? h("p", "Filesystem: ", fss.map((x) => typeof x === "string" ? x : [x.type || x.fstype, x.label, x.uuid].filter(Boolean).join(" ")).join(", ")) : null,
                     parts.length ? h("table.parts",

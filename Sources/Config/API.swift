@@ -67,6 +67,9 @@ public struct HostInfo: Sendable, Equatable {
     /// Default routes (`via` addresses) and name servers in effect.
     public var gateways: [String] = []
     public var dns: [String] = []
+    /// The config's `network.interfaces` (`"dhcp"` or its entries), what
+    /// PID 1 applied at boot (nil: not reported).
+    public var configuredNetwork: JSONValue?
     /// Where the state lives (nil: not reported).
     public var storage: HostStorage?
     /// An installed system's slots (A/B): each one's version, the running

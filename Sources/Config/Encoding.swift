@@ -122,6 +122,10 @@ extension HostInfo: JSONRepresentable {
                 "dns": .array(dns.map { .string($0) }),
             ]),
         ]
+        if let configuredNetwork, case .object(var n) = o["network"] {
+            n["configured"] = configuredNetwork
+            o["network"] = .object(n)
+        }
         if let storage { o["storage"] = storage.json }
         if let system { o["system"] = system }
         return .object(o)
@@ -146,6 +150,31 @@ extension TaskInfo: JSONRepresentable {
             "progress": .int(progress), "message": .string(message),
         ]
         if let r = resultJSON, let v = try? JSONValue.parse(r) { o["result"] = v }
+        return .object(o)
+    }
+}
+
+extension NetworkConfig.Interfaces: JSONRepresentable {
+    /// `"dhcp"`, or the entries with the config file's keys.
+    public var json: JSONValue {
+        switch self {
+        case .dhcp: return .string("dhcp")
+        case .list(let entries): return .array(entries.map(\.json))
+        }
+    }
+}
+
+extension InterfaceConfig: JSONRepresentable {
+    public var json: JSONValue {
+        var o: [String: JSONValue] = ["dhcp": .bool(dhcp), "addresses": .array(addresses.map { .string($0) }),
+                                      "dns": .array(dns.map { .string($0) })]
+        if let match { o["match"] = .string(match) }
+        if let name { o["name"] = .string(name) }
+        if let bond { o["bond"] = .object(["members": .array(bond.members.map { .string($0) }), "mode": .string(bond.mode)]) }
+        if let vlan { o["vlan"] = .object(["link": .string(vlan.link), "id": .int(vlan.id)]) }
+        if let gateway { o["gateway"] = .string(gateway) }
+        if let gateway6 { o["gateway6"] = .string(gateway6) }
+        if let mtu { o["mtu"] = .int(mtu) }
         return .object(o)
     }
 }

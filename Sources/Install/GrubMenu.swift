@@ -53,6 +53,10 @@ public enum GrubMenu {
     if [ -f /boot/grub/grubenv ]; then
         # (the core image reads no command list: the module is loaded by name)
         insmod loadenv
+        # grubenv is $prefix's: Debian's signed GRUB (UEFI) keeps its prefix on
+        # the ESP, so it points at the system partition for the while
+        set cb_prefix="$prefix"
+        set prefix=($root)/boot/grub
         load_env
         if [ -n "$cb_good" ]; then set cb_slot="$cb_good"; fi
         if [ -n "$cb_next" ]; then
@@ -61,6 +65,7 @@ public enum GrubMenu {
             set cb_next=
             save_env cb_next
         fi
+        set prefix="$cb_prefix"
     fi
     if [ "$cb_slot" = b ]; then set cbsys=/slot-b; else set cb_slot=a; set cbsys=; fi
     set cbargs="console=tty0 console=ttyS0,115200 @ARGS@ cloudbios.slot=$cb_slot$cb_trial"

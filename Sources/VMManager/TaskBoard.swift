@@ -12,6 +12,7 @@ public final class TaskBoard: Sendable {
         var order: [String] = []
         var tasks: [String: TaskInfo] = [:]
         var subjects: [String: String] = [:]   // task id -> what it works on
+        var settled: [String: [@Sendable (TaskInfo) -> Void]] = [:]   // task id -> called once it ends
     }
     private let state = Mutex(State())
 
@@ -27,13 +28,32 @@ public final class TaskBoard: Sendable {
             s.order.append(t.id)
             s.tasks[t.id] = t
             s.subjects[t.id] = subject
-            while s.order.count > 100 { let old = s.order.removeFirst(); s.tasks[old] = nil; s.subjects[old] = nil }
+            while s.order.count > 100 { let old = s.order.removeFirst(); s.tasks[old] = nil; s.subjects[old] = nil; s.settled[old] = nil }
             return t
         }
     }
 
     public func update(_ id: String, _ change: (inout TaskInfo) -> Void) {
-        state.withLock { s in if var t = s.tasks[id] { change(&t); s.tasks[id] = t } }
+        let ended: (TaskInfo, [@Sendable (TaskInfo) -> Void])? = state.withLock { s in
+            guard var t = s.tasks[id] else { return nil }
+            change(&t)
+            s.tasks[id] = t
+            guard t.state == .succeeded || t.state == .failed, let calls = s.settled.removeValue(forKey: id) else { return nil }
+            return (t, calls)
+        }
+        if let (t, calls) = ended { for call in calls { call(t) } }
+    }
+
+    /// Calls `action` once the task has succeeded or failed (now, when it
+    /// has already; never for a task no longer kept).
+    public func whenSettled(_ id: String, _ action: @escaping @Sendable (TaskInfo) -> Void) {
+        let now: TaskInfo? = state.withLock { s in
+            guard let t = s.tasks[id] else { return nil }
+            if t.state == .succeeded || t.state == .failed { return t }
+            s.settled[id, default: []].append(action)
+            return nil
+        }
+        if let now { action(now) }
     }
 
     /// Progress from bytes; unknown sizes stay at 0 until done.

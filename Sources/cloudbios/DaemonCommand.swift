@@ -102,6 +102,7 @@ struct DaemonCommand: Command {
                               ports: appPorts)
         await apps.reattach()
         var backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer, bootMenu: bootMenu, apps: apps)
+        backend.network = cfg.network.interfaces
         let upgrader = SystemUpgrader.forThisMachine(config: config, stateDir: dir)
         backend.upgrader = upgrader
         backend.fleet = try await DaemonFleet.start(cfg, stateDir: dir, manager: manager)

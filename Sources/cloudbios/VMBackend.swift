@@ -29,9 +29,12 @@ struct VMManagerBackend: PanelBackend, ImmediateVMStatus {
     /// The installed system's slots and upgrades (nil: not an installed system).
     var upgrader: SystemUpgrader? = nil
     let apps: AppManager
+    /// The config's `network.interfaces`, shown beside the network in effect.
+    var network: NetworkConfig.Interfaces? = nil
 
     func host() async -> HostInfo {
         var h = await manager.host(hostname: hostname)
+        h.configuredNetwork = network?.json
         h.storage = StateStorage.describe(manager.stateDir)
         h.system = upgrader?.json
         return h
@@ -150,7 +153,7 @@ struct VMManagerBackend: PanelBackend, ImmediateVMStatus {
     }
     func tasks() async -> [TaskInfo] { installer.tasks() + manager.tasks.all() }
     func importVM(image: String, name: String) async throws -> TaskInfo {
-        try await manager.startVMImport(image: image, name: name)
+        refreshMenu(after: try await manager.startVMImport(image: image, name: name))
     }
     func importImage(_ name: String, url: String, sha256: String?) async throws -> TaskInfo {
         try await manager.startImport(name, url: url, sha256: sha256)
@@ -166,7 +169,9 @@ struct VMManagerBackend: PanelBackend, ImmediateVMStatus {
     func deleteSnapshot(_ name: String, snapshot: String) async throws -> JSONValue {
         try await manager.deleteSnapshot(name, snapshot: snapshot).json
     }
-    func cloneVM(_ name: String, _ body: [String: JSONValue]) async throws -> TaskInfo { try await manager.startClone(name, body: body) }
+    func cloneVM(_ name: String, _ body: [String: JSONValue]) async throws -> TaskInfo {
+        refreshMenu(after: try await manager.startClone(name, body: body))
+    }
 
     func metrics() async -> String { await manager.metrics() }
 
@@ -177,9 +182,22 @@ struct VMManagerBackend: PanelBackend, ImmediateVMStatus {
     func backup(_ id: String) async throws -> JSONValue { try await manager.backup(id).json }
     func deleteBackup(_ id: String) async throws { try await manager.deleteBackup(id) }
     func restoreBackup(_ id: String, overrides: [String: JSONValue]) async throws -> TaskInfo {
-        try await manager.startRestore(id, overrides: overrides)
+        refreshMenu(after: try await manager.startRestore(id, overrides: overrides))
     }
     func verifyBackup(_ id: String) async throws -> TaskInfo { try await manager.startVerify(id) }
+}
+
+extension VMManagerBackend {
+    /// A task that makes a VM (an OVA import, a restore, a clone): GRUB's
+    /// entries follow as soon as it ends (a failed one may have removed the
+    /// VM it began with).
+    @discardableResult
+    func refreshMenu(after task: TaskInfo) -> TaskInfo {
+        if let bootMenu {
+            manager.tasks.whenSettled(task.id) { _ in Task { await bootMenu.refresh() } }
+        }
+        return task
+    }
 }
 
 extension ImageUploadSession: ImageUpload {}

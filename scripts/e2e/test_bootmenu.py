@@ -1,12 +1,16 @@
 """GRUB's per-VM entries follow the VMs on an ISO boot: CloudBIOS writes
 boot-menu.cfg on the CBCONFIG volume its config came from, one entry per VM
 (the config's, then one created through the API and kept on a CB-DATA data
-disk); the next boot of the same disks shows the entries in GRUB's menu (read on the serial console), and
+disk, and one made from an OVA as soon as its import ends); the next boot of the same disks shows the entries in GRUB's menu (read on the serial console), and
 choosing one with the keyboard boots the host with that VM on the local
 display, and the VM runs."""
 import json
+import os
+import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import qemu
 
@@ -51,6 +55,49 @@ def menu_file(img):
     return r.stdout if r.returncode == 0 else None
 
 
+OVF = """<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
+  xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+  <References><File ovf:id="file1" ovf:href="disk1.vmdk"/></References>
+  <DiskSection><Disk ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:capacity="16777216"/></DiskSection>
+  <VirtualSystem ovf:id="appliance"><Name>appliance</Name>
+    <VirtualHardwareSection>
+      <Item><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>1</rasd:VirtualQuantity></Item>
+      <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:ResourceType>4</rasd:ResourceType>
+        <rasd:VirtualQuantity>128</rasd:VirtualQuantity></Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"""
+
+
+def make_ova(d):
+    """A small OVA: an OVF descriptor and a 16 MiB VMDK, in a tar."""
+    src = os.path.join(d, "ova-src")
+    os.makedirs(src, exist_ok=True)
+    with open(os.path.join(src, "appliance.ovf"), "w") as f:
+        f.write(OVF)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", os.path.join(src, "disk1.vmdk"), "16M"], check=True)
+    out = os.path.join(d, "appliance.ova")
+    subprocess.run(["tar", "-cf", out, "-C", src, "appliance.ovf", "disk1.vmdk"], check=True)
+    return out
+
+
+def put_image(vm, auth, name, path):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with open(path, "rb") as f:
+        data = f.read()
+    req = urllib.request.Request(f"https://127.0.0.1:{vm.forwards[8443]}/api/v1/images/{name}", data=data, method="PUT",
+                                 headers={**auth, "Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
 def test_the_stick_menu_follows_the_vms_and_boots_the_chosen_one(vm_factory, iso, guest, tmp_path):
     vol = qemu.make_cbconfig(str(tmp_path / "cbconfig.img"), {
         "cloudbios.yaml": CONFIG.format(user=USER, hash=qemu.password_hash(PASSWORD)),
@@ -82,6 +129,18 @@ def test_the_stick_menu_follows_the_vms_and_boots_the_chosen_one(vm_factory, iso
     deadline = time.monotonic() + 30
     while "entries for second, tiny" not in vm.serial().split("entries for gone, second, tiny")[-1]:
         assert time.monotonic() < deadline, "the deleted VM's entry stays:\n" + vm.serial()[-3000:]
+        time.sleep(0.5)
+    # a VM made from an OVA (a task, not a create) gets its entry as soon as the import ends
+    status, r = put_image(vm, auth, "appliance.ova", make_ova(str(tmp_path)))
+    assert status in (200, 201), r
+    status, r = api(vm, auth, "POST", "/vms/import", {"image": "appliance.ova", "name": "fromova"})
+    assert status == 202, r
+    vm.wait_serial("entries for fromova, second, tiny", 60)
+    status, _ = api(vm, auth, "DELETE", "/vms/fromova")
+    assert status in (200, 204)
+    deadline = time.monotonic() + 30
+    while "entries for second, tiny" not in vm.serial().split("entries for fromova, second, tiny")[-1]:
+        assert time.monotonic() < deadline, "the deleted OVA VM's entry stays:\n" + vm.serial()[-3000:]
         time.sleep(0.5)
     status, r = api(vm, auth, "POST", "/system/shutdown", None)
     assert status == 202, r
