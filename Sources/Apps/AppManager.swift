@@ -191,7 +191,9 @@ public actor AppManager {
     }
 
     /// Takes back the apps of a daemon that ran before: running QEMUs are
-    /// watched again, ended ones restarted as their policy says.
+    /// watched again, ended ones restarted as their policy says (`always`;
+    /// `on-failure` unless the app ended with 0; not `no`, nor an app
+    /// stopped on purpose).
     public func reattach() async {
         for name in Files.list(runRoot).sorted() where Names.checkVM(name) == nil {
             let d = dir(name)
@@ -208,7 +210,13 @@ public actor AppManager {
             if r.pid == nil { r.exitCode = Self.exitCode(fromLog: d + "/app.log") }
             apps[name] = r
             Log.info("app \(name): \(r.pid.map { "running (pid \($0)), reattached" } ?? "not running")")
-            if r.pid == nil, !r.stoppedOnPurpose, spec.restart == .always { _ = try? await start(name) }
+            // what ended while no daemon watched (a host restart too: no exit code) starts as its policy says
+            if r.pid == nil, !r.stoppedOnPurpose, spec.restart == .always || (spec.restart == .onFailure && r.exitCode != 0) {
+                do { _ = try await start(name) } catch {
+                    apps[name]?.message = "start failed: \(error)"
+                    Log.error("app \(name): start failed: \(error)")
+                }
+            }
         }
         startMonitor()
     }

@@ -1,10 +1,7 @@
 import Config
 
 /// When an app that ended is started again.
-public enum RestartPolicy: String, Sendable, Equatable, CaseIterable {
-    case no, always
-    case onFailure = "on-failure"
-}
+public typealias RestartPolicy = AppRestartPolicy
 
 /// A host port forwarded (TCP, from every host address) to a port of the app.
 public struct AppPort: Sendable, Equatable {
@@ -27,8 +24,19 @@ public struct AppSpec: Sendable, Equatable {
 
     public init(name: String, image: String) { self.name = name; self.image = image }
 
-    public static let memoryRange = 64...65536
-    public static let cpuRange = 1...64
+    public static let memoryRange = AppEntry.memoryRange
+    public static let cpuRange = AppEntry.cpuRange
+
+    /// An entry of `apps:` in cloudbios.yaml (checked as the file was read).
+    public init(entry e: AppEntry) {
+        self.init(name: e.name, image: e.image)
+        cmd = e.cmd
+        env = e.env
+        ports = e.ports.map { AppPort(host: $0.host, guest: $0.guest) }
+        memory = e.memory
+        cpus = e.cpus
+        restart = e.restart
+    }
 
     /// Parses and checks a request body (or a saved definition).
     public static func parse(_ v: JSONValue) throws(AppError) -> AppSpec {
@@ -84,10 +92,7 @@ public struct AppSpec: Sendable, Equatable {
         return base.isEmpty ? "app" : base
     }
 
-    static func isEnvName(_ k: String) -> Bool {
-        guard let f = k.unicodeScalars.first, f == "_" || (f.isASCII && f.properties.isAlphabetic) else { return false }
-        return k.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
-    }
+    static func isEnvName(_ k: String) -> Bool { AppEntry.isEnvName(k) }
 
     public var json: JSONValue {
         .object([

@@ -100,9 +100,15 @@ public struct ImagePuller: Sendable {
 
     private func finish(_ reference: String, key: String, config: ImageConfig, downloaded: Int) throws(AppError) -> PulledImage {
         let dir = cache.imageDir(key)
+        // apps of one image may be pulled at once: each writes a file of its own, then renames it
+        let partial = dir + "/.partial-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
-            try Files.writeAtomically(dir + "/config.json", config.json.serialized(pretty: true) + "\n")
-        } catch { throw .unavailable("\(dir)/config.json: \(error)") }
+            try Files.writeAtomically(partial, config.json.serialized(pretty: true) + "\n")
+            guard rename(partial, dir + "/config.json") == 0 else { throw SystemError.current("rename \(partial)") }
+        } catch {
+            unlink(partial)
+            throw .unavailable("\(dir)/config.json: \(error)")
+        }
         return PulledImage(reference: reference, digest: key, config: config, rootfs: dir + "/rootfs.erofs", downloaded: downloaded)
     }
 }

@@ -105,6 +105,7 @@ extension StrictDecoder {
                 }
             }
         }
+        if let n = m["apps"] { cfg.apps = apps(n, panelPort: cfg.panel.port) }
         if let n = m["install"] { cfg.install = install(n) }
         if let n = m["cluster"] { cfg.cluster = cluster(n) }
         finish(m)

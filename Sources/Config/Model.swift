@@ -10,6 +10,8 @@ public struct CloudBIOSConfig: Sendable, Equatable {
     public var network = NetworkConfig()
     public var images: [ImageSource] = []
     public var vms: [VMSpec] = []
+    /// Container images run as microVMs (`apps:`).
+    public var apps: [AppEntry] = []
     public var install: InstallConfig?
     public var console = ConsoleConfig()
     /// The fleet this node belongs to (nil: a machine on its own).

@@ -101,6 +101,9 @@ struct DaemonCommand: Command {
         let apps = AppManager(options: Self.appOptions(dir, panelPort: cfg.panel.port, manager: manager, hostname: cfg.hostname),
                               ports: appPorts)
         await apps.reattach()
+        // the config's apps are pulled and started beside the panel
+        let appEntries = cfg.apps
+        Task { for f in await apps.applyConfig(appEntries) { Log.error(f) } }
         var backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer, bootMenu: bootMenu, apps: apps)
         backend.network = cfg.network.interfaces
         let upgrader = SystemUpgrader.forThisMachine(config: config, stateDir: dir)
