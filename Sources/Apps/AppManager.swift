@@ -23,6 +23,10 @@ public actor AppManager {
         /// "kvm" or "tcg", once the host's KVM probe has said.
         public var accel: @Sendable () async -> String = { "tcg" }
         public var logLimit: Int64 = 8 << 20
+        /// A kernel image for a kernel version whose modules are here but
+        /// whose /boot/vmlinuz-VERSION is not (the PE's kernel is on its boot
+        /// medium, not in its payload); nil: none.
+        public var kernelImage: @Sendable (String) -> String? = { _ in nil }
         public init(stateDir: String) { self.stateDir = stateDir }
     }
 
@@ -252,7 +256,7 @@ public actor AppManager {
     /// Boots the app's microVM; its pid once QEMU has daemonized.
     func boot(_ name: String, _ r: Record) async throws(AppError) -> Int32 {
         let d = dir(name)
-        let kernel = try AppInitramfs.hostKernel()
+        let kernel = try AppInitramfs.hostKernel(elsewhere: options.kernelImage)
         let root = cache.root
         let initrd = try await offload { () throws(AppError) -> String in
             try AppInitramfs.ensure(cacheRoot: root, kernelVersion: kernel.version)

@@ -17,11 +17,17 @@ public enum AppInitramfs {
     public static let modules = ["virtio_mmio", "virtio_blk", "virtio_net", "virtio_console", "crc32c_generic", "erofs", "overlay"]
 
     /// The newest kernel with modules on this host: (version, vmlinuz).
-    public static func hostKernel() throws(AppError) -> (version: String, vmlinuz: String) {
+    /// Without /boot/vmlinuz-VERSION for any of them, the running kernel's
+    /// image from `elsewhere` (the PE: its boot medium's).
+    public static func hostKernel(elsewhere: (String) -> String? = { _ in nil }) throws(AppError) -> (version: String, vmlinuz: String) {
         let versions = Files.list("/lib/modules").filter { Files.exists("/boot/vmlinuz-" + $0) }
             .sorted()
-        guard let v = versions.last else { throw .unavailable("no kernel: /boot/vmlinuz-VERSION with /lib/modules/VERSION (linux-image-amd64)") }
-        return (v, "/boot/vmlinuz-" + v)
+        if let v = versions.last { return (v, "/boot/vmlinuz-" + v) }
+        var u = utsname()
+        uname(&u)
+        let running = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        if Files.exists("/lib/modules/" + running), let image = elsewhere(running) { return (running, image) }
+        throw .unavailable("no kernel: /boot/vmlinuz-VERSION with /lib/modules/VERSION (linux-image-amd64), nor the boot medium's")
     }
 
     /// The initramfs for `kernelVersion` and the running binary, built when missing.

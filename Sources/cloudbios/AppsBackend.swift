@@ -1,5 +1,7 @@
 import Apps
 import Config
+import Install
+import Platform
 import Panel
 import VMManager
 
@@ -21,7 +23,7 @@ extension VMManagerBackend {
 extension DaemonCommand {
     /// The app manager's options: the state dir, the panel's port and the
     /// VMs' forwards as taken ports, the accelerator the host's probe found.
-    static func appOptions(_ dir: String, panelPort: Int, manager: VMManager, hostname: String?) -> AppManager.Options {
+    static func appOptions(_ dir: String, panelPort: Int, manager: VMManager, hostname: String?, config: String? = nil) -> AppManager.Options {
         var o = AppManager.Options(stateDir: dir)
         o.portOwner = { port in
             if port == panelPort { return "the panel" }
@@ -31,6 +33,36 @@ extension DaemonCommand {
             return nil
         }
         o.accel = { await manager.host(hostname: hostname).accel == "kvm" ? "kvm" : "tcg" }
+        o.kernelImage = { version in AppsKernel.fromBootMedium(version, config: config) }
         return o
+    }
+}
+
+/// The kernel apps boot on the PE: the running slot's on an installed
+/// system, else the boot medium's (the payload carries no second copy),
+/// copied to RAM on first use so apps keep starting once the medium is
+/// removed.
+enum AppsKernel {
+    static let directory = "/run/cloudbios/apps-kernel"
+
+    static func fromBootMedium(_ version: String, config: String?) -> String? {
+        let copy = directory + "/vmlinuz-" + version
+        if Files.exists(copy) { return copy }
+        if case .installed(let root, _)? = BootMenu.target(configPath: config) {
+            let slot = SystemSlot.running(cmdline: (try? Files.readString("/proc/cmdline")) ?? "")
+            let k = root + "/" + slot.directory + "vmlinuz"
+            if Files.exists(k) { return k }
+        }
+        guard let medium = try? InstallSources.locate().kernel else { return nil }
+        do {
+            try Files.makeDirectories(directory)
+            let bytes = try Files.read(medium)
+            try Files.writeAtomically(copy, bytes, mode: 0o644)
+            Log.info("apps: kernel \(version) copied from \(medium) to RAM (\(bytes.count / 1024) KiB)")
+            return copy
+        } catch {
+            Log.error("apps: cannot copy the kernel from \(medium): \(error)")
+            return nil
+        }
     }
 }

@@ -98,7 +98,7 @@ struct DaemonCommand: Command {
                                   sources: { try Install.defaultSources(imageStore: imageStore) })
         let bootMenu = BootMenuSync.forThisMachine(config: config, manager: manager)
         await bootMenu?.refresh()
-        let apps = AppManager(options: Self.appOptions(dir, panelPort: cfg.panel.port, manager: manager, hostname: cfg.hostname),
+        let apps = AppManager(options: Self.appOptions(dir, panelPort: cfg.panel.port, manager: manager, hostname: cfg.hostname, config: config),
                               ports: appPorts)
         await apps.reattach()
         // the config's apps are pulled and started beside the panel

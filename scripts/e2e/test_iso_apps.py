@@ -32,7 +32,10 @@ def test_the_iso_carries_what_apps_need(iso, tmp_path):
     files = [p.lstrip("./") for p in core] + [p.split("/usr/lib/cloudbios/payload/", 1)[-1].lstrip("/") for p in payload]
     for want in ("usr/bin/mkfs.erofs", "usr/bin/tar", "usr/share/qemu/bios-microvm.bin"):
         assert want in files, want
-    assert any(p.startswith("boot/vmlinuz-") for p in files)
+    # one kernel on the ISO: apps boot the medium's /boot/vmlinuz (the PE copies it to RAM on first use)
+    assert not any(p.startswith("boot/vmlinuz") for p in files)
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/boot/vmlinuz", str(tmp_path / "vmlinuz")],
+                   check=True, capture_output=True)
     for mod in ("virtio_mmio", "virtio_blk", "virtio_net", "virtio_console", "erofs", "overlay"):
         assert any(os.path.basename(p).split(".ko")[0] == mod for p in files if ".ko" in p), mod
 
@@ -91,6 +94,7 @@ apps:
     else:
         body = None
     assert body == b"hello from the cloudbios app image\n", f"{last}; apps: {app}; serial:\n{vm.serial()[-3000:]}"
+    assert "apps: kernel " in vm.serial() and "copied from /run/cloudbios/" in vm.serial()
     status, raw = vm.https("/api/v1/apps/web", headers=auth)
     web = json.loads(raw)
     assert web["state"] == "running" and web["image"] == "store:busybox.tar" and web["digest"].startswith("sha256:")
