@@ -613,6 +613,9 @@ func format1(_ v: Double) -> String {
 // MARK: - schedule
 
 extension VMManager {
+    /// How often (5 s apart) a scheduled backup refused with a conflict is tried again.
+    static let scheduleRetries = 120
+
     /// The daily run (`backups.schedule`, UTC): once a day at `hour:minute`,
     /// an `auto` backup of every VM with `backup: true`. The day of the last
     /// run is kept on the target, so a daemon started after the hour (a
@@ -628,13 +631,24 @@ extension VMManager {
                     try? Files.writeAtomically(stamp, today + "\n")
                 }
                 for name in specs.keys.sorted() where specs[name]?.backup == true {
-                    do {
-                        let t = try startBackup(name, mode: .auto)
-                        Log.info("scheduled backup of VM \(name): task \(t.id)")
-                        // one at a time: wait for it to end
-                        while let s = tasks.task(t.id)?.state, s == .pending || s == .running { await sleep(seconds: 2) }
-                    } catch {
-                        Log.error("scheduled backup of VM \(name) failed: \(error)")
+                    // a VM starting, busy or being backed up is tried again for a while
+                    // (the day's run is not lost to a moment's conflict)
+                    var tries = 0
+                    while !Task.isCancelled, specs[name]?.backup == true {
+                        do {
+                            let t = try startBackup(name, mode: .auto)
+                            Log.info("scheduled backup of VM \(name): task \(t.id)")
+                            // one at a time: wait for it to end
+                            while let s = tasks.task(t.id)?.state, s == .pending || s == .running { await sleep(seconds: 2) }
+                        } catch VMError.conflict(let why) where tries < Self.scheduleRetries {
+                            tries += 1
+                            if tries == 1 { Log.info("scheduled backup of VM \(name) waits: \(why)") }
+                            await sleep(seconds: 5)
+                            continue
+                        } catch {
+                            Log.error("scheduled backup of VM \(name) failed: \(error)")
+                        }
+                        break
                     }
                 }
             }
