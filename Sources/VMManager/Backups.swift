@@ -301,12 +301,18 @@ extension VMManager {
             for d in diskIDs {
                 var argv = ["qemu-img", "create", "-q", "-f", "qcow2"]
                 if let parent { argv += ["-b", "../\(parent.id)/\(d).qcow2", "-F", "qcow2"] }
+                // a full backup copies every block: large clusters let the job copy
+                // in large pieces (an incremental keeps the bitmap's 64 KiB)
+                else { argv += ["-o", "cluster_size=\(Self.fullBackupClusterSize)"] }
                 argv += ["\(dir)/\(d).qcow2", String(sizes[d]!)]
                 try await runTool(argv)
             }
             for d in diskIDs {
                 _ = try await qmp.execute("blockdev-add", arguments: .object([
                     "driver": .string("qcow2"), "node-name": .string(Self.jobPrefix + d),
+                    // not flushed by QEMU: the checksum pass syncs each file to the
+                    // disk while it reads it back from the page cache
+                    "cache": .object(["no-flush": .bool(true)]),
                     "file": .object(["driver": .string("file"), "filename": .string("\(dir)/\(d).qcow2")])]), timeout: 30)
                 targetsAdded.append(Self.jobPrefix + d)
             }
@@ -359,20 +365,21 @@ extension VMManager {
                         + (note.map { "; \($0)" } ?? "")
                 }
                 await sleep(seconds: pause)
-                pause = min(0.25, pause * 1.5)
+                pause = min(0.05, pause * 1.5)
             }
             let elapsed = max(0.001, now() - started)
-            // closing the target nodes flushes them to the disk
+            // closing the target nodes writes QEMU's qcow2 metadata to the files
             for n in targetsAdded { _ = try? await qmp.execute("blockdev-del", arguments: .object(["node-name": .string(n)]), timeout: 300) }
             targetsAdded = []
             let flushed = now()
 
-            // checksums, then the record, then the directory's rename: only now does the backup exist
+            // checksums (each file synced to the disk meanwhile), then the record, then
+            // the directory's rename: only now does the backup exist
             tasks.update(taskID) { $0.progress = 96; $0.message = "\(verb) \(id): checksums" }
+            let hashes = try await Self.hashAndSync(diskIDs.map { "\(dir)/\($0).qcow2" })
             var disks: [BackupDisk] = []
-            for d in diskIDs {
+            for (d, h) in zip(diskIDs, hashes) {
                 let file = "\(dir)/\(d).qcow2"
-                let h = try await blocking { try sha256File(file) }
                 disks.append(BackupDisk(id: d, virtualSize: sizes[d]!, file: "\(d).qcow2", sha256: h, size: Files.size(file) ?? 0))
             }
             let hashed = now()
@@ -421,6 +428,30 @@ extension VMManager {
             tasks.fail(taskID, error)
             Log.error("VM \(name): backup failed: \(error)")
         }
+    }
+
+    /// The cluster size of a full backup's qcow2.
+    static let fullBackupClusterSize = 1 << 20
+
+    /// The SHA-256 of each file, each file's data synced to the disk at the
+    /// same time (the hash reads from the page cache while the disk writes):
+    /// every file on a thread of its own, two at a time.
+    static func hashAndSync(_ files: [String]) async throws -> [String] {
+        var out = [String](repeating: "", count: files.count)
+        var next = 0
+        while next < files.count {
+            let batch = Array(next..<min(files.count, next + 2))
+            try await withThrowingTaskGroup(of: (Int, String?).self) { g in
+                for i in batch {
+                    let file = files[i]
+                    g.addTask { (i, try await blocking { try sha256File(file) }) }
+                    g.addTask { try await blocking { try syncFile(file) }; return (i, nil) }
+                }
+                for try await (i, h) in g { if let h { out[i] = h } }
+            }
+            next += batch.count
+        }
+        return out
     }
 
     // MARK: - retention
@@ -582,6 +613,9 @@ func format1(_ v: Double) -> String {
 // MARK: - schedule
 
 extension VMManager {
+    /// How often (5 s apart) a scheduled backup refused with a conflict is tried again.
+    static let scheduleRetries = 120
+
     /// The daily run (`backups.schedule`, UTC): once a day at `hour:minute`,
     /// an `auto` backup of every VM with `backup: true`. The day of the last
     /// run is kept on the target, so a daemon started after the hour (a
@@ -597,13 +631,24 @@ extension VMManager {
                     try? Files.writeAtomically(stamp, today + "\n")
                 }
                 for name in specs.keys.sorted() where specs[name]?.backup == true {
-                    do {
-                        let t = try startBackup(name, mode: .auto)
-                        Log.info("scheduled backup of VM \(name): task \(t.id)")
-                        // one at a time: wait for it to end
-                        while let s = tasks.task(t.id)?.state, s == .pending || s == .running { await sleep(seconds: 2) }
-                    } catch {
-                        Log.error("scheduled backup of VM \(name) failed: \(error)")
+                    // a VM starting, busy or being backed up is tried again for a while
+                    // (the day's run is not lost to a moment's conflict)
+                    var tries = 0
+                    while !Task.isCancelled, specs[name]?.backup == true {
+                        do {
+                            let t = try startBackup(name, mode: .auto)
+                            Log.info("scheduled backup of VM \(name): task \(t.id)")
+                            // one at a time: wait for it to end
+                            while let s = tasks.task(t.id)?.state, s == .pending || s == .running { await sleep(seconds: 2) }
+                        } catch VMError.conflict(let why) where tries < Self.scheduleRetries {
+                            tries += 1
+                            if tries == 1 { Log.info("scheduled backup of VM \(name) waits: \(why)") }
+                            await sleep(seconds: 5)
+                            continue
+                        } catch {
+                            Log.error("scheduled backup of VM \(name) failed: \(error)")
+                        }
+                        break
                     }
                 }
             }
@@ -623,4 +668,12 @@ public enum BackupError: DomainError, Sendable, Equatable {
         case .notFound(let id): "no backup '\(id)'"
         }
     }
+}
+
+/// Writes a file's data to the disk (fdatasync).
+func syncFile(_ path: String) throws {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw SystemError("open \(path)", errno: errno) }
+    defer { close(fd) }
+    try syscall("fdatasync \(path)") { fdatasync(fd) }
 }
