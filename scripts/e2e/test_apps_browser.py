@@ -4,7 +4,6 @@ sees it running in the list, its web root answering on the forwarded port,
 its logs and a command run in it on the app's page, then stops and removes
 it from the list (nothing of it left). Screenshots in images/out/screenshots/."""
 import os
-import re
 import sys
 import time
 import urllib.request
@@ -13,10 +12,10 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from panel_daemon import PASSWORD, USER, PanelDaemon  # noqa: E402
-from browser import chromium, screenshot  # noqa: E402
+from browser import chromium, screenshot, el, wait as browser_wait  # noqa: E402
 import oci_registry  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/qemu-system-x86_64"), reason="needs QEMU")
 
@@ -57,15 +56,9 @@ def browser(daemon):
 
 
 def wait(browser, cond, timeout=20, what="condition"):
-    try:
-        return WebDriverWait(browser, timeout, poll_frequency=0.2).until(lambda b: cond(b))
-    except Exception:
-        screenshot(browser, "failed-apps-" + re.sub(r"\W+", "-", what)[:40])
-        raise AssertionError("timed out after %d s waiting for %s" % (timeout, what))
+    return browser_wait(browser, cond, timeout, what, poll=0.2, shot="failed-apps-")
 
 
-def el(browser, css):
-    return browser.find_element(By.CSS_SELECTOR, css)
 
 
 def row_text(browser, name):

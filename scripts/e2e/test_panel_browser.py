@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from panel_daemon import PASSWORD, REPO, USER, PanelDaemon, make_guest  # noqa: E402
-from browser import chromium, decode_png, pixel, screenshot  # noqa: E402
+from browser import chromium, decode_png, pixel, screenshot, wait, el  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
@@ -50,16 +50,8 @@ def browser(daemon):
         b.quit()
 
 
-def wait(browser, cond, timeout=20, what="condition"):
-    try:
-        return WebDriverWait(browser, timeout, poll_frequency=0.1).until(lambda b: cond(b))
-    except Exception:
-        screenshot(browser, "failed-" + re.sub(r"\W+", "-", what)[:40])
-        raise AssertionError("timed out after %d s waiting for %s" % (timeout, what))
 
 
-def el(browser, css):
-    return browser.find_element(By.CSS_SELECTOR, css)
 
 
 def visible_text(browser, css):

@@ -10,7 +10,6 @@ The dashboard's Machine card offers the local screen's VM, reboot and
 shutdown, each reboot or shutdown behind a confirmation.
 """
 import os
-import re
 import sys
 import time
 
@@ -18,9 +17,8 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from panel_daemon import PASSWORD, USER, PanelDaemon  # noqa: E402
-from browser import chromium, screenshot  # noqa: E402
+from browser import chromium, screenshot, wait  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 NETWORK = """network:
   interfaces:
@@ -48,12 +46,6 @@ def daemon():
         d.stop()
 
 
-def wait(browser, cond, timeout=20, what="condition"):
-    try:
-        return WebDriverWait(browser, timeout, poll_frequency=0.1).until(lambda b: cond(b))
-    except Exception:
-        screenshot(browser, "failed-" + re.sub(r"\W+", "-", what)[:40])
-        raise AssertionError("timed out after %d s waiting for %s" % (timeout, what))
 
 
 def test_the_network_page_shows_the_network_in_effect_and_the_configured_interfaces(daemon):

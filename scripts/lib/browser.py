@@ -47,3 +47,20 @@ decode_png = png_pixels
 def pixel(png, x, y):
     w, h, rows, ch = png
     return tuple(rows[y][x * ch:x * ch + 3])
+
+
+def wait(browser, cond, timeout=20, what="condition", poll=0.1, shot="failed-"):
+    """Waits for `cond(browser)` to be true; on a timeout, a screenshot named
+    after `what` and an AssertionError saying what was waited for."""
+    import re
+    from selenium.webdriver.support.ui import WebDriverWait
+    try:
+        return WebDriverWait(browser, timeout, poll_frequency=poll).until(lambda b: cond(b))
+    except Exception:
+        screenshot(browser, shot + re.sub(r"\W+", "-", what)[:40])
+        raise AssertionError("timed out after %d s waiting for %s" % (timeout, what))
+
+
+def el(browser, css):
+    from selenium.webdriver.common.by import By
+    return browser.find_element(By.CSS_SELECTOR, css)
