@@ -53,12 +53,19 @@ def wait(browser, cond, timeout=20, what="condition", poll=0.1, shot="failed-"):
     """Waits for `cond(browser)` to be true; on a timeout, a screenshot named
     after `what` and an AssertionError saying what was waited for."""
     import re
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
+    # a page that re-renders on a timer replaces the elements a condition
+    # is reading: such a read is tried again, not a failure
+    ignored = (NoSuchElementException, StaleElementReferenceException)
     try:
-        return WebDriverWait(browser, timeout, poll_frequency=poll).until(lambda b: cond(b))
-    except Exception:
+        return WebDriverWait(browser, timeout, poll_frequency=poll, ignored_exceptions=ignored).until(lambda b: cond(b))
+    except TimeoutException:
         screenshot(browser, shot + re.sub(r"\W+", "-", what)[:40])
         raise AssertionError("timed out after %d s waiting for %s" % (timeout, what))
+    except Exception:
+        screenshot(browser, shot + re.sub(r"\W+", "-", what)[:40])
+        raise
 
 
 def el(browser, css):
