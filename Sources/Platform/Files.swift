@@ -146,23 +146,6 @@ public enum Files {
     }
 }
 
-/// A directory held open, for asking after its entries by name alone: the
-/// kernel looks up one name instead of walking the whole path each time.
-public final class OpenDirectory: Sendable {
-    public let path: String
-    private let fd: Int32
-
-    public init(_ path: String) throws {
-        self.path = path
-        fd = try syscall("open \(path)") { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
-    }
-
-    deinit { close(fd) }
-
-    /// Whether the directory has an entry `name` (a single path component).
-    public func contains(_ name: String) -> Bool { faccessat(fd, name, F_OK, 0) == 0 }
-}
-
 extension Files {
     /// The target of a symbolic link, as stored.
     public static func readLink(_ path: String) -> String? {

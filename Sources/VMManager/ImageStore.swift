@@ -10,8 +10,6 @@ import Synchronization
 /// appear under their name only when finished (fsync + rename).
 struct ImageStore: Sendable {
     let directory: String
-    /// The directory, held open: `exists` is asked for every status.
-    private let opened: OpenDirectory
     var hashDirectory: String { "\(directory)/.sha256" }
     var incomingDirectory: String { "\(directory)/.incoming" }
 
@@ -20,14 +18,13 @@ struct ImageStore: Sendable {
         try Files.makeDirectories(directory)
         try Files.makeDirectories("\(directory)/.sha256")
         try Files.makeDirectories("\(directory)/.incoming")
-        opened = try OpenDirectory(directory)
         // half-finished uploads from a previous run
         for f in Files.list(incomingDirectory) { Files.remove("\(incomingDirectory)/\(f)") }
     }
 
     func path(_ name: String) -> String { "\(directory)/\(name)" }
 
-    func exists(_ name: String) -> Bool { Names.checkImage(name) == nil && opened.contains(name) }
+    func exists(_ name: String) -> Bool { Names.checkImage(name) == nil && Files.exists(path(name)) }
 
     var names: [String] {
         Files.list(directory).filter { !$0.hasPrefix(".") && Names.checkImage($0) == nil && !Files.isDirectory(path($0)) }
