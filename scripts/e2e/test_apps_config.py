@@ -22,11 +22,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/qemu-system-x86_64"
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    work = str(tmp_path_factory.mktemp("registry"))
-    reg = oci_registry.LocalRegistry(work)
-    layout = oci_registry.Layout(os.path.join(work, "layout"))
-    layout.tag("1", layout.image(oci_registry.busybox_layers(), cmd=["httpd", "-f", "-p", "8080", "-h", "/www"]))
-    reg.push(layout, "1", "busybox:1")
+    reg = oci_registry.busybox_registry(str(tmp_path_factory.mktemp("registry")))
     yield reg
     reg.stop()
 

@@ -192,6 +192,16 @@ http:
         self.log.close()
 
 
+def busybox_registry(work):
+    """A local registry at `work` holding busybox:1 (two layers, its command
+    busybox httpd on port 8080 serving /www); stop() it when done."""
+    reg = LocalRegistry(work)
+    layout = Layout(os.path.join(work, "layout"))
+    layout.tag("1", layout.image(busybox_layers(), cmd=["httpd", "-f", "-p", "8080", "-h", "/www"]))
+    reg.push(layout, "1", "busybox:1")
+    return reg
+
+
 class TokenGate:
     """A proxy in front of `upstream` that wants a bearer token, as Docker Hub
     does: without one it answers 401 with a Bearer challenge whose realm is
