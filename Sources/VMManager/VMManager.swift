@@ -71,7 +71,14 @@ public actor VMManager {
     public nonisolated let stateDir: String
     let store: ImageStore
     // What statuses are made of is published (`facts`) on every change.
-    var specs: [String: VMSpec] = [:] { didSet { facts.withLock { $0.specs = specs } } }
+    var specs: [String: VMSpec] = [:] {
+        didSet {
+            facts.withLock { $0.specs = specs }
+            specsChanged(from: oldValue)
+        }
+    }
+    /// Told of every change of the VM set (`followVMSet`).
+    var vmSetFollowers: [@Sendable (VMSet) -> Void] = []
     var runtimes: [String: Runtime] = [:] { didSet { publishRuntimes() } }
     /// Why a VM that is not running crashed (cleared on start).
     private var crashes: [String: String] = [:] { didSet { facts.withLock { $0.crashes = crashes } } }

@@ -42,6 +42,9 @@ struct DaemonCommand: Command {
     @Option(name: .customLong("boot-medium"), help: "The disk CloudBIOS booted from; the first-run setup may add a CBCONFIG partition to it.")
     var bootMedium: String?
 
+    @Option(name: .customLong("boot-menu"), help: "Keep GRUB's per-VM entries in this boot-menu.cfg (default: on the CBCONFIG volume or installed system the config came from, under CloudBIOS's PID 1).")
+    var bootMenuFile: String?
+
     @Flag(name: .customLong("no-autostart"), help: "Do not start autostart VMs.")
     var noAutostart = false
 
@@ -96,8 +99,7 @@ struct DaemonCommand: Command {
         let imageStore = dir + "/images"
         let installer = Installer(config: cfg, configText: configText,
                                   sources: { try Install.defaultSources(imageStore: imageStore) })
-        let bootMenu = BootMenuSync.forThisMachine(config: config, manager: manager)
-        await bootMenu?.refresh()
+        let bootMenu = await BootMenuSync.start(config: config, file: bootMenuFile, manager: manager)
         let apps = AppManager(options: Self.appOptions(dir, panelPort: cfg.panel.port, manager: manager, hostname: cfg.hostname, config: config),
                               ports: appPorts)
         await apps.reattach()

@@ -24,7 +24,8 @@ struct VMManagerBackend: PanelBackend, ImmediateVMStatus {
         set { fleetMembership = newValue }
     }
     var fleetMembership: Fleet? = nil
-    /// GRUB's per-VM entries, refreshed after the VMs change (nil: none kept).
+    /// GRUB's per-VM entries, following the VMs; a change through the API
+    /// answers once they are written (nil: none kept).
     var bootMenu: BootMenuSync? = nil
     /// The installed system's slots and upgrades (nil: not an installed system).
     var upgrader: SystemUpgrader? = nil
@@ -112,18 +113,18 @@ struct VMManagerBackend: PanelBackend, ImmediateVMStatus {
         } else {
             s = try await manager.create(spec)
         }
-        await bootMenu?.refresh()
+        await bootMenu?.settled()
         return s
     }
     func updateVM(_ name: String, _ spec: VMSpec) async throws -> VMStatus {
         let s = try await manager.edit(name, spec)
-        await bootMenu?.refresh()
+        await bootMenu?.settled()
         return s
     }
     func setCDROM(_ name: String, _ image: String?) async throws -> VMStatus { try await manager.setCDROM(name, image) }
     func deleteVM(_ name: String) async throws {
         try await manager.delete(name)
-        await bootMenu?.refresh()
+        await bootMenu?.settled()
         try await fleet?.releaseAsync(name)
     }
     func perform(_ action: VMAction, on name: String) async throws -> VMStatus {
@@ -153,7 +154,7 @@ struct VMManagerBackend: PanelBackend, ImmediateVMStatus {
     }
     func tasks() async -> [TaskInfo] { installer.tasks() + manager.tasks.all() }
     func importVM(image: String, name: String) async throws -> TaskInfo {
-        refreshMenu(after: try await manager.startVMImport(image: image, name: name))
+        try await manager.startVMImport(image: image, name: name)
     }
     func importImage(_ name: String, url: String, sha256: String?) async throws -> TaskInfo {
         try await manager.startImport(name, url: url, sha256: sha256)
@@ -170,7 +171,7 @@ struct VMManagerBackend: PanelBackend, ImmediateVMStatus {
         try await manager.deleteSnapshot(name, snapshot: snapshot).json
     }
     func cloneVM(_ name: String, _ body: [String: JSONValue]) async throws -> TaskInfo {
-        refreshMenu(after: try await manager.startClone(name, body: body))
+        try await manager.startClone(name, body: body)
     }
 
     func metrics() async -> String { await manager.metrics() }
@@ -182,22 +183,9 @@ struct VMManagerBackend: PanelBackend, ImmediateVMStatus {
     func backup(_ id: String) async throws -> JSONValue { try await manager.backup(id).json }
     func deleteBackup(_ id: String) async throws { try await manager.deleteBackup(id) }
     func restoreBackup(_ id: String, overrides: [String: JSONValue]) async throws -> TaskInfo {
-        refreshMenu(after: try await manager.startRestore(id, overrides: overrides))
+        try await manager.startRestore(id, overrides: overrides)
     }
     func verifyBackup(_ id: String) async throws -> TaskInfo { try await manager.startVerify(id) }
-}
-
-extension VMManagerBackend {
-    /// A task that makes a VM (an OVA import, a restore, a clone): GRUB's
-    /// entries follow as soon as it ends (a failed one may have removed the
-    /// VM it began with).
-    @discardableResult
-    func refreshMenu(after task: TaskInfo) -> TaskInfo {
-        if let bootMenu {
-            manager.tasks.whenSettled(task.id) { _ in Task { await bootMenu.refresh() } }
-        }
-        return task
-    }
 }
 
 extension ImageUploadSession: ImageUpload {}

@@ -5,6 +5,7 @@ node shows every node up, and a node killed whole (every process in its
 namespace) is shown down by the others within a minute."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -63,6 +64,8 @@ cluster:
   token: "{TOKEN}"
 """ + shared)
         self.log = os.path.join(self.dir, "daemon.log")
+        # GRUB's per-VM entries, as the node's boot stick would hold them
+        self.menu = os.path.join(self.dir, "boot-menu.cfg")
         self.proc = None
         self.token = None
 
@@ -73,7 +76,7 @@ cluster:
     def start(self):
         logf = open(self.log, "a")
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, cbdaemon.binary(), "daemon", "--config", self.config,
-                                      "--state-dir", os.path.join(self.dir, "s"), "--nat", "user"],
+                                      "--state-dir", os.path.join(self.dir, "s"), "--nat", "user", "--boot-menu", self.menu],
                                      stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
 
     def request(self, method, path, body=None, timeout=10):
@@ -653,6 +656,54 @@ def test_a_failed_handover_after_the_switch_over_resumes_the_vm_on_its_node(flee
     assert all(b[0] == a[0] + 1 for a, b in zip(after, after[1:])), after
     assert node1.request("POST", "/api/v1/vms/back/stop", timeout=60)[0] == 200
     assert node1.request("DELETE", "/api/v1/vms/back", timeout=60)[0] == 204
+
+
+def menu_entries(n):
+    """The VMs of the node's boot menu, in GRUB's order (None: no file)."""
+    try:
+        with open(n.menu) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    assert text.startswith("# CloudBIOS boot menu entries"), text
+    return re.findall(r'menuentry "CloudBIOS: dual-run ([^"]+)" --id "vm-\1"', text)
+
+
+def test_the_boot_menus_follow_a_vm_migrating_live(fleet):
+    """GRUB's per-VM entries follow the VMs whatever moves them: a VM
+    created on node1 is in node1's menu; migrated live to node2 it is in
+    node2's menu and gone from node1's; deleted there, it leaves node2's."""
+    node1, node2, _ = fleet
+    kernel, initrd = cbdaemon.guest()
+    for n in (node1, node2):
+        n.upload("menuk", kernel)
+        n.upload("menui", initrd)
+    spec = {"name": "menuvm", "memory": 128, "kernel": "menuk", "initrd": "menui", "network": "none",
+            "append": "console=ttyS0", "node": "node1"}
+    st, body = node1.request("POST", "/api/v1/vms", spec, timeout=30)
+    assert st == 201, (st, body)
+    # a change through the API answers once the menu follows it
+    assert "menuvm" in menu_entries(node1), menu_entries(node1)
+    assert "menuvm" not in menu_entries(node2), menu_entries(node2)
+    assert node1.request("POST", "/api/v1/vms/menuvm/start", timeout=60)[0] == 200
+    wait_for("menuvm running on node1", lambda: listed(node1, "menuvm")["state"] == "running" or listed(node1, "menuvm"), 60)
+    st, body = node1.request("POST", "/api/v1/vms/menuvm/migrate", {"node": "node2"}, timeout=30)
+    assert st == 202, (st, body)
+    t = task_done(node1, json.loads(body)["id"], 120)
+    assert t["state"] == "succeeded", t
+    assert [w for w, _ in qemus_of(fleet, "menuvm")] == ["node2"]
+
+    def moved():
+        a, b = menu_entries(node1), menu_entries(node2)
+        return True if "menuvm" not in a and "menuvm" in b else (a, b)
+    wait_for("menuvm in node2's boot menu and not in node1's", moved, 30)
+    for line in open(node2.log).read().splitlines():
+        if "boot menu:" in line and "menuvm" in line:
+            print(line)
+    assert node1.request("POST", "/api/v1/vms/menuvm/stop", timeout=60)[0] == 200
+    assert node1.request("DELETE", "/api/v1/vms/menuvm", timeout=60)[0] == 204
+    wait_for("menuvm gone from node2's boot menu", lambda: "menuvm" not in menu_entries(node2) or menu_entries(node2), 30)
+    assert "menuvm" not in menu_entries(node1)
 
 
 def test_a_killed_node_is_down_on_the_others_within_a_minute(fleet):
