@@ -113,8 +113,14 @@ public struct InstallRequest: Sendable {
     public var vms: [String]
     public var displayVM: String?
     public var sources: InstallSources
-    public init(plan: InstallPlan, configText: String, vms: [String], displayVM: String?, sources: InstallSources) {
+    /// The panel users made on the machine installing (first-run setup,
+    /// host console), as `users.yaml` text for the config partition: the
+    /// installed system logs in with them and asks for no first admin.
+    public var localUsers: String?
+    public init(plan: InstallPlan, configText: String, vms: [String], displayVM: String?, sources: InstallSources,
+                localUsers: String? = nil) {
         self.plan = plan; self.configText = configText; self.vms = vms; self.displayVM = displayVM; self.sources = sources
+        self.localUsers = localUsers
     }
 }
 
@@ -284,10 +290,13 @@ public final class InstallExecutor {
         try makeSparse(systemImage, part(.system).size)
         try Tool.run("mke2fs", ["-t", "ext4", "-F", "-q", "-b", "4096", "-L", Layout.systemLabel, "-U", systemUUID,
                                 "-E", "nodiscard", "-d", sys, systemImage])
-        // Config: the config file without install:.
+        // Config: the config file without install:, and the machine's own users.
         let cfg = stage + "/config"
         try Files.makeDirectories(cfg)
         try Files.writeAtomically(cfg + "/cloudbios.yaml", request.configText)
+        if let users = request.localUsers {
+            try Files.writeAtomically(cfg + "/" + LocalUsers.fileName, users, mode: 0o600)
+        }
         try makeSparse(configImage, part(.config).size)
         try Tool.run("mke2fs", ["-t", "ext4", "-F", "-q", "-b", "4096", "-L", Layout.configLabel, "-U", configUUID,
                                 "-E", "nodiscard", "-d", cfg, configImage])

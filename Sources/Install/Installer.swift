@@ -20,6 +20,7 @@ public final class Installer: Sendable {
     let config: CloudBIOSConfig
     let configText: String
     let sources: @Sendable () throws -> InstallSources
+    let localUsers: @Sendable () -> [PanelUser]
 
     /// - Parameters:
     ///   - config: the running config (VM names for the boot menu, images).
@@ -27,11 +28,16 @@ public final class Installer: Sendable {
     ///     without `install:`.
     ///   - sources: where the kernel, initramfs, GRUB and the image store are
     ///     (default: the boot medium and /var/lib/cloudbios/images).
+    ///   - localUsers: the panel users made on this machine (first-run
+    ///     setup, host console), read when an install starts; the installed
+    ///     config partition gets them as `users.yaml`.
     public init(config: CloudBIOSConfig, configText: String,
-                sources: @escaping @Sendable () throws -> InstallSources = { try Install.defaultSources(imageStore: "/var/lib/cloudbios/images") }) {
+                sources: @escaping @Sendable () throws -> InstallSources = { try Install.defaultSources(imageStore: "/var/lib/cloudbios/images") },
+                localUsers: @escaping @Sendable () -> [PanelUser] = { [] }) {
         self.config = config
         self.configText = configText
         self.sources = sources
+        self.localUsers = localUsers
     }
 
     /// `POST /api/v1/install` with `{"disk": selector, "wipe": bool,
@@ -54,7 +60,8 @@ public final class Installer: Sendable {
         var srcWithImages = src
         srcWithImages.configImages = InstallSources.configImages(config)
         let request = InstallRequest(plan: plan, configText: Install.configTextWithoutInstall(configText),
-                                     vms: config.vms.map(\.name), displayVM: config.displayVM?.name, sources: srcWithImages)
+                                     vms: config.vms.map(\.name), displayVM: config.displayVM?.name, sources: srcWithImages,
+                                     localUsers: Install.usersText(localUsers()))
         var t = newTask()
         let busy = state.withLock { s -> String? in
             if let r = s.running { return r }
@@ -186,12 +193,19 @@ public enum Install {
         }
     }
 
-    /// The config partition's copy: the file without `install:`, newline-terminated.
+    /// The config partition's copy: the file without `install:`, newline-terminated
+    /// (`version: 1` when the machine runs without a config file).
     public static func configTextWithoutInstall(_ text: String) -> String {
         var t = ConfigLoader.textWithoutInstall(text)
         while t.hasSuffix("\n\n") { t.removeLast() }
         if !t.hasSuffix("\n") { t += "\n" }
+        if t.allSatisfy(\.isWhitespace) { t = "version: 1\n" }
         return t
+    }
+
+    /// `users.yaml` for the config partition; nil when there are none.
+    static func usersText(_ users: [PanelUser]) -> String? {
+        users.isEmpty ? nil : LocalUsers.render(users)
     }
 
     /// Synchronous form of `runHeadless` (blocks the calling thread).
@@ -219,8 +233,11 @@ public enum Install {
         var src: InstallSources
         do { src = try sources ?? defaultSources(imageStore: "/var/lib/cloudbios/images") } catch { return refuse("\(error)") }
         src.configImages = InstallSources.configImages(config)
+        // the users made on this machine beside the config come along
+        let usersPath = Files.parent(of: configPath) + "/" + LocalUsers.fileName
+        let users = (try? Files.readString(usersPath)).flatMap { try? LocalUsers.parse(path: usersPath, text: $0) } ?? []
         let req = InstallRequest(plan: plan, configText: Install.configTextWithoutInstall(text), vms: config.vms.map(\.name),
-                                 displayVM: config.displayVM?.name, sources: src)
+                                 displayVM: config.displayVM?.name, sources: src, localUsers: Install.usersText(users))
         do {
             try InstallExecutor(req, observe: reporter.handle).run()
             return true

@@ -98,7 +98,8 @@ struct DaemonCommand: Command {
         // them (GET /host, starting a VM) waits for that one result.
         let imageStore = dir + "/images"
         let installer = Installer(config: cfg, configText: configText,
-                                  sources: { try Install.defaultSources(imageStore: imageStore) })
+                                  sources: { try Install.defaultSources(imageStore: imageStore) },
+                                  localUsers: { users.load() })
         let bootMenu = await BootMenuSync.start(config: config, file: bootMenuFile, manager: manager)
         let apps = AppManager(options: Self.appOptions(dir, panelPort: cfg.panel.port, manager: manager, hostname: cfg.hostname, config: config),
                               ports: appPorts)

@@ -166,6 +166,52 @@ func sh(_ cmd: String) throws -> String {
         #expect((Int(used) ?? .max) < 400 * 1024)
     }
 
+    /// A machine running without a config file (its admin made by the
+    /// first-run setup, in RAM) installs through the panel's installer: the
+    /// config partition gets a config that loads and the machine's own
+    /// users, so the installed system logs in with them.
+    @Test func anInstallWithoutAConfigFileTakesTheMachinesOwnUsers() async throws {
+        defer { cleanup() }
+        let target = dir + "/target.img"
+        _ = try sh("truncate -s 2G \(target)")
+        let decoy = try makeDecoy()
+        let admin = PanelUser(name: "admin", passwordHash: "$6$salt$hash", sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl e2e@test"])
+        let src = sources()
+        let installer = Installer(config: CloudBIOSConfig(), configText: "", sources: { src }, localUsers: { [admin] })
+        var t = try installer.startInstall(try JSONValue.parse(#"{"disk": {"serial": "TARGET01"}}"#),
+                                           disks: try diskTable(target: target, decoy: decoy))
+        let deadline = Clock.monotonic() + 120
+        while t.state == .running || t.state == .pending {
+            #expect(Clock.monotonic() < deadline)
+            try await Task.sleep(nanoseconds: 100_000_000)
+            t = try #require(installer.task(t.id))
+        }
+        #expect(t.state == .succeeded, "\(t.message)")
+        let yaml = try sh("debugfs -R 'cat /cloudbios.yaml' '\(at(target, 642))' 2>/dev/null")
+        #expect(yaml == "version: 1\n")
+        #expect((try? ConfigLoader.load(path: "c.yaml", text: yaml)) != nil)
+        let users = try sh("debugfs -R 'cat /users.yaml' '\(at(target, 642))' 2>/dev/null")
+        #expect(try LocalUsers.parse(path: "users.yaml", text: users) == [admin])
+        #expect(try sh("debugfs -R 'stat /users.yaml' '\(at(target, 642))' 2>/dev/null").contains("Mode:  0600"))
+    }
+
+    /// The headless install takes the users made on the machine beside its
+    /// config too.
+    @Test func aHeadlessInstallTakesTheUsersBesideTheConfig() throws {
+        defer { cleanup() }
+        let target = dir + "/target.img"
+        _ = try sh("truncate -s 2G \(target)")
+        let decoy = try makeDecoy()
+        let admin = PanelUser(name: "ops", passwordHash: "$6$salt$other")
+        try Files.writeAtomically(dir + "/cfg/users.yaml", LocalUsers.render([admin]))
+        let (cfg, path) = try config()
+        var lines: [String] = []
+        let ok = Install.headless(config: cfg, configPath: path, sources: sources(), disks: try diskTable(target: target, decoy: decoy)) { lines.append($0) }
+        #expect(ok, "\(lines.joined(separator: "\n"))")
+        let users = try sh("debugfs -R 'cat /users.yaml' '\(at(target, 642))' 2>/dev/null")
+        #expect(try LocalUsers.parse(path: "users.yaml", text: users) == [admin])
+    }
+
     @Test func refusesANonEmptyDiskWithoutWipeAndChangesNothing() throws {
         defer { cleanup() }
         let decoy = try makeDecoy(size: "1G")
