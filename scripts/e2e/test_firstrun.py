@@ -18,19 +18,10 @@ import time
 import pytest
 
 import qemu
+from firstrun import CODE_RE, setup_code
 
 BOOT_TIMEOUT = 300
 PANEL_TIMEOUT = 240
-CODE_RE = re.compile(r"setup code ([0-9A-Z]{4}-[0-9A-Z]{4})")
-
-
-def setup_code(vm, timeout=BOOT_TIMEOUT):
-    """The code as the machine's serial console shows it."""
-    vm.wait_serial("enter the setup code ", timeout)
-    codes = CODE_RE.findall(vm.serial())
-    assert codes, vm.serial()[-3000:]
-    assert len(set(codes)) == 1, codes  # one code until it is used
-    return codes[-1]
 
 
 def wrong(code):
