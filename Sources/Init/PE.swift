@@ -27,13 +27,16 @@ public final class PE: @unchecked Sendable {
 
     public private(set) var cmdline = KernelCommandLine("")
     public internal(set) var volumes: [Volume] = []
-    public private(set) var configPath: String?
-    public private(set) var configSource: String?
-    public private(set) var configError: String?
+    /// The config phase's result, which every later phase reads.
+    public private(set) var configOutcome: ConfigOutcome = .none
+    /// The config file found, valid or not.
+    public var configPath: String? { configOutcome.location?.path }
+    public var configSource: String? { configOutcome.location?.source }
+    public var configError: String? { configOutcome.error }
     /// The volume the config was read from, when it came from one.
-    public private(set) var configVolume: Volume?
+    public var configVolume: Volume? { configOutcome.location?.volume }
     /// The config as the strict reading gave it, when it is valid.
-    public private(set) var config: CloudBIOSConfig?
+    public var config: CloudBIOSConfig? { configOutcome.config }
     /// `network.interfaces` as a list: hotplugged NICs follow it, not DHCP.
     var interfaceEntries: [InterfaceConfig]?
     public private(set) var hostname = "cloudbios"
@@ -42,8 +45,8 @@ public final class PE: @unchecked Sendable {
     /// Where the payload came from ("initramfs" or the squashfs path); nil
     /// when it is missing or the core has none.
     public internal(set) var payloadSource: String?
-    /// Validates a config file: nil when valid, else the error text.
-    public var validator: (String) -> String?
+    /// Reads and parses a config file, once: the config or its problems.
+    public var readConfig: (String) -> Result<CloudBIOSConfig, ConfigReadError> = ConfigPhase.parse
     /// How `cloudbios.config=http(s)://…` is downloaded.
     public var configFetch = ConfigFetch()
     /// How `cloudbios.config=metadata` reads the cloud's user-data.
@@ -80,8 +83,6 @@ public final class PE: @unchecked Sendable {
         self.executable = executable
         self.stateDir = stateDir
         self.console = InitConsole(offTarget: mode != .pe)
-        self.validator = { _ in nil }
-        self.validator = PE.validate
         self.supervisor = Supervisor(clock: Clock.monotonic, spawner: { [unowned self] in try self.spawn($0) },
                                      log: { [unowned self] in self.log($0) })
     }
@@ -552,64 +553,19 @@ public final class PE: @unchecked Sendable {
     }
 
     func findConfig() {
-        let plan = ConfigDiscovery.plan(cmdline, volumes: volumes)
-        for step in plan {
-            switch step {
-            case .missing(let s):
-                configError = "config source \(s) not found"
-            case .fetch(let url):
-                let dest = root + "/run/cloudbios/config/cloudbios.yaml"
-                try? Files.makeDirectories(Files.parent(of: dest))
-                if let why = fetch(url, to: dest) { configError = "cannot download the config from \(url): \(why)" }
-                else { configPath = dest; configSource = url }
-            case .metadata:
-                let dest = root + "/run/cloudbios/config/cloudbios.yaml"
-                try? Files.makeDirectories(Files.parent(of: dest))
-                let r = metadataFetch.fetch(to: dest) { self.log($0) }
-                if let why = r.error { configError = "cannot read the config from the cloud's user-data: \(why)" }
-                else { configPath = dest; configSource = "metadata: \(r.found ?? "?")" }
-            case .file(let p):
-                let path = p.hasPrefix("/") ? root + p : p
-                if Files.exists(path) { configPath = path; configSource = p }
-                else { configError = "\(p): no such file" }
-            case .volume(let v, let file, let source):
-                guard let dir = mountVolume(v) else { continue }
-                let path = dir + "/" + file
-                if Files.exists(path) { configPath = path; configSource = "\(source) (\(v.device))"; configVolume = v }
-                else if case .label(let l) = source, cmdline.configSource != nil {
-                    configError = "LABEL=\(l): no \(file) at the root of \(v.device)"
-                }
-            }
-            if configPath != nil { break }
-        }
-        guard let path = configPath else {
-            if let e = configError { log("config: ERROR: \(e); starting with defaults") }
-            else { log("config: no cloudbios.yaml found (kernel argument, \(PELabel.config) volume, boot medium, installed disk); starting with defaults") }
-            return
-        }
-        log("config: using \(path) from \(configSource ?? "?")")
-        if let e = validator(path) {
-            configError = e
-            for line in e.split(separator: "\n") { log("config: ERROR: \(line)") }
-            log("config: the config is invalid; the daemon starts with defaults")
-        }
-        // later phases read this one value: the config when it is valid,
-        // nothing otherwise (the daemon then runs with defaults)
-        if configError == nil, let text = try? Files.readString(path), let cfg = try? ConfigLoader.load(path: path, text: text) {
-            config = cfg
-        }
-    }
-
-    /// The config module's strict validation: every problem as FILE:LINE:COL: message.
-    public static func validate(_ path: String) -> String? {
-        let text: String
-        do { text = try Files.readString(path) } catch { return "\(path): cannot read: \(error)" }
-        do {
-            _ = try ConfigLoader.load(path: path, text: text)
-            return nil
-        } catch {
-            return error.errors.map(\.description).joined(separator: "\n")
-        }
+        var phase = ConfigPhase(downloadPath: root + "/run/cloudbios/config/cloudbios.yaml",
+                                mount: { [unowned self] in self.mountVolume($0) },
+                                fetch: { [configFetch] url, dest in
+                                    try? Files.makeDirectories(Files.parent(of: dest))
+                                    return configFetch.fetch(url, to: dest)
+                                },
+                                metadata: { [unowned self] dest in
+                                    try? Files.makeDirectories(Files.parent(of: dest))
+                                    return self.metadataFetch.fetch(to: dest) { self.log($0) }
+                                })
+        phase.read = readConfig
+        phase.log = { [unowned self] in self.log($0) }
+        configOutcome = phase.run(ConfigDiscovery.plan(cmdline, volumes: volumes), explicit: cmdline.configSource != nil, root: root)
     }
 
     /// The directory a volume is mounted on, read-only, below
@@ -621,24 +577,6 @@ public final class PE: @unchecked Sendable {
             return Files.isDirectory(d) ? d : nil
         }
         return mounts.mount(v) { self.log($0) }
-    }
-
-    /// Downloads the config of `cloudbios.config=URL` (off-target too: the
-    /// fake root's command line names the server).
-    func fetch(_ url: String, to dest: String) -> String? {
-        configFetch.fetch(url, to: dest)
-    }
-
-    /// Runs `cloudbios config validate FILE`; its output is the error text.
-    func validateWithCLI(_ path: String) -> String? {
-        guard let r = try? Launcher(executable, ["config", "validate", path]).run() else { return nil }
-        if r.status == 0 { return nil }
-        if r.status == 64 {  // usage error: this build has no validator; the daemon judges
-            log("config: cannot validate here (\(r.output.split(separator: "\n").first ?? "")); passing it to the daemon")
-            return nil
-        }
-        let text = r.output.split(separator: "\n").filter { !$0.isEmpty }.joined(separator: "\n")
-        return text.isEmpty ? "\(path): invalid (validate exited with status \(r.status))" : text
     }
 
     func setHostname() {
@@ -700,7 +638,7 @@ public final class PE: @unchecked Sendable {
     public var servicePlan: [(name: String, arguments: [String])] {
         if cmdline.rescue { return [] }
         var daemon = ["daemon"]
-        if let p = configPath, configError == nil { daemon += ["--config", p] }
+        if let p = configOutcome.validPath { daemon += ["--config", p] }
         // In the PE the daemon owns the host's VM networking: cbnat0 with
         // DHCP and masquerading for nat VMs, vmbr0 for bridge VMs.
         daemon += ["--state-dir", stateDir, "--nat", "bridge"]
@@ -712,7 +650,7 @@ public final class PE: @unchecked Sendable {
         let export = config?.console.vnc.map { ["--export-console", $0] } ?? []
         // the host console's menu on the local screen (tty1)
         var menu = ["host-console", "--users-file", usersFile, "--setup-code-file", root + PE.setupCodeFile]
-        if let p = configPath, configError == nil { menu += ["--config", p] }
+        if let p = configOutcome.validPath { menu += ["--config", p] }
         out.append((name: "host-console", arguments: menu))
         if let vm = displayVM {
             out.append((name: "viewer", arguments: ["viewer", "--vm", vm] + export))
