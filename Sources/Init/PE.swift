@@ -71,7 +71,6 @@ public final class PE: @unchecked Sendable {
     /// buses enumerate after the others, and the volume scan lets them settle.
     var lastUSBEvent = 0.0
     var shutdownRequested: ShutdownKind?
-    var statusDrawn = false
 
     public init(mode: Mode, version: String, executable: String = "/usr/bin/cloudbios",
                 stateDir: String = "/var/lib/cloudbios") {
@@ -1000,10 +999,6 @@ public final class PE: @unchecked Sendable {
             log("\(path): \(error)")
             return -1
         }
-    }
-
-    func capture(_ path: String, _ args: [String]) -> String {
-        (try? Launcher(path, args).run(mergeError: false).output) ?? ""
     }
 }
 
