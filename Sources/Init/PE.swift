@@ -409,8 +409,7 @@ public final class PE: @unchecked Sendable {
             log("network: console: '\(Names.clip(text))' is not an address, gateway and DNS servers; nothing changed")
             return
         }
-        if let pid = supervisor.disable("dhcp-\(iface)") { kill(pid, SIGTERM) }
-        state.update { $0.addressed.insert(iface) }  // hotplug must not start DHCP again
+        stopDHCP(iface)
         _ = run("/sbin/ip", ["-4", "addr", "flush", "dev", iface])
         _ = run("/sbin/ip", ["link", "set", iface, "up"])
         let rc = run("/sbin/ip", ["addr", "add", address, "dev", iface])
@@ -457,8 +456,7 @@ public final class PE: @unchecked Sendable {
             case .dhcp(let iface):
                 startDHCP(iface, anyKind: true)
             case .stopDHCP(let iface):
-                if let pid = supervisor.disable("dhcp-\(iface)") { kill(pid, SIGTERM) }
-                state.update { $0.addressed.insert(iface) }  // hotplug must not start DHCP again
+                stopDHCP(iface)
             case .resolvConf(let servers):
                 try? Files.writeAtomically(root + "/run/cloudbios/dns-static", servers.joined(separator: " ") + "\n")
                 try? Files.writeAtomically(root + "/etc/resolv.conf", servers.map { "nameserver \($0)\n" }.joined())
@@ -503,6 +501,16 @@ public final class PE: @unchecked Sendable {
         log("display: now \(want ?? "no VM") (asked for through the panel)")
         if onTarget { supervisor.tick() }
         refreshStatus(force: true)
+    }
+
+    /// Stops the DHCP client of `iface`, for good, and waits for it to end:
+    /// it runs its script to the end first, so a lease it was applying is
+    /// in place before the caller flushes it, never after.
+    func stopDHCP(_ iface: String) {
+        state.update { $0.addressed.insert(iface) }  // hotplug must not start DHCP again
+        guard let pid = supervisor.disable("dhcp-\(iface)") else { return }
+        kill(pid, SIGTERM)
+        if Reaper.shared.wait(pid, timeout: 3) == nil { log("network: the DHCP client of \(iface) did not stop in 3 s") }
     }
 
     func startDHCP(_ iface: String, anyKind: Bool = false) {
