@@ -11,7 +11,11 @@ import Synchronization
 
 /// PID 1 of the CloudBIOS PE. Off-target (`root` set) the hardware phases are
 /// skipped and every path is read below `root`, so tests can run the boot
-/// against a fake kernel.
+/// against a fake kernel. The boot's phases hand their results on as
+/// arguments and publish them to `state`, the one owner of what is read
+/// after the boot. The volume mounts, probes and the payload's mount have
+/// owners of their own with a lock; the remaining members are the main
+/// loop's (its file descriptors, the supervisor), used on its thread only.
 public final class PE: @unchecked Sendable {
     public enum Mode: Equatable, Sendable {
         case pe
