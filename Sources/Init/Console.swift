@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Platform
+import Synchronization
 
 /// PID 1's log: every line goes to the serial console(s), to the screen
 /// (until the status screen takes it over), and to /run/cloudbios/pe.log.
@@ -9,8 +10,13 @@ public final class InitConsole {
     var serial: [Int32] = []
     var screen: Int32 = -1
     var file: Int32 = -1
-    /// While true, log lines also go to the screen.
-    public var screenLogging = true
+    /// While true, log lines also go to the screen (set by the main loop,
+    /// read by whichever thread logs).
+    public var screenLogging: Bool {
+        get { screenFlag.load(ordering: .relaxed) }
+        set { screenFlag.store(newValue, ordering: .relaxed) }
+    }
+    private let screenFlag = Atomic<Bool>(true)
     let start: Double
     let sinkToStderr: Bool
 

@@ -11,7 +11,11 @@ import Synchronization
 
 /// PID 1 of the CloudBIOS PE. Off-target (`root` set) the hardware phases are
 /// skipped and every path is read below `root`, so tests can run the boot
-/// against a fake kernel.
+/// against a fake kernel. The boot's phases hand their results on as
+/// arguments and publish them to `state`, the one owner of what is read
+/// after the boot. The volume mounts, probes and the payload's mount have
+/// owners of their own with a lock; the remaining members are the main
+/// loop's (its file descriptors, the supervisor), used on its thread only.
 public final class PE: @unchecked Sendable {
     public enum Mode: Equatable, Sendable {
         case pe
@@ -25,25 +29,26 @@ public final class PE: @unchecked Sendable {
     public let console: InitConsole
     public private(set) var supervisor: Supervisor!
 
-    public private(set) var cmdline = KernelCommandLine("")
-    public internal(set) var volumes: [Volume] = []
-    public private(set) var configPath: String?
-    public private(set) var configSource: String?
-    public private(set) var configError: String?
-    /// The volume the config was read from, when it came from one.
-    public private(set) var configVolume: Volume?
-    /// The config as the strict reading gave it, when it is valid.
-    public private(set) var config: CloudBIOSConfig?
-    /// `network.interfaces` as a list: hotplugged NICs follow it, not DHCP.
-    var interfaceEntries: [InterfaceConfig]?
-    public private(set) var hostname = "cloudbios"
-    public private(set) var displayVM: String?
-    public private(set) var completedPhases: [String] = []
+    /// What the phases produced, and what changes after the boot, for the
+    /// main loop, the status screen and the payload's thread. The phases
+    /// themselves take what they need as arguments and return what they
+    /// produce; the accessors below are for reading after the boot.
+    public let state = PEState()
+
+    /// The config phase's result.
+    public var configOutcome: ConfigOutcome { state.read { $0.config } }
+    /// The config file found, valid or not.
+    public var configPath: String? { configOutcome.location?.path }
+    public var configSource: String? { configOutcome.location?.source }
+    public var configError: String? { configOutcome.error }
+    public var hostname: String { state.read { $0.hostname } }
+    public var displayVM: String? { state.read { $0.displayVM } }
+    public var completedPhases: [String] { state.read { $0.completedPhases } }
     /// Where the payload came from ("initramfs" or the squashfs path); nil
     /// when it is missing or the core has none.
-    public internal(set) var payloadSource: String?
-    /// Validates a config file: nil when valid, else the error text.
-    public var validator: (String) -> String?
+    public var payloadSource: String? { state.read { $0.payloadSource } }
+    /// Reads and parses a config file, once: the config or its problems.
+    public var readConfig: (String) -> Result<CloudBIOSConfig, ConfigReadError> = ConfigPhase.parse
     /// How `cloudbios.config=http(s)://…` is downloaded.
     public var configFetch = ConfigFetch()
     /// How `cloudbios.config=metadata` reads the cloud's user-data.
@@ -57,7 +62,6 @@ public final class PE: @unchecked Sendable {
     /// Read ends of the services' stdout/stderr pipes: fd -> (service, pending bytes).
     var outputs: [Int32: (name: String, buffer: [UInt8])] = [:]
     var inputFDs: [Int32: String] = [:]
-    var dhcpInterfaces: Set<String> = []
     /// Modaliases modprobe has been run for (uevents for them are not re-run).
     var coldplugAliases: Set<String> = []
     /// Volumes probed as their devices appear during coldplug.
@@ -71,7 +75,6 @@ public final class PE: @unchecked Sendable {
     /// buses enumerate after the others, and the volume scan lets them settle.
     var lastUSBEvent = 0.0
     var shutdownRequested: ShutdownKind?
-    var statusDrawn = false
 
     public init(mode: Mode, version: String, executable: String = "/usr/bin/cloudbios",
                 stateDir: String = "/var/lib/cloudbios") {
@@ -80,8 +83,6 @@ public final class PE: @unchecked Sendable {
         self.executable = executable
         self.stateDir = stateDir
         self.console = InitConsole(offTarget: mode != .pe)
-        self.validator = { _ in nil }
-        self.validator = PE.validate
         self.supervisor = Supervisor(clock: Clock.monotonic, spawner: { [unowned self] in try self.spawn($0) },
                                      log: { [unowned self] in self.log($0) })
     }
@@ -96,20 +97,52 @@ public final class PE: @unchecked Sendable {
 
     // MARK: boot
 
-    /// Runs every phase in order; a failing phase is logged and the boot goes on.
+    /// Runs the phases of `BootSequence` in order, each given what the
+    /// earlier ones produced; a failing phase is logged and the boot goes
+    /// on with what it leaves (nothing: the fallback the next phase takes).
+    /// Each result is published to `state` as it is produced.
     public func boot() {
-        for phase in BootSequence.phases {
-            if phase.hardware && !onTarget { continue }
-            let t0 = Clock.monotonic()
-            do {
-                try phase.run(self)
-            } catch {
-                log("\(phase.name): \(error) (continuing)")
-            }
-            completedPhases.append(phase.name)
-            let dt = Clock.monotonic() - t0
-            if dt > 0.2 { log("\(phase.name): done in \(Supervisor.format(dt)) s") }
+        step("mounts") { try mountPseudoFilesystems() }
+        step("console") { openConsole() }
+        let cmdline = step("cmdline") { readCommandLine() } ?? KernelCommandLine("")
+        state.update { $0.cmdline = cmdline }
+        step("modules") { loadModules() }
+        step("hotplug") { startHotplug() }
+        step("network") { startNetwork() }
+        let volumes = step("volumes") { scanVolumes(cmdline) } ?? []
+        state.update { $0.volumes = volumes }
+        let config = step("config") { findConfig(cmdline, volumes: volumes) } ?? .none
+        state.update { $0.config = config }
+        step("interfaces") { applyNetworkConfig(config) }
+        step("payload") { mountPayload(cmdline, config: config) }
+        step("hostname") { setHostname(config) }
+        let storage = step("storage") { mountStorage(volumes) }
+        state.update { $0.storage = storage }
+        step("install") { runInstall(cmdline, config: config) }
+        step("services") { planServices(cmdline, volumes: volumes, config: config) }
+        step("status") { showStatus() }
+    }
+
+    /// Runs the phase `name` of `BootSequence` (skipped off-target when it
+    /// is a hardware phase): its result, nil when skipped or failed.
+    @discardableResult
+    func step<T>(_ name: String, _ body: () throws -> T) -> T? {
+        guard let phase = BootSequence.phases.first(where: { $0.name == name }) else {
+            log("boot: no phase \(name)")
+            return nil
         }
+        if phase.hardware && !onTarget { return nil }
+        let t0 = Clock.monotonic()
+        var result: T?
+        do {
+            result = try body()
+        } catch {
+            log("\(name): \(error) (continuing)")
+        }
+        state.update { $0.completedPhases.append(name) }
+        let dt = Clock.monotonic() - t0
+        if dt > 0.2 { log("\(name): done in \(Supervisor.format(dt)) s") }
+        return result
     }
 
     func mountPseudoFilesystems() throws {
@@ -143,9 +176,10 @@ public final class PE: @unchecked Sendable {
         if let s = Files.readTrimmed("/proc/version") { log("kernel: \(s.split(separator: " ").prefix(3).joined(separator: " "))") }
     }
 
-    func readCommandLine() throws {
-        cmdline = KernelCommandLine((try? Files.readString(root + "/proc/cmdline")) ?? "")
+    func readCommandLine() -> KernelCommandLine {
+        let cmdline = KernelCommandLine((try? Files.readString(root + "/proc/cmdline")) ?? "")
         log("cmdline: \(cmdline.arguments.joined(separator: " "))")
+        return cmdline
     }
 
     // MARK: modules
@@ -369,7 +403,7 @@ public final class PE: @unchecked Sendable {
         if address == "dhcp" {
             log("network: console: \(iface) back to DHCP")
             _ = run("/sbin/ip", ["-4", "addr", "flush", "dev", iface])
-            dhcpInterfaces.remove(iface)
+            state.update { $0.addressed.remove(iface) }
             startDHCP(iface)
             return
         }
@@ -379,8 +413,7 @@ public final class PE: @unchecked Sendable {
             log("network: console: '\(Names.clip(text))' is not an address, gateway and DNS servers; nothing changed")
             return
         }
-        if let pid = supervisor.disable("dhcp-\(iface)") { kill(pid, SIGTERM) }
-        dhcpInterfaces.insert(iface)  // hotplug must not start DHCP again
+        stopDHCP(iface)
         _ = run("/sbin/ip", ["-4", "addr", "flush", "dev", iface])
         _ = run("/sbin/ip", ["link", "set", iface, "up"])
         let rc = run("/sbin/ip", ["addr", "add", address, "dev", iface])
@@ -394,12 +427,14 @@ public final class PE: @unchecked Sendable {
     /// Applies `network.interfaces` when the config lists interfaces (the
     /// default, DHCP everywhere, is running already): the `NetworkPlan`'s
     /// steps, each logged when it fails.
-    func applyNetworkConfig() {
-        guard let cfg = config, case .list(let entries) = cfg.network.interfaces else { return }
-        interfaceEntries = entries
+    /// The list in effect for NICs that appear later; nil: DHCP everywhere.
+    func applyNetworkConfig(_ config: ConfigOutcome) -> [InterfaceConfig]? {
+        guard let cfg = config.config, case .list(let entries) = cfg.network.interfaces else { return nil }
+        state.update { $0.interfaces = entries }
         let plan = NetworkPlan.make(cfg.network.interfaces, nics: wiredNICs())
         run(plan, what: "network.interfaces")
         refreshStatus(force: true)
+        return entries
     }
 
     func wiredNICs() -> [NetworkPlan.NIC] {
@@ -425,8 +460,7 @@ public final class PE: @unchecked Sendable {
             case .dhcp(let iface):
                 startDHCP(iface, anyKind: true)
             case .stopDHCP(let iface):
-                if let pid = supervisor.disable("dhcp-\(iface)") { kill(pid, SIGTERM) }
-                dhcpInterfaces.insert(iface)  // hotplug must not start DHCP again
+                stopDHCP(iface)
             case .resolvConf(let servers):
                 try? Files.writeAtomically(root + "/run/cloudbios/dns-static", servers.joined(separator: " ") + "\n")
                 try? Files.writeAtomically(root + "/etc/resolv.conf", servers.map { "nameserver \($0)\n" }.joined())
@@ -438,8 +472,9 @@ public final class PE: @unchecked Sendable {
     /// A NIC that appears later: the entry of `network.interfaces` that
     /// matches it, or DHCP when the config does not list interfaces.
     func configureNewInterface(_ iface: String) {
-        guard let entries = interfaceEntries else { startDHCP(iface); return }
-        guard isWired(iface), !dhcpInterfaces.contains(iface) else { return }
+        let (entries, addressed) = state.read { ($0.interfaces, $0.addressed.contains(iface)) }
+        guard let entries else { startDHCP(iface); return }
+        guard isWired(iface), !addressed else { return }
         let nic = NetworkPlan.NIC(name: iface, mac: Files.readTrimmed(root + "/sys/class/net/\(iface)/address") ?? "")
         run(NetworkPlan.make(.list(entries.filter { $0.match != nil }), nics: [nic]), what: "hotplug")
     }
@@ -454,12 +489,16 @@ public final class PE: @unchecked Sendable {
             log("display: \(problem); nothing changed")
             return
         }
-        guard want != displayVM, !cmdline.rescue else { return }
+        let now = state.snapshot
+        guard want != now.displayVM, !now.cmdline.rescue else { return }
         for name in ["viewer", "console-vnc"] {
             for pid in supervisor.remove(name) { kill(pid, SIGTERM) }
         }
-        displayVM = want
-        for s in servicePlan where s.name == "viewer" || s.name == "console-vnc" {
+        let plan = state.update { s in
+            s.displayVM = want
+            return servicePlan(s)
+        }
+        for s in plan where s.name == "viewer" || s.name == "console-vnc" {
             log("services: \(s.name): cloudbios \(s.arguments.joined(separator: " "))")
             if onTarget { supervisor.add(Service(name: s.name, path: executable, arguments: s.arguments)) }
         }
@@ -468,9 +507,20 @@ public final class PE: @unchecked Sendable {
         refreshStatus(force: true)
     }
 
+    /// Stops the DHCP client of `iface`, for good, and waits for it to end:
+    /// it runs its script to the end first, so a lease it was applying is
+    /// in place before the caller flushes it, never after.
+    func stopDHCP(_ iface: String) {
+        state.update { $0.addressed.insert(iface) }  // hotplug must not start DHCP again
+        guard let pid = supervisor.disable("dhcp-\(iface)") else { return }
+        kill(pid, SIGTERM)
+        if Reaper.shared.wait(pid, timeout: 3) == nil { log("network: the DHCP client of \(iface) did not stop in 3 s") }
+    }
+
     func startDHCP(_ iface: String, anyKind: Bool = false) {
-        guard anyKind || isWired(iface), !dhcpInterfaces.contains(iface) else { return }
-        dhcpInterfaces.insert(iface)
+        guard anyKind || isWired(iface) else { return }
+        let (fresh, hostname) = state.update { ($0.addressed.insert(iface).inserted, $0.hostname) }
+        guard fresh else { return }
         _ = run("/sbin/ip", ["link", "set", iface, "up"])
         log("network: DHCP on \(iface)")
         supervisor.add(Service(name: "dhcp-\(iface)", path: "/sbin/udhcpc",
@@ -481,10 +531,10 @@ public final class PE: @unchecked Sendable {
 
     // MARK: volumes and config
 
-    func scanVolumes() {
+    /// The volumes present; the payload's mount starts from them.
+    func scanVolumes(_ cmdline: KernelCommandLine) -> [Volume] {
         if !onTarget {
-            volumes = Volume.parseBlkid((try? Files.readString(root + "/run/blkid")) ?? "")
-            return
+            return Volume.parseBlkid((try? Files.readString(root + "/run/blkid")) ?? "")
         }
         // USB sticks and CD drives may need a moment after their driver loads.
         let wanted = cmdline.configSource.flatMap { s -> String? in
@@ -498,6 +548,7 @@ public final class PE: @unchecked Sendable {
         let usbDeadline = t0 + 12
         var usbWaitLogged = false
         var lastDevices: [String] = []
+        var volumes: [Volume] = []
         while true {
             // devices still appearing (a SCSI CD-ROM behind its ATA driver)
             // get their drivers now, not after the boot
@@ -527,7 +578,8 @@ public final class PE: @unchecked Sendable {
             usleep(100_000)
         }
         for v in volumes { log("volume: \(v.device) \(v.type ?? "?") \(v.label.map { "LABEL=\($0)" } ?? "")") }
-        startPayloadMount()
+        startPayloadMount(volumes)
+        return volumes
     }
 
     /// Whether a USB mass-storage interface has no disk yet (its driver
@@ -551,65 +603,20 @@ public final class PE: @unchecked Sendable {
         return false
     }
 
-    func findConfig() {
-        let plan = ConfigDiscovery.plan(cmdline, volumes: volumes)
-        for step in plan {
-            switch step {
-            case .missing(let s):
-                configError = "config source \(s) not found"
-            case .fetch(let url):
-                let dest = root + "/run/cloudbios/config/cloudbios.yaml"
-                try? Files.makeDirectories(Files.parent(of: dest))
-                if let why = fetch(url, to: dest) { configError = "cannot download the config from \(url): \(why)" }
-                else { configPath = dest; configSource = url }
-            case .metadata:
-                let dest = root + "/run/cloudbios/config/cloudbios.yaml"
-                try? Files.makeDirectories(Files.parent(of: dest))
-                let r = metadataFetch.fetch(to: dest) { self.log($0) }
-                if let why = r.error { configError = "cannot read the config from the cloud's user-data: \(why)" }
-                else { configPath = dest; configSource = "metadata: \(r.found ?? "?")" }
-            case .file(let p):
-                let path = p.hasPrefix("/") ? root + p : p
-                if Files.exists(path) { configPath = path; configSource = p }
-                else { configError = "\(p): no such file" }
-            case .volume(let v, let file, let source):
-                guard let dir = mountVolume(v) else { continue }
-                let path = dir + "/" + file
-                if Files.exists(path) { configPath = path; configSource = "\(source) (\(v.device))"; configVolume = v }
-                else if case .label(let l) = source, cmdline.configSource != nil {
-                    configError = "LABEL=\(l): no \(file) at the root of \(v.device)"
-                }
-            }
-            if configPath != nil { break }
-        }
-        guard let path = configPath else {
-            if let e = configError { log("config: ERROR: \(e); starting with defaults") }
-            else { log("config: no cloudbios.yaml found (kernel argument, \(PELabel.config) volume, boot medium, installed disk); starting with defaults") }
-            return
-        }
-        log("config: using \(path) from \(configSource ?? "?")")
-        if let e = validator(path) {
-            configError = e
-            for line in e.split(separator: "\n") { log("config: ERROR: \(line)") }
-            log("config: the config is invalid; the daemon starts with defaults")
-        }
-        // later phases read this one value: the config when it is valid,
-        // nothing otherwise (the daemon then runs with defaults)
-        if configError == nil, let text = try? Files.readString(path), let cfg = try? ConfigLoader.load(path: path, text: text) {
-            config = cfg
-        }
-    }
-
-    /// The config module's strict validation: every problem as FILE:LINE:COL: message.
-    public static func validate(_ path: String) -> String? {
-        let text: String
-        do { text = try Files.readString(path) } catch { return "\(path): cannot read: \(error)" }
-        do {
-            _ = try ConfigLoader.load(path: path, text: text)
-            return nil
-        } catch {
-            return error.errors.map(\.description).joined(separator: "\n")
-        }
+    func findConfig(_ cmdline: KernelCommandLine, volumes: [Volume]) -> ConfigOutcome {
+        var phase = ConfigPhase(downloadPath: root + "/run/cloudbios/config/cloudbios.yaml",
+                                mount: { [unowned self] in self.mountVolume($0) },
+                                fetch: { [configFetch] url, dest in
+                                    try? Files.makeDirectories(Files.parent(of: dest))
+                                    return configFetch.fetch(url, to: dest)
+                                },
+                                metadata: { [unowned self] dest in
+                                    try? Files.makeDirectories(Files.parent(of: dest))
+                                    return self.metadataFetch.fetch(to: dest) { self.log($0) }
+                                })
+        phase.read = readConfig
+        phase.log = { [unowned self] in self.log($0) }
+        return phase.run(ConfigDiscovery.plan(cmdline, volumes: volumes), explicit: cmdline.configSource != nil, root: root)
     }
 
     /// The directory a volume is mounted on, read-only, below
@@ -623,36 +630,21 @@ public final class PE: @unchecked Sendable {
         return mounts.mount(v) { self.log($0) }
     }
 
-    /// Downloads the config of `cloudbios.config=URL` (off-target too: the
-    /// fake root's command line names the server).
-    func fetch(_ url: String, to dest: String) -> String? {
-        configFetch.fetch(url, to: dest)
-    }
-
-    /// Runs `cloudbios config validate FILE`; its output is the error text.
-    func validateWithCLI(_ path: String) -> String? {
-        guard let r = try? Launcher(executable, ["config", "validate", path]).run() else { return nil }
-        if r.status == 0 { return nil }
-        if r.status == 64 {  // usage error: this build has no validator; the daemon judges
-            log("config: cannot validate here (\(r.output.split(separator: "\n").first ?? "")); passing it to the daemon")
-            return nil
-        }
-        let text = r.output.split(separator: "\n").filter { !$0.isEmpty }.joined(separator: "\n")
-        return text.isEmpty ? "\(path): invalid (validate exited with status \(r.status))" : text
-    }
-
-    func setHostname() {
-        if let h = config?.hostname, !h.isEmpty { hostname = h }
-        guard onTarget else { return }
+    func setHostname(_ config: ConfigOutcome) -> String {
+        var hostname = "cloudbios"
+        if let h = config.config?.hostname, !h.isEmpty { hostname = h }
+        state.update { $0.hostname = hostname }
+        guard onTarget else { return hostname }
         _ = cb_init_sethostname(hostname)
         try? Files.writeAtomically("/etc/hostname", hostname + "\n")
         log("hostname: \(hostname)")
+        return hostname
     }
 
     /// The state directory on a `CB-DATA` partition (the installed
     /// system's, else the first one found: a data disk made for an ISO or
     /// USB boot), else on a tmpfs.
-    func mountStorage() {
+    func mountStorage(_ volumes: [Volume]) -> StateLocation {
         let candidates = volumes.filter { $0.label == PELabel.data }
         let data = candidates.first { StateStorage.besideInstalledSystem($0.device) } ?? candidates.first
         if let data {
@@ -662,7 +654,7 @@ public final class PE: @unchecked Sendable {
             do {
                 try mounts.mountReadWrite(data, on: stateDir)
                 log("storage: \(data.device) mounted at \(stateDir)")
-                return
+                return .dataPartition(data)
             } catch {
                 log("storage: cannot mount the data partition \(data.device): \(error); using RAM")
             }
@@ -670,16 +662,19 @@ public final class PE: @unchecked Sendable {
         do {
             try Mount.mount("tmpfs", on: stateDir, type: "tmpfs", flags: UInt(MS_NOSUID | MS_NODEV), options: "mode=0755")
             log("storage: no data partition (CB-DATA); \(stateDir) is in RAM (tmpfs): VMs and images are gone at the next boot")
+            return .ram
         } catch {
             log("storage: \(error)")
+            return .failed("\(error)")
         }
     }
 
     /// A config with `install:` installs without a person at the console,
     /// then does `after:`. A refused or failed install is logged and the
     /// boot goes on to the panel, so the error can be read there too.
-    func runInstall() {
-        guard !cmdline.rescue, let path = configPath, let cfg = config, let install = cfg.install else { return }
+    func runInstall(_ cmdline: KernelCommandLine, config: ConfigOutcome) {
+        guard !cmdline.rescue, case .valid(let at, let cfg) = config, let install = cfg.install else { return }
+        let path = at.path
         console.screenLogging = true
         log("install: the config has an install: section; installing without a person at the console")
         let ok = Install.headless(config: cfg, configPath: path) { self.log($0) }
@@ -697,24 +692,28 @@ public final class PE: @unchecked Sendable {
     // MARK: services
 
     /// The services PID 1 runs for this boot: (name, argv).
-    public var servicePlan: [(name: String, arguments: [String])] {
-        if cmdline.rescue { return [] }
+    public var servicePlan: [(name: String, arguments: [String])] { servicePlan(state.snapshot) }
+
+    /// The services for what the phases produced and the display chosen.
+    func servicePlan(_ s: PEState.Snapshot) -> [(name: String, arguments: [String])] {
+        if s.cmdline.rescue { return [] }
+        let usersFile = usersFile(s.config)
         var daemon = ["daemon"]
-        if let p = configPath, configError == nil { daemon += ["--config", p] }
+        if let p = s.config.validPath { daemon += ["--config", p] }
         // In the PE the daemon owns the host's VM networking: cbnat0 with
         // DHCP and masquerading for nat VMs, vmbr0 for bridge VMs.
         daemon += ["--state-dir", stateDir, "--nat", "bridge"]
         // the first-run admin: beside the config on a writable volume, else
         // in RAM (the setup may then save it to the boot stick)
         daemon += ["--users-file", usersFile, "--setup-code-file", root + PE.setupCodeFile]
-        if let disk = bootMediumDisk { daemon += ["--boot-medium", disk] }
+        if let disk = bootMediumDisk(s.volumes) { daemon += ["--boot-medium", disk] }
         var out = [(name: "daemon", arguments: daemon)]
-        let export = config?.console.vnc.map { ["--export-console", $0] } ?? []
+        let export = s.config.config?.console.vnc.map { ["--export-console", $0] } ?? []
         // the host console's menu on the local screen (tty1)
         var menu = ["host-console", "--users-file", usersFile, "--setup-code-file", root + PE.setupCodeFile]
-        if let p = configPath, configError == nil { menu += ["--config", p] }
+        if let p = s.config.validPath { menu += ["--config", p] }
         out.append((name: "host-console", arguments: menu))
-        if let vm = displayVM {
+        if let vm = s.displayVM {
             out.append((name: "viewer", arguments: ["viewer", "--vm", vm] + export))
         } else if !export.isEmpty {
             out.append((name: "console-vnc", arguments: ["viewer"] + export))
@@ -737,23 +736,25 @@ public final class PE: @unchecked Sendable {
     /// The machine's own panel users (`users.yaml`): beside the config when
     /// that is on a writable volume (an installed config partition, a
     /// CBCONFIG stick), else in RAM.
-    public var usersFile: String {
-        if let p = configPath, let v = configVolume, v.type != "iso9660", v.label != PELabel.bootMedium {
-            return Files.parent(of: p) + "/" + LocalUsers.fileName
+    public var usersFile: String { usersFile(configOutcome) }
+
+    func usersFile(_ config: ConfigOutcome) -> String {
+        if let at = config.location, let v = at.volume, v.type != "iso9660", v.label != PELabel.bootMedium {
+            return Files.parent(of: at.path) + "/" + LocalUsers.fileName
         }
         return root + "/run/cloudbios/" + LocalUsers.fileName
     }
 
     /// The whole disk holding the boot medium (the CLOUDBIOS volume), when
     /// there is exactly one.
-    public var bootMediumDisk: String? {
+    func bootMediumDisk(_ volumes: [Volume]) -> String? {
         guard onTarget else { return nil }
         let disks = Set(volumes.filter { $0.label == PELabel.bootMedium }.map { Disks.wholeDiskDevice($0.device) })
         return disks.count == 1 ? disks.first : nil
     }
 
     /// The boot volume's UUID and label, and its disk's serial and size.
-    func bootMediumIdentity(disk: String, sys: String = "/sys") -> BootMediumIdentity? {
+    func bootMediumIdentity(disk: String, volumes: [Volume], sys: String = "/sys") -> BootMediumIdentity? {
         guard let v = volumes.first(where: { $0.label == PELabel.bootMedium && Disks.wholeDiskDevice($0.device) == disk }) else { return nil }
         let name = String(disk.split(separator: "/").last ?? "")
         let serial = Files.readTrimmed("\(sys)/block/\(name)/serial") ?? Files.readTrimmed("\(sys)/block/\(name)/device/serial")
@@ -762,9 +763,14 @@ public final class PE: @unchecked Sendable {
         return id.isUsable ? id : nil
     }
 
-    func planServices() {
+    func planServices(_ cmdline: KernelCommandLine, volumes: [Volume], config: ConfigOutcome) {
+        let displayVM: String?
         if let d = cmdline.display { displayVM = d == "none" ? nil : d }
-        else { displayVM = config?.displayVM?.name }
+        else { displayVM = config.config?.displayVM?.name }
+        let plan = state.update { s in
+            s.displayVM = displayVM
+            return servicePlan(s)
+        }
         if cmdline.rescue {
             log("rescue: shells on tty1 and the serial console; no services")
             if onTarget {
@@ -772,19 +778,19 @@ public final class PE: @unchecked Sendable {
                 supervisor.add(Service(name: "shell-ttyS0", path: "/sbin/getty", arguments: ["-n", "-l", "/bin/sh", "115200", "ttyS0"]))
             }
         }
-        if let disk = bootMediumDisk {
+        if let disk = bootMediumDisk(volumes) {
             // what the disk tools (installer, disks list) know as the boot medium
             try? Files.writeAtomically("/run/cloudbios/boot-device", disk + "\n")
             // and what it is, so a second path to it is recognised too
-            if let id = bootMediumIdentity(disk: disk) { try? Files.writeAtomically("/run/cloudbios/boot-medium.id", id.encoded) }
+            if let id = bootMediumIdentity(disk: disk, volumes: volumes) { try? Files.writeAtomically("/run/cloudbios/boot-medium.id", id.encoded) }
         }
-        for s in servicePlan {
+        for s in plan {
             log("services: \(s.name): cloudbios \(s.arguments.joined(separator: " "))")
             if onTarget { supervisor.add(Service(name: s.name, path: executable, arguments: s.arguments)) }
         }
         if displayVM == nil && !cmdline.rescue { log("services: no display VM; the viewer is not started") }
         if onTarget { supervisor.tick() }
-        watchTrialBoot()
+        watchTrialBoot(cmdline, volumes: volumes)
     }
 
     /// Starts a service with its output on a pipe PID 1 forwards, line by
@@ -810,28 +816,29 @@ public final class PE: @unchecked Sendable {
 
     /// The port the daemon's panel listens on: the config's when it is
     /// valid, else the default the daemon falls back to.
-    var panelPort: Int { config?.panel.port ?? 8443 }
+    static func panelPort(_ config: ConfigOutcome) -> Int { config.config?.panel.port ?? 8443 }
 
     public func statusInfo() -> StatusInfo {
+        let s = state.snapshot
         let vms = VMRun.scan(stateDir: root + stateDir).map { (name: $0.name, state: $0.pid.map { processAlive($0) ? "running" : "stopped" } ?? "stopped") }
-        var info = StatusInfo(version: version, hostname: hostname, addresses: onTarget ? Network.addresses() : [],
-                          panelPort: panelPort,
+        var info = StatusInfo(version: version, hostname: s.hostname, addresses: onTarget ? Network.addresses() : [],
+                          panelPort: Self.panelPort(s.config),
                           tlsFingerprint: Files.readTrimmed(root + stateDir + "/tls/fingerprint"),
-                          configSource: configPath.map { "\($0) (\(configSource ?? "?"))" },
-                          configError: configError, vms: vms, display: displayVM,
+                          configSource: s.config.location.map { "\($0.path) (\($0.source))" },
+                          configError: s.config.error, vms: vms, display: s.displayVM,
                           payloadError: Files.readTrimmed(root + Payload.failedMarker),
                           setupCode: Files.readTrimmed(root + PE.setupCodeFile),
                           noDriver: onTarget ? Self.devicesWithoutDriver() : [])
         if onTarget {
             info.state = StateStorage.describe(stateDir).note
-            info.system = systemSlotsLine()
+            info.system = systemSlotsLine(s.cmdline, volumes: s.volumes)
         }
         return info
     }
 
     /// "slot b running (VERSION); slot a: VERSION" on an installed system.
-    func systemSlotsLine() -> String? {
-        guard let root = systemPartitionRoot() else { return nil }
+    func systemSlotsLine(_ cmdline: KernelCommandLine, volumes: [Volume]) -> String? {
+        guard let root = systemPartitionRoot(volumes) else { return nil }
         let slots = SystemSlots(root: root)
         let running = SystemSlot.running(cmdline: cmdline.arguments.joined(separator: " "))
         var parts = ["slot \(running.rawValue) running (\(slots.version(running) ?? version))"]
@@ -1004,10 +1011,6 @@ public final class PE: @unchecked Sendable {
             log("\(path): \(error)")
             return -1
         }
-    }
-
-    func capture(_ path: String, _ args: [String]) -> String {
-        (try? Launcher(path, args).run(mergeError: false).output) ?? ""
     }
 }
 

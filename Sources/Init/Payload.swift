@@ -25,10 +25,9 @@ extension PE {
     /// its own, as soon as the volumes are known: straight from the medium
     /// it is on, then reading the daemon's libraries ahead (the daemon's TLS
     /// and HTTP stack is in it, so the panel waits for this).
-    func startPayloadMount() {
+    func startPayloadMount(_ volumes: [Volume]) {
         guard onTarget, let want = Files.readTrimmed(root + Payload.idFile),
               !Payload.matches(root + Payload.mountPoint, want) else { return }
-        let volumes = self.volumes
         payloadMount.begin()
         spawnThread { [self] in
             let mounted = self.findAndMountPayload(want: want, volumes: volumes)
@@ -42,21 +41,21 @@ extension PE {
     /// drivers and reports it ready (starting a VM and the install phase
     /// wait for that through `Payload.waitUsable`), then copies it to RAM
     /// under the mount, so the boot medium can be removed.
-    func mountPayload() {
+    func mountPayload(_ cmdline: KernelCommandLine, config: ConfigOutcome) {
         guard let want = Files.readTrimmed(root + Payload.idFile) else { return } // a core without a payload
         if Payload.matches(root + Payload.mountPoint, want) && !payloadMount.started {
             // its drivers were there for coldplug
             log("payload: in the initramfs")
-            payloadSource = "initramfs"
+            state.update { $0.payloadSource = "initramfs" }
             markPayloadReady()
             return
         }
         guard onTarget else { return }
         // Loading drivers and copying while the daemon starts slows both.
-        let panelPort = cmdline.rescue || config?.install != nil ? nil : self.panelPort
+        let panelPort = cmdline.rescue || config.config?.install != nil ? nil : Self.panelPort(config)
         spawnThread { [self] in
             guard let (src, loop) = self.payloadMount.wait() else { return }
-            self.payloadSource = src
+            self.state.update { $0.payloadSource = src }
             if let port = panelPort {
                 let t0 = Clock.monotonic()
                 while !Self.listening(port: port) && Clock.monotonic() - t0 < 5 { usleep(50_000) }

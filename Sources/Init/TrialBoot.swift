@@ -14,7 +14,7 @@ extension PE {
     /// GRUB has already cleared the trial, so the next boot is the good
     /// slot's. A kernel or initramfs that does not come up at all is left to
     /// `panic=10` on the same entry.
-    func watchTrialBoot() {
+    func watchTrialBoot(_ cmdline: KernelCommandLine, volumes: [Volume]) {
         guard onTarget, !cmdline.rescue, cmdline.flag("cloudbios.trial") else { return }
         let running = SystemSlot.running(cmdline: cmdline.arguments.joined(separator: " "))
         let timeout = cmdline.value("cloudbios.trial_timeout").flatMap(Int.init) ?? Self.trialTimeout
@@ -23,7 +23,7 @@ extension PE {
             let t0 = Clock.monotonic()
             while Clock.monotonic() - t0 < Double(timeout) {
                 sleep(5)
-                if let root = self.systemPartitionRoot() {
+                if let root = self.systemPartitionRoot(volumes) {
                     let e = SystemSlots(root: root).env()
                     if e["cb_good"] == running.rawValue && e["cb_pending"] == nil {
                         self.log("upgrade: slot \(running.rawValue) reached a healthy panel; it is the good slot")
@@ -37,7 +37,7 @@ extension PE {
     }
 
     /// Where PID 1 mounted the installed system partition (nil: none).
-    func systemPartitionRoot() -> String? {
+    func systemPartitionRoot(_ volumes: [Volume]) -> String? {
         guard let v = volumes.first(where: { $0.label == PELabel.system }) else { return nil }
         return Mount.table().first(where: { $0.source == v.device })?.target
     }

@@ -270,7 +270,6 @@ import Glibc
         let root = makeRoot(cmdline: "console=ttyS0", blkid: "/dev/vdb: LABEL=\"CBCONFIG\" TYPE=\"vfat\"\n",
                             files: ["media/CBCONFIG/cloudbios.yaml": "version: 1\nhostname: demo\nvms:\n  - name: demo\n    display: true\n"])
         let pe = PE(mode: .offTarget(root: root), version: "test")
-        pe.validator = { _ in nil }
         pe.boot()
         #expect(pe.completedPhases == ["cmdline", "volumes", "config", "payload", "hostname", "services", "status"])
         #expect(pe.configPath == root + "/media/CBCONFIG/cloudbios.yaml")
@@ -292,7 +291,6 @@ import Glibc
         let root = makeRoot(cmdline: "", blkid: "/dev/vdb: LABEL=\"CBCONFIG\" TYPE=\"vfat\"\n",
                             files: ["media/CBCONFIG/cloudbios.yaml": yaml])
         let pe = PE(mode: .offTarget(root: root), version: "test")
-        pe.validator = { _ in nil }
         pe.boot()
         #expect(pe.servicePlan.map(\.name) == ["daemon", "host-console", viewer.contains("--vm") ? "viewer" : "console-vnc"])
         #expect(pe.servicePlan.last?.arguments == viewer)
@@ -302,7 +300,7 @@ import Glibc
         let root = makeRoot(cmdline: "cloudbios.display=none", blkid: "/dev/vdb: LABEL=\"CBCONFIG\" TYPE=\"vfat\"\n",
                             files: ["media/CBCONFIG/cloudbios.yaml": "hostname: demo\nvms: [\n"])
         let pe = PE(mode: .offTarget(root: root), version: "test")
-        pe.validator = { path in "\(path):2:6: unexpected end of flow sequence" }
+        pe.readConfig = { path in .failure(ConfigReadError("\(path):2:6: unexpected end of flow sequence")) }
         pe.boot()
         #expect(pe.configError?.hasSuffix("cloudbios.yaml:2:6: unexpected end of flow sequence") == true)
         #expect(pe.hostname == "cloudbios")
