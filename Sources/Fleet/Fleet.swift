@@ -76,6 +76,8 @@ public final class Fleet: @unchecked Sendable {
     let nodeCache = Mutex<(at: Double, nodes: [NodeInfo])?>(nil)
     /// Connections to the other nodes' APIs, kept open between requests.
     let nodePool: HTTPPool
+    /// Each VM's owner as this node last learnt it (see `knownOwner`).
+    let ownerCache = Mutex<[String: String]>([:])
 
     /// The fleet of `cluster` as this node (`node` at `address`), its files
     /// under `directory` (the state dir's fleet/: tls/, etcd/, etcd.log).

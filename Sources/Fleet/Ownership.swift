@@ -12,8 +12,12 @@ extension Fleet {
     /// the claim is new (false: this node owned it already).
     public func claim(_ vm: String) throws(FleetError) -> Bool {
         let r = try etcd.txn([.absent(vmKey(vm))], success: [.put(vmKey(vm), Array(node.utf8), lease: 0)], failure: [.get(vmKey(vm))])
-        if r.succeeded { return true }
+        if r.succeeded {
+            learn(vm, owner: node)
+            return true
+        }
         let owner = r.read.first?.string ?? "?"
+        learn(vm, owner: r.read.first?.string)
         guard owner == node else {
             throw .conflict("VM '\(Names.clip(vm))' belongs to node '\(Names.clip(owner))' of the fleet")
         }
@@ -22,19 +26,25 @@ extension Fleet {
 
     /// Gives up this node's ownership of the VM (never another node's).
     public func release(_ vm: String) throws(FleetError) {
+        learn(vm, owner: nil)
         _ = try etcd.txn([.value(vmKey(vm), Array(node.utf8))], success: [.delete(vmKey(vm))])
     }
 
     /// The VM's owner, nil when no node owns it.
     public func owner(_ vm: String) throws(FleetError) -> String? {
-        try etcd.get(vmKey(vm))?.string
+        let owner = try etcd.get(vmKey(vm))?.string
+        learn(vm, owner: owner)
+        return owner
     }
 
     /// Makes `node` the owner of a VM this node owns, in one transaction
     /// (refused when this node no longer owns it).
     public func handOver(_ vm: String, to node: String) throws(FleetError) {
+        // whatever the answer, this node no longer knows it owns the VM
+        learn(vm, owner: nil)
         let r = try etcd.txn([.value(vmKey(vm), Array(self.node.utf8))], success: [.put(vmKey(vm), Array(node.utf8), lease: 0)])
         guard r.succeeded else { throw .conflict("VM '\(Names.clip(vm))' is no longer node '\(self.node)''s") }
+        learn(vm, owner: node)
     }
 
     public func handOverAsync(_ vm: String, to node: String) async throws(FleetError) {

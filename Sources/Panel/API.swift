@@ -110,6 +110,9 @@ public final class PanelAPI: Sendable {
             }
         }
         var p = plan(route, head, credential)
+        if head.header(fleetCredentialHeader) != nil, let relay, let vm = PanelAPI.vmOf(route), !isResponse(p) {
+            p = ownerChecked(relay, vm: vm, p)
+        }
         if head.header(fleetCredentialHeader) == nil, let relay, let user = credential?.session.user {
             if let vm = PanelAPI.vmOf(route), !isResponse(p) {
                 p = fleetPlan(relay, vm: vm, route: route, head, user: user, local: p)

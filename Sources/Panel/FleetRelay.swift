@@ -10,9 +10,12 @@ import Config
 public protocol FleetRelay: Sendable {
     /// This node's name in the fleet.
     var node: String { get }
-    /// The node owning the VM when it is another one; nil when this node
-    /// owns it or no node does (then the request is answered here).
-    func remoteOwner(of vm: String) async throws -> String?
+    /// The node owning the VM (this one's name included), nil when no node
+    /// does: as this node last learnt it, or, when `fresh` or it knows none,
+    /// as etcd says now.
+    func owner(of vm: String, fresh: Bool) async throws -> String?
+    /// The owner this node last learnt, without asking etcd.
+    func knownOwner(of vm: String) -> String?
     /// The other nodes, by name, and whether each is up.
     func otherNodes() async throws -> [(name: String, up: Bool)]
     /// The VMs owned by the fleet's nodes, by VM name (what etcd says).
@@ -34,6 +37,20 @@ public protocol FleetRelay: Sendable {
 
 /// The header a node sends a request it forwards with.
 public let fleetCredentialHeader = "x-cloudbios-fleet"
+
+/// A node's answer to a forwarded request for a VM it does not own (421
+/// Misdirected Request): the VM moved on since the forwarding node learnt
+/// its owner.
+public let notOwnerStatus = 421
+
+extension FleetRelay {
+    /// The node owning the VM when it is another one; nil when this node
+    /// owns it or no node does (then the request is answered here).
+    public func remoteOwner(of vm: String, fresh: Bool = true) async throws -> String? {
+        guard let owner = try await owner(of: vm, fresh: fresh), owner != node else { return nil }
+        return owner
+    }
+}
 
 extension PanelBackend {
     public var fleetRelay: (any FleetRelay)? { nil }
@@ -94,7 +111,9 @@ extension PanelAPI {
         let limit = PanelAPI.jsonLimit
         return .body(limit: limit) { body in
             await PanelAPI.guarded {
-                if let owner = try await relay.remoteOwner(of: vm) {
+                // the owner as last learnt; one that says the VM is no longer its own sends this node to etcd, once
+                for fresh in [false, true] {
+                    guard let owner = try await relay.remoteOwner(of: vm, fresh: fresh) else { break }
                     let nodes = try await relay.otherNodes()
                     if nodes.first(where: { $0.name == owner })?.up == false {
                         // a node that is down holds its VMs: shown unknown, never started elsewhere
@@ -105,10 +124,32 @@ extension PanelAPI {
                     }
                     let r = try await relay.forward(to: owner, method: head.method, target: PanelAPI.target(head),
                                                     contentType: head.header("content-type"), body: body, user: user)
+                    if r.status == notOwnerStatus {
+                        if fresh { throw RequestError(.unavailable, "VM '\(vm)' is moving between nodes: try again") }
+                        continue
+                    }
                     return PanelAPI.namingNode(r, route: route, owner)
                 }
                 return PanelAPI.namingNode(await PanelAPI.runLocal(local, body), route: route, relay.node)
             }
+        }
+    }
+
+    /// A request another node forwarded for a VM: answered only while this
+    /// node owns the VM, else `notOwnerStatus` (the VM moved on; the
+    /// forwarding node asks etcd again). Free when this node knows the VM
+    /// is its own; an etcd that cannot be asked leaves it answered here.
+    func ownerChecked(_ relay: any FleetRelay, vm: String, _ p: Plan) -> Plan {
+        if relay.knownOwner(of: vm) == relay.node { return p }
+        @Sendable func mine() async -> Bool {
+            do { return try await relay.owner(of: vm, fresh: true) == relay.node } catch { return true }
+        }
+        let misdirected = HTTPResponse.error(notOwnerStatus, "VM '\(Names.clip(vm))' is not node '\(relay.node)''s")
+        switch p {
+        case .respond, .upload: return p
+        case .run(let f): return .run { await mine() ? await f() : misdirected }
+        case .now(let f): return .run { await mine() ? f() : misdirected }
+        case .body(let limit, let f): return .body(limit: limit) { b in await mine() ? await f(b) : misdirected }
         }
     }
 

@@ -10,10 +10,11 @@ struct NodeRelay: FleetRelay {
 
     var node: String { fleet.node }
 
-    func remoteOwner(of vm: String) async throws -> String? {
-        guard let owner = try await fleet.ownerAsync(vm), owner != fleet.node else { return nil }
-        return owner
+    func owner(of vm: String, fresh: Bool) async throws -> String? {
+        fresh ? try await fleet.ownerAsync(vm) : try await fleet.cachedOwnerAsync(vm)
     }
+
+    func knownOwner(of vm: String) -> String? { fleet.knownOwner(vm) }
 
     func otherNodes() async throws -> [(name: String, up: Bool)] {
         try await fleet.recentNodes().filter { $0.name != fleet.node }.map { ($0.name, $0.state == "up") }

@@ -593,6 +593,41 @@ def test_a_vm_whose_images_only_its_node_has_migrates_with_them(fleet):
     assert qemus_of(fleet, "carried") == []
 
 
+def test_a_node_that_knew_the_old_owner_follows_the_vm_after_a_migration(fleet):
+    """Nodes remember each VM's owner instead of asking etcd at every
+    request. node1 learnt that "mover" is node3's; the VM then migrates to
+    node2 without node1 taking part: node1's next requests reach node2 (node3,
+    asked for a VM it no longer owns, sends node1 back to etcd), never node3's
+    leftover answer."""
+    node1, node2, node3 = fleet
+    st, body = node1.request("GET", "/api/v1/vms/mover")
+    assert st == 200 and json.loads(body)["node"] == "node3", (st, body)
+    before, _ = counts(node1, "mover")
+    st, body = node3.request("POST", "/api/v1/vms/mover/migrate", {"node": "node2"}, timeout=30)
+    assert st == 202, (st, body)
+    t = task_done(node3, json.loads(body)["id"], 180)
+    assert t["state"] == "succeeded", t
+    assert [w for w, _ in qemus_of(fleet, "mover")] == ["node2"]
+    # node3 itself says the VM is not its own to a node that asks it directly
+    st, body = node_request(node1, node3, "GET", "/api/v1/vms/mover", None)
+    assert st == 421, (st, body)
+    # through node1, which last knew node3: the VM as node2 runs it, its console going on there
+    st, body = node1.request("GET", "/api/v1/vms/mover")
+    assert st == 200, (st, body)
+    x = json.loads(body)
+    assert x["node"] == "node2" and x["state"] == "running", x
+    wait_for("the counter going on through node1", lambda: len(counts(node1, "mover")[0]) >= 3 or counts(node1, "mover")[1][-300:], 60)
+    after, text = counts(node1, "mover")
+    assert "CLOUDBIOS-GUEST-READY" not in text, text[-500:]
+    assert after[0][0] > before[-1][0], (before[-3:], after[:3])
+    # an action through node1 acts on node2's QEMU
+    st, body = node1.request("POST", "/api/v1/vms/mover/stop", timeout=60)
+    assert st == 200, (st, body)
+    assert node1.request("DELETE", "/api/v1/vms/mover", timeout=60)[0] == 204
+    assert qemus_of(fleet, "mover") == []
+    assert listed(node3, "mover") is None
+
+
 def node_request(src, dst, method, path, body):
     """A request as node `src` sends it to node `dst` over the node API:
     TLS with the fleet's CA, the node credential made from the token."""
@@ -605,7 +640,7 @@ def node_request(src, dst, method, path, body):
     mac = hmac.new(key, f"{src.name}\nadmin\n{t}\n{method}\n{path}".encode(), hashlib.sha256).hexdigest()
     ctx = ssl.create_default_context(cafile=os.path.join(src.dir, "s", "fleet", "tls", "ca.pem"))
     ctx.check_hostname = False
-    req = urllib.request.Request(f"https://{dst.address}:2382{path}", data=json.dumps(body).encode(), method=method,
+    req = urllib.request.Request(f"https://{dst.address}:2382{path}", data=None if body is None else json.dumps(body).encode(), method=method,
                                  headers={"X-CloudBIOS-Fleet": f"{src.name} admin {t} {mac}", "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
