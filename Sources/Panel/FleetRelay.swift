@@ -111,21 +111,34 @@ extension PanelAPI {
         let limit = PanelAPI.jsonLimit
         return .body(limit: limit) { body in
             await PanelAPI.guarded {
-                // the owner as last learnt; one that says the VM is no longer its own sends this node to etcd, once
+                // the owner as last learnt; when that node says the VM is no longer its own, is down or cannot be
+                // reached, etcd is asked again, and the request goes on only to another owner than the one tried
+                var tried: (owner: String, failure: any Error)? = nil
                 for fresh in [false, true] {
                     guard let owner = try await relay.remoteOwner(of: vm, fresh: fresh) else { break }
+                    if let tried, tried.owner == owner { throw tried.failure }
                     let nodes = try await relay.otherNodes()
                     if nodes.first(where: { $0.name == owner })?.up == false {
+                        // (nothing was sent: etcd's word decides)
+                        if !fresh { continue }
                         // a node that is down holds its VMs: shown unknown, never started elsewhere
                         if case .getVM = route {
                             return .json(.object(["name": .string(vm), "node": .string(owner), "state": .string("unknown")]))
                         }
                         throw RequestError(.unavailable, "VM '\(vm)' is on node '\(owner)', which is down")
                     }
-                    let r = try await relay.forward(to: owner, method: head.method, target: PanelAPI.target(head),
+                    let r: HTTPResponse
+                    do {
+                        r = try await relay.forward(to: owner, method: head.method, target: PanelAPI.target(head),
                                                     contentType: head.header("content-type"), body: body, user: user)
+                    } catch {
+                        if fresh { throw error }
+                        tried = (owner, error)
+                        continue
+                    }
                     if r.status == notOwnerStatus {
                         if fresh { throw RequestError(.unavailable, "VM '\(vm)' is moving between nodes: try again") }
+                        tried = (owner, RequestError(.unavailable, "VM '\(vm)' is moving between nodes: try again"))
                         continue
                     }
                     return PanelAPI.namingNode(r, route: route, owner)
