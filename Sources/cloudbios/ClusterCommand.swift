@@ -86,8 +86,13 @@ struct ClusterLeave: ParsableCommand {
             throw CLIError("cannot tell this node's name: pass --node")
         }
         if let e = Names.checkNode(name) { throw CLIError(e) }
-        _ = try o.call("DELETE", "/api/v1/nodes/\(name)")
-        print("node \(name) left the fleet")
+        do {
+            _ = try o.call("DELETE", "/api/v1/nodes/\(name)")
+            print("node \(name) left the fleet")
+        } catch let e as CLIError where e.description.contains("is in no fleet") && cfg?.cluster != nil {
+            // a leave run again after its daemon left (the answer lost, or the config left as it was): finish it
+            print("node \(name) is in no fleet any more")
+        }
         guard let text, cfg?.cluster != nil else { return }
         try Files.writeAtomically(config, Self.withoutCluster(text), mode: 0o600)
         print("\(config): cluster: section removed; the daemon starts on its own from now on")

@@ -880,3 +880,55 @@ def test_a_node_leaves_the_fleet_once_none_of_its_vms_runs(fleet):
     st, body = node1.request("POST", "/api/v1/vms", dict(spec, node="node1"), timeout=30)
     assert st == 201, (st, body)
     assert node1.request("DELETE", "/api/v1/vms/homebody")[0] == 204
+
+
+def etcd_call(n, path, body):
+    tls = os.path.join(n.dir, "s", "fleet", "tls")
+    r = sh("ip", "netns", "exec", n.ns, "curl", "-s", "--http1.1", "-m", "5", "--cacert", f"{tls}/ca.pem",
+           f"https://127.0.0.1:2379{path}", "-d", json.dumps(body))
+    return json.loads(r.stdout)
+
+
+def test_a_leave_cut_short_is_finished_by_leaving_again(fleet):
+    """node4 joins again; its etcd member is then removed without node4
+    hearing the answer (as when the answer to its own removal is lost):
+    `cloudbios cluster leave` run again finishes the job on node4 (etcd
+    stopped, its data and the config's cluster: section gone), and the
+    others take its record out with `cluster remove` once it is down."""
+    node1, node2, node4 = fleet[0], fleet[1], fleet[3]
+    r = sh(cbdaemon.binary(), "cluster", "join", node1.address, "--token", TOKEN, "--fleet", "e2e", "--node", "node4",
+           "--address", node4.address, "--config", node4.config)
+    node4.kill_all()
+    node4.proc.wait(timeout=10)
+    node4.start()
+    node4.wait_up()
+    wait_for("node4 up again", up_everywhere([node1, node2, node4], {"node1": "up", "node2": "up", "node4": "up"}), 90)
+    # its member removed behind its back
+    members = etcd_call(node1, "/v3/cluster/member/list", {})["members"]
+    mine = next(m for m in members if m["name"] == node4.address)
+    # (etcd refuses while the member's connection is too recent to count on: "unhealthy cluster")
+    wait_for("node4's member removed", lambda: "members" in etcd_call(node1, "/v3/cluster/member/remove", {"ID": mine["ID"]}) or
+             etcd_call(node1, "/v3/cluster/member/list", {}), 30)
+    etcd_log = os.path.join(node4.dir, "s", "fleet", "etcd.log")
+    wait_for("node4's etcd told it was removed", lambda: "permanently removed" in open(etcd_log, errors="replace").read(), 30)
+    leave = [cbdaemon.binary(), "cluster", "leave", "--url", node4.url, "--token", node4.token, "--config", node4.config]
+    r = sh(*leave, check=False)
+    assert r.returncode == 0 and "node4 left the fleet" in r.stdout, r
+    assert "cluster:" not in open(node4.config).read()
+    assert not os.path.exists(os.path.join(node4.dir, "s", "fleet", "etcd"))
+    assert node4.nodes()[0] != 200
+    etcds = [p for p in node4.pids() if b"etcd" in open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")[0]]
+    assert etcds == [], etcds
+    # node4 runs on alone
+    assert node4.request("GET", "/api/v1/vms")[0] == 200
+    # a leave run again after the daemon left (the config still naming the fleet) just finishes the config
+    with open(node4.config, "a") as f:
+        f.write(f"cluster:\n  name: e2e\n  node: node4\n  address: {node4.address}\n  members: [{node1.address}]\n  token: \"{TOKEN}\"\n")
+    r = sh(*leave, check=False)
+    assert r.returncode == 0 and "no fleet any more" in r.stdout, r
+    assert "cluster:" not in open(node4.config).read()
+    # the others: node4's record goes down with its lease, then is removed (its member is gone already)
+    wait_for("node4 down", up_everywhere([node1, node2], {"node1": "up", "node2": "up", "node4": "down"}), 60)
+    r = sh(cbdaemon.binary(), "cluster", "remove", "node4", "--url", node1.url, "--token", node1.token, check=False)
+    assert r.returncode == 0, r
+    wait_for("node4 gone", up_everywhere([node1, node2], {"node1": "up", "node2": "up"}), 30)
