@@ -41,8 +41,10 @@ extension VMManagerBackend {
             }
             var prepared = false
             var switched = false
+            // the images this migration copied there: removed again when it fails
+            var copied: [String] = []
             do {
-                let copied = try await copyImages(name, to: node, address: dest.address) { m in tasks.update(task.id) { $0.message = m } }
+                try await copyImages(name, to: node, address: dest.address, copied: &copied) { m in tasks.update(task.id) { $0.message = m } }
                 tasks.update(task.id) { $0.message = "preparing \(node)" }
                 let ready = try await ask("prepare", ["spec": spec.json])
                 prepared = true
@@ -73,6 +75,7 @@ extension VMManagerBackend {
             } catch {
                 guard switched else {
                     if prepared { _ = try? await ask("abort") }
+                    await dropCopies(copied, on: node, address: dest.address)
                     Log.warning("VM \(name): migration to \(node) failed: \(error); it runs on here")
                     tasks.fail(task.id, error)
                     return
@@ -86,6 +89,7 @@ extension VMManagerBackend {
                     tasks.fail(task.id, RequestError.conflict("\(error); node '\(node)' did not drop its copy (\(abort)), so VM '\(name)' stays paused here"))
                     return
                 }
+                await dropCopies(copied, on: node, address: dest.address)
                 let resumed = await manager.resumeAfterMigration(name)
                 Log.warning("VM \(name): migration to \(node) failed after the switch-over: \(error); " + (resumed ? "rolled back, it runs on here" : "it could not be resumed here"))
                 tasks.fail(task.id, RequestError.conflict("\(error); rolled back: " + (resumed ? "VM '\(name)' runs on here again" : "VM '\(name)' could not be resumed here")))
@@ -128,10 +132,11 @@ extension VMManagerBackend {
     /// (asked with step `images`), each streamed from this store's file as
     /// an upload there; the names copied. An image the node holds with
     /// other bytes under the same name is refused before anything moves.
-    func copyImages(_ name: String, to node: String, address: String, say: @escaping @Sendable (String) -> Void) async throws -> [String] {
+    func copyImages(_ name: String, to node: String, address: String, copied: inout [String],
+                    say: @escaping @Sendable (String) -> Void) async throws {
         guard let fleet else { throw FleetError.notInFleet }
         let needed = try await manager.neededImages(name)
-        guard !needed.isEmpty else { return [] }
+        guard !needed.isEmpty else { return }
         let body = JSONValue.object(["step": .string("images"),
                                      "images": .object(Dictionary(uniqueKeysWithValues: needed.map { ($0.name, JSONValue.string($0.sha256)) }))])
         let a = try await fleet.sendAsync(to: node, address: address, method: "POST", target: "/api/v1/vms/\(name)/incoming",
@@ -140,9 +145,10 @@ extension VMManagerBackend {
         guard a.status == 200, let lacking = v?["lacking"]?.arrayValue?.compactMap(\.stringValue) else {
             throw RequestError.conflict("node '\(node)': images: \(v?["error"]?.stringValue ?? "HTTP \(a.status)")")
         }
-        var copied: [String] = []
         for img in needed where lacking.contains(img.name) {
             say("copying image '\(img.name)' (\(Sizes.human(img.size))) to \(node)")
+            // (one cut short in its upload is removed too; the destination never had it)
+            copied.append(img.name)
             let r = try await fleet.sendFileAsync(to: node, address: address, target: "/api/v1/images/\(img.name)", path: img.path,
                                                   size: img.size, user: "fleet:" + fleet.node)
             let got = try? JSONValue.parse(r.body)
@@ -152,9 +158,22 @@ extension VMManagerBackend {
             if let h = got?["sha256"]?.stringValue, h != img.sha256 {
                 throw RequestError.conflict("node '\(node)': image '\(img.name)' arrived with SHA-256 \(h.prefix(12))…, not \(img.sha256.prefix(12))…")
             }
-            copied.append(img.name)
             Log.info("VM \(name): image '\(img.name)' copied to \(node) for its migration")
         }
-        return copied
+    }
+
+    /// Removes from `node` the images a failed migration copied there
+    /// (only those: the destination lacked them before).
+    func dropCopies(_ images: [String], on node: String, address: String) async {
+        guard let fleet else { return }
+        for img in images {
+            let r = try? await fleet.sendAsync(to: node, address: address, method: "DELETE", target: "/api/v1/images/\(img)",
+                                               contentType: nil, body: [], user: "fleet:" + fleet.node)
+            if let r, r.status == 204 || r.status == 200 || r.status == 404 {
+                Log.info("image '\(img)' copied to \(node) for a failed migration removed there")
+            } else {
+                Log.warning("image '\(img)' copied to \(node) for a failed migration could not be removed there (HTTP \(r?.status ?? 0))")
+            }
+        }
     }
 }

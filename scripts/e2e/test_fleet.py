@@ -741,6 +741,39 @@ def test_the_boot_menus_follow_a_vm_migrating_live(fleet):
     assert "menuvm" not in menu_entries(node1)
 
 
+def test_a_failed_migration_removes_the_images_it_copied_and_only_those(fleet):
+    """The VM's kernel is only on node1 (its initrd on node2 too): the
+    migration copies the kernel to node2, then fails after the switch-over
+    (its ownership cannot move); node2 drops its copy of the VM and the
+    kernel copied for it, and keeps the initrd it had."""
+    node1, node2, node3 = fleet
+    kernel, initrd = cbdaemon.guest()
+    node1.upload("onlyk", kernel)
+    assert node2.request("GET", "/api/v1/images/onlyk")[0] == 404
+    assert node2.request("GET", "/api/v1/images/i")[0] == 200
+    spec = {"name": "back2", "memory": 128, "kernel": "onlyk", "initrd": "i", "network": "none",
+            "append": "console=ttyS0 cbguest.count", "node": "node1"}
+    st, body = node1.request("POST", "/api/v1/vms", spec, timeout=30)
+    assert st == 201, (st, body)
+    assert node1.request("POST", "/api/v1/vms/back2/start", timeout=60)[0] == 200
+    wait_for("the guest counting on node1", lambda: len(counts(node1, "back2")[0]) >= 2 or counts(node1, "back2")[1][-300:], 90)
+    etcd_put(node1, "/cloudbios/e2e/vms/back2", "node9")
+    try:
+        st, body = node_request(node3, node1, "POST", "/api/v1/vms/back2/migrate", {"node": "node2"})
+        assert st == 202, (st, body)
+        t = task_done(node1, json.loads(body)["id"], 120)
+    finally:
+        etcd_put(node1, "/cloudbios/e2e/vms/back2", "node1")
+    assert t["state"] == "failed" and "rolled back" in t["message"], t
+    assert [w for w, _ in qemus_of(fleet, "back2")] == ["node1"]
+    assert node2.request("GET", "/api/v1/images/onlyk")[0] == 404
+    assert not os.path.exists(os.path.join(node2.dir, "s", "images", "onlyk"))
+    assert node2.request("GET", "/api/v1/images/i")[0] == 200
+    assert node1.request("GET", "/api/v1/images/onlyk")[0] == 200
+    assert node1.request("POST", "/api/v1/vms/back2/stop", timeout=60)[0] == 200
+    assert node1.request("DELETE", "/api/v1/vms/back2", timeout=60)[0] == 204
+
+
 def test_a_killed_node_is_down_on_the_others_within_a_minute(fleet):
     wait_for("the fleet up", up_everywhere(fleet, {n.name: "up" for n in fleet}), 90)
     victim = fleet[2]
