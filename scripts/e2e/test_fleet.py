@@ -956,7 +956,7 @@ def test_a_leave_cut_short_is_finished_by_leaving_again(fleet):
     assert node4.request("GET", "/api/v1/vms")[0] == 200
     # a leave run again after the daemon left (the config still naming the fleet) just finishes the config
     with open(node4.config, "a") as f:
-        f.write(f"cluster:\n  name: e2e\n  node: node4\n  address: {node4.address}\n  members: [{node1.address}]\n  token: \"{TOKEN}\"\n")
+        f.write(f"\ncluster:\n  name: e2e\n  node: node4\n  address: {node4.address}\n  members: [{node1.address}]\n  token: \"{TOKEN}\"\n")
     r = sh(*leave, check=False)
     assert r.returncode == 0 and "no fleet any more" in r.stdout, r
     assert "cluster:" not in open(node4.config).read()
