@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// One package, one multi-call executable (`cloudbios`). Pure modules (Config,
+// One package, one multi-call executable (`cloudbios`) and the small static
+// PID 1 of app microVMs (`cloudbios-app-init`). Pure modules (Config,
 // QEMU argv/QMP codec, install planner, router) build and test anywhere; edge
 // modules wrap the C libraries and touch /dev, /sys and processes.
 let package = Package(
@@ -9,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "cloudbios", targets: ["cloudbios"]),
+        .executable(name: "cloudbios-app-init", targets: ["cloudbios-app-init"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -24,7 +26,6 @@ let package = Package(
         // Those that need GnuTLS, nettle, libcrypt, libmicrohttpd and
         // libvnc* load them when first needed (dlopen): cloudbios links none.
         .target(name: "CBase", path: "Sources/CBase"),  // errno, posix_spawn, pidfd: Platform's processes
-        .target(name: "CAppInit", path: "Sources/CAppInit"),  // an app microVM's PID 1: modules, switch_root, IPv4, spawn as a user
         .target(name: "CDisks", path: "Sources/CDisks"),  // block-device and loop-device ioctls
         .target(name: "CInit", path: "Sources/CInit"),  // PID 1: signals, uevents, reboot, input events
         .target(name: "CKVM", path: "Sources/CKVM"),  // the KVM probe's child
@@ -40,11 +41,15 @@ let package = Package(
         .target(name: "VMManager", dependencies: ["Config", "QEMU", "Platform", "CDisks", "CTap"]),
         .target(name: "Disks", dependencies: ["Config", "Platform", "CBlkid", "CParted"]),
         .target(name: "Install", dependencies: ["Config", "Disks", "Platform", "CParted", "CBlkid", "CDisks"]),
-        .target(name: "Apps", dependencies: ["Config", "Platform", "CTLS", "CAppInit"]),
+        .target(name: "Apps", dependencies: ["Config", "Platform", "CTLS"]),
         .target(name: "Panel", dependencies: ["Config", "Platform", "CMicroHTTPD", "CTLS"]),
         .target(name: "Viewer", dependencies: ["Config", "Platform", "CVNC", "CVNCLoader", "CViewer"]),
         .target(name: "Fleet", dependencies: ["Config", "Platform", "CTLS"]),  // etcd's client and member, the fleet's certificates and membership
         .target(name: "Init", dependencies: ["Config", "Platform", "Disks", "Install", "QEMU", "CDisks", "CInit"]),
+        // An app microVM's PID 1, in C and linked statically, so the
+        // initramfs every app boots is a few MiB (Sources/Apps/Initramfs.swift)
+        .executableTarget(name: "cloudbios-app-init", path: "Sources/cloudbios-app-init",
+                          linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xclang-linker", "-static"])]),
         .executableTarget(name: "cloudbios", dependencies: [
             "Config", "Platform", "QEMU", "VMManager", "Disks", "Install", "Panel", "Viewer", "Init", "Apps", "Fleet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -403,6 +403,10 @@ public enum MicroVM {
         return nil
     }()
 
+    /// TCG's translated-code cache per app (QEMU's default is 1 GiB, filled
+    /// as the guest runs: about 50 MiB of every app's RSS after a boot).
+    static let tcgCodeCacheMiB = Int(getenv("CLOUDBIOS_APP_TB_MIB").map { String(cString: $0) } ?? "") ?? 32
+
     /// CLOUDBIOS_APP_TRACE=1 in the daemon's environment: the guest kernel's
     /// messages and app-init's steps on each app's console.log.
     static var trace: Bool { getenv("CLOUDBIOS_APP_TRACE").map { String(cString: $0) == "1" } ?? false }
@@ -414,7 +418,7 @@ public enum MicroVM {
         return [
             "-name", "app-\(spec.name)",
             "-M", "microvm,x-option-roms=off,rtc=off,isa-serial=on",
-            "-accel", accel, "-cpu", accel == "kvm" ? "host" : "max",
+            "-accel", accel == "tcg" ? "tcg,tb-size=\(tcgCodeCacheMiB)" : accel, "-cpu", accel == "kvm" ? "host" : "max",
             "-m", "\(spec.memory + extraMemory)", "-smp", "\(spec.cpus)",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-kernel", kernel, "-initrd", initrd,

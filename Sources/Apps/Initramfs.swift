@@ -4,9 +4,8 @@ import Glibc
 import Config
 import Platform
 
-/// The initramfs every app's microVM boots: the running `cloudbios` binary
-/// as `/app-init` with the shared libraries the dynamic loader names for
-/// it, and the kernel modules (with their dependencies, uncompressed) the
+/// The initramfs every app's microVM boots: `cloudbios-app-init` (static)
+/// as `/app-init`, and the kernel modules (with their dependencies, uncompressed) the
 /// guest needs for virtio-mmio disks, network and serial ports, erofs and
 /// overlayfs, in load order in `/modules.order`. Built once per kernel and
 /// binary (`STATE/apps/initramfs/KEY.cpio`, uncompressed newc: nothing to
@@ -30,9 +29,9 @@ public enum AppInitramfs {
         throw .unavailable("no kernel: /boot/vmlinuz-VERSION with /lib/modules/VERSION (linux-image-amd64), nor the boot medium's")
     }
 
-    /// The initramfs for `kernelVersion` and the running binary, built when missing.
+    /// The initramfs for `kernelVersion` and app-init's binary, built when missing.
     public static func ensure(cacheRoot: String, kernelVersion: String) throws(AppError) -> String {
-        guard let binary = Files.readLink("/proc/self/exe") else { throw .unavailable("cannot find the running binary") }
+        let binary = try AppInit.binary()
         var st = stat()
         guard stat(binary, &st) == 0 else { throw .unavailable("\(binary): \(String(cString: strerror(errno)))") }
         let key = hexSHA256(Array("\(kernelVersion)\n\(binary)\n\(st.st_size)\n\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)\n\(st.st_ino)\n\(modules)".utf8))
@@ -50,7 +49,6 @@ public enum AppInitramfs {
     static func build(_ output: String, binary: String, kernelVersion: String) throws(AppError) {
         let moduleDir = "/lib/modules/" + kernelVersion
         let order = try moduleOrder(moduleDir)
-        let libraries = try sharedLibraries(binary)
         do {
             var w = try CPIOWriter(output)
             defer { w.close() }
@@ -63,11 +61,6 @@ public enum AppInitramfs {
                     prefix += prefix.isEmpty ? String(p) : "/" + p
                     if dirs.insert(prefix).inserted { try w.directory(prefix) }
                 }
-            }
-            for lib in libraries {
-                let rel = String(lib.drop { $0 == "/" })
-                try parents(rel)
-                try w.file(rel, from: lib, mode: 0o755)
             }
             var names: [String] = []
             for m in order {
@@ -126,29 +119,6 @@ public enum AppInitramfs {
             add(path)
         }
         return order
-    }
-
-    /// The binary's dynamic loader and libraries (`ld.so --list`), absolute paths.
-    static func sharedLibraries(_ binary: String) throws(AppError) -> [String] {
-        let loaders = ["/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"]
-        guard let loader = loaders.first(where: Files.exists) else { return [] }  // a static binary
-        let result: (status: Int32, output: String)
-        do { result = try Launcher(loader, ["--list", binary]).run(mergeError: false) } catch { throw .unavailable("\(loader) --list: \(error)") }
-        guard result.status == 0 else {
-            if result.output.contains("not a dynamic executable") { return [] }
-            throw .unavailable("\(loader) --list \(binary) failed: \(result.output.prefix(200))")
-        }
-        var out: [String] = []
-        for line in result.output.split(separator: "\n") {
-            let words = line.split(separator: " ", omittingEmptySubsequences: true).map { String($0.filter { $0 != "\t" }) }
-            if let arrow = words.firstIndex(of: "=>"), arrow + 1 < words.count, words[arrow + 1].hasPrefix("/") {
-                out.append(words[arrow + 1])
-            } else if let first = words.first, first.hasPrefix("/") {
-                out.append(first)
-            }
-        }
-        if !out.contains(where: { $0.hasSuffix("ld-linux-x86-64.so.2") }) { out.append(loader) }
-        return out
     }
 }
 

@@ -14,7 +14,7 @@ struct CloudBIOS: ParsableCommand {
             InitCommand.self, DaemonCommand.self, VMCommand.self, ConfigCommand.self,
             DisksCommand.self, InstallCommand.self, PasswdCommand.self, ViewerCommand.self,
             HostConsoleCommand.self, LoginCommand.self, AppsCommand.self, ClusterCommand.self, BackupCommand.self, UpgradeCommand.self,
-            RunCommand.self, AppInitCommand.self,
+            RunCommand.self,
         ]
     )
 }
@@ -32,11 +32,7 @@ enum CloudBIOSVersion {
 // PID 1 starts before /proc is mounted, where the runtime may not see argv.
 var arguments = Array(CommandLine.arguments.dropFirst())
 let invokedAs = CommandLine.arguments.first.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? (getpid() == 1 ? "init" : "cloudbios")
-// An app microVM's kernel starts /app-init with `cbapp=1` in its environment
-// (argv may not be readable yet there either).
-if invokedAs == "app-init" || (getpid() == 1 && getenv("cbapp") != nil) {
-    arguments = ["app-init"]
-} else if invokedAs == "init" {
+if invokedAs == "init" {
     arguments = ["init"] + arguments.filter { !$0.hasPrefix("-") || $0.contains("=") == false }
 }
 /// The commands PID 1 runs at every boot (itself, the daemon, the viewer)
@@ -49,7 +45,7 @@ func parse(_ arguments: [String]) throws -> ParsableCommand {
     if let first = arguments.first, !arguments.contains(where: { fullWay.contains($0) || $0.hasPrefix("--generate-completion") }) {
         let rest = Array(arguments.dropFirst())
         let own: ParsableCommand.Type? = ["init": InitCommand.self, "daemon": DaemonCommand.self, "viewer": ViewerCommand.self,
-                                         "host-console": HostConsoleCommand.self, "app-init": AppInitCommand.self][first]
+                                         "host-console": HostConsoleCommand.self][first]
         if let own, let command = try? own.parseAsRoot(rest) { return command }
     }
     return try CloudBIOS.parseAsRoot(arguments)

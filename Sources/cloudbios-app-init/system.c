@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "cb_appinit.h"
+#include "appinit.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -107,3 +107,11 @@ int cb_app_reboot(void) {
     sync();
     return reboot(RB_AUTOBOOT) == 0 ? 0 : errno;
 }
+
+/* The Swift driver links swiftrt.o into every executable it links, this one
+ * too: its constructor registers the image with the Swift runtime. There is
+ * no Swift in this program and no runtime linked, so the registration is a
+ * no-op (and app-init starts before /proc exists, where the runtime's own
+ * start-up would fail). */
+void swift_addNewDSOImage(const void *image) { (void)image; }
+int _swift_backtrace_isThunkFunction(const char *name) { (void)name; return 0; }
