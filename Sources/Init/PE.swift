@@ -179,7 +179,22 @@ public final class PE: @unchecked Sendable {
     func readCommandLine() -> KernelCommandLine {
         let cmdline = KernelCommandLine((try? Files.readString(root + "/proc/cmdline")) ?? "")
         log("cmdline: \(cmdline.arguments.joined(separator: " "))")
+        quietKernelConsole(cmdline)
         return cmdline
+    }
+
+    /// The kernel's messages below warnings (a loop device's size, a NIC's
+    /// link: info and notice) stay in its log (dmesg) and off the consoles,
+    /// where they landed in the middle of PID 1's lines; errors and warnings
+    /// still show. `quiet`, `loglevel=`, `debug` or `ignore_loglevel` on the
+    /// command line keep the kernel's choice.
+    func quietKernelConsole(_ cmdline: KernelCommandLine) {
+        let chosen = cmdline.arguments.contains { $0.hasPrefix("loglevel=") || ["quiet", "debug", "ignore_loglevel"].contains($0) }
+        guard onTarget, !chosen else { return }
+        let fd = open("/proc/sys/kernel/printk", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = write(fd, "5", 1)  // console_loglevel 5: emergency … warning
+        close(fd)
     }
 
     // MARK: modules
