@@ -405,7 +405,7 @@ public enum MicroVM {
 
     /// TCG's translated-code cache per app (QEMU's default is 1 GiB, filled
     /// as the guest runs: about 50 MiB of every app's RSS after a boot).
-    static let tcgCodeCacheMiB = Int(getenv("CLOUDBIOS_APP_TB_MIB").map { String(cString: $0) } ?? "") ?? 32
+    static let tcgCodeCacheMiB = 32
 
     /// CLOUDBIOS_APP_TRACE=1 in the daemon's environment: the guest kernel's
     /// messages and app-init's steps on each app's console.log.

@@ -46,7 +46,8 @@ static void put_utf8(struct cb_buf *b, unsigned cp) {
     cb_buf_add(b, u, n);
 }
 
-/* A string after its opening quote, into `b` (NUL-terminated). 0 when malformed. */
+/* A string after its opening quote, into `b` (allocated and NUL-terminated,
+ * also when empty). 0 when malformed. */
 static int string_body(struct parser *ps, struct cb_buf *b) {
     while (ps->p < ps->end) {
         unsigned char c = (unsigned char)*ps->p++;
@@ -116,7 +117,6 @@ static int value(struct parser *ps, struct cb_json *v) {
         struct cb_buf b = {0};
         v->kind = CB_JSON_STRING;
         if (!string_body(ps, &b)) { free(b.data); return 0; }
-        if (!b.data) { b.data = calloc(1, 1); if (!b.data) return 0; }
         v->string = b.data;
         v->length = b.len;
         return 1;
@@ -154,7 +154,6 @@ static int value(struct parser *ps, struct cb_json *v) {
             ps->p++;
             struct cb_buf k = {0};
             if (!string_body(ps, &k)) { free(k.data); return 0; }
-            if (!k.data) { k.data = calloc(1, 1); if (!k.data) return 0; }
             for (size_t i = 0; i < v->count; i++)
                 if (strcmp(v->keys[i], k.data) == 0) { free(k.data); return 0; } /* duplicate keys are refused */
             v->keys[v->count] = k.data;

@@ -37,6 +37,16 @@
 
 static int log_fd = 2;
 
+/* All of buf on fd, or as much as it takes before an error. */
+static void write_all(int fd, const char *buf, size_t n) {
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(fd, buf + off, n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        off += (size_t)w;
+    }
+}
+
 static void say(const char *fmt, ...) {
     char line[4096];
     va_list ap;
@@ -45,12 +55,7 @@ static void say(const char *fmt, ...) {
     va_end(ap);
     if (n < 0) return;
     if ((size_t)n >= sizeof line) n = sizeof line - 1;
-    for (int off = 0; off < n;) {
-        ssize_t w = write(log_fd, line + off, (size_t)(n - off));
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        off += (int)w;
-    }
+    write_all(log_fd, line, (size_t)n);
 }
 
 static void fail(const char *fmt, ...) __attribute__((noreturn));
@@ -411,12 +416,7 @@ static void *serve(void *arg) {
             struct cb_buf answer = {0};
             handle(pending.data, len, &answer);
             cb_buf_add(&answer, "\n", 1);
-            for (size_t off = 0; off < answer.len;) {
-                ssize_t w = write(fd, answer.data + off, answer.len - off);
-                if (w < 0 && errno == EINTR) continue;
-                if (w <= 0) break;
-                off += (size_t)w;
-            }
+            write_all(fd, answer.data, answer.len);
             free(answer.data);
             memmove(pending.data, nl + 1, pending.len - len - 1);
             pending.len -= len + 1;
