@@ -658,26 +658,38 @@ def etcd_put(n, key, value):
     assert '"header"' in r.stdout, r
 
 
+def start_counting_on_node1(node1, name, kernel, counted):
+    """A tiny guest counting on its console, made and started on node1."""
+    spec = {"name": name, "memory": 128, "kernel": kernel, "initrd": "i", "network": "none",
+            "append": "console=ttyS0 cbguest.count", "node": "node1"}
+    st, body = node1.request("POST", "/api/v1/vms", spec, timeout=30)
+    assert st == 201, (st, body)
+    assert node1.request("POST", f"/api/v1/vms/{name}/start", timeout=60)[0] == 200
+    wait_for("the guest counting on node1",
+             lambda: len(counts(node1, name)[0]) >= counted or counts(node1, name)[1][-300:], 90)
+
+
+def migrate_while_the_owner_record_moves(node1, node3, name):
+    """Migrates node1's VM to node2 while its owner record says node9, so
+    the handover after the switch-over fails; node1 is asked directly, as a
+    node would. Returns the ended task."""
+    etcd_put(node1, f"/cloudbios/e2e/vms/{name}", "node9")
+    try:
+        st, body = node_request(node3, node1, "POST", f"/api/v1/vms/{name}/migrate", {"node": "node2"})
+        assert st == 202, (st, body)
+        return task_done(node1, json.loads(body)["id"], 120)
+    finally:
+        etcd_put(node1, f"/cloudbios/e2e/vms/{name}", "node1")
+
+
 def test_a_failed_handover_after_the_switch_over_resumes_the_vm_on_its_node(fleet):
     """The guest's state reached node2 and ran there, but the VM's ownership
     cannot move (etcd says another node holds it): node2 drops its copy,
     node1's paused guest runs on from where it was, and the task says so."""
     node1, node2, node3 = fleet
-    spec = {"name": "back", "memory": 128, "kernel": "k", "initrd": "i", "network": "none",
-            "append": "console=ttyS0 cbguest.count", "node": "node1"}
-    st, body = node1.request("POST", "/api/v1/vms", spec, timeout=30)
-    assert st == 201, (st, body)
-    assert node1.request("POST", "/api/v1/vms/back/start", timeout=60)[0] == 200
-    wait_for("the guest counting on node1", lambda: len(counts(node1, "back")[0]) >= 3 or counts(node1, "back")[1][-300:], 90)
+    start_counting_on_node1(node1, "back", "k", 3)
     before, _ = counts(node1, "back")
-    # the owner record changes under node1's feet; node1 is asked directly, as a node would
-    etcd_put(node1, "/cloudbios/e2e/vms/back", "node9")
-    try:
-        st, body = node_request(node3, node1, "POST", "/api/v1/vms/back/migrate", {"node": "node2"})
-        assert st == 202, (st, body)
-        t = task_done(node1, json.loads(body)["id"], 120)
-    finally:
-        etcd_put(node1, "/cloudbios/e2e/vms/back", "node1")
+    t = migrate_while_the_owner_record_moves(node1, node3, "back")
     assert t["state"] == "failed" and "rolled back" in t["message"] and "runs on here again" in t["message"], t
     q = qemus_of(fleet, "back")
     assert [w for w, _ in q] == ["node1"], q
@@ -751,19 +763,8 @@ def test_a_failed_migration_removes_the_images_it_copied_and_only_those(fleet):
     node1.upload("onlyk", kernel)
     assert node2.request("GET", "/api/v1/images/onlyk")[0] == 404
     assert node2.request("GET", "/api/v1/images/i")[0] == 200
-    spec = {"name": "back2", "memory": 128, "kernel": "onlyk", "initrd": "i", "network": "none",
-            "append": "console=ttyS0 cbguest.count", "node": "node1"}
-    st, body = node1.request("POST", "/api/v1/vms", spec, timeout=30)
-    assert st == 201, (st, body)
-    assert node1.request("POST", "/api/v1/vms/back2/start", timeout=60)[0] == 200
-    wait_for("the guest counting on node1", lambda: len(counts(node1, "back2")[0]) >= 2 or counts(node1, "back2")[1][-300:], 90)
-    etcd_put(node1, "/cloudbios/e2e/vms/back2", "node9")
-    try:
-        st, body = node_request(node3, node1, "POST", "/api/v1/vms/back2/migrate", {"node": "node2"})
-        assert st == 202, (st, body)
-        t = task_done(node1, json.loads(body)["id"], 120)
-    finally:
-        etcd_put(node1, "/cloudbios/e2e/vms/back2", "node1")
+    start_counting_on_node1(node1, "back2", "onlyk", 2)
+    t = migrate_while_the_owner_record_moves(node1, node3, "back2")
     assert t["state"] == "failed" and "rolled back" in t["message"], t
     assert [w for w, _ in qemus_of(fleet, "back2")] == ["node1"]
     assert node2.request("GET", "/api/v1/images/onlyk")[0] == 404
