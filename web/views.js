@@ -691,9 +691,11 @@ export function tasksPage(main) {
 export function nodesPage(main) {
     const tbody = h("tbody#node-rows");
     const note = h("p.hint#nodes-note", "");
+    const join = joinForm();
+    join.hidden = true;
     clear(main, h("section.card", h("h2", "Nodes"), note,
         h("table.nodes", h("thead", h("tr", h("th", "Node"), h("th", "Address"), h("th", "State"), h("th", "CPUs"),
-            h("th", "Memory"), h("th", "Free"), h("th", "VMs"), h("th", ""))), tbody)));
+            h("th", "Memory"), h("th", "Free"), h("th", "VMs"), h("th", ""))), tbody)), join);
     const stop = poller(async () => {
         let nodes;
         try {
@@ -702,11 +704,13 @@ export function nodesPage(main) {
             if (e.status !== 409) throw e;
             note.textContent = e.message;
             clear(tbody, h("tr", h("td", { colspan: 8 }, "This machine is on its own.")));
+            join.hidden = false;
             return;
         }
+        join.hidden = true;
         note.textContent = "A node is down once it has missed its heartbeats for 10 s; its VMs are not started elsewhere.";
-        clear(tbody, nodes.map((n) => h("tr", { "data-node": n.name },
-            cell("Node", n.name), cell("Address", n.address),
+        clear(tbody, nodes.map((n) => h("tr", { "data-node": n.name, "data-local": n.local ? "true" : null },
+            cell("Node", n.local ? n.name + " (this node)" : n.name), cell("Address", n.address),
             h("td", { "data-label": "State" }, h("span.state.state-" + (n.state === "up" ? "running" : "stopped"), n.state)),
             cell("CPUs", n.cpus), cell("Memory", fmtMiB(n.memory)), cell("Free", fmtMiB(n.memory_free)), cell("VMs", n.vms),
             h("td", n.state === "down" ? h("button.danger.small", {
@@ -715,7 +719,59 @@ export function nodesPage(main) {
                     if (!await ask("Remove node " + n.name + "?", "Its etcd member and its record leave the fleet.", "Remove", true)) return;
                     try { await api.del("/nodes/" + enc(n.name)); flash(n.name + " removed"); } catch (e) { flash(e.message, "error"); }
                 },
-            }, "Remove") : ""))));
+            }, "Remove") : n.local ? h("button.danger.small#leave-fleet", {
+                type: "button",
+                onclick: async () => {
+                    if (!await ask("Leave the fleet?", "This node's etcd member and record leave the fleet and it runs on its own; " +
+                        "its VMs stay here (none may run: stop or migrate them first).", "Leave", true)) return;
+                    try { await api.del("/nodes/" + enc(n.name)); flash(n.name + " left the fleet"); } catch (e) { flash(e.message, "error"); }
+                },
+            }, "Leave") : ""))));
     }, 3000);
     return { unmount: stop };
+}
+
+// Joining a fleet from a machine on its own: through one of its nodes, with
+// the fleet's name and token (its cloudbios.yaml's cluster: section).
+function joinForm() {
+    const input = (name, attrs) => h("input#join-" + name, Object.assign({ name, autocomplete: "off" }, attrs || {}));
+    const fields = {
+        member: input("member", { placeholder: "10.0.0.11", required: true }),
+        fleet: input("fleet", { placeholder: "lab", required: true }),
+        token: input("token", { type: "password", required: true, minlength: 16 }),
+        node: input("node", { placeholder: "the hostname" }),
+        address: input("address", { placeholder: "this machine's first address" }),
+    };
+    const msg = h("p.msg#join-msg");
+    const btn = h("button#join-submit", { type: "submit" }, "Join");
+    const row = (label, el, hint) => h("label.field", h("span", label), el, hint ? h("small.hint", hint) : null);
+    const form = h("form.card#join-form", { novalidate: true },
+        h("h2", "Join a fleet"),
+        h("p.hint", "This machine becomes a node of a running fleet: its config file gets the cluster: section, " +
+            "and it joins now. No VM may run here meanwhile."),
+        row("A node of the fleet", fields.member, "its IPv4 address"),
+        row("Fleet name", fields.fleet, "cluster.name on its nodes"),
+        row("Token", fields.token, "the fleet's shared secret"),
+        row("This node's name", fields.node, "optional"),
+        row("This node's address", fields.address, "optional: the IPv4 address the others reach"),
+        h("p.row", btn), msg);
+    form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        const body = { member: fields.member.value.trim(), fleet: fields.fleet.value.trim(), token: fields.token.value };
+        if (fields.node.value.trim()) body.node = fields.node.value.trim();
+        if (fields.address.value.trim()) body.address = fields.address.value.trim();
+        btn.disabled = true;
+        msg.textContent = "Joining " + body.fleet + " through " + body.member + "…";
+        try {
+            const r = await api.post("/cluster/join", body);
+            msg.textContent = "";
+            fields.token.value = "";
+            flash("Joined fleet " + r.fleet + " as " + r.node);
+        } catch (e) {
+            msg.textContent = e.message;
+        } finally {
+            btn.disabled = false;
+        }
+    });
+    return form;
 }

@@ -34,7 +34,7 @@ extension Names {
     public static func checkNode(_ name: String) -> String? { checkLabel(name, "node name") }
 
     /// `[a-z0-9][a-z0-9-]{0,62}`, said of `what`.
-    static func checkLabel(_ name: String, _ what: String) -> String? {
+    public static func checkLabel(_ name: String, _ what: String) -> String? {
         let u = Array(name.utf8)
         guard !u.isEmpty else { return "\(what) is empty" }
         guard u.count <= 63 else { return "\(what) '\(clip(name))' is longer than 63 characters" }
@@ -88,5 +88,42 @@ extension StrictDecoder {
         if token == nil, m["token"] == nil { error(node, "cluster needs token (a shared secret of at least \(ClusterConfig.minimumTokenLength) characters)"); ok = false }
         guard ok, let name, let token else { return nil }
         return ClusterConfig(name: name, node: nodeName, address: address, members: members, token: token)
+    }
+}
+
+extension ClusterConfig {
+    /// The `cluster:` section of a node joining the fleet through `member`
+    /// (YAML, every value quoted), as `cloudbios cluster join` and the
+    /// panel's join add it to cloudbios.yaml.
+    public static func joiningSection(fleet: String, member: String, token: String, node: String?, address: String?) -> String {
+        func quoted(_ s: String) -> String { JSONValue.string(s).serialized() }
+        var section = "cluster:\n  name: \(quoted(fleet))\n"
+        if let node { section += "  node: \(quoted(node))\n" }
+        if let address { section += "  address: \(quoted(address))\n" }
+        section += "  members: [\(quoted(member))]\n  token: \(quoted(token))\n"
+        return section
+    }
+
+    /// Whether the YAML text has a top-level `cluster:` section.
+    public static func hasSection(_ text: String) -> Bool {
+        text.split(separator: "\n").contains { $0.hasPrefix("cluster:") }
+    }
+
+    /// The YAML text with its `cluster:` section added at the end.
+    public static func adding(_ section: String, to text: String) -> String {
+        text + (text.isEmpty || text.hasSuffix("\n") ? "" : "\n") + section
+    }
+
+    /// The YAML text without its top-level `cluster:` section.
+    public static func removingSection(from text: String) -> String {
+        var out: [Substring] = []
+        var skipping = false
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("cluster:") { skipping = true; continue }
+            if skipping, let c = line.first, c != " ", c != "\t", c != "#" { skipping = false }
+            if skipping && (line.isEmpty || line.first == " " || line.first == "\t" || line.first == "#") { continue }
+            out.append(line)
+        }
+        return out.joined(separator: "\n")
     }
 }

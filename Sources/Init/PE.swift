@@ -982,7 +982,8 @@ public final class PE: @unchecked Sendable {
     }
 
     func forwardOutput(_ fd: Int32) {
-        guard var (name, pending) = outputs[fd] else { return }
+        guard let (name, before) = outputs[fd] else { return }
+        var pending = before
         var buf = [UInt8](repeating: 0, count: 16384)
         var eof = false
         while true {

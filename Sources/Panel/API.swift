@@ -373,6 +373,11 @@ public final class PanelAPI: Sendable {
                 }
                 return .json(try await backend.joinNode(name, address: address))
             }
+        case .joinFleet:
+            return jsonBody(head) { body in
+                let o = try PanelAPI.bodyObject(body, keys: ["member", "fleet", "token", "node", "address"])
+                return .json(try await backend.joinFleet(try FleetJoinRequest(o)))
+            }
         case .task(let id):
             return run { .json(try await backend.task(id).json) }
         case .backupVM(let name):

@@ -70,8 +70,11 @@ public protocol PanelBackend: Sendable {
 
     /// The fleet's nodes (`GET /api/v1/nodes`), each up or down.
     func nodes() async throws -> JSONValue
-    /// Removes a node that is down from the fleet.
+    /// Removes a node that is down from the fleet, or makes this one leave it.
     func removeNode(_ name: String) async throws
+    /// This machine joins a running fleet now, through one of its nodes
+    /// (`POST /api/v1/cluster/join`); what it joined as.
+    func joinFleet(_ request: FleetJoinRequest) async throws -> JSONValue
 
     /// Starts a backup of the VM (`auto`, `full`, `incremental`), as a task.
     func backupVM(_ name: String, mode: String) async throws -> TaskInfo
@@ -164,6 +167,10 @@ extension PanelBackend {
 
     public func joinNode(_ name: String, address: String) async throws -> JSONValue {
         throw RequestError.conflict("this node is in no fleet (cloudbios.yaml has no cluster: section)")
+    }
+
+    public func joinFleet(_ request: FleetJoinRequest) async throws -> JSONValue {
+        throw RequestError.conflict("this daemon does not join fleets (it keeps no config file to hold the cluster: section)")
     }
 
     public func migrate(_ name: String, to node: String) async throws -> TaskInfo {

@@ -313,3 +313,45 @@ public final class FleetListener: @unchecked Sendable {
 
     public func stop() { server.stop() }
 }
+
+/// `POST /api/v1/cluster/join`'s body, checked: the fleet to join, through
+/// which of its nodes, with its token; this node's name and address when
+/// not the defaults (the hostname, the first global IPv4 address).
+public struct FleetJoinRequest: Sendable, Equatable {
+    public var member: String
+    public var fleet: String
+    public var token: String
+    public var node: String?
+    public var address: String?
+
+    public init(member: String, fleet: String, token: String, node: String? = nil, address: String? = nil) {
+        self.member = member; self.fleet = fleet; self.token = token; self.node = node; self.address = address
+    }
+
+    public init(_ o: [String: JSONValue]) throws(RequestError) {
+        func text(_ key: String, required: Bool) throws(RequestError) -> String? {
+            guard let v = o[key], v != .null else {
+                if required { throw .badRequest("'\(key)' is required") }
+                return nil
+            }
+            guard let s = v.stringValue else { throw .badRequest("'\(key)' must be a string") }
+            if s.isEmpty && !required { return nil }
+            return s
+        }
+        guard let member = try text("member", required: true), PanelAPI.isIPv4(member) else {
+            throw .badRequest("'member' must be the IPv4 address of a node of the fleet")
+        }
+        let fleet = try text("fleet", required: true)!
+        if let e = Names.checkLabel(fleet, "fleet name") { throw .badRequest("'fleet': " + e) }
+        let token = try text("token", required: true)!
+        guard token.count >= ClusterConfig.minimumTokenLength, token.utf8.count <= 256,
+              !token.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
+            throw .badRequest("'token' must be the fleet's token: \(ClusterConfig.minimumTokenLength) to 256 printable characters")
+        }
+        let node = try text("node", required: false)
+        if let node, let e = Names.checkNode(node) { throw .badRequest("'node': " + e) }
+        let address = try text("address", required: false)
+        if let address, !PanelAPI.isIPv4(address) { throw .badRequest("'address' must be an IPv4 address") }
+        self.init(member: member, fleet: fleet, token: token, node: node, address: address)
+    }
+}

@@ -47,6 +47,8 @@ public enum Route: Sendable, Equatable {
     case deleteNode(String)
     /// `POST /api/v1/nodes` `{"name", "address"}`: a node joins (node to node only).
     case joinNode
+    /// `POST /api/v1/cluster/join` `{"member", "fleet", "token", "node"?, "address"?}`: this machine joins a fleet.
+    case joinFleet
     /// `POST /api/v1/vms/{name}/migrate` `{"node": NAME}`: a live migration, as a task.
     case migrate(String)
     /// `POST /api/v1/vms/{name}/incoming` `{"step", …}`: the destination's part of a migration (node to node only).
@@ -125,6 +127,7 @@ public enum Route: Sendable, Equatable {
         case .nodes: return "GET /api/v1/nodes"
         case .deleteNode: return "DELETE /api/v1/nodes/{name}"
         case .joinNode: return "POST /api/v1/nodes"
+        case .joinFleet: return "POST /api/v1/cluster/join"
         case .migrate: return "POST /api/v1/vms/{name}/migrate"
         case .incoming: return "POST /api/v1/vms/{name}/incoming"
         case .listApps: return "GET /api/v1/apps"
@@ -258,6 +261,9 @@ public enum Router {
             case "nodes":
                 if let e = Names.checkNode(rest[1]) { return .failure(RouteError(400, e)) }
                 return only(method, ["DELETE"], .deleteNode(rest[1]))
+            case "cluster":
+                guard rest[1] == "join" else { return .failure(notFound(path)) }
+                return only(method, ["POST"], .joinFleet)
             case "tasks":
                 let id = rest[1]
                 if let e = checkTaskID(id) { return .failure(RouteError(400, e)) }

@@ -52,15 +52,11 @@ struct ClusterJoin: ParsableCommand {
 
     func run() throws {
         let text = (try? Files.readString(config)) ?? "version: 1\n"
-        if text.split(separator: "\n").contains(where: { $0.hasPrefix("cluster:") }) {
+        if ClusterConfig.hasSection(text) {
             throw CLIError("\(config) has a cluster: section already; this machine is in a fleet")
         }
-        func quoted(_ s: String) -> String { JSONValue.string(s).serialized() }
-        var section = "cluster:\n  name: \(quoted(fleet))\n"
-        if let node { section += "  node: \(quoted(node))\n" }
-        if let address { section += "  address: \(quoted(address))\n" }
-        section += "  members: [\(quoted(member))]\n  token: \(quoted(token))\n"
-        let joined = text + (text.hasSuffix("\n") ? "" : "\n") + section
+        let section = ClusterConfig.joiningSection(fleet: fleet, member: member, token: token, node: node, address: address)
+        let joined = ClusterConfig.adding(section, to: text)
         // the whole file as the daemon will read it, checked before it is written
         do { _ = try ConfigLoader.load(path: config, text: joined) } catch { throw CLIError(error.description) }
         try Files.writeAtomically(config, joined, mode: 0o600)
@@ -80,8 +76,7 @@ struct ClusterLeave: ParsableCommand {
     @Option(help: "The config file to remove the cluster: section from.") var config: String = "/etc/cloudbios/cloudbios.yaml"
 
     func run() throws {
-        let text = try? Files.readString(config)
-        let cfg = text.flatMap { try? ConfigLoader.load(path: config, text: $0) }
+        let cfg = (try? Files.readString(config)).flatMap { try? ConfigLoader.load(path: config, text: $0) }
         guard let name = node ?? cfg?.cluster?.node ?? cfg?.hostname ?? DaemonFleet.hostname().nonEmpty else {
             throw CLIError("cannot tell this node's name: pass --node")
         }
@@ -93,22 +88,13 @@ struct ClusterLeave: ParsableCommand {
             // a leave run again after its daemon left (the answer lost, or the config left as it was): finish it
             print("node \(name) is in no fleet any more")
         }
-        guard let text, cfg?.cluster != nil else { return }
-        try Files.writeAtomically(config, Self.withoutCluster(text), mode: 0o600)
-        print("\(config): cluster: section removed; the daemon starts on its own from now on")
-    }
-
-    /// The YAML text without its top-level `cluster:` section.
-    static func withoutCluster(_ text: String) -> String {
-        var out: [Substring] = []
-        var skipping = false
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            if line.hasPrefix("cluster:") { skipping = true; continue }
-            if skipping, let c = line.first, c != " ", c != "\t", c != "#" { skipping = false }
-            if skipping && (line.isEmpty || line.first == " " || line.first == "\t" || line.first == "#") { continue }
-            out.append(line)
+        // (a daemon started with this file took the section out itself)
+        guard cfg?.cluster != nil, let now = try? Files.readString(config), ClusterConfig.hasSection(now) else {
+            if cfg?.cluster != nil { print("\(config): cluster: section removed; the daemon starts on its own from now on") }
+            return
         }
-        return out.joined(separator: "\n")
+        try Files.writeAtomically(config, ClusterConfig.removingSection(from: now), mode: 0o600)
+        print("\(config): cluster: section removed; the daemon starts on its own from now on")
     }
 }
 

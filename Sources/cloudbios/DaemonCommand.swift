@@ -107,7 +107,9 @@ struct DaemonCommand: Command {
         // the config's apps are pulled and started beside the panel
         let appEntries = cfg.apps
         Task { for f in await apps.applyConfig(appEntries) { Log.error(f) } }
-        var backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer, bootMenu: bootMenu, apps: apps)
+        var backend = VMManagerBackend(manager: manager, hostname: cfg.hostname, installer: installer,
+                                       membership: FleetMembership(configFile: config, config: cfg, stateDir: dir),
+                                       bootMenu: bootMenu, apps: apps)
         backend.network = cfg.network.interfaces
         let upgrader = SystemUpgrader.forThisMachine(config: config, stateDir: dir)
         backend.upgrader = upgrader

@@ -10,8 +10,8 @@ import Glibc
 /// etcd member and heartbeat, started beside the panel.
 enum DaemonFleet {
     /// Makes the fleet's certificates, starts etcd and the heartbeat; nil
-    /// without a `cluster:` section.
-    static func start(_ cfg: CloudBIOSConfig, stateDir: String, manager: VMManager) async throws -> Fleet? {
+    /// without a `cluster:` section. `joiningNow`: a join through the API.
+    static func start(_ cfg: CloudBIOSConfig, stateDir: String, manager: VMManager, joiningNow: Bool = false) async throws -> Fleet? {
         guard let cluster = cfg.cluster else { return nil }
         // (the hostname straight from the kernel: the panel need not wait for the KVM probe)
         let node = cluster.node ?? cfg.hostname ?? Self.hostname()
@@ -28,7 +28,15 @@ enum DaemonFleet {
                 return NodeCapacity(cpus: h.cpus, memory: h.memoryTotalMiB, memoryFree: h.memoryAvailableMiB,
                                     vms: await manager.list().count)
             }
-            try fleet.start()
+            if joiningNow {
+                // (from a request: the join through a member and etcd's start block, off the cooperative threads)
+                let r: Result<Void, FleetError> = await withCheckedContinuation { k in
+                    spawnThread { k.resume(returning: Result { () throws(FleetError) in try fleet.start() }) }
+                }
+                try r.get()
+            } else {
+                try fleet.start()
+            }
         } catch { throw CLIError("fleet \(cluster.name): \(error)") }
         // every start (the API's, autostart, the config file's VMs) claims the VM first:
         // a VM another node owns is not started here

@@ -28,7 +28,14 @@ nonisolated(unsafe) private var runningFleetListener: FleetListener?
 /// Serves the panel's API to the other nodes on the fleet address.
 func startFleetListener(address: String, certPEM: String, keyPEM: String) throws {
     guard let panel = runningPanel else { return }
+    stopFleetListener()
     runningFleetListener = try FleetListener(api: panel.api, host: address, port: Fleet.apiPort, certPEM: certPEM, keyPEM: keyPEM)
+}
+
+/// Stops serving the node API (this node left its fleet).
+func stopFleetListener() {
+    runningFleetListener?.stop()
+    runningFleetListener = nil
 }
 
 func stopPanel() {

@@ -20,10 +20,12 @@ struct VMManagerBackend: PanelBackend, ImmediateVMStatus {
     let installer: Installer
     /// The fleet this node belongs to (nil: on its own, or since it left).
     var fleet: Fleet? {
-        get { fleetMembership.flatMap { $0.hasLeft ? nil : $0 } }
-        set { fleetMembership = newValue }
+        get { membership.fleet.withLock { $0 }.flatMap { $0.hasLeft ? nil : $0 } }
+        nonmutating set { membership.fleet.withLock { $0 = newValue } }
     }
-    var fleetMembership: Fleet? = nil
+    /// Where the fleet is kept: shared by every copy of the backend, so a
+    /// fleet joined through the API is the panel's at once.
+    let membership: FleetMembership
     /// GRUB's per-VM entries, following the VMs; a change through the API
     /// answers once they are written (nil: none kept).
     var bootMenu: BootMenuSync? = nil
@@ -196,7 +198,12 @@ extension UpgradeUploadSession: SystemUpload {
 extension VMManagerBackend {
     func nodes() async throws -> JSONValue {
         guard let fleet else { throw FleetError.notInFleet }
-        return .array(try await fleet.nodesAsync().map(\.json))
+        // "local": the node answering (the one a leave from its panel takes out)
+        return .array(try await fleet.nodesAsync().map { n in
+            guard case .object(var o) = n.json else { return n.json }
+            o["local"] = .bool(n.name == fleet.node)
+            return .object(o)
+        })
     }
 
     func removeNode(_ name: String) async throws {
@@ -207,10 +214,17 @@ extension VMManagerBackend {
             guard busy.isEmpty else {
                 throw RequestError.conflict("node '\(name)' still runs \(busy.map { "'\($0)'" }.joined(separator: ", ")): stop them or migrate them to another node before it leaves the fleet")
             }
-            try await fleet.leaveAsync()
+            try await membership.leaving { try await fleet.leaveAsync() }
+            stopFleetListener()
+            membership.forgetCluster()
             return
         }
         try await fleet.removeAsync(name)
+    }
+
+    func joinFleet(_ request: FleetJoinRequest) async throws -> JSONValue {
+        let f = try await membership.join(request, manager: manager)
+        return .object(["fleet": .string(f.cluster.name), "node": .string(f.node), "address": .string(f.address)])
     }
 
     func joinNode(_ name: String, address: String) async throws -> JSONValue {

@@ -966,3 +966,71 @@ def test_a_leave_cut_short_is_finished_by_leaving_again(fleet):
     r = sh(cbdaemon.binary(), "cluster", "remove", "node4", "--url", node1.url, "--token", node1.token, check=False)
     assert r.returncode == 0, r
     wait_for("node4 gone", up_everywhere([node1, node2], {"node1": "up", "node2": "up"}), 30)
+
+
+def test_a_machine_on_its_own_joins_and_leaves_through_the_panel(fleet):
+    """node4, on its own again, joins the fleet from its panel's nodes page
+    (a wrong token first: refused, its config file as it was), shows up on
+    every node, then leaves with the page's Leave button: the others show
+    it gone, its config file has no cluster: section, it runs on alone."""
+    import browser as chrome
+    from selenium.webdriver.common.by import By
+    node1, node2, node4 = fleet[0], fleet[1], fleet[3]
+    assert node4.nodes()[0] == 409
+    before = open(node4.config).read()
+    assert "cluster:" not in before
+    # through the API: a malformed request, then a token the fleet does not know
+    st, body = node4.request("POST", "/api/v1/cluster/join", {"member": node1.address, "fleet": "e2e", "token": "short"})
+    assert st == 400 and b"token" in body, (st, body)
+    st, body = node4.request("POST", "/api/v1/cluster/join", {"member": "10.0.0.300", "fleet": "e2e", "token": TOKEN})
+    assert st == 400 and b"member" in body, (st, body)
+    st, body = node4.request("POST", "/api/v1/cluster/join",
+                             {"member": node1.address, "fleet": "e2e", "token": "not-the-fleets-token-at-all", "node": "node4",
+                              "address": node4.address}, timeout=60)
+    assert st == 422 and json.loads(body)["error"], (st, body)
+    assert open(node4.config).read() == before
+    assert node4.nodes()[0] == 409
+    d = chrome.chromium()
+    try:
+        d.get(node4.url + "/")
+        wait_for("login page", lambda: d.find_element(By.CSS_SELECTOR, "#login-user").is_displayed() or None, 30, 0.2)
+        d.find_element(By.CSS_SELECTOR, "#login-user").send_keys("admin")
+        d.find_element(By.CSS_SELECTOR, "#login-password").send_keys(cbdaemon.PASSWORD)
+        d.find_element(By.CSS_SELECTOR, "#login-submit").click()
+        wait_for("the shell", lambda: d.find_element(By.CSS_SELECTOR, "#shell").is_displayed() or None, 30, 0.2)
+        d.get(node4.url + "/#/nodes")
+        wait_for("the join form", lambda: d.find_element(By.CSS_SELECTOR, "#join-form").is_displayed() or None, 30, 0.2)
+        for field, value in (("member", node1.address), ("fleet", "e2e"), ("token", TOKEN), ("node", "node4"),
+                             ("address", node4.address)):
+            d.find_element(By.CSS_SELECTOR, f"#join-{field}").send_keys(value)
+        chrome.screenshot(d, "fleet-join-form")
+        d.find_element(By.CSS_SELECTOR, "#join-submit").click()
+
+        def rows():
+            got = {r.get_attribute("data-node"): r.text for r in d.find_elements(By.CSS_SELECTOR, "#node-rows tr[data-node]")}
+            ok = sorted(got) == ["node1", "node2", "node4"] and all(" up" in t for t in got.values())
+            local = [r.get_attribute("data-node") for r in d.find_elements(By.CSS_SELECTOR, "#node-rows tr[data-local]")]
+            if ok and local == ["node4"] and not d.find_element(By.CSS_SELECTOR, "#join-form").is_displayed():
+                return True
+            return got, local, d.find_element(By.CSS_SELECTOR, "#join-msg").text, d.find_element(By.CSS_SELECTOR, "#nodes-note").text
+        wait_for("node4 in the fleet on its own nodes page", rows, 90)
+        chrome.screenshot(d, "fleet-joined")
+        wait_for("node4 up on every node", up_everywhere([node1, node2, node4], {"node1": "up", "node2": "up", "node4": "up"}), 60)
+        assert "cluster:" in open(node4.config).read() and "e2e" in open(node4.config).read()
+        # the fleet's VMs answer through node4 as through any node
+        assert node4.request("GET", "/api/v1/vms")[0] == 200
+        # Leave, confirmed in the dialog
+        d.find_element(By.CSS_SELECTOR, "#leave-fleet").click()
+        wait_for("the confirmation", lambda: d.find_element(By.CSS_SELECTOR, "dialog [data-confirm]").is_displayed() or None, 10, 0.2)
+        d.find_element(By.CSS_SELECTOR, "dialog [data-confirm]").click()
+        wait_for("the leave done", lambda: "node4 left the fleet" in d.find_element(By.CSS_SELECTOR, "#flash").text or
+                 d.find_element(By.CSS_SELECTOR, "#flash").text, 60, 0.2)
+        wait_for("the join form again", lambda: d.find_element(By.CSS_SELECTOR, "#join-form").is_displayed() or None, 30, 0.5)
+    finally:
+        d.quit()
+    for n in (node1, node2):
+        st, body = n.nodes()
+        assert st == 200 and {x["name"]: x["state"] for x in body} == {"node1": "up", "node2": "up"}, (n.name, body)
+    assert "cluster:" not in open(node4.config).read()
+    assert node4.nodes()[0] == 409
+    assert node4.request("GET", "/api/v1/vms")[0] == 200

@@ -346,6 +346,10 @@ def test_daemon_answers_as_the_spec_says(daemon, tmp_path):
     api("DELETE", "/api/v1/nodes/Not_A_Node", 400)
     # joining, migrating and a migration's destination step: fleet only (a node credential for the last)
     api("POST", "/api/v1/nodes", 403, json={"name": "node9", "address": "10.0.0.9"})
+    # this machine joining one: a body of the wrong shape is refused before anything is written
+    api("POST", "/api/v1/cluster/join", 400, json={"member": "10.0.0.9", "fleet": "lab", "token": "short"})
+    api("POST", "/api/v1/cluster/join", 400, json={"member": "10.0.0.9", "fleet": "lab", "token": "t" * 20, "extra": 1})
+    api("POST", "/api/v1/cluster/join", 400, json={"member": "nine", "fleet": "lab", "token": "t" * 20})
     api("POST", "/api/v1/vms/spec-vm/migrate", 409, json={"node": "node9"})
     api("POST", "/api/v1/vms/spec-vm/incoming", 403, json={"step": "abort"})
 
