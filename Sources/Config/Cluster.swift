@@ -115,13 +115,21 @@ extension ClusterConfig {
     }
 
     /// The YAML text without its top-level `cluster:` section.
+    /// (A comment at the left margin stays in the section only when the
+    /// section goes on after it: one before the next key is that key's.)
     public static func removingSection(from text: String) -> String {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        func indented(_ l: Substring) -> Bool { l.first == " " || l.first == "\t" }
+        func isComment(_ l: Substring) -> Bool { l.first == "#" }
         var out: [Substring] = []
         var skipping = false
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        for (i, line) in lines.enumerated() {
             if line.hasPrefix("cluster:") { skipping = true; continue }
-            if skipping, let c = line.first, c != " ", c != "\t", c != "#" { skipping = false }
-            if skipping && (line.isEmpty || line.first == " " || line.first == "\t" || line.first == "#") { continue }
+            if skipping {
+                if line.isEmpty || indented(line) { continue }
+                if isComment(line), let next = lines[(i + 1)...].first(where: { !$0.isEmpty && !isComment($0) }), indented(next) { continue }
+                skipping = false
+            }
             out.append(line)
         }
         return out.joined(separator: "\n")
