@@ -259,19 +259,25 @@ def test_etcd_speaks_only_tls_with_the_fleets_certificates(fleet):
     # (peers holding the fleet's certificates are answered: the fleet formed over this port)
 
 
+def open_nodes_page(d, n):
+    """Logs the browser in to node n's panel and opens its Nodes page."""
+    from selenium.webdriver.common.by import By
+    d.get(n.url + "/")
+    wait_for("login page", lambda: d.find_element(By.CSS_SELECTOR, "#login-user").is_displayed() or None, 30, 0.2)
+    d.find_element(By.CSS_SELECTOR, "#login-user").send_keys("admin")
+    d.find_element(By.CSS_SELECTOR, "#login-password").send_keys(cbdaemon.PASSWORD)
+    d.find_element(By.CSS_SELECTOR, "#login-submit").click()
+    wait_for("the shell", lambda: d.find_element(By.CSS_SELECTOR, "#shell").is_displayed() or None, 30, 0.2)
+    d.get(n.url + "/#/nodes")
+
+
 def test_the_panels_nodes_page_shows_the_fleet(fleet):
     import browser as chrome
     from selenium.webdriver.common.by import By
     d = chrome.chromium()
     try:
         n = fleet[0]
-        d.get(n.url + "/")
-        wait_for("login page", lambda: d.find_element(By.CSS_SELECTOR, "#login-user").is_displayed() or None, 30, 0.2)
-        d.find_element(By.CSS_SELECTOR, "#login-user").send_keys("admin")
-        d.find_element(By.CSS_SELECTOR, "#login-password").send_keys(cbdaemon.PASSWORD)
-        d.find_element(By.CSS_SELECTOR, "#login-submit").click()
-        wait_for("the shell", lambda: d.find_element(By.CSS_SELECTOR, "#shell").is_displayed() or None, 30, 0.2)
-        d.get(n.url + "/#/nodes")
+        open_nodes_page(d, n)
 
         def rows():
             got = {r.get_attribute("data-node"): r.text for r in d.find_elements(By.CSS_SELECTOR, "#node-rows tr[data-node]")}
@@ -992,13 +998,7 @@ def test_a_machine_on_its_own_joins_and_leaves_through_the_panel(fleet):
     assert node4.nodes()[0] == 409
     d = chrome.chromium()
     try:
-        d.get(node4.url + "/")
-        wait_for("login page", lambda: d.find_element(By.CSS_SELECTOR, "#login-user").is_displayed() or None, 30, 0.2)
-        d.find_element(By.CSS_SELECTOR, "#login-user").send_keys("admin")
-        d.find_element(By.CSS_SELECTOR, "#login-password").send_keys(cbdaemon.PASSWORD)
-        d.find_element(By.CSS_SELECTOR, "#login-submit").click()
-        wait_for("the shell", lambda: d.find_element(By.CSS_SELECTOR, "#shell").is_displayed() or None, 30, 0.2)
-        d.get(node4.url + "/#/nodes")
+        open_nodes_page(d, node4)
         wait_for("the join form", lambda: d.find_element(By.CSS_SELECTOR, "#join-form").is_displayed() or None, 30, 0.2)
         for field, value in (("member", node1.address), ("fleet", "e2e"), ("token", TOKEN), ("node", "node4"),
                              ("address", node4.address)):
