@@ -26,6 +26,7 @@ let package = Package(
         // Those that need GnuTLS, nettle, libcrypt, libmicrohttpd and
         // libvnc* load them when first needed (dlopen): cloudbios links none.
         .target(name: "CBase", path: "Sources/CBase"),  // errno, posix_spawn, pidfd: Platform's processes
+        .target(name: "CXXHash", path: "Sources/CXXHash"),  // XXH3-128 of files (xxhash.h alone): backups' checksums
         .target(name: "CDisks", path: "Sources/CDisks"),  // block-device and loop-device ioctls
         .target(name: "CInit", path: "Sources/CInit"),  // PID 1: signals, uevents, reboot, input events
         .target(name: "CKVM", path: "Sources/CKVM"),  // the KVM probe's child
@@ -35,7 +36,7 @@ let package = Package(
         .target(name: "CVNCLoader", path: "Sources/CVNCLoader"),  // libvncclient/libvncserver, loaded on first use
 
         // Swift modules
-        .target(name: "Platform", dependencies: ["CBase", "CDisks", "CKVM", "CTLS"]),
+        .target(name: "Platform", dependencies: ["CBase", "CDisks", "CKVM", "CTLS", "CXXHash"]),
         .target(name: "Config", dependencies: []),
         .target(name: "QEMU", dependencies: ["Config", "Platform"]),
         .target(name: "VMManager", dependencies: ["Config", "QEMU", "Platform", "CDisks", "CTap"]),

@@ -30,6 +30,49 @@ public enum BackupMode: String, Sendable, Equatable, CaseIterable {
     case incremental
 }
 
+/// A backup file's checksum, under the key naming its algorithm in
+/// `backup.json`: `xxh128` (XXH3-128) for backups made now, read back at
+/// memory speed while the file is synced to the disk; `sha256` for backups
+/// made before, still verified as they are.
+public struct BackupChecksum: Sendable, Equatable {
+    public enum Algorithm: String, Sendable, CaseIterable {
+        case xxh128, sha256
+
+        /// Hex digits of a value.
+        var digits: Int { self == .xxh128 ? 32 : 64 }
+    }
+
+    public var algorithm: Algorithm
+    /// Lowercase hex.
+    public var value: String
+
+    public init(_ algorithm: Algorithm, _ value: String) { self.algorithm = algorithm; self.value = value }
+
+    /// The algorithm new backups use.
+    public static let current = Algorithm.xxh128
+
+    /// The checksum of the file at `path` by `algorithm`.
+    public static func of(_ path: String, _ algorithm: Algorithm = current) throws -> BackupChecksum {
+        switch algorithm {
+        case .xxh128: BackupChecksum(.xxh128, try xxh128File(path))
+        case .sha256: BackupChecksum(.sha256, try sha256File(path))
+        }
+    }
+
+    /// From a disk's entry of `backup.json`: the first algorithm it names
+    /// with a well-formed value.
+    init?(entry d: JSONValue) {
+        for a in Algorithm.allCases {
+            guard let s = d[a.rawValue]?.stringValue else { continue }
+            let u = Array(s.utf8)
+            guard u.count == a.digits, u.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else { return nil }
+            self.init(a, s)
+            return
+        }
+        return nil
+    }
+}
+
 /// One disk of a backup.
 public struct BackupDisk: Sendable, Equatable {
     /// The VM's disk id (`root`, `data`, …).
@@ -37,17 +80,17 @@ public struct BackupDisk: Sendable, Equatable {
     public var virtualSize: Int64
     /// The file, relative to the backup's directory (`root.qcow2`).
     public var file: String
-    public var sha256: String
+    public var checksum: BackupChecksum
     /// Bytes of the file on the target.
     public var size: Int64
 
-    public init(id: String, virtualSize: Int64, file: String, sha256: String, size: Int64) {
-        self.id = id; self.virtualSize = virtualSize; self.file = file; self.sha256 = sha256; self.size = size
+    public init(id: String, virtualSize: Int64, file: String, checksum: BackupChecksum, size: Int64) {
+        self.id = id; self.virtualSize = virtualSize; self.file = file; self.checksum = checksum; self.size = size
     }
 
     var json: JSONValue {
         .object(["id": .string(id), "virtual_size": .int64(virtualSize), "file": .string(file),
-                 "sha256": .string(sha256), "size": .int64(size)])
+                 checksum.algorithm.rawValue: .string(checksum.value), "size": .int64(size)])
     }
 }
 
@@ -103,8 +146,8 @@ public struct BackupRecord: Sendable, Equatable {
         for d in disks {
             guard let did = d["id"]?.stringValue, Names.checkDiskID(did) == nil, let vs = d["virtual_size"]?.int64Value,
                   let file = d["file"]?.stringValue, file == "\(did).qcow2",
-                  let sha = d["sha256"]?.stringValue, Names.checkSHA256(sha) == nil, let size = d["size"]?.int64Value else { return nil }
-            out.append(BackupDisk(id: did, virtualSize: vs, file: file, sha256: sha, size: size))
+                  let sum = BackupChecksum(entry: d), let size = d["size"]?.int64Value else { return nil }
+            out.append(BackupDisk(id: did, virtualSize: vs, file: file, checksum: sum, size: size))
         }
         return BackupRecord(id: id, vm: vm, time: time, kind: kind, parent: parent, spec: spec, disks: out)
     }

@@ -380,7 +380,7 @@ extension VMManager {
             var disks: [BackupDisk] = []
             for (d, h) in zip(diskIDs, hashes) {
                 let file = "\(dir)/\(d).qcow2"
-                disks.append(BackupDisk(id: d, virtualSize: sizes[d]!, file: "\(d).qcow2", sha256: h, size: Files.size(file) ?? 0))
+                disks.append(BackupDisk(id: d, virtualSize: sizes[d]!, file: "\(d).qcow2", checksum: h, size: Files.size(file) ?? 0))
             }
             let hashed = now()
             let record = BackupRecord(id: id, vm: name, time: time, kind: kind, parent: parent?.id, spec: spec.json, disks: disks)
@@ -433,18 +433,18 @@ extension VMManager {
     /// The cluster size of a full backup's qcow2.
     static let fullBackupClusterSize = 1 << 20
 
-    /// The SHA-256 of each file, each file's data synced to the disk at the
+    /// The checksum of each file, each file's data synced to the disk at the
     /// same time (the hash reads from the page cache while the disk writes):
     /// every file on a thread of its own, two at a time.
-    static func hashAndSync(_ files: [String]) async throws -> [String] {
-        var out = [String](repeating: "", count: files.count)
+    static func hashAndSync(_ files: [String]) async throws -> [BackupChecksum] {
+        var out = [BackupChecksum](repeating: BackupChecksum(.xxh128, ""), count: files.count)
         var next = 0
         while next < files.count {
             let batch = Array(next..<min(files.count, next + 2))
-            try await withThrowingTaskGroup(of: (Int, String?).self) { g in
+            try await withThrowingTaskGroup(of: (Int, BackupChecksum?).self) { g in
                 for i in batch {
                     let file = files[i]
-                    g.addTask { (i, try await blocking { try sha256File(file) }) }
+                    g.addTask { (i, try await blocking { try BackupChecksum.of(file) }) }
                     g.addTask { try await blocking { try syncFile(file) }; return (i, nil) }
                 }
                 for try await (i, h) in g { if let h { out[i] = h } }
@@ -493,10 +493,11 @@ extension VMManager {
             var problems: [JSONValue] = []
             for (i, (b, d)) in files.enumerated() {
                 let path = "\(catalog.path(b.id))/\(d.file)"
-                let got = try? await blocking { try sha256File(path) }
-                if got != d.sha256 {
+                let got = try? await blocking { try BackupChecksum.of(path, d.checksum.algorithm) }
+                if got != d.checksum {
                     problems.append(.object(["backup": .string(b.id), "file": .string("\(b.id)/\(d.file)"),
-                                             "expected": .string(d.sha256), "actual": got.map { .string($0) } ?? .null]))
+                                             "algorithm": .string(d.checksum.algorithm.rawValue),
+                                             "expected": .string(d.checksum.value), "actual": got.map { .string($0.value) } ?? .null]))
                 }
                 tasks.update(task.id) { $0.progress = (i + 1) * 99 / max(1, files.count) }
             }
@@ -539,7 +540,8 @@ extension VMManager {
                     let file = "\(catalog.path(c))/\(child.disks[i].file)"
                     try await runTool(["qemu-img", "rebase", "-q", "-f", "qcow2", "-F", "qcow2",
                                        "-b", "../\(newParent)/\(child.disks[i].id).qcow2", file])
-                    child.disks[i].sha256 = try await blocking { try sha256File(file) }
+                    // (a rebased file gets the checksum new backups have)
+                    child.disks[i].checksum = try await blocking { try BackupChecksum.of(file) }
                     child.disks[i].size = Files.size(file) ?? child.disks[i].size
                 }
                 child.parent = newParent

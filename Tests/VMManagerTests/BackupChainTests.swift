@@ -10,7 +10,7 @@ import Platform
     func rec(_ id: String, _ time: String, parent: String? = nil, vm: String = "web", disks: [(String, Int64)] = [("root", 4 << 30)]) -> BackupRecord {
         BackupRecord(id: id, vm: vm, time: time, kind: parent == nil ? .full : .incremental, parent: parent,
                      spec: .object(["name": .string(vm)]),
-                     disks: disks.map { BackupDisk(id: $0.0, virtualSize: $0.1, file: "\($0.0).qcow2", sha256: String(repeating: "a", count: 64), size: 1) })
+                     disks: disks.map { BackupDisk(id: $0.0, virtualSize: $0.1, file: "\($0.0).qcow2", checksum: BackupChecksum(.xxh128, String(repeating: "a", count: 32)), size: 1) })
     }
 
     func index(_ rs: [BackupRecord]) -> [String: BackupRecord] { Dictionary(uniqueKeysWithValues: rs.map { ($0.id, $0) }) }
@@ -83,6 +83,22 @@ import Platform
         o["disks"] = .array([.object(["id": .string("root"), "virtual_size": .int(1), "file": .string("../../etc/passwd"),
                                       "sha256": .string(String(repeating: "a", count: 64)), "size": .int(1)])])
         #expect(BackupRecord.decode(.object(o)) == nil)
+        // a checksum of the wrong length for its algorithm, none at all; one made before (SHA-256) reads back
+        for bad: JSONValue in [.object(["xxh128": .string(String(repeating: "a", count: 64))]),
+                               .object(["sha256": .string(String(repeating: "a", count: 32))]), .object([:])] {
+            o = r.json.objectValue!
+            var disk = r.disks[0].json.objectValue!
+            disk["xxh128"] = nil
+            for (k, v) in bad.objectValue! { disk[k] = v }
+            o["disks"] = .array([.object(disk)])
+            #expect(BackupRecord.decode(.object(o)) == nil)
+        }
+        o = r.json.objectValue!
+        var old = r.disks[0].json.objectValue!
+        old["xxh128"] = nil
+        old["sha256"] = .string(String(repeating: "b", count: 64))
+        o["disks"] = .array([.object(old)])
+        #expect(BackupRecord.decode(.object(o))?.disks[0].checksum == BackupChecksum(.sha256, String(repeating: "b", count: 64)))
         o = r.json.objectValue!
         o["parent"] = .string("../x")
         #expect(BackupRecord.decode(.object(o)) == nil)

@@ -4,10 +4,10 @@
 set -eu
 BUILD_PKGS="qemu-system-x86 qemu-utils ovmf seabios grub-pc-bin grub-efi-amd64-bin grub-common shim-signed grub-efi-amd64-signed
 xorriso mtools linux-image-amd64 busybox-static libblkid-dev libparted-dev libmicrohttpd-dev
-libvncserver-dev libgnutls28-dev nettle-dev libcrypt-dev libstdc++-12-dev novnc zstd cpio squashfs-tools e2fsprogs dosfstools parted kmod
+libvncserver-dev libgnutls28-dev nettle-dev libxxhash-dev libcrypt-dev libstdc++-12-dev novnc zstd cpio squashfs-tools e2fsprogs dosfstools parted kmod
 fdisk util-linux iproute2 dnsmasq-base nftables ca-certificates curl python3 openssl erofs-utils"
 TEST_PKGS="chromium chromium-driver wrk nginx-light python3-pytest python3-selenium python3-websocket imagemagick
-openssh-client mmdebstrap cloud-image-utils docker-registry skopeo etcd-server"
+openssh-client mmdebstrap cloud-image-utils docker-registry skopeo etcd-server xxhash"
 want="$BUILD_PKGS"
 [ "${1:-build}" = test ] && want="$BUILD_PKGS $TEST_PKGS"
 missing=""
