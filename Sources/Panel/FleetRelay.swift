@@ -338,7 +338,8 @@ public struct FleetJoinRequest: Sendable, Equatable {
             if s.isEmpty && !required { return nil }
             return s
         }
-        guard let member = try text("member", required: true), PanelAPI.isIPv4(member) else {
+        // (addresses checked as the config file that receives them checks them)
+        guard let member = try text("member", required: true), IPv4.isAddress(member) else {
             throw .badRequest("'member' must be the IPv4 address of a node of the fleet")
         }
         let fleet = try text("fleet", required: true)!
@@ -351,7 +352,7 @@ public struct FleetJoinRequest: Sendable, Equatable {
         let node = try text("node", required: false)
         if let node, let e = Names.checkNode(node) { throw .badRequest("'node': " + e) }
         let address = try text("address", required: false)
-        if let address, !PanelAPI.isIPv4(address) { throw .badRequest("'address' must be an IPv4 address") }
+        if let address, !IPv4.isAddress(address) { throw .badRequest("'address' must be an IPv4 address") }
         self.init(member: member, fleet: fleet, token: token, node: node, address: address)
     }
 }

@@ -39,8 +39,7 @@ func stopFleetListener() {
 }
 
 func stopPanel() {
-    runningFleetListener?.stop()
-    runningFleetListener = nil
+    stopFleetListener()
     runningPanel?.stop()
     runningPanel = nil
 }

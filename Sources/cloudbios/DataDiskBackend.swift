@@ -25,7 +25,7 @@ extension VMManagerBackend {
             throw RequestError(.unavailable, "the disk tools (mke2fs, libparted) are not available: \(why)")
         }
         let stateDir = manager.stateDir
-        let busy = await manager.list().filter { $0.state != .stopped && $0.state != .crashed }.map(\.spec.name)
+        let busy = await manager.activeVMNames()
         let pid1 = Files.readLink("/proc/1/exe")
         let underCloudBIOS = pid1 != nil && pid1 == Files.readLink("/proc/self/exe")
         let task = tasks.begin("disk-init", on: disk.path)

@@ -38,7 +38,7 @@ final class FleetMembership: Sendable {
         guard let path = configFile else {
             throw RequestError.conflict("this daemon runs without a config file to keep the fleet in (cloudbios daemon --config FILE)")
         }
-        let busy = await manager.list().filter { $0.state != .stopped && $0.state != .crashed }.map(\.spec.name)
+        let busy = await manager.activeVMNames()
         guard busy.isEmpty else {
             throw RequestError.conflict("VMs run here (\(busy.map { "'\($0)'" }.joined(separator: ", "))): stop them before this node joins a fleet")
         }
@@ -77,7 +77,7 @@ final class FleetMembership: Sendable {
             return f
         } catch {
             try? Files.writeAtomically(path, before, mode: 0o600)
-            // certificates made from a wrong token must not stay for the next try
+            // a machine that never joined keeps no fleet directory (the next try makes its certificates anew)
             if !hadFleetDir { Files.removeTree(fleetDir) }
             throw RequestError(.invalid, "joining fleet '\(r.fleet)' through \(r.member): \(error)")
         }

@@ -195,6 +195,15 @@ extension UpgradeUploadSession: SystemUpload {
     func finish() async throws -> TaskInfo { try finishUpgrade() }
 }
 
+extension VMManager {
+    /// The names of the VMs that are not stopped (running, starting,
+    /// paused, stopping): what a node leaving or joining a fleet, or a
+    /// disk becoming the data disk, must wait for.
+    func activeVMNames() async -> [String] {
+        list().filter { $0.state != .stopped && $0.state != .crashed }.map(\.spec.name)
+    }
+}
+
 extension VMManagerBackend {
     func nodes() async throws -> JSONValue {
         guard let fleet else { throw FleetError.notInFleet }
@@ -210,7 +219,7 @@ extension VMManagerBackend {
         guard let fleet else { throw FleetError.notInFleet }
         if name == fleet.node {
             // this node leaves: only once none of its VMs runs (stop them, or migrate them away, first)
-            let busy = await manager.list().filter { $0.state != .stopped && $0.state != .crashed }.map(\.spec.name)
+            let busy = await manager.activeVMNames()
             guard busy.isEmpty else {
                 throw RequestError.conflict("node '\(name)' still runs \(busy.map { "'\($0)'" }.joined(separator: ", ")): stop them or migrate them to another node before it leaves the fleet")
             }

@@ -259,38 +259,16 @@ def test_etcd_speaks_only_tls_with_the_fleets_certificates(fleet):
     # (peers holding the fleet's certificates are answered: the fleet formed over this port)
 
 
-def shown(d, css):
-    """Whether an element `css` selects is on the page and displayed (False
-    while the page has not drawn it yet, where find_element would raise)."""
-    from selenium.webdriver.common.by import By
-    return any(e.is_displayed() for e in d.find_elements(By.CSS_SELECTOR, css)) or None
-
-
-def click(d, css, timeout=10):
-    """Clicks the element `css` selects, again when the page redrew it
-    between finding and clicking (the nodes page redraws every 3 s)."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.common.by import By
-    deadline = time.time() + timeout
-    while True:
-        try:
-            d.find_element(By.CSS_SELECTOR, css).click()
-            return
-        except (NoSuchElementException, StaleElementReferenceException):
-            if time.time() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def open_nodes_page(d, n):
-    """Logs the browser in to node n's panel and opens its Nodes page."""
-    from selenium.webdriver.common.by import By
+    """Logs the browser in to node n's panel and opens its Nodes page (the
+    waits are browser.wait's: an element not drawn yet is looked for again)."""
+    import browser as chrome
     d.get(n.url + "/")
-    wait_for("login page", lambda: shown(d, "#login-user"), 30, 0.2)
-    d.find_element(By.CSS_SELECTOR, "#login-user").send_keys("admin")
-    d.find_element(By.CSS_SELECTOR, "#login-password").send_keys(cbdaemon.PASSWORD)
-    d.find_element(By.CSS_SELECTOR, "#login-submit").click()
-    wait_for("the shell", lambda: shown(d, "#shell"), 30, 0.2)
+    chrome.wait(d, lambda b: chrome.el(b, "#login-user").is_displayed(), 30, "the login page", poll=0.2)
+    chrome.el(d, "#login-user").send_keys("admin")
+    chrome.el(d, "#login-password").send_keys(cbdaemon.PASSWORD)
+    chrome.el(d, "#login-submit").click()
+    chrome.wait(d, lambda b: chrome.el(b, "#shell").is_displayed(), 30, "the shell", poll=0.2)
     d.get(n.url + "/#/nodes")
 
 
@@ -1022,7 +1000,7 @@ def test_a_machine_on_its_own_joins_and_leaves_through_the_panel(fleet):
     d = chrome.chromium()
     try:
         open_nodes_page(d, node4)
-        wait_for("the join form", lambda: shown(d, "#join-form"), 30, 0.2)
+        chrome.wait(d, lambda b: chrome.el(b, "#join-form").is_displayed(), 30, "the join form", poll=0.2)
         for field, value in (("member", node1.address), ("fleet", "e2e"), ("token", TOKEN), ("node", "node4"),
                              ("address", node4.address)):
             d.find_element(By.CSS_SELECTOR, f"#join-{field}").send_keys(value)
@@ -1033,7 +1011,7 @@ def test_a_machine_on_its_own_joins_and_leaves_through_the_panel(fleet):
             got = {r.get_attribute("data-node"): r.text for r in d.find_elements(By.CSS_SELECTOR, "#node-rows tr[data-node]")}
             ok = sorted(got) == ["node1", "node2", "node4"] and all(" up" in t for t in got.values())
             local = [r.get_attribute("data-node") for r in d.find_elements(By.CSS_SELECTOR, "#node-rows tr[data-local]")]
-            if ok and local == ["node4"] and not shown(d, "#join-form"):
+            if ok and local == ["node4"] and not chrome.el(d, "#join-form").is_displayed():
                 return True
             return got, local, d.find_element(By.CSS_SELECTOR, "#join-msg").text, d.find_element(By.CSS_SELECTOR, "#nodes-note").text
         wait_for("node4 in the fleet on its own nodes page", rows, 90)
@@ -1043,9 +1021,9 @@ def test_a_machine_on_its_own_joins_and_leaves_through_the_panel(fleet):
         # the fleet's VMs answer through node4 as through any node
         assert node4.request("GET", "/api/v1/vms")[0] == 200
         # Leave, confirmed in the dialog
-        click(d, "#leave-fleet")
-        wait_for("the confirmation", lambda: shown(d, "dialog [data-confirm]"), 10, 0.2)
-        click(d, "dialog [data-confirm]")
+        # (clicked again when the page redrew the button between finding and clicking it)
+        chrome.wait(d, lambda b: chrome.el(b, "#leave-fleet").click() or True, 10, "the Leave button", poll=0.2)
+        chrome.wait(d, lambda b: chrome.el(b, "dialog [data-confirm]").click() or True, 10, "the confirmation", poll=0.2)
 
         def left():
             # the page's word (shown for 4 s) or, once it is gone, what it did
@@ -1055,7 +1033,7 @@ def test_a_machine_on_its_own_joins_and_leaves_through_the_panel(fleet):
                 return True
             return d.find_element(By.CSS_SELECTOR, "#flash").text
         wait_for("the leave done", left, 90, 0.2)
-        wait_for("the join form again", lambda: shown(d, "#join-form"), 30, 0.5)
+        chrome.wait(d, lambda b: chrome.el(b, "#join-form").is_displayed(), 30, "the join form again", poll=0.5)
     finally:
         d.quit()
     for n in (node1, node2):
